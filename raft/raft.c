@@ -39,6 +39,7 @@ struct progress {
 	bool active;          /* heard from since the last quorum check */
 	bool vote_responded;
 	bool vote_granted;
+	bool want_lead;       /* its last heartbeat answer asked to lead */
 	uint32_t stall_ticks; /* replicate: ticks without progress while busy */
 	/* Ring of in-flight appends (replicate state). */
 	struct inflight *infl;
@@ -81,8 +82,15 @@ struct raft {
 
 	raft_id transferee;
 	uint32_t transfer_elapsed;
-	uint32_t preferred_backoff_ticks; /* wait before retrying a transfer */
+	/* Leader: wait before retrying a transfer to the preferred member. */
+	uint32_t preferred_backoff_ticks;
 	uint32_t preferred_failures;
+	/* Preferred member: campaigning on a TIMEOUT_NOW; how often such a
+	 * takeover failed in a row, and how long it stays out of the running.
+	 * Kept by the member itself, so it holds across changes of leader. */
+	bool takeover;
+	uint32_t takeover_failures;
+	uint32_t takeover_backoff_ticks;
 	bool fixed_boot_pending;
 
 	uint32_t self_slot;
@@ -253,9 +261,27 @@ static bool inflight_full(const struct raft *r, const struct progress *pr)
 
 /* ---- roles ------------------------------------------------------------ */
 
+/* A takeover ends: won (leader) or lost (anything else). A lost one keeps
+ * the preferred member out of the running for a doubling time, so one that
+ * cannot win does not depose leader after leader (DLedger #85, #247). */
+static void end_takeover(struct raft *r, bool won)
+{
+	if (!r->takeover)
+		return;
+	r->takeover = false;
+	if (won) {
+		r->takeover_failures = 0;
+		return;
+	}
+	if (r->takeover_failures < 3)
+		r->takeover_failures++;
+	r->takeover_backoff_ticks = r->cfg.election_ticks << r->takeover_failures;
+}
+
 static void become_follower(struct raft *r, uint64_t term, raft_id leader)
 {
 	RAFT_ASSERT(term >= r->term);
+	end_takeover(r, false);
 	if (term > r->term) {
 		r->term = term;
 		r->vote = 0;
@@ -277,6 +303,7 @@ static void maybe_commit(struct raft *r);
 
 static void become_leader(struct raft *r)
 {
+	end_takeover(r, true);
 	r->role = RAFT_LEADER;
 	set_leader(r, r->cfg.self);
 	r->transferee = 0;
@@ -289,6 +316,7 @@ static void become_leader(struct raft *r)
 		pr->state = PR_PROBE;
 		pr->probe_sent = false;
 		pr->active = true;
+		pr->want_lead = false;
 		inflight_reset(pr);
 	}
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */
@@ -390,6 +418,7 @@ static void become_precandidate(struct raft *r)
 
 static void campaign(struct raft *r)
 {
+	end_takeover(r, false);
 	if (r->cfg.prevote)
 		become_precandidate(r);
 	else
@@ -583,6 +612,7 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
 	pr->active = true;
+	pr->want_lead = m->heartbeat_resp.want_lead;
 	uint64_t match = m->heartbeat_resp.match_index;
 	if (match <= r->last_index && match > pr->match) {
 		pr->match = match;
@@ -698,6 +728,7 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 	if (out == NULL)
 		return;
 	out->heartbeat_resp.match_index = r->durable < r->leader_match ? r->durable : r->leader_match;
+	out->heartbeat_resp.want_lead = r->cfg.preferred_id == r->cfg.self && r->takeover_backoff_ticks == 0;
 }
 
 /* ---- votes -------------------------------------------------------------- */
@@ -836,8 +867,10 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 			handle_heartbeat_resp(r, m);
 		break;
 	case RAFT_MSG_TIMEOUT_NOW:
-		if (r->role == RAFT_FOLLOWER && r->leader == m->from && r->cfg.fixed_leader == 0)
+		if (r->role == RAFT_FOLLOWER && r->leader == m->from && r->cfg.fixed_leader == 0) {
 			become_candidate(r, true);
+			r->takeover = r->role == RAFT_CANDIDATE;
+		}
 		break;
 	}
 }
@@ -875,7 +908,7 @@ static void maybe_transfer_to_preferred(struct raft *r)
 	if (p == 0 || p == r->cfg.self || r->transferee != 0 || r->preferred_backoff_ticks > 0)
 		return;
 	struct progress *pr = progress_of(r, p);
-	if (pr == NULL || !pr->active || pr->state != PR_REPLICATE)
+	if (pr == NULL || !pr->active || !pr->want_lead || pr->state != PR_REPLICATE)
 		return;
 	/* Close enough: the transfer pauses proposals and tops it up. */
 	if (r->last_index - pr->match <= r->cfg.max_append_entries)
@@ -925,14 +958,25 @@ static void tick_leader(struct raft *r)
 
 static void tick(struct raft *r)
 {
+	if (r->takeover_backoff_ticks > 0)
+		r->takeover_backoff_ticks--;
 	if (r->role == RAFT_LEADER) {
 		tick_leader(r);
 		return;
 	}
 	if (r->cfg.fixed_leader != 0)
 		return;
-	if (++r->election_elapsed >= r->randomized_timeout)
+	if (++r->election_elapsed < r->randomized_timeout)
+		return;
+	if (r->role != RAFT_CANDIDATE) {
 		campaign(r);
+		return;
+	}
+	/* A candidate that has not won within its timeout steps back
+	 * and waits a fresh randomized timeout before asking again, so a
+	 * member that cannot win never stays a candidate (DLedger #85, #247)
+	 * and leaves the others room to elect. */
+	become_follower(r, r->term, 0);
 }
 
 static void propose(struct raft *r, struct raft_entry *entries, uint32_t n, struct raft_update *u)

@@ -135,9 +135,12 @@ struct raft_message {
 		struct {
 			uint64_t commit;
 		} heartbeat;
-		/* RAFT_MSG_HEARTBEAT_RESP: the follower's durable agreed index. */
+		/* RAFT_MSG_HEARTBEAT_RESP: the follower's durable agreed index;
+		 * want_lead: it is the group's preferred leader and ready to
+		 * take over (not backing off after a failed takeover). */
 		struct {
 			uint64_t match_index;
+			bool want_lead;
 		} heartbeat_resp;
 	};
 };

@@ -16,7 +16,8 @@
  * durable; h_restart() boots a new core from what is.
  *
  * Invariants checked on every step (a violation fails the running test):
- *  - no message leaves a member whose current (term, vote) is not durable;
+ *  - no message leaves a member whose current (term, vote) is not durable,
+ *    and no update carries more than max_outbox messages;
  *  - an acknowledged match_index never exceeds what the follower has durable;
  *  - an APPEND describes a range the sender holds, with the right prev_term;
  *  - a member never truncates at or below its commit index;
@@ -35,13 +36,13 @@
 
 #include "raft/raft.h"
 
-#define H_MAX_NODES RAFT_MAX_MEMBERS
-#define H_MAX_TERMS 4096
-#define H_ALL_TYPES 0xffffffffu
+#define H_MAX_NODES   RAFT_MAX_MEMBERS
+#define H_MAX_TERMS   4096
+#define H_ALL_TYPES   0xffffffffu
 #define H_TYPE_BIT(t) (1u << (t))
 
 /* Defaults of h_init(); tests change c->cfg before h_start(). */
-#define H_ELECTION_TICKS 10
+#define H_ELECTION_TICKS  10
 #define H_HEARTBEAT_TICKS 2
 
 struct h_entry {
@@ -88,7 +89,7 @@ struct h_node {
 	uint64_t commit;  /* last commit index the core reported */
 	uint64_t applied; /* == commit once an update is carried out */
 
-	struct raft_status st; /* refreshed after every step */
+	struct raft_status st;          /* refreshed after every step */
 	struct raft_update last_update; /* of the last direct step; pointers cleared */
 
 	/* History. */
@@ -97,7 +98,9 @@ struct h_node {
 	uint32_t times_candidate; /* entered RAFT_CANDIDATE */
 	uint32_t times_precandidate;
 	uint32_t truncations;
+	uint32_t append_rejects; /* APPEND_RESP with reject sent */
 	uint64_t msgs_sent[RAFT_MSG_TYPE_MAX + 1];
+	uint32_t sent_to[H_MAX_NODES + 1][RAFT_MSG_TYPE_MAX + 1];
 };
 
 struct h_applied {
@@ -109,7 +112,7 @@ struct h_applied {
 struct h_cluster {
 	uint32_t n;
 	bool started;
-	struct raft_config cfg; /* template: self and seed are set per member */
+	struct raft_config cfg;               /* template: self and seed are set per member */
 	struct h_node nodes[H_MAX_NODES + 1]; /* by id, [0] unused */
 
 	struct h_msg *net; /* FIFO */
@@ -143,7 +146,7 @@ void h_fini(struct h_cluster *c);
  * NORMAL, small distinct bodies), durable (term, vote), checkpointed commit.
  * A running member is crashed first and restarted after. */
 void h_load(struct h_cluster *c, raft_id id, const uint64_t *terms, uint64_t n, uint64_t term,
-	    raft_id vote, uint64_t commit);
+            raft_id vote, uint64_t commit);
 
 struct h_node *h_node(struct h_cluster *c, raft_id id);
 
@@ -159,11 +162,15 @@ void h_run(struct h_cluster *c, uint32_t ticks);
 /* Proposals: one entry with body `s`, or `count` entries of `len` bytes. */
 int h_propose(struct h_cluster *c, raft_id id, const char *s);
 int h_propose_n(struct h_cluster *c, raft_id id, uint32_t count, uint32_t len);
-int h_transfer(struct h_cluster *c, raft_id id, raft_id target);
+void h_transfer(struct h_cluster *c, raft_id id, raft_id target);
 
 /* Manual persistence. h_persist_log(.., upto=0) persists the whole log. */
 void h_persist_state(struct h_cluster *c, raft_id id);
 void h_persist_log(struct h_cluster *c, raft_id id, uint64_t upto);
+
+/* Steps RAFT_EV_STATE_PERSISTED for (term, vote), which need not be the
+ * latest pair handed out (a confirmation that arrives late). */
+void h_confirm_state(struct h_cluster *c, raft_id id, uint64_t term, raft_id vote);
 
 void h_crash(struct h_cluster *c, raft_id id);
 void h_restart(struct h_cluster *c, raft_id id);
@@ -175,22 +182,34 @@ void h_isolate(struct h_cluster *c, raft_id id);
 void h_heal(struct h_cluster *c);
 bool h_deliver_one(struct h_cluster *c, size_t i);
 size_t h_deliver_all(struct h_cluster *c);
+/* Delivers everything but messages matching (from, to, type), until only
+ * those are left. */
+size_t h_deliver_all_except(struct h_cluster *c, raft_id from, raft_id to, uint8_t type);
+/* Steps a hand-made message into member m->to (entries borrowed). */
+const struct raft_update *h_inject(struct h_cluster *c, const struct raft_message *m);
 /* Delivers queued messages matching (from, to, type), in order; others stay. */
 size_t h_deliver_match(struct h_cluster *c, raft_id from, raft_id to, uint8_t type);
 size_t h_drop_match(struct h_cluster *c, raft_id from, raft_id to, uint8_t type);
 size_t h_count(const struct h_cluster *c, raft_id from, raft_id to, uint8_t type);
 const struct h_msg *h_find(const struct h_cluster *c, raft_id from, raft_id to, uint8_t type,
-			   size_t nth);
+                           size_t nth);
+/* Position in the queue of the nth match (fails if there is none). */
+size_t h_index_of(const struct h_cluster *c, raft_id from, raft_id to, uint8_t type, size_t nth);
+void h_drop_one(struct h_cluster *c, size_t i);
 void h_duplicate(struct h_cluster *c, size_t i);
 void h_swap(struct h_cluster *c, size_t i, size_t j);
 void h_drop_all(struct h_cluster *c);
 
 /* Queries. */
 const struct raft_status *h_status(struct h_cluster *c, raft_id id);
+/* Progress that member `id` keeps for `peer` (fails if there is none). */
+const struct raft_peer_status *h_peer(struct h_cluster *c, raft_id id, raft_id peer);
 raft_id h_leader(struct h_cluster *c); /* live leader of the highest term, 0 if none */
 uint64_t h_term_at(const struct h_cluster *c, raft_id id, uint64_t index);
 uint64_t h_last(const struct h_cluster *c, raft_id id);
 bool h_logs_equal(const struct h_cluster *c, raft_id a, raft_id b);
+/* Prints every member's state to stderr (for diagnosing a failure). */
+void h_dump(const struct h_cluster *c, const char *what);
 
 /* Ticks `id` alone (delivering after every tick) until it leads, then
  * delivers until quiet. Returns false if it did not win within 20 election
