@@ -41,6 +41,7 @@ struct progress {
 	bool vote_granted;
 	bool want_lead;       /* its last heartbeat answer asked to lead */
 	uint32_t stall_ticks; /* replicate: ticks without progress while busy */
+	uint64_t hole;        /* replicate: resent from here after a gap; 0: none */
 	/* Ring of in-flight appends (replicate state). */
 	struct inflight *infl;
 	uint32_t infl_head;
@@ -234,6 +235,7 @@ static void log_truncate(struct raft *r, uint64_t after)
 
 static void inflight_reset(struct progress *pr)
 {
+	pr->hole = 0;
 	pr->infl_head = 0;
 	pr->infl_count = 0;
 	pr->infl_bytes = 0;
@@ -559,14 +561,37 @@ static uint64_t find_by_term(struct raft *r, uint64_t index, uint64_t term, uint
 	return index;
 }
 
+/* Replicate state, a reject that shows a gap (the member's log ends before
+ * the rejected append's prev), not a conflict: an earlier append was lost
+ * or overtaken. Resend from the member's end once, then ignore further gap
+ * rejects until the hole is filled; rewinding on each of them would send a
+ * window per reject and, with reordering, grow traffic without bound. */
+static void handle_gap(struct raft *r, struct progress *pr, uint64_t member_last)
+{
+	if (pr->hole != 0)
+		return;
+	uint64_t next = member_last + 1;
+	if (next <= pr->match)
+		next = pr->match + 1;
+	if (next > r->last_index + 1 || next >= pr->next)
+		return;
+	inflight_reset(pr);
+	pr->next = next;
+	pr->hole = next;
+	send_append_all(r, pr);
+}
+
 static void handle_append_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
 	pr->active = true;
 	if (m->append_resp.reject) {
 		uint64_t rej = m->append_resp.rejected_index;
-		if (rej < pr->match || (pr->state == PR_PROBE && rej != pr->next - 1)) {
+		if (rej < pr->match || (pr->state == PR_PROBE && rej != pr->next - 1))
 			return; /* stale */
+		if (pr->state == PR_REPLICATE && m->append_resp.last_index < rej) {
+			handle_gap(r, pr, m->append_resp.last_index);
+			return;
 		}
 		uint64_t next = find_by_term(r, m->append_resp.hint_index, m->append_resp.hint_term,
 					     pr->match) + 1;
@@ -603,6 +628,8 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 		inflight_free_to(r, pr, last);
 		if (pr->next <= last)
 			pr->next = last + 1;
+		if (pr->hole != 0 && last >= pr->hole)
+			pr->hole = 0;
 	}
 	maybe_send_timeout_now(r, pr);
 	send_append_all(r, pr);
