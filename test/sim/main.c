@@ -25,12 +25,14 @@ struct options {
 	uint32_t nodes; /* 0: both */
 	uint32_t groups;
 	bool trace;
+	bool demo;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: dledger-sim [--seed S] [--seeds N] [--steps K] [--nodes 3|5|both] "
 		   "[--groups G] [--trace]\n"
+		   "       dledger-sim --demo   (the README's main job until the node exists)\n"
 		   "  defaults: --seed 1 --seeds 1 --steps 10000 --nodes 3 --groups 3\n");
 }
 
@@ -64,6 +66,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		uint64_t x = 0;
 		if (strcmp(a, "--trace") == 0) {
 			o->trace = true;
+			continue;
+		}
+		if (strcmp(a, "--demo") == 0) {
+			o->demo = true;
 			continue;
 		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -124,12 +130,58 @@ static void add_stats(struct sim_stats *sum, const struct sim_stats *s)
 		sum->liveness_ticks = s->liveness_ticks; /* the slowest heal */
 }
 
+/* The seed's three groups on three nodes: g0 (n0-n2), g1 (a0-a2), g2
+ * (b0-b2), preferred leaders n0, a1, b2, one per node. */
+static int demo(void)
+{
+	static const char *const prefix[] = {"n", "a", "b"};
+	struct sim_config cfg = {.seed = 1, .n_nodes = 3, .n_groups = 3, .steps = 3000};
+	struct sim_result res;
+	printf("dledger-sim demo: 3 nodes, groups g0 (n0-n2), g1 (a0-a2), g2 (b0-b2); preferred\n"
+	       "leaders n0, a1, b2; %llu ticks of faults (loss, delay, duplication, partitions,\n"
+	       "crashes, slow disks) and client appends, then the faults heal.\n\n",
+	       (unsigned long long)cfg.steps);
+	if (sim_run(&cfg, &res) != 0 || !res.ok) {
+		printf("demo FAILED: %s: %s\n", res.invariant, res.detail);
+		return 1;
+	}
+	const struct sim_stats *st = &res.stats;
+	printf("faults: %" PRIu64 " crashes, %" PRIu64 " partitions, %" PRIu64
+	       " messages lost, %" PRIu64 " duplicated, %" PRIu64 " slow disk writes\n",
+	       st->crashes, st->partitions, st->dropped, st->duplicated, st->slow_writes);
+	printf("work:   %" PRIu64 " entries acknowledged, %" PRIu64 " elections, %" PRIu64
+	       " leadership transfers asked, %" PRIu64 " divergent tails truncated\n",
+	       st->commits, st->elections, st->transfers, st->truncations);
+	printf("checks: one leader per term, log matching, leader completeness, same entry\n"
+	       "        applied at each index, acknowledged entries durable on a majority:\n"
+	       "        held after each of %" PRIu64 " ticks\n\n", st->ticks);
+	printf("%-6s %-7s %-9s %-6s %-10s %-10s %s\n", "group", "leader", "preferred", "term",
+	       "committed", "last", "elections");
+	uint32_t per_node[3] = {0};
+	for (uint32_t g = 0; g < 3; g++) {
+		const struct sim_group_report *r = &res.groups[g];
+		char leader[16] = "-", pref[16];
+		if (r->leader != 0)
+			snprintf(leader, sizeof(leader), "%s%u", prefix[g], r->leader - 1);
+		snprintf(pref, sizeof(pref), "%s%u", prefix[g], g);
+		printf("g%-5u %-7s %-9s %-6" PRIu64 " %-10" PRIu64 " %-10" PRIu64 " %" PRIu64 "\n", g,
+		       leader, pref, r->term, r->commit, r->last, r->elections);
+		if (r->leader != 0)
+			per_node[r->leader - 1]++;
+	}
+	printf("\nleaders per node: node0 %u, node1 %u, node2 %u\n", per_node[0], per_node[1],
+	       per_node[2]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
 	int rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
+	if (o.demo)
+		return demo();
 	struct sim_stats sum = {0};
 	for (uint64_t i = 0; i < o.seeds; i++) {
 		uint64_t seed = o.seed + i;

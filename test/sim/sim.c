@@ -142,6 +142,7 @@ struct sim_member {
 	uint64_t ckpt;   /* durable commit checkpoint, the boot commit */
 	uint8_t role;
 	raft_id leader;
+	uint64_t times_leader;
 	struct disk_q sq; /* hard state writes */
 	struct disk_q lq; /* log writes */
 };
@@ -797,6 +798,7 @@ static void note_role(struct sim *s, struct sim_member *m, const struct raft_upd
 		      (ull)st.term);
 		if (u->role == RAFT_LEADER) {
 			s->res->stats.elections++;
+			m->times_leader++;
 			chk_leader(s->chk, m->group, st.term, m->id);
 		}
 	}
@@ -1347,6 +1349,27 @@ static uint64_t liveness_bound(struct sim *s)
 	       (lag + window - 1) / window * rtt_ticks;
 }
 
+static void report_groups(struct sim *s)
+{
+	for (uint32_t g = 0; g < s->cfg.n_groups; g++) {
+		struct sim_group_report *rep = &s->res->groups[g];
+		for (raft_id id = 1; id <= s->n; id++) {
+			struct sim_member *m = member_of(s, g, id);
+			if (m->r == NULL)
+				continue;
+			struct raft_status st;
+			raft_get_status(m->r, &st);
+			rep->elections += m->times_leader;
+			if (st.role == RAFT_LEADER) {
+				rep->leader = id;
+				rep->term = st.term;
+				rep->commit = st.commit_index;
+				rep->last = st.last_index;
+			}
+		}
+	}
+}
+
 static void run_liveness(struct sim *s)
 {
 	heal_all(s);
@@ -1374,6 +1397,7 @@ static void run_liveness(struct sim *s)
 		for (raft_id id = 1; id <= s->n; id++)
 			chk_holds_committed(s->chk, g, id);
 	healthy(s);
+	report_groups(s);
 }
 
 /* ---- setup ------------------------------------------------------------- */

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "raft/raft.h"
+
 #define SIM_MAX_NODES 9
 #define SIM_MAX_GROUPS 64
 #define SIM_ELECTION_TICKS 10
@@ -69,12 +71,22 @@ struct sim_stats {
 	uint64_t slow_writes;
 };
 
+/* A group as the run left it (after the liveness phase). */
+struct sim_group_report {
+	raft_id leader;    /* 0: none agreed */
+	uint64_t term;
+	uint64_t commit;   /* the leader's */
+	uint64_t last;     /* the leader's last index */
+	uint64_t elections; /* times a member of this group became leader */
+};
+
 struct sim_result {
 	bool ok;
 	uint64_t step; /* tick of the violation */
 	char invariant[32];
 	char detail[400];
 	struct sim_stats stats;
+	struct sim_group_report groups[SIM_MAX_GROUPS];
 };
 
 /* Runs one seed to the end or to the first violation. Returns 0 when the run
