@@ -333,7 +333,8 @@ bool chk_restart(struct chk *c, uint32_t group, uint32_t member)
 		m->vol.cap = grow_cap(m->vol.cap, m->dur.len);
 		m->vol.e = xrealloc(m->vol.e, m->vol.cap * sizeof(*m->vol.e));
 	}
-	memcpy(m->vol.e + same, m->dur.e + same, (m->dur.len - same) * sizeof(*m->vol.e));
+	if (m->dur.len > same)
+		memcpy(m->vol.e + same, m->dur.e + same, (m->dur.len - same) * sizeof(*m->vol.e));
 	m->vol.len = m->dur.len;
 	/* Entries the crash brought back (a truncation that never became
 	 * durable) meet the others' logs again. */
