@@ -1296,6 +1296,21 @@ void raft_get_status(const struct raft *r, struct raft_status *st)
 	st->ignored_msgs = r->ignored_msgs;
 }
 
+uint32_t raft_ticks_until_due(const struct raft *r)
+{
+	uint32_t due;
+	if (r->role == RAFT_LEADER) {
+		due = r->cfg.heartbeat_ticks - r->heartbeat_elapsed;
+	} else if (r->cfg.fixed_leader != 0) {
+		due = UINT32_MAX;
+	} else {
+		due = r->randomized_timeout > r->election_elapsed
+			      ? r->randomized_timeout - r->election_elapsed
+			      : 1;
+	}
+	return due == 0 ? 1 : due;
+}
+
 const char *raft_role_name(uint8_t role)
 {
 	switch (role) {

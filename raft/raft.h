@@ -301,6 +301,11 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 
 void raft_get_status(const struct raft *r, struct raft_status *st);
 
+/* Ticks until a tick can change anything (a heartbeat or an election is
+ * due); at least 1. An idle caller may sleep that long and then step that
+ * many ticks (a message in between resets what it resets). */
+uint32_t raft_ticks_until_due(const struct raft *r);
+
 /* Called when an always-on assertion fails (a broken invariant that would
  * corrupt data), before abort(). Default NULL: abort() at once. Set by the
  * process (the node logs, the simulator prints its seed). */

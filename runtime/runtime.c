@@ -1,0 +1,1346 @@
+/*
+ * runtime.c - the node and its member actors. See runtime.h.
+ *
+ * Ownership:
+ *  - struct rt_actor: everything but the fields named below belongs to the
+ *    actor thread. Other threads reach it by mail (mb_push). The durable
+ *    report fields (dur_*) are written by the flush thread under dur_mu;
+ *    `st` (the published status) is guarded by st_mu; `stopping` is atomic.
+ *  - struct rt_node: `table` (the registry) is an immutable array swapped
+ *    atomically by writers holding `mu`; the router thread reads it without
+ *    a lock inside a "delivery" bracket (router_in/router_epoch) so that a
+ *    writer knows when the old table (and a removed actor) is unreachable.
+ */
+#include "runtime/runtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/dl_log.h"
+#include "runtime/mailbox.h"
+#include "transport/transport.h"
+
+#define RT_DRAIN_MAX 4096          /* mails per loop pass before ticking */
+#define RT_PUBLISH_INTERVAL_NS 10000000ull /* at most this often while busy */
+#define RT_MAX_PROPOSE STO_MAX_BATCH
+
+enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
+
+struct mail {
+	struct mb_node node;
+	uint8_t kind;
+	struct tp_frame *frame; /* MAIL_FRAME: held */
+	struct tp_hdr hdr;      /* MAIL_FRAME; body points into frame */
+	raft_id target;         /* MAIL_TRANSFER */
+};
+
+struct pending {
+	struct tp_frame *frame; /* held: the reply goes back over its pipe */
+	uint64_t request_id;
+	uint64_t first_index;
+	uint64_t term;
+	uint32_t n;
+};
+
+struct member {
+	struct rt_peer p;
+	struct tp_peer *peer; /* NULL for self */
+	bool touched;         /* has frames to flush at the end of the pass */
+};
+
+struct rt_actor {
+	struct rt_node *node;
+	struct rt_member_config cfg;
+	raft_id self;
+	struct member members[RAFT_MAX_MEMBERS];
+
+	struct raft *raft;
+	struct sto *store;
+	struct raft_log_ops log_ops;
+	struct mailbox mb;
+	pthread_t thread;
+	bool thread_started;
+	_Atomic bool stopping;
+
+	/* Durable reports from the flush thread (dur_mu). */
+	pthread_mutex_t dur_mu;
+	struct mail dur_mail;
+	struct mail stop_mail;
+	bool stop_sent; /* node threads only, under the node's mutex or after unregistering */
+	bool dur_queued;
+	uint64_t dur_index, dur_term;
+	bool dur_state;
+	uint64_t dur_state_term;
+	uint32_t dur_state_vote;
+	int dur_error;
+
+	/* Actor-thread state. */
+	uint8_t role;
+	raft_id leader;
+	uint64_t commit;
+	uint64_t applied;
+	struct pending *pend;
+	uint32_t pend_head, pend_count;
+	struct raft_entry *ents; /* decode buffer */
+	uint32_t ents_cap;
+	uint8_t *scratch;        /* entry copies for encoding */
+	uint32_t scratch_cap;
+	uint64_t tick_ns;
+	uint64_t last_tick_ns;     /* on the node-wide grid */
+	uint64_t max_catchup_ticks;
+	uint64_t next_clean_ns;
+	uint64_t last_publish_ns;
+	bool dirty; /* something the status shows may have changed */
+	bool failed;
+	uint64_t appended_entries;
+	uint64_t committed_bytes;
+	struct tp_fb reply_fb;
+
+	pthread_mutex_t st_mu;
+	struct rt_member_status st;
+};
+
+struct rt_table {
+	uint32_t n;
+	struct rt_actor *a[]; /* sorted by (group, id) */
+};
+
+struct rt_node {
+	struct rt_node_config cfg;
+	struct tp_endpoint *ep;
+	struct sto_flusher *flusher;
+	pthread_mutex_t mu; /* writers of the table, add/remove/stop */
+	_Atomic(struct rt_table *) table;
+	_Atomic uint32_t router_in;
+	_Atomic uint64_t router_epoch;
+	_Atomic bool closing;
+};
+
+/* ---- defaults ------------------------------------------------------------ */
+
+void rt_member_config_defaults(struct rt_member_config *mc)
+{
+	memset(mc, 0, sizeof(*mc));
+	mc->heartbeat_ms = 100;
+	mc->election_ms = 1000;
+	mc->max_pending_appends = 10000;
+	mc->max_append_entries = 1024;
+	mc->max_append_bytes = 1024 * 1024;
+	mc->max_inflight_msgs = 64;
+	mc->clean_interval_ms = 10000;
+	sto_config_defaults(&mc->store);
+}
+
+void rt_node_config_defaults(struct rt_node_config *nc)
+{
+	memset(nc, 0, sizeof(*nc));
+	nc->max_frame_bytes = TP_DEFAULT_MAX_FRAME_BYTES;
+	nc->stack_bytes = 256 * 1024;
+}
+
+/* ---- registry -------------------------------------------------------------- */
+
+static int actor_cmp(const char *g, const char *id, const struct rt_actor *a)
+{
+	int c = strcmp(g, a->cfg.group);
+	return c != 0 ? c : strcmp(id, a->cfg.self_id);
+}
+
+static struct rt_actor *table_find(const struct rt_table *t, const char *g, const char *id,
+				   uint32_t *pos)
+{
+	uint32_t lo = 0, hi = t ? t->n : 0;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = actor_cmp(g, id, t->a[mid]);
+		if (c == 0) {
+			if (pos)
+				*pos = mid;
+			return t->a[mid];
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+/* Publishes `t` and waits until the router cannot hold the old table. The
+ * router brackets each delivery with router_in=1 ... router_in=0 and an
+ * epoch bump (seq_cst on both sides: if we read router_in==0 after our
+ * swap, the router's next bracket starts after the swap and sees `t`). */
+static void table_swap(struct rt_node *n, struct rt_table *t)
+{
+	struct rt_table *old = atomic_exchange_explicit(&n->table, t, memory_order_seq_cst);
+	uint64_t epoch = atomic_load_explicit(&n->router_epoch, memory_order_seq_cst);
+	for (uint32_t spins = 0; atomic_load_explicit(&n->router_in, memory_order_seq_cst) != 0 &&
+				 atomic_load_explicit(&n->router_epoch, memory_order_seq_cst) == epoch;
+	     spins++) {
+		if (spins > 100)
+			sched_yield();
+	}
+	free(old);
+}
+
+/* ---- actor: helpers --------------------------------------------------------- */
+
+static raft_id member_rid(const struct rt_actor *a, const char *id)
+{
+	for (uint32_t i = 0; i < a->cfg.n_peers; i++)
+		if (strcmp(a->members[i].p.id, id) == 0)
+			return i + 1;
+	return 0;
+}
+
+static const char *rid_name(const struct rt_actor *a, raft_id id)
+{
+	return id >= 1 && id <= a->cfg.n_peers ? a->members[id - 1].p.id : "";
+}
+
+static bool log_term_at(void *ctx, uint64_t index, uint64_t *term)
+{
+	struct rt_actor *a = ctx;
+	return sto_term_at(a->store, index, term);
+}
+
+static uint32_t log_entry_bytes(void *ctx, uint64_t index)
+{
+	struct rt_actor *a = ctx;
+	return sto_entry_bytes(a->store, index);
+}
+
+/* Reads an entry: a view into the map, or a copy into the actor's scratch
+ * buffer, valid until the next read (the codec uses one entry at a time). */
+static int read_view(struct rt_actor *a, uint64_t index, struct sto_view *v)
+{
+	int rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, NULL);
+	if (rc == DL_ETOOBIG) {
+		uint8_t *buf = realloc(a->scratch, v->len);
+		if (buf == NULL)
+			return DL_ENOMEM;
+		a->scratch = buf;
+		a->scratch_cap = v->len;
+		rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, NULL);
+	}
+	return rc;
+}
+
+static int read_entry(void *ctx, uint64_t index, struct raft_entry *out)
+{
+	struct rt_actor *a = ctx;
+	struct sto_view v;
+	int rc = read_view(a, index, &v);
+	if (rc != 0)
+		return rc;
+	out->term = v.term;
+	out->data = v.data;
+	out->len = v.len;
+	out->type = v.type;
+	return 0;
+}
+
+static void actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail)
+{
+	if (a->failed)
+		return;
+	a->failed = true;
+	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
+	       "%s failed: %s%s%s; this member stops taking part until restarted", what,
+	       dl_strerror(rc), detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static struct tp_addr reply_addr(const struct rt_actor *a, const struct tp_hdr *h)
+{
+	return (struct tp_addr){.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
+				.request_id = h->request_id};
+}
+
+static void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
+			const char *msg)
+{
+	struct tp_error e;
+	memset(&e, 0, sizeof(e));
+	e.code = code;
+	snprintf(e.message, sizeof(e.message), "%s", msg ? msg : dl_strerror(code));
+	if (code == DL_ENOTLEADER && a->leader != 0) {
+		snprintf(e.leader, sizeof(e.leader), "%s", rid_name(a, a->leader));
+		snprintf(e.leader_addr, sizeof(e.leader_addr), "%s",
+			 a->members[a->leader - 1].p.addr);
+	}
+	struct tp_addr ad = {.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
+			     .request_id = request_id};
+	tp_fb_reset(&a->reply_fb);
+	if (tp_fb_add_error(&a->reply_fb, &ad, &e) == 0)
+		(void)tp_reply(a->node->ep, f, &a->reply_fb);
+}
+
+/* ---- pending client appends ------------------------------------------------------ */
+
+static struct pending *pend_at(struct rt_actor *a, uint32_t i)
+{
+	return &a->pend[(a->pend_head + i) % a->cfg.max_pending_appends];
+}
+
+static void pend_pop(struct rt_actor *a)
+{
+	struct pending *p = pend_at(a, 0);
+	tp_frame_release(p->frame);
+	p->frame = NULL;
+	a->pend_head = (a->pend_head + 1) % a->cfg.max_pending_appends;
+	a->pend_count--;
+}
+
+/* Answers every pending append whose entries are now committed: success if
+ * the log still holds them in the term they were given, else they were
+ * replaced by another leader's entries. */
+static void pend_resolve(struct rt_actor *a)
+{
+	while (a->pend_count > 0) {
+		struct pending *p = pend_at(a, 0);
+		uint64_t last = p->first_index + p->n - 1;
+		if (last > a->commit)
+			break;
+		uint64_t t = 0;
+		if (sto_term_at(a->store, p->first_index, &t) && t == p->term) {
+			struct tp_append_resp r = {.code = 0, .first_index = p->first_index,
+						   .term = p->term, .n = p->n};
+			struct tp_addr ad = {.group = a->cfg.group, .target = "",
+					     .sender = a->cfg.self_id, .request_id = p->request_id};
+			tp_fb_reset(&a->reply_fb);
+			if (tp_fb_add_append_resp(&a->reply_fb, &ad, &r) == 0)
+				(void)tp_reply(a->node->ep, p->frame, &a->reply_fb);
+		} else {
+			reply_error(a, p->frame, p->request_id, DL_ENOTLEADER,
+				    "leadership changed before the entries committed; they were "
+				    "replaced");
+		}
+		pend_pop(a);
+	}
+}
+
+static void pend_fail_all(struct rt_actor *a, int code, const char *why)
+{
+	while (a->pend_count > 0) {
+		struct pending *p = pend_at(a, 0);
+		reply_error(a, p->frame, p->request_id, code, why);
+		pend_pop(a);
+	}
+}
+
+/* ---- carrying out a Raft update ---------------------------------------------------- */
+
+struct enc_raft_ctx {
+	struct rt_actor *a;
+	const struct raft_message *m;
+};
+
+static int enc_raft(void *ctx, struct tp_fb *fb)
+{
+	struct enc_raft_ctx *c = ctx;
+	struct tp_addr ad = {.group = c->a->cfg.group,
+			     .target = rid_name(c->a, c->m->to),
+			     .sender = c->a->cfg.self_id,
+			     .request_id = 0};
+	return tp_fb_add_raft(fb, &ad, c->m, read_entry, c->a);
+}
+
+static void send_raft(struct rt_actor *a, const struct raft_message *m)
+{
+	if (m->to < 1 || m->to > a->cfg.n_peers || m->to == a->self)
+		return;
+	struct member *mem = &a->members[m->to - 1];
+	struct enc_raft_ctx c = {a, m};
+	(void)tp_peer_enqueue(mem->peer, enc_raft, &c); /* a drop is counted there */
+	mem->touched = true;
+}
+
+static void flush_peers(struct rt_actor *a)
+{
+	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
+		if (a->members[i].touched) {
+			a->members[i].touched = false;
+			tp_peer_flush(a->members[i].peer);
+		}
+	}
+}
+
+static int store_append(struct rt_actor *a, const struct raft_update *u)
+{
+	struct sto_entry chunk[64];
+	struct dl_errctx err = {{0}};
+	for (uint32_t i = 0; i < u->n_entries;) {
+		uint32_t k = 0;
+		for (; k < 64 && i + k < u->n_entries; k++) {
+			const struct raft_entry *e = &u->entries[i + k];
+			chunk[k] = (struct sto_entry){e->term, e->data, e->len, e->type};
+		}
+		int rc = sto_append(a->store, u->first_index + i, chunk, k, &err);
+		if (rc != 0) {
+			actor_fail(a, rc, "store append", err.msg);
+			return rc;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+static void apply_committed(struct rt_actor *a)
+{
+	if (a->cfg.apply == NULL) {
+		a->applied = a->commit;
+		return;
+	}
+	while (a->applied < a->commit) {
+		struct sto_view v;
+		uint64_t idx = a->applied + 1;
+		int rc = read_view(a, idx, &v);
+		if (rc != 0) {
+			actor_fail(a, rc, "reading a committed entry", NULL);
+			return;
+		}
+		a->cfg.apply(a->cfg.apply_arg, a->cfg.group, a->cfg.self_id, idx, &v);
+		a->applied = idx;
+	}
+}
+
+static void note_changes(struct rt_actor *a, const struct raft_update *u)
+{
+	if (u->role_changed || u->leader_changed) {
+		struct raft_status st;
+		raft_get_status(a->raft, &st);
+		if (u->role_changed)
+			dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "role %s term %llu",
+			       raft_role_name(u->role), (unsigned long long)st.term);
+		if (u->leader_changed)
+			dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "leader %s term %llu",
+			       u->leader_id ? rid_name(a, u->leader_id) : "(none)",
+			       (unsigned long long)st.term);
+		a->last_publish_ns = 0; /* publish now */
+	}
+	a->role = u->role;
+	a->leader = u->leader_id;
+}
+
+/* raft.h's order: hard state, truncate, append, send, apply. */
+static void carry_out(struct rt_actor *a, const struct raft_update *u)
+{
+	if (u->hard_state_changed || u->truncate || u->n_entries || u->commit_changed ||
+	    u->role_changed || u->leader_changed)
+		a->dirty = true;
+	struct dl_errctx err = {{0}};
+	if (u->hard_state_changed) {
+		int rc = sto_save_state(a->store, u->term, u->vote, &err);
+		if (rc != 0) {
+			actor_fail(a, rc, "saving term and vote", err.msg);
+			return;
+		}
+	}
+	if (u->truncate) {
+		int rc = sto_truncate_after(a->store, u->truncate_after, &err);
+		if (rc != 0) {
+			actor_fail(a, rc, "truncating the log", err.msg);
+			return;
+		}
+	}
+	if (u->n_entries > 0 && store_append(a, u) != 0)
+		return;
+	for (uint32_t i = 0; i < u->n_msgs; i++)
+		send_raft(a, &u->msgs[i]);
+	if (u->commit_changed) {
+		a->commit = u->commit_index;
+		sto_set_commit(a->store, a->commit);
+		apply_committed(a);
+		pend_resolve(a);
+	}
+	note_changes(a, u);
+}
+
+static void step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u)
+{
+	raft_step(a->raft, ev, u);
+	carry_out(a, u);
+}
+
+/* ---- inbound messages --------------------------------------------------------------- */
+
+static bool ents_reserve(struct rt_actor *a, uint32_t n)
+{
+	if (n <= a->ents_cap)
+		return true;
+	uint32_t cap = a->ents_cap ? a->ents_cap : 64;
+	while (cap < n)
+		cap *= 2;
+	struct raft_entry *e = realloc(a->ents, cap * sizeof(*e));
+	if (e == NULL)
+		return false;
+	a->ents = e;
+	a->ents_cap = cap;
+	return true;
+}
+
+static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
+{
+	struct raft_message m;
+	int rc;
+	for (;;) {
+		memset(&m, 0, sizeof(m));
+		rc = tp_decode_raft(h, &m, a->ents, a->ents_cap);
+		if (rc != DL_ETOOBIG || a->ents_cap >= TP_MAX_ENTRIES ||
+		    !ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+			break;
+	}
+	raft_id from = member_rid(a, h->sender);
+	if (rc != 0 || from == 0) {
+		dl_log(DL_LOG_DEBUG, a->cfg.group, a->cfg.self_id, "dropped %s from '%s': %s",
+		       tp_type_name(h->type), h->sender, rc ? dl_strerror(rc) : "not a member");
+		return;
+	}
+	m.from = from;
+	m.to = a->self;
+	/* A leader's view of its followers (match, activity) moves on answers. */
+	if (a->role == RAFT_LEADER)
+		a->dirty = true;
+	struct raft_event ev = {.type = RAFT_EV_MESSAGE, .msg = &m};
+	struct raft_update u;
+	step(a, &ev, &u);
+}
+
+static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+{
+	if (a->role != RAFT_LEADER) {
+		reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
+		return;
+	}
+	if (a->pend_count >= a->cfg.max_pending_appends) {
+		reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
+		return;
+	}
+	uint32_t n = 0;
+	int rc;
+	for (;;) {
+		rc = tp_decode_append(h, a->ents, a->ents_cap, &n);
+		if (rc != DL_ETOOBIG || a->ents_cap >= RT_MAX_PROPOSE ||
+		    !ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+			break;
+	}
+	if (rc == 0 && n == 0)
+		rc = DL_EINVAL;
+	if (rc != 0) {
+		reply_error(a, f, h->request_id, rc, "bad append request");
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		a->ents[i].type = RAFT_ENTRY_NORMAL;
+		if (a->ents[i].len > a->cfg.store.max_entry_bytes) {
+			reply_error(a, f, h->request_id, DL_ETOOBIG, "entry larger than the limit");
+			return;
+		}
+	}
+	struct raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {a->ents, n}};
+	struct raft_update u;
+	raft_step(a->raft, &ev, &u);
+	if (u.propose_rc == RAFT_OK) {
+		struct pending *p = pend_at(a, a->pend_count);
+		tp_frame_hold(f);
+		*p = (struct pending){.frame = f, .request_id = h->request_id,
+				      .first_index = u.propose_index, .term = u.propose_term,
+				      .n = n};
+		a->pend_count++;
+		a->appended_entries += n;
+	}
+	carry_out(a, &u);
+	if (u.propose_rc == RAFT_ENOTLEADER)
+		reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
+	else if (u.propose_rc == RAFT_EBUSY)
+		reply_error(a, f, h->request_id, DL_EBUSY, "leadership transfer in progress");
+	else if (u.propose_rc != RAFT_OK)
+		reply_error(a, f, h->request_id, DL_EINVAL, NULL);
+}
+
+static void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+{
+	struct tp_get g;
+	if (tp_decode_get(h, &g) != 0 || g.index == 0 || g.to < g.index) {
+		reply_error(a, f, h->request_id, DL_EINVAL, "bad get request");
+		return;
+	}
+	if (g.index > a->commit) {
+		reply_error(a, f, h->request_id, DL_ENOTCOMMITTED, "entry not committed (yet)");
+		return;
+	}
+	if (g.index < sto_first_index(a->store)) {
+		reply_error(a, f, h->request_id, DL_ECOMPACTED, "entry compacted");
+		return;
+	}
+	uint64_t to = g.to < a->commit ? g.to : a->commit;
+	uint64_t want = to - g.index + 1;
+	uint32_t n = want > TP_MAX_ENTRIES ? TP_MAX_ENTRIES : (uint32_t)want;
+	uint32_t max_bytes = g.max_bytes ? g.max_bytes : 4u * 1024 * 1024;
+	struct tp_addr ad = reply_addr(a, h);
+	uint32_t added = 0;
+	tp_fb_reset(&a->reply_fb);
+	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g.index, n, max_bytes, read_entry, a,
+				    &added);
+	if (rc != 0) {
+		reply_error(a, f, h->request_id, rc, "cannot read the entries");
+		return;
+	}
+	(void)tp_reply(a->node->ep, f, &a->reply_fb);
+}
+
+static void fill_meta(struct rt_actor *a, const struct rt_member_status *st,
+		      struct tp_group_meta *gm)
+{
+	memset(gm, 0, sizeof(*gm));
+	snprintf(gm->group, sizeof(gm->group), "%s", st->group);
+	snprintf(gm->self, sizeof(gm->self), "%s", st->id);
+	snprintf(gm->leader, sizeof(gm->leader), "%s", st->leader);
+	for (uint32_t i = 0; i < a->cfg.n_peers; i++)
+		if (strcmp(a->members[i].p.id, st->leader) == 0)
+			snprintf(gm->leader_addr, sizeof(gm->leader_addr), "%s",
+				 a->members[i].p.addr);
+	gm->role = st->role;
+	gm->term = st->term;
+	gm->first_index = st->first_index;
+	gm->last_index = st->last_index;
+	gm->commit_index = st->commit_index;
+	gm->durable_index = st->durable_index;
+	gm->n_members = a->cfg.n_peers;
+	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
+		struct tp_member_meta *mm = &gm->members[i];
+		snprintf(mm->id, sizeof(mm->id), "%s", a->members[i].p.id);
+		snprintf(mm->addr, sizeof(mm->addr), "%s", a->members[i].p.addr);
+		mm->role = strcmp(mm->id, st->id) == 0 ? st->role
+			   : strcmp(mm->id, st->leader) == 0 ? RAFT_LEADER
+							     : RAFT_FOLLOWER;
+		for (uint32_t k = 0; k < st->n_peers; k++)
+			if (strcmp(st->peers[k].id, mm->id) == 0)
+				mm->match_index = st->peers[k].match_index;
+		if (strcmp(mm->id, st->id) == 0)
+			mm->match_index = st->durable_index;
+	}
+}
+
+static void publish(struct rt_actor *a);
+
+static void on_metadata(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+{
+	publish(a);
+	struct rt_member_status st;
+	pthread_mutex_lock(&a->st_mu);
+	st = a->st;
+	pthread_mutex_unlock(&a->st_mu);
+	struct tp_group_meta gm;
+	fill_meta(a, &st, &gm);
+	struct tp_addr ad = reply_addr(a, h);
+	tp_fb_reset(&a->reply_fb);
+	if (tp_fb_add_metadata_resp(&a->reply_fb, &ad, &gm, 1) == 0)
+		(void)tp_reply(a->node->ep, f, &a->reply_fb);
+}
+
+static void on_frame_mail(struct rt_actor *a, struct mail *m)
+{
+	const struct tp_hdr *h = &m->hdr;
+	if (h->type >= TP_RAFT_MIN && h->type <= TP_RAFT_MAX) {
+		if (!a->failed)
+			on_raft_msg(a, h);
+		return;
+	}
+	if (a->failed && h->type != TP_METADATA && h->type != TP_GET) {
+		reply_error(a, m->frame, h->request_id, DL_EIO, "member stopped by a storage error");
+		return;
+	}
+	switch (h->type) {
+	case TP_APPEND: on_append(a, m->frame, h); break;
+	case TP_GET: on_get(a, m->frame, h); break;
+	case TP_METADATA: on_metadata(a, m->frame, h); break;
+	default:
+		if (h->sender[0] == '\0')
+			reply_error(a, m->frame, h->request_id, DL_EPROTO, "unexpected message type");
+		break;
+	}
+}
+
+static void on_durable_mail(struct rt_actor *a)
+{
+	pthread_mutex_lock(&a->dur_mu);
+	uint64_t index = a->dur_index, term = a->dur_term;
+	bool state = a->dur_state;
+	uint64_t st_term = a->dur_state_term;
+	uint32_t st_vote = a->dur_state_vote;
+	int error = a->dur_error;
+	a->dirty = true;
+	a->dur_state = false;
+	a->dur_queued = false;
+	pthread_mutex_unlock(&a->dur_mu);
+	if (error != 0) {
+		actor_fail(a, error, "flushing to disk", NULL);
+		return;
+	}
+	struct raft_update u;
+	if (state) {
+		struct raft_event ev = {.type = RAFT_EV_STATE_PERSISTED,
+					.state = {.term = st_term, .vote = st_vote}};
+		step(a, &ev, &u);
+	}
+	if (index > 0) {
+		struct raft_event ev = {.type = RAFT_EV_PERSISTED,
+					.persisted = {.index = index, .term = term}};
+		step(a, &ev, &u);
+	}
+}
+
+/* Flush thread: record the report and post the actor's one durable mail
+ * unless it is already queued (reports coalesce). */
+static void on_durable(void *ctx, const struct sto_durable *d)
+{
+	struct rt_actor *a = ctx;
+	pthread_mutex_lock(&a->dur_mu);
+	a->dur_index = d->index;
+	a->dur_term = d->term;
+	if (d->error != 0)
+		a->dur_error = d->error;
+	if (d->state_durable) {
+		a->dur_state = true;
+		a->dur_state_term = d->state_term;
+		a->dur_state_vote = d->state_vote;
+	}
+	bool post = !a->dur_queued;
+	a->dur_queued = true;
+	pthread_mutex_unlock(&a->dur_mu);
+	if (post)
+		mb_push(&a->mb, &a->dur_mail.node);
+}
+
+/* ---- actor loop ---------------------------------------------------------------------- */
+
+static void publish(struct rt_actor *a)
+{
+	struct raft_status rs;
+	raft_get_status(a->raft, &rs);
+	struct rt_member_status *st = &a->st;
+	pthread_mutex_lock(&a->st_mu);
+	st->role = rs.role;
+	st->term = rs.term;
+	snprintf(st->leader, sizeof(st->leader), "%s", rid_name(a, rs.leader_id));
+	st->first_index = rs.first_index;
+	st->last_index = rs.last_index;
+	st->commit_index = rs.commit_index;
+	st->durable_index = rs.durable_index;
+	st->pending_appends = a->pend_count;
+	st->mailbox_depth = atomic_load_explicit(&a->mb.depth, memory_order_relaxed);
+	st->appended_entries = a->appended_entries;
+	st->elections = rs.elections;
+	st->leader_changes = rs.leader_changes;
+	st->failed = a->failed;
+	st->n_peers = rs.n_peers;
+	for (uint32_t i = 0; i < rs.n_peers; i++) {
+		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rid_name(a, rs.peers[i].id));
+		st->peers[i].match_index = rs.peers[i].match_index;
+		st->peers[i].active = rs.peers[i].active;
+	}
+	pthread_mutex_unlock(&a->st_mu);
+	a->dirty = false;
+}
+
+static void handle_mail(struct rt_actor *a, struct mail *m)
+{
+	switch (m->kind) {
+	case MAIL_FRAME:
+		on_frame_mail(a, m);
+		tp_frame_release(m->frame);
+		free(m);
+		break;
+	case MAIL_DURABLE:
+		on_durable_mail(a); /* the embedded mail: not freed */
+		break;
+	case MAIL_TRANSFER: {
+		struct raft_event ev = {.type = RAFT_EV_TRANSFER, .target = m->target};
+		struct raft_update u;
+		if (!a->failed)
+			step(a, &ev, &u);
+		free(m);
+		break;
+	}
+	case MAIL_STOP: /* the embedded stop mail: not freed */
+		atomic_store_explicit(&a->stopping, true, memory_order_relaxed);
+		break;
+	default:
+		free(m);
+		break;
+	}
+}
+
+/* Steps the ticks that elapsed since the last one. Ticks sit on a grid of
+ * multiples of tick_ns shared by every actor of the node, so the heartbeats
+ * of all groups leave together and coalesce into one frame per peer. An
+ * idle member sleeps until raft_ticks_until_due() says a tick matters and
+ * then steps all the ticks it slept through. */
+static void run_ticks(struct rt_actor *a, uint64_t now)
+{
+	if (now < a->last_tick_ns + a->tick_ns)
+		return;
+	uint64_t k = (now - a->last_tick_ns) / a->tick_ns;
+	a->last_tick_ns += k * a->tick_ns;
+	if (k > a->max_catchup_ticks) /* a long stall: do not replay it all */
+		k = a->max_catchup_ticks;
+	struct raft_event ev = {.type = RAFT_EV_TICK};
+	struct raft_update u;
+	for (uint64_t i = 0; i < k && !a->failed; i++)
+		step(a, &ev, &u);
+}
+
+static void maybe_clean(struct rt_actor *a, uint64_t now)
+{
+	if (now < a->next_clean_ns)
+		return;
+	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
+	struct sto_clean_result res;
+	struct dl_errctx err = {{0}};
+	if (sto_clean(a->store, a->commit, &res, &err) == 0 && res.segments_deleted > 0)
+		dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id,
+		       "cleaned %u segments; first index now %llu%s", res.segments_deleted,
+		       (unsigned long long)res.first_index, res.forced ? " (disk full)" : "");
+}
+
+static uint64_t next_wake_ns(struct rt_actor *a)
+{
+	uint64_t due = a->last_tick_ns + (uint64_t)raft_ticks_until_due(a->raft) * a->tick_ns;
+	return due < a->next_clean_ns ? due : a->next_clean_ns;
+}
+
+static void *actor_main(void *arg)
+{
+	struct rt_actor *a = arg;
+	uint64_t now = mb_now_ns();
+	a->last_tick_ns = now / a->tick_ns * a->tick_ns;
+	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
+	while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
+		now = mb_now_ns();
+		if (!a->failed) {
+			run_ticks(a, now);
+			maybe_clean(a, now);
+		}
+		for (uint32_t i = 0; i < RT_DRAIN_MAX; i++) {
+			struct mb_node *nd = mb_pop(&a->mb);
+			if (nd == NULL)
+				break;
+			handle_mail(a, (struct mail *)nd);
+		}
+		flush_peers(a);
+		bool idle = mb_empty(&a->mb);
+		uint64_t since = now - a->last_publish_ns;
+		if (a->dirty && (idle || since >= RT_PUBLISH_INTERVAL_NS)) {
+			publish(a);
+			a->last_publish_ns = now;
+		}
+		if (idle && !atomic_load_explicit(&a->stopping, memory_order_relaxed))
+			mb_wait(&a->mb, next_wake_ns(a));
+	}
+	/* Stopping: whatever is still in the mailbox gets an answer. */
+	for (struct mb_node *nd; (nd = mb_pop(&a->mb)) != NULL;) {
+		struct mail *m = (struct mail *)nd;
+		if (m->kind == MAIL_FRAME) {
+			if (m->hdr.sender[0] == '\0')
+				reply_error(a, m->frame, m->hdr.request_id, DL_ECLOSED,
+					    "member is stopping");
+			tp_frame_release(m->frame);
+			free(m);
+		} else if (m->kind == MAIL_TRANSFER) {
+			free(m);
+		}
+	}
+	/* Flush what is appended, then answer what that committed. */
+	struct dl_errctx err = {{0}};
+	if (!a->failed && sto_sync(a->store, &err) != 0)
+		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id, "final sync: %s", err.msg);
+	pend_fail_all(a, DL_ECLOSED, "member stopped before the entries committed");
+	publish(a);
+	return NULL;
+}
+
+/* ---- actor lifecycle --------------------------------------------------------------------- */
+
+static void actor_free(struct rt_actor *a)
+{
+	if (a == NULL)
+		return;
+	if (a->pend != NULL) {
+		while (a->pend_count > 0)
+			pend_pop(a);
+		free(a->pend);
+	}
+	raft_free(a->raft);
+	sto_close(a->store);
+	for (uint32_t i = 0; i < a->cfg.n_peers; i++)
+		tp_peer_put(a->members[i].peer);
+	tp_fb_free(&a->reply_fb);
+	free(a->ents);
+	free(a->scratch);
+	pthread_mutex_destroy(&a->dur_mu);
+	pthread_mutex_destroy(&a->st_mu);
+	free(a);
+}
+
+static int check_member_config(const struct rt_member_config *mc, raft_id *self,
+			       struct dl_errctx *err)
+{
+	if (!tp_name_is_valid(mc->group, strlen(mc->group)) ||
+	    !tp_name_is_valid(mc->self_id, strlen(mc->self_id)))
+		return dl_errf(err, DL_EINVAL, "bad group or member id '%s/%s'", mc->group,
+			       mc->self_id);
+	if (mc->n_peers == 0 || mc->n_peers > RAFT_MAX_MEMBERS)
+		return dl_errf(err, DL_EINVAL, "%s: 1..%d peers needed", mc->group, RAFT_MAX_MEMBERS);
+	*self = 0;
+	for (uint32_t i = 0; i < mc->n_peers; i++)
+		if (strcmp(mc->peers[i].id, mc->self_id) == 0)
+			*self = i + 1;
+	if (*self == 0)
+		return dl_errf(err, DL_EINVAL, "%s: self id '%s' is not in peers", mc->group,
+			       mc->self_id);
+	if (mc->heartbeat_ms < 2 || mc->election_ms <= mc->heartbeat_ms ||
+	    mc->max_pending_appends == 0)
+		return dl_errf(err, DL_EINVAL,
+			       "%s: heartbeat must be >= 2 ms and shorter than the election timeout",
+			       mc->group);
+	return 0;
+}
+
+static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
+		     struct dl_errctx *err)
+{
+	raft_id self = 0;
+	int rc = check_member_config(mc, &self, err);
+	if (rc != 0)
+		return rc;
+	struct rt_actor *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return dl_errf(err, DL_ENOMEM, "out of memory");
+	a->node = n;
+	a->cfg = *mc;
+	a->self = self;
+	a->cfg.store.group = a->cfg.group;
+	a->cfg.store.self_id = a->cfg.self_id;
+	a->cfg.store.on_durable = on_durable;
+	a->cfg.store.on_durable_ctx = a;
+	pthread_mutex_init(&a->dur_mu, NULL);
+	pthread_mutex_init(&a->st_mu, NULL);
+	mb_init(&a->mb);
+	a->dur_mail.kind = MAIL_DURABLE;
+	a->stop_mail.kind = MAIL_STOP;
+	tp_fb_init(&a->reply_fb, n->cfg.max_frame_bytes);
+	snprintf(a->st.group, sizeof(a->st.group), "%s", mc->group);
+	snprintf(a->st.id, sizeof(a->st.id), "%s", mc->self_id);
+	snprintf(a->st.preferred, sizeof(a->st.preferred), "%s", mc->preferred_id);
+	a->pend = calloc(mc->max_pending_appends, sizeof(*a->pend));
+	if (a->pend == NULL) {
+		rc = dl_errf(err, DL_ENOMEM, "out of memory");
+		goto err_free;
+	}
+	for (uint32_t i = 0; i < mc->n_peers; i++) {
+		a->members[i].p = mc->peers[i];
+		if (i + 1 == self)
+			continue;
+		a->members[i].peer = tp_peer_open(n->ep, mc->peers[i].addr);
+		if (a->members[i].peer == NULL) {
+			rc = dl_errf(err, DL_EINVAL, "%s: bad peer address '%s'", mc->group,
+				     mc->peers[i].addr);
+			goto err_free;
+		}
+	}
+	rc = sto_open(&a->cfg.store, n->flusher, &a->store, err);
+	if (rc != 0)
+		goto err_free;
+
+	struct sto_info info;
+	sto_get_info(a->store, &info);
+	struct raft_boot boot = {.first_index = info.first_index,
+				 .last_index = info.last_index,
+				 .last_term = info.last_term,
+				 .commit = sto_recovered_commit(a->store)};
+	sto_get_state(a->store, &boot.term, &boot.vote);
+	if (boot.commit > boot.last_index)
+		boot.commit = boot.last_index;
+	a->commit = a->applied = boot.commit;
+
+	struct raft_config rc_cfg;
+	raft_config_defaults(&rc_cfg);
+	rc_cfg.self = self;
+	rc_cfg.n_members = mc->n_peers;
+	for (uint32_t i = 0; i < mc->n_peers; i++)
+		rc_cfg.members[i] = i + 1;
+	rc_cfg.heartbeat_ticks = 2;
+	a->tick_ns = (uint64_t)mc->heartbeat_ms * 1000000ull / 2;
+	uint64_t et = (uint64_t)mc->election_ms * 1000000ull / a->tick_ns;
+	rc_cfg.election_ticks = et < 3 ? 3 : (uint32_t)et;
+	a->max_catchup_ticks = 4ull * rc_cfg.election_ticks;
+	rc_cfg.preferred_id = mc->preferred_id[0] ? member_rid(a, mc->preferred_id) : 0;
+	rc_cfg.fixed_leader = mc->fixed_leader_id[0] ? member_rid(a, mc->fixed_leader_id) : 0;
+	rc_cfg.max_append_entries = mc->max_append_entries;
+	rc_cfg.max_append_bytes = mc->max_append_bytes;
+	rc_cfg.max_inflight_msgs = mc->max_inflight_msgs;
+	rc_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
+	a->log_ops = (struct raft_log_ops){log_term_at, log_entry_bytes};
+	if (raft_new(&rc_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK) {
+		rc = dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
+					     "inconsistent", mc->group, mc->self_id);
+		goto err_free;
+	}
+	dl_log(DL_LOG_INFO, mc->group, mc->self_id,
+	       "store recovered: entries %llu..%llu, committed %llu, term %llu%s",
+	       (unsigned long long)info.first_index, (unsigned long long)info.last_index,
+	       (unsigned long long)boot.commit, (unsigned long long)boot.term,
+	       info.recovered_cut ? ", torn tail cut" : "");
+	publish(a);
+	*out = a;
+	return 0;
+
+err_free:
+	actor_free(a);
+	return rc;
+}
+
+static int actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, n->cfg.stack_bytes);
+	int rv = pthread_create(&a->thread, &attr, actor_main, a);
+	pthread_attr_destroy(&attr);
+	if (rv != 0)
+		return dl_errf(err, DL_ENOMEM, "cannot start the actor thread");
+	a->thread_started = true;
+	return 0;
+}
+
+static void actor_signal_stop(struct rt_actor *a)
+{
+	if (a->thread_started && !a->stop_sent) {
+		a->stop_sent = true;
+		mb_push(&a->mb, &a->stop_mail.node);
+	}
+}
+
+static void actor_stop(struct rt_actor *a)
+{
+	if (a->thread_started) {
+		actor_signal_stop(a);
+		pthread_join(a->thread, NULL);
+		a->thread_started = false;
+	}
+	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "stopped");
+	actor_free(a);
+}
+
+/* ---- router delivery ---------------------------------------------------------------------- */
+
+static int node_metadata(struct rt_node *n, const struct rt_table *t, struct tp_frame *f,
+			 const struct tp_hdr *h)
+{
+	struct tp_fb fb;
+	tp_fb_init(&fb, n->cfg.max_frame_bytes);
+	struct tp_group_meta *gm = calloc((t ? t->n : 0) + 1, sizeof(*gm));
+	uint32_t k = 0;
+	for (uint32_t i = 0; gm != NULL && t != NULL && i < t->n; i++) {
+		struct rt_actor *a = t->a[i];
+		struct rt_member_status st;
+		pthread_mutex_lock(&a->st_mu);
+		st = a->st;
+		pthread_mutex_unlock(&a->st_mu);
+		fill_meta(a, &st, &gm[k++]);
+	}
+	struct tp_addr ad = {.group = "", .target = "", .sender = "", .request_id = h->request_id};
+	int rc = gm == NULL ? DL_ENOMEM : tp_fb_add_metadata_resp(&fb, &ad, gm, k);
+	if (rc == 0)
+		(void)tp_reply(n->ep, f, &fb);
+	free(gm);
+	tp_fb_free(&fb);
+	return rc;
+}
+
+static int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
+{
+	struct rt_node *n = arg;
+	/* seq_cst: pairs with table_swap(). */
+	atomic_store_explicit(&n->router_in, 1, memory_order_seq_cst);
+	const struct rt_table *t = atomic_load_explicit(&n->table, memory_order_seq_cst);
+	int rc = 0;
+	if (h->type == TP_METADATA && h->group[0] == '\0') {
+		rc = node_metadata(n, t, f, h);
+		goto out;
+	}
+	struct rt_actor *a = table_find(t, h->group, h->target, NULL);
+	if (a == NULL) {
+		rc = DL_ENOTFOUND;
+		goto out;
+	}
+	if (atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
+		rc = DL_ECLOSED;
+		goto out;
+	}
+	struct mail *m = malloc(sizeof(*m));
+	if (m == NULL) {
+		rc = DL_ENOMEM;
+		goto out;
+	}
+	m->kind = MAIL_FRAME;
+	tp_frame_hold(f);
+	m->frame = f;
+	m->hdr = *h;
+	/* A heartbeat answer only feeds the leader's liveness bookkeeping,
+	 * which it reads at its next tick: it need not wake the leader. That
+	 * halves an idle node's wake-ups. */
+	if (h->type == RAFT_MSG_HEARTBEAT_RESP)
+		mb_push_lazy(&a->mb, &m->node);
+	else
+		mb_push(&a->mb, &m->node);
+out:
+	atomic_fetch_add_explicit(&n->router_epoch, 1, memory_order_seq_cst);
+	atomic_store_explicit(&n->router_in, 0, memory_order_seq_cst);
+	return rc;
+}
+
+static void on_conn(void *arg, const char *addr, bool outbound, bool up)
+{
+	(void)arg;
+	/* Clients come and go: their connections are debug noise. */
+	enum dl_log_level level = !outbound ? DL_LOG_DEBUG : up ? DL_LOG_INFO : DL_LOG_WARN;
+	dl_log(level, NULL, NULL, "%s %s %s", outbound ? "peer" : "inbound", addr,
+	       up ? "connected" : "lost");
+}
+
+/* ---- node ------------------------------------------------------------------------------------ */
+
+int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct dl_errctx *err)
+{
+	*out = NULL;
+	struct rt_node *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return dl_errf(err, DL_ENOMEM, "out of memory");
+	n->cfg = *nc;
+	if (n->cfg.stack_bytes < 64 * 1024)
+		n->cfg.stack_bytes = 64 * 1024;
+	pthread_mutex_init(&n->mu, NULL);
+	struct sto_flusher_config fc;
+	sto_flusher_config_defaults(&fc);
+	fc.max_stores = RT_MAX_MEMBERS;
+	int rc = sto_flusher_start(&fc, &n->flusher, err);
+	if (rc != 0)
+		goto err_free;
+	struct tp_config tc;
+	tp_config_defaults(&tc);
+	tc.listen_addr = nc->listen_addr;
+	tc.max_frame_bytes = nc->max_frame_bytes;
+	tc.deliver = deliver;
+	tc.on_conn = on_conn;
+	tc.arg = n;
+	rc = tp_endpoint_open(&tc, &n->ep, err);
+	if (rc != 0)
+		goto err_flusher;
+	dl_log(DL_LOG_INFO, NULL, NULL, "node listening on %s", nc->listen_addr);
+	*out = n;
+	return 0;
+
+err_flusher:
+	sto_flusher_stop(n->flusher);
+err_free:
+	pthread_mutex_destroy(&n->mu);
+	free(n);
+	return rc;
+}
+
+int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_errctx *err)
+{
+	pthread_mutex_lock(&n->mu);
+	int rc;
+	struct rt_actor *a = NULL;
+	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
+	uint32_t pos;
+	if (atomic_load_explicit(&n->closing, memory_order_relaxed)) {
+		rc = dl_errf(err, DL_ECLOSED, "node is stopping");
+		goto out;
+	}
+	if (table_find(t, mc->group, mc->self_id, &pos) != NULL) {
+		rc = dl_errf(err, DL_EEXIST, "%s/%s is already running", mc->group, mc->self_id);
+		goto out;
+	}
+	uint32_t count = t ? t->n : 0;
+	if (count >= RT_MAX_MEMBERS) {
+		rc = dl_errf(err, DL_EBUSY, "node already runs %d members", RT_MAX_MEMBERS);
+		goto out;
+	}
+	rc = actor_new(n, mc, &a, err);
+	if (rc != 0)
+		goto out;
+	struct rt_table *nt = malloc(sizeof(*nt) + (count + 1) * sizeof(nt->a[0]));
+	if (nt == NULL) {
+		rc = dl_errf(err, DL_ENOMEM, "out of memory");
+		goto out;
+	}
+	nt->n = count + 1;
+	for (uint32_t i = 0, k = 0; i < nt->n; i++)
+		nt->a[i] = i == pos ? a : t->a[k++];
+	rc = actor_start(n, a, err);
+	if (rc != 0) {
+		free(nt);
+		goto out;
+	}
+	table_swap(n, nt);
+	a = NULL;
+	dl_log(DL_LOG_INFO, mc->group, mc->self_id, "started (%u members, preferred leader %s)",
+	       mc->n_peers, mc->preferred_id[0] ? mc->preferred_id : "none");
+out:
+	pthread_mutex_unlock(&n->mu);
+	if (a != NULL)
+		actor_stop(a);
+	return rc;
+}
+
+/* Takes the actor out of the table; returns it (the caller stops it). */
+static struct rt_actor *unregister(struct rt_node *n, const char *group, const char *id)
+{
+	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
+	uint32_t pos;
+	struct rt_actor *a = table_find(t, group, id, &pos);
+	if (a == NULL)
+		return NULL;
+	struct rt_table *nt = malloc(sizeof(*nt) + t->n * sizeof(nt->a[0]));
+	if (nt == NULL)
+		return NULL;
+	nt->n = t->n - 1;
+	for (uint32_t i = 0, k = 0; i < t->n; i++)
+		if (i != pos)
+			nt->a[k++] = t->a[i];
+	table_swap(n, nt);
+	return a;
+}
+
+int rt_node_remove(struct rt_node *n, const char *group, const char *id)
+{
+	pthread_mutex_lock(&n->mu);
+	struct rt_actor *a = unregister(n, group, id);
+	pthread_mutex_unlock(&n->mu);
+	if (a == NULL)
+		return DL_ENOTFOUND;
+	actor_stop(a);
+	return 0;
+}
+
+void rt_node_stop(struct rt_node *n)
+{
+	if (n == NULL)
+		return;
+	atomic_store_explicit(&n->closing, true, memory_order_relaxed);
+	dl_log(DL_LOG_INFO, NULL, NULL, "node stopping");
+	tp_endpoint_quiesce(n->ep);
+	pthread_mutex_lock(&n->mu);
+	struct rt_table *t = atomic_exchange_explicit(&n->table, NULL, memory_order_seq_cst);
+	pthread_mutex_unlock(&n->mu);
+	if (t != NULL) {
+		/* Stop all actors at once, then wait for each. */
+		for (uint32_t i = 0; i < t->n; i++)
+			actor_signal_stop(t->a[i]);
+		for (uint32_t i = 0; i < t->n; i++)
+			actor_stop(t->a[i]);
+		free(t);
+	}
+	tp_endpoint_close(n->ep);
+	sto_flusher_stop(n->flusher);
+	pthread_mutex_destroy(&n->mu);
+	dl_log(DL_LOG_INFO, NULL, NULL, "node stopped");
+	free(n);
+}
+
+/* ---- status ------------------------------------------------------------------------------------ */
+
+uint32_t rt_node_status(struct rt_node *n, struct rt_member_status *out, uint32_t cap,
+			uint32_t *total)
+{
+	pthread_mutex_lock(&n->mu);
+	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
+	uint32_t k = 0, count = t ? t->n : 0;
+	for (uint32_t i = 0; i < count && k < cap; i++) {
+		pthread_mutex_lock(&t->a[i]->st_mu);
+		out[k++] = t->a[i]->st;
+		pthread_mutex_unlock(&t->a[i]->st_mu);
+	}
+	pthread_mutex_unlock(&n->mu);
+	if (total)
+		*total = count;
+	return k;
+}
+
+int rt_node_member_status(struct rt_node *n, const char *group, const char *id,
+			  struct rt_member_status *out)
+{
+	pthread_mutex_lock(&n->mu);
+	struct rt_actor *a = table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
+					id, NULL);
+	if (a != NULL) {
+		pthread_mutex_lock(&a->st_mu);
+		*out = a->st;
+		pthread_mutex_unlock(&a->st_mu);
+	}
+	pthread_mutex_unlock(&n->mu);
+	return a != NULL ? 0 : DL_ENOTFOUND;
+}
+
+int rt_node_transfer(struct rt_node *n, const char *group, const char *id, const char *to_id)
+{
+	pthread_mutex_lock(&n->mu);
+	int rc = 0;
+	struct rt_actor *a = table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
+					id, NULL);
+	raft_id target = a ? member_rid(a, to_id) : 0;
+	if (a == NULL)
+		rc = DL_ENOTFOUND;
+	else if (target == 0)
+		rc = DL_EINVAL;
+	if (rc == 0) {
+		struct mail *m = calloc(1, sizeof(*m));
+		if (m == NULL) {
+			rc = DL_ENOMEM;
+		} else {
+			m->kind = MAIL_TRANSFER;
+			m->target = target;
+			mb_push(&a->mb, &m->node);
+		}
+	}
+	pthread_mutex_unlock(&n->mu);
+	return rc;
+}
+
+void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	struct tp_stats ts;
+	tp_endpoint_stats(n->ep, &ts);
+	st->frames_in = ts.frames_in;
+	st->msgs_in = ts.msgs_in;
+	st->frames_out = ts.frames_out;
+	st->msgs_out = ts.msgs_out;
+	st->bytes_in = ts.bytes_in;
+	st->bytes_out = ts.bytes_out;
+	st->decode_errors = ts.decode_errors;
+	st->unknown_target = ts.unknown_target;
+	st->dropped_sends = ts.dropped_sends;
+	st->rejected = ts.rejected;
+	struct sto_flusher_stats fs;
+	sto_flusher_get_stats(n->flusher, &fs);
+	st->flush_passes = fs.passes;
+	st->file_syncs = fs.file_syncs;
+	pthread_mutex_lock(&n->mu);
+	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
+	st->members = t ? t->n : 0;
+	pthread_mutex_unlock(&n->mu);
+}

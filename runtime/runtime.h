@@ -1,0 +1,138 @@
+/*
+ * runtime.h - the node: member actors, their mailboxes and timers, the
+ * (group, member id) registry, wired to the Raft core, the store and the
+ * transport.
+ *
+ * Threads:
+ *  - one thread per member actor (small stack, rt_node_config.stack_bytes);
+ *    it alone touches its Raft core and its store;
+ *  - the transport's router thread looks members up in the registry (an
+ *    immutable table swapped atomically; no lock on that path) and pushes
+ *    into their mailboxes;
+ *  - the store's flush thread posts durable reports into the mailboxes;
+ *  - any thread may call the rt_node_* functions; adding or removing a
+ *    member never pauses the others.
+ *
+ * Limits: at most RT_MAX_MEMBERS members per node; per member at most
+ * max_pending_appends client appends waiting for commit (more get DL_EBUSY
+ * at once).
+ */
+#ifndef DLEDGER_RUNTIME_H
+#define DLEDGER_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dl_err.h"
+#include "raft/raft.h"
+#include "storage/storage.h"
+#include "transport/codec.h"
+
+#define RT_MAX_MEMBERS 4096
+
+struct rt_node;
+
+struct rt_peer {
+	char id[TP_NAME_MAX + 1];
+	char addr[TP_ADDR_MAX + 1]; /* "host:port" */
+};
+
+/* Called on the actor thread for every committed entry, in index order
+ * (embedding API; NULL: none). The view is valid for the call. */
+typedef void (*rt_apply_fn)(void *arg, const char *group, const char *id, uint64_t index,
+			    const struct sto_view *entry);
+
+struct rt_member_config {
+	char group[TP_NAME_MAX + 1];
+	char self_id[TP_NAME_MAX + 1];
+	uint32_t n_peers;                       /* includes self */
+	struct rt_peer peers[RAFT_MAX_MEMBERS]; /* order gives raft ids 1..n */
+	char preferred_id[TP_NAME_MAX + 1];     /* "" for none */
+	char fixed_leader_id[TP_NAME_MAX + 1];  /* enableLeaderElector=false */
+
+	uint32_t heartbeat_ms;   /* heartBeatTimeIntervalMs */
+	uint32_t election_ms;    /* base election timeout; randomized to [T, 2T) */
+	uint32_t max_pending_appends;
+	uint32_t max_append_entries;
+	uint32_t max_append_bytes;
+	uint32_t max_inflight_msgs;
+
+	struct sto_config store; /* base_dir, type, sizes, flush mode, cleaning */
+	uint32_t clean_interval_ms; /* how often the actor runs a cleaning pass */
+
+	rt_apply_fn apply;
+	void *apply_arg;
+};
+
+/* Defaults for everything but names, peers and store.base_dir. */
+void rt_member_config_defaults(struct rt_member_config *mc);
+
+struct rt_node_config {
+	char listen_addr[TP_ADDR_MAX + 1];
+	size_t max_frame_bytes;
+	size_t stack_bytes; /* per actor thread */
+};
+void rt_node_config_defaults(struct rt_node_config *nc);
+
+/* Starts the endpoint and the flush thread. */
+int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct dl_errctx *err);
+
+/* Opens the member's store (recovery), starts its actor, registers it.
+ * DL_EEXIST if (group, id) is already running; DL_ECORRUPT etc. from the
+ * store (err names file and offset). */
+int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_errctx *err);
+
+/* Answers or fails the member's pending requests, stops its actor, closes
+ * its store (data stays on disk). DL_ENOTFOUND if not running. */
+int rt_node_remove(struct rt_node *n, const char *group, const char *id);
+
+/* Graceful stop: no new requests; pending ones are answered or failed;
+ * every store flushed and closed; threads joined. NULL-safe. */
+void rt_node_stop(struct rt_node *n);
+
+struct rt_peer_status {
+	char id[TP_NAME_MAX + 1];
+	uint64_t match_index;
+	bool active;
+};
+
+struct rt_member_status {
+	char group[TP_NAME_MAX + 1];
+	char id[TP_NAME_MAX + 1];
+	char leader[TP_NAME_MAX + 1];
+	char preferred[TP_NAME_MAX + 1];
+	uint8_t role;
+	uint64_t term;
+	uint64_t first_index, last_index, commit_index, durable_index;
+	uint32_t pending_appends;
+	uint64_t mailbox_depth;
+	uint64_t appended_entries; /* accepted as leader */
+	uint64_t committed_bytes;
+	uint64_t elections, leader_changes;
+	bool failed; /* stopped by a storage error; see the log */
+	uint32_t n_peers;
+	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
+};
+
+/* Snapshot of every member (published by each actor as it goes). Returns
+ * how many were written (at most cap); *total tells how many exist. */
+uint32_t rt_node_status(struct rt_node *n, struct rt_member_status *out, uint32_t cap,
+			uint32_t *total);
+/* One member's snapshot; DL_ENOTFOUND. */
+int rt_node_member_status(struct rt_node *n, const char *group, const char *id,
+			  struct rt_member_status *out);
+
+/* Asks the member (which must lead) to hand leadership to `to_id`. Returns
+ * at once; watch the status for the outcome. */
+int rt_node_transfer(struct rt_node *n, const char *group, const char *id, const char *to_id);
+
+struct rt_node_stats {
+	uint64_t members;
+	uint64_t frames_in, msgs_in, frames_out, msgs_out, bytes_in, bytes_out;
+	uint64_t decode_errors, unknown_target, dropped_sends, rejected;
+	uint64_t flush_passes, file_syncs;
+};
+void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);
+
+#endif

@@ -1,0 +1,540 @@
+/*
+ * flush.c - the node's flush thread: group commit for every store.
+ *
+ * Threads and ownership:
+ *  - Owner threads hand work over under their store's `mu` (dirty files,
+ *    appended index, state request) and put the store on the flusher's
+ *    queue (fl->mu) when it was not queued yet.
+ *  - The flush thread owns `items`, the deferred list (async mode) and the
+ *    fl_* fields of files while they are listed. One pass: snapshot every
+ *    queued store (under its mu), start writeback of every range
+ *    (sync_file_range), fdatasync every file, replace state files, then
+ *    complete each store (under its mu) and run its callback.
+ *  - Nothing in a pass holds fl->mu, so owners never wait for a sync.
+ *  - With pending work the thread loops without sleeping; idle, it waits on
+ *    fl->cv (no polling), or until the earliest async deadline.
+ *
+ * Bounds: at most max_stores stores, so a pass has at most max_stores
+ * items; a store is in at most one pass at a time (`busy`).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "storage/sto_internal.h"
+
+struct fl_item {
+	struct sto *s;
+	struct sto_file *files; /* to sync in this pass */
+	bool report;            /* report (index, term) after this pass */
+	bool has;
+	uint64_t index, term, epoch;
+	bool def_sync; /* async: the deferred files are synced in this pass */
+	uint64_t def_index, def_term, def_epoch;
+	bool state;
+	uint64_t st_term;
+	uint32_t st_vote;
+	bool leaving;
+	bool ckpt_ok; /* data and index synced together: the checkpoint may move */
+	int err;
+};
+
+struct sto_flusher {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* guarded by mu */
+	bool stop, sleeping;
+	uint32_t max_stores, nstores;
+	struct sto *qhead, *qtail;
+	/* flush thread only */
+	struct sto *deferred;
+	struct fl_item *items;
+	/* any thread */
+	atomic_uint_fast64_t passes, wakeups, file_syncs, state_syncs, max_in_pass;
+};
+
+/* ---------------------------------------------------------------- pass */
+
+/* Adds a range of f to a flusher-owned list, merging with f's range when
+ * it is there already (the extra reference is dropped). */
+static void add_to(struct sto_file **list, struct sto_file *f, uint64_t lo, uint64_t hi,
+		   bool dirsync)
+{
+	if (f->fl_listed) {
+		for (struct sto_file *g = *list; g != NULL; g = g->fl_next) {
+			if (g != f)
+				continue;
+			g->fl_lo = lo < g->fl_lo ? lo : g->fl_lo;
+			g->fl_hi = hi > g->fl_hi ? hi : g->fl_hi;
+			g->fl_dirsync |= dirsync;
+			sto_file_unref(f);
+			return;
+		}
+		STO_ASSERT(!"file listed on another list");
+	}
+	f->fl_listed = true;
+	f->fl_lo = lo;
+	f->fl_hi = hi;
+	f->fl_dirsync = dirsync;
+	f->fl_next = *list;
+	*list = f;
+}
+
+static bool def_due(const struct sto *s, uint64_t now_ns)
+{
+	if (s->deferred == NULL && !s->def_pend)
+		return false;
+	uint64_t interval_ns = (uint64_t)s->cfg.flush_interval_ms * 1000000u;
+	return now_ns >= s->def_since_ns + interval_ns;
+}
+
+/* Takes what the store handed over. `force`: sync everything now. */
+static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool force)
+{
+	memset(it, 0, sizeof(*it));
+	it->s = s;
+	pthread_mutex_lock(&s->mu);
+	STO_ASSERT(!s->busy);
+	s->busy = true;
+	s->queued = false;
+	it->has = s->pend;
+	it->index = s->pend_index;
+	it->term = s->pend_term;
+	it->epoch = s->epoch;
+	s->pend = false;
+	it->state = s->state_pend;
+	it->st_term = s->state_term;
+	it->st_vote = s->state_vote;
+	s->state_busy = s->state_pend;
+	s->state_pend = false;
+	it->leaving = s->leaving;
+	force = force || s->leaving || s->urgent;
+	s->urgent = false;
+	bool async = s->cfg.flush_mode == STO_FLUSH_ASYNC;
+	bool was_empty = s->deferred == NULL && !s->def_pend;
+	if (async && s->def_pend && s->floor_set && s->def_index > s->floor_index) {
+		s->def_index = s->floor_index; /* a truncation since the merge */
+		s->def_term = s->floor_term;
+	}
+	s->floor_set = false;
+	/* Sync mode: index files wait for the checkpoint (rate-limited). */
+	bool ck_due = force || (s->commit > s->ckpt_written &&
+				now_ns - s->ckpt_ns >= STO_CKPT_INTERVAL_MS * 1000000ull);
+	if (!async && ck_due) {
+		it->files = s->lazy;
+		s->lazy = NULL;
+		it->ckpt_ok = true;
+	}
+	struct sto_file *f = s->dirty;
+	s->dirty = NULL;
+	while (f != NULL) {
+		struct sto_file *next = f->dirty_next;
+		STO_ASSERT(f->dirty);
+		bool dirsync = f->dirty_dirsync;
+		f->dirty = false;
+		f->dirty_dirsync = false;
+		f->dirty_next = NULL;
+		if (async)
+			add_to(&s->deferred, f, f->dirty_lo, f->dirty_hi, dirsync);
+		else if (f->lazy && !ck_due)
+			add_to(&s->lazy, f, f->dirty_lo, f->dirty_hi, dirsync);
+		else
+			add_to(&it->files, f, f->dirty_lo, f->dirty_hi, dirsync);
+		f = next;
+	}
+	pthread_mutex_unlock(&s->mu);
+
+	it->report = it->has;
+	if (!async)
+		return;
+	/* DLedger's async mode: report at once, sync every interval. */
+	if (it->has) {
+		s->def_pend = true;
+		s->def_index = it->index;
+		s->def_term = it->term;
+	}
+	s->def_epoch = it->epoch; /* def_index was clamped to this epoch above */
+	bool nonempty = s->deferred != NULL || s->def_pend;
+	if (nonempty && was_empty)
+		s->def_since_ns = now_ns;
+	if (nonempty && (force || def_due(s, now_ns))) {
+		it->files = s->deferred;
+		s->deferred = NULL;
+		it->def_sync = true;
+		it->ckpt_ok = true;
+		it->def_index = s->def_pend ? s->def_index : 0;
+		it->def_term = s->def_pend ? s->def_term : 0;
+		it->def_epoch = s->def_epoch;
+		s->def_pend = false;
+	}
+}
+
+static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
+{
+	/* Start writeback of every range of every store first, so the disk
+	 * sees one stream of writes; then wait and flush file by file. */
+	for (size_t i = 0; i < n; i++)
+		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next)
+			if (f->fl_hi > f->fl_lo)
+				(void)sync_file_range(f->fd, (off_t)f->fl_lo,
+						      (off_t)(f->fl_hi - f->fl_lo),
+						      SYNC_FILE_RANGE_WRITE);
+	for (size_t i = 0; i < n; i++) {
+		struct sto_file *f = items[i].files;
+		items[i].files = NULL;
+		while (f != NULL) {
+			struct sto_file *next = f->fl_next;
+			if (items[i].err == DL_OK) {
+				if (fdatasync(f->fd) != 0)
+					items[i].err = DL_EIO;
+				else
+					sto_hook_file_synced(f->path, f->fl_lo, f->fl_hi);
+				if (fl != NULL)
+					atomic_fetch_add_explicit(&fl->file_syncs, 1,
+								  memory_order_relaxed);
+			}
+			if (items[i].err == DL_OK && f->fl_dirsync && sto_fsync_parent(f->path) != 0)
+				items[i].err = DL_EIO;
+			f->fl_listed = false;
+			f->fl_next = NULL;
+			sto_file_unref(f);
+			f = next;
+		}
+	}
+}
+
+/* The index a sync covers, less whatever a truncation since the snapshot
+ * removed (the floor: lowest truncation point since then). */
+static void clamp(const struct sto *s, uint64_t epoch, uint64_t *index, uint64_t *term)
+{
+	if (s->epoch == epoch)
+		return;
+	STO_ASSERT(s->floor_set);
+	if (*index > s->floor_index) {
+		*index = s->floor_index;
+		*term = s->floor_term;
+	}
+}
+
+static void complete(struct fl_item *it)
+{
+	struct sto *s = it->s;
+	struct sto_durable d;
+	memset(&d, 0, sizeof(d));
+	bool async = s->cfg.flush_mode == STO_FLUSH_ASYNC;
+	pthread_mutex_lock(&s->mu);
+	if (it->err != DL_OK && s->io_err == DL_OK)
+		s->io_err = it->err;
+	bool report = it->err != DL_OK || it->state;
+	if (s->io_err == DL_OK) {
+		uint64_t idx = it->index, term = it->term;
+		clamp(s, it->epoch, &idx, &term);
+		if (it->report && idx > s->durable_index) {
+			s->durable_index = idx;
+			s->durable_term = term;
+			report = true;
+		}
+		if (!async && it->has && idx > s->synced_index) {
+			s->synced_index = idx;
+			s->synced_term = term;
+		}
+		if (it->def_sync) {
+			idx = it->def_index;
+			term = it->def_term;
+			clamp(s, it->def_epoch, &idx, &term);
+			if (idx > s->synced_index) {
+				s->synced_index = idx;
+				s->synced_term = term;
+			}
+		}
+	}
+	s->busy = false;
+	s->state_busy = false;
+	uint64_t ck = s->commit < s->synced_index ? s->commit : s->synced_index;
+	bool write_ck = it->ckpt_ok && ck > s->ckpt_written && s->io_err == DL_OK;
+	if (write_ck)
+		s->ckpt_written = ck;
+	d.index = s->durable_index;
+	d.term = s->durable_term;
+	d.error = s->io_err;
+	if (it->state && it->err == DL_OK) {
+		d.state_durable = true;
+		d.state_term = it->st_term;
+		d.state_vote = it->st_vote;
+	}
+	if (s->sync_waiters > 0)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (write_ck) {
+		s->ckpt_ns = sto_now_ns();
+		s->impl->write_checkpoint(s, ck);
+	}
+	if (report && s->cfg.on_durable != NULL)
+		s->cfg.on_durable(s->cfg.on_durable_ctx, &d);
+}
+
+static void run_pass(struct sto_flusher *fl, struct fl_item *items, size_t n)
+{
+	sync_files(items, n, fl);
+	for (size_t i = 0; i < n; i++) {
+		struct fl_item *it = &items[i];
+		if (!it->state || it->err != DL_OK)
+			continue;
+		if (it->s->impl->persist_state(it->s, it->st_term, it->st_vote) != 0)
+			it->err = DL_EIO;
+		if (fl != NULL)
+			atomic_fetch_add_explicit(&fl->state_syncs, 1, memory_order_relaxed);
+	}
+	for (size_t i = 0; i < n; i++)
+		complete(&items[i]);
+}
+
+/* A store without a flusher: the owner thread runs a pass for it alone. */
+void sto_flush_pass_inline(struct sto *s)
+{
+	STO_ASSERT(s->fl == NULL);
+	struct fl_item it;
+	snapshot(s, &it, sto_now_ns(), true);
+	run_pass(NULL, &it, 1);
+}
+
+/* ---------------------------------------------------------- the thread */
+
+static void deferred_remove(struct sto_flusher *fl, struct sto *s)
+{
+	if (!s->def_listed)
+		return;
+	for (struct sto **pp = &fl->deferred; *pp != NULL; pp = &(*pp)->def_next) {
+		if (*pp == s) {
+			*pp = s->def_next;
+			s->def_next = NULL;
+			s->def_listed = false;
+			return;
+		}
+	}
+	STO_ASSERT(!"listed store not on the deferred list");
+}
+
+/* After a pass: keep the deferred list to stores with unsynced data, and
+ * let leaving stores go (after which they are not touched again). */
+static void after_pass(struct sto_flusher *fl, struct fl_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct sto *s = items[i].s;
+		s->in_pass = false;
+		bool has_def = s->deferred != NULL || s->def_pend;
+		if (items[i].leaving) {
+			STO_ASSERT(!has_def);
+			deferred_remove(fl, s);
+			pthread_mutex_lock(&s->mu);
+			s->registered = false;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->mu);
+			continue;
+		}
+		if (has_def && !s->def_listed) {
+			s->def_listed = true;
+			s->def_next = fl->deferred;
+			fl->deferred = s;
+		} else if (!has_def) {
+			deferred_remove(fl, s);
+		}
+	}
+}
+
+/* Earliest async deadline, or 0 when nothing is deferred. */
+static uint64_t next_deadline(const struct sto_flusher *fl)
+{
+	uint64_t best = 0;
+	for (const struct sto *s = fl->deferred; s != NULL; s = s->def_next) {
+		uint64_t d = s->def_since_ns + (uint64_t)s->cfg.flush_interval_ms * 1000000u;
+		if (best == 0 || d < best)
+			best = d;
+	}
+	return best;
+}
+
+static size_t collect(struct sto_flusher *fl, uint64_t now_ns)
+{
+	size_t n = 0;
+	while (fl->qhead != NULL && n < fl->max_stores) {
+		struct sto *s = fl->qhead;
+		fl->qhead = s->fl_next;
+		if (fl->qhead == NULL)
+			fl->qtail = NULL;
+		s->fl_next = NULL;
+		STO_ASSERT(!s->in_pass);
+		s->in_pass = true;
+		fl->items[n++].s = s;
+	}
+	for (struct sto *s = fl->deferred; s != NULL && n < fl->max_stores; s = s->def_next) {
+		if (!s->in_pass && def_due(s, now_ns)) {
+			s->in_pass = true;
+			fl->items[n++].s = s;
+		}
+	}
+	return n;
+}
+
+static void wait_for_work(struct sto_flusher *fl)
+{
+	uint64_t deadline = next_deadline(fl);
+	fl->sleeping = true;
+	if (deadline == 0) {
+		pthread_cond_wait(&fl->cv, &fl->mu);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (deadline > now) {
+			uint64_t at = deadline;
+			ts.tv_sec = (time_t)(at / 1000000000u);
+			ts.tv_nsec = (long)(at % 1000000000u);
+			pthread_cond_timedwait(&fl->cv, &fl->mu, &ts);
+		}
+	}
+	fl->sleeping = false;
+	atomic_fetch_add_explicit(&fl->wakeups, 1, memory_order_relaxed);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct sto_flusher *fl = arg;
+	pthread_mutex_lock(&fl->mu);
+	for (;;) {
+		uint64_t now = sto_now_ns();
+		size_t n = collect(fl, now);
+		if (n == 0) {
+			if (fl->stop)
+				break;
+			wait_for_work(fl);
+			continue;
+		}
+		pthread_mutex_unlock(&fl->mu);
+		for (size_t i = 0; i < n; i++) {
+			struct sto *s = fl->items[i].s;
+			snapshot(s, &fl->items[i], now, false);
+		}
+		run_pass(fl, fl->items, n);
+		after_pass(fl, fl->items, n);
+		atomic_fetch_add_explicit(&fl->passes, 1, memory_order_relaxed);
+		if (n > atomic_load_explicit(&fl->max_in_pass, memory_order_relaxed))
+			atomic_store_explicit(&fl->max_in_pass, n, memory_order_relaxed);
+		pthread_mutex_lock(&fl->mu);
+	}
+	pthread_mutex_unlock(&fl->mu);
+	return NULL;
+}
+
+void sto_flusher_enqueue(struct sto_flusher *fl, struct sto *s)
+{
+	pthread_mutex_lock(&fl->mu);
+	STO_ASSERT(s->fl_next == NULL && fl->qtail != s);
+	if (fl->qtail != NULL)
+		fl->qtail->fl_next = s;
+	else
+		fl->qhead = s;
+	fl->qtail = s;
+	if (fl->sleeping)
+		pthread_cond_signal(&fl->cv);
+	pthread_mutex_unlock(&fl->mu);
+}
+
+int sto_flusher_register(struct sto_flusher *fl, struct dl_errctx *err)
+{
+	int rc = DL_OK;
+	pthread_mutex_lock(&fl->mu);
+	if (fl->stop)
+		rc = dl_errf(err, DL_ECLOSED, "flusher is stopping");
+	else if (fl->nstores >= fl->max_stores)
+		rc = dl_errf(err, DL_EBUSY, "flusher serves its maximum of %u stores",
+			     fl->max_stores);
+	else
+		fl->nstores++;
+	pthread_mutex_unlock(&fl->mu);
+	return rc;
+}
+
+void sto_flusher_unregister(struct sto_flusher *fl)
+{
+	pthread_mutex_lock(&fl->mu);
+	STO_ASSERT(fl->nstores > 0);
+	fl->nstores--;
+	pthread_mutex_unlock(&fl->mu);
+}
+
+void sto_flusher_config_defaults(struct sto_flusher_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_stores = 4096;
+}
+
+int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher **out,
+		      struct dl_errctx *err)
+{
+	*out = NULL;
+	if (cfg->max_stores == 0 || cfg->max_stores > (1u << 20))
+		return dl_errf(err, DL_EINVAL, "max_stores %u not in 1..%u", cfg->max_stores,
+			       1u << 20);
+	struct sto_flusher *fl = calloc(1, sizeof(*fl));
+	if (fl == NULL)
+		return dl_errf(err, DL_ENOMEM, "flusher");
+	fl->max_stores = cfg->max_stores;
+	fl->items = calloc(cfg->max_stores, sizeof(*fl->items));
+	if (fl->items == NULL) {
+		free(fl);
+		return dl_errf(err, DL_ENOMEM, "flusher items");
+	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fl->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&fl->mu, NULL);
+	int e = pthread_create(&fl->thread, NULL, flusher_main, fl);
+	if (e != 0) {
+		pthread_cond_destroy(&fl->cv);
+		pthread_mutex_destroy(&fl->mu);
+		free(fl->items);
+		free(fl);
+		return dl_errf(err, DL_EIO, "pthread_create: %s", strerror(e));
+	}
+	*out = fl;
+	return DL_OK;
+}
+
+void sto_flusher_stop(struct sto_flusher *fl)
+{
+	if (fl == NULL)
+		return;
+	pthread_mutex_lock(&fl->mu);
+	STO_ASSERT(fl->nstores == 0); /* close every store first */
+	fl->stop = true;
+	pthread_cond_signal(&fl->cv);
+	pthread_mutex_unlock(&fl->mu);
+	pthread_join(fl->thread, NULL);
+	STO_ASSERT(fl->qhead == NULL && fl->deferred == NULL);
+	pthread_cond_destroy(&fl->cv);
+	pthread_mutex_destroy(&fl->mu);
+	free(fl->items);
+	free(fl);
+}
+
+void sto_flusher_get_stats(const struct sto_flusher *fl, struct sto_flusher_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->passes = atomic_load_explicit(&fl->passes, memory_order_relaxed);
+	st->wakeups = atomic_load_explicit(&fl->wakeups, memory_order_relaxed);
+	st->file_syncs = atomic_load_explicit(&fl->file_syncs, memory_order_relaxed);
+	st->state_syncs = atomic_load_explicit(&fl->state_syncs, memory_order_relaxed);
+	st->max_stores_in_pass = atomic_load_explicit(&fl->max_in_pass, memory_order_relaxed);
+	pthread_mutex_lock((pthread_mutex_t *)&fl->mu);
+	st->stores = fl->nstores;
+	st->idle = fl->sleeping && fl->qhead == NULL;
+	pthread_mutex_unlock((pthread_mutex_t *)&fl->mu);
+}

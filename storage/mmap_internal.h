@@ -1,0 +1,91 @@
+/*
+ * mmap_internal.h - the mmap segment store's state, shared by
+ * mmap_store.c (the ops) and mmap_recover.c (recovery at open).
+ *
+ * Threads: everything in struct msto belongs to the owner thread, except
+ * `base` (see sto_internal.h) and the ckpt_* fields, which the flush
+ * thread uses (the owner only at open and after leaving the flusher).
+ */
+#ifndef DLEDGER_MMAP_INTERNAL_H
+#define DLEDGER_MMAP_INTERNAL_H
+
+#include "storage/sto_internal.h"
+
+#define STO_MAX_SEGMENTS (1u << 20)
+#define STO_PREALLOC_MIN_BYTES (64u << 10)
+#define STO_CLEAN_MAX_PER_PASS 64u
+#define STO_ZAP_BYTES (64u << 10)
+#define STO_SEQ_AFTER_BYTES (1u << 20)
+
+/* One data segment. */
+struct mseg {
+	uint64_t base;        /* log offset of its first byte (= its name) */
+	uint64_t first_index; /* first entry in it; 0 while it holds none */
+	uint64_t closed_ms;   /* wall time of its last write (cleaning age) */
+};
+
+/* A mapped index segment (two slots, least recently used goes). */
+struct imap {
+	bool used;
+	bool written; /* written at recovery: synced before open returns */
+	uint64_t base; /* offset in the index log */
+	struct sto_file *f;
+	uint8_t *map;
+	uint64_t alloc_end; /* file offset allocated up to */
+	uint64_t tick;
+};
+
+struct msto {
+	struct sto base;
+	uint64_t seg_bytes, iseg_bytes;
+	uint32_t max_body;
+	char *data_dir, *index_dir;
+	int dir_fd;  /* member directory, flock()ed while open */
+	int ckpt_fd; /* flush thread, see above */
+	uint64_t ckpt_seq;
+	bool ckpt_dirty; /* written in this session: synced at close */
+
+	struct mseg *segs; /* contiguous: segs[i].base = segs[0].base + i * seg_bytes */
+	size_t nsegs, cap;
+	/* The active segment: always the last one, mapped read-write. */
+	struct sto_file *act;
+	uint64_t act_base; /* log offset of the mapped segment */
+	uint8_t *act_map;
+	uint64_t act_alloc; /* file offset allocated up to */
+	uint64_t act_zapped; /* file offset below which pages were unmapped */
+	bool act_seq;        /* the mapping is advised sequential (a busy writer) */
+	bool no_fallocate;  /* the file system cannot preallocate */
+
+	uint64_t wpos; /* log offset of the next header */
+	uint64_t first, last, last_term;
+
+	struct sto_file *rd; /* one older data segment open for copies */
+	uint64_t rd_base;
+	struct imap im[2];
+	uint64_t im_tick;
+
+	bool disk_checked, disk_full;
+	uint64_t disk_checked_ms;
+	double disk_ratio;
+
+	/* What recovery found. */
+	uint64_t rec_verified, rec_rewritten, rec_cut_offset;
+	bool rec_cut;
+};
+
+/* mmap_store.c helpers used by recovery. */
+void msto_seg_path(const struct msto *m, uint64_t base, char *buf, size_t n);
+void msto_idx_path(const struct msto *m, uint64_t base, char *buf, size_t n);
+int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file **out,
+		   struct dl_errctx *err);
+int msto_activate(struct msto *m, size_t j, struct dl_errctx *err);
+void msto_deactivate(struct msto *m);
+uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
+		      struct dl_errctx *err);
+int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
+		      uint64_t file_bytes, struct dl_errctx *err);
+size_t msto_seg_of(const struct msto *m, uint64_t pos);
+void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last);
+int msto_recover(struct msto *m, struct dl_errctx *err);
+
+#endif

@@ -1,0 +1,1083 @@
+/*
+ * mmap_store.c - the mmap segment store (DLedger's DLedgerMmapFileStore).
+ *
+ * Layout under <storeBaseDir>/<group>/<selfId>/ (docs/STORAGE.md):
+ *   data/<20-digit log offset>   segments of segment_bytes, written through
+ *                                one read-write MAP_SHARED mapping (the
+ *                                last segment; older ones are read with
+ *                                pread into the caller's buffer)
+ *   index/<20-digit offset>      32-byte records, entry i at offset 32 * i
+ *   state, checkpoint            see state.c
+ *
+ * Threads: the owner thread makes every call; dirty ranges go to the flush
+ * thread through sto_mark_dirty_locked()/sto_publish() (store.c), which
+ * hold a reference to each file until it is synced, so rolling past,
+ * truncating or deleting a segment never pulls a file from under a sync.
+ * The flush thread also writes the checkpoint (ckpt_fd).
+ *
+ * Bounds: at most STO_MAX_MAPS mappings (the active data segment and two
+ * index segments), at most STO_MAX_SEGMENTS segments, space preallocated
+ * ahead of the write position in steps from 64 KiB up to
+ * prealloc_max_bytes (a store that never writes allocates nothing).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "storage/mmap_internal.h"
+
+static struct msto *M(struct sto *s)
+{
+	return (struct msto *)s;
+}
+static const struct msto *CM(const struct sto *s)
+{
+	return (const struct msto *)s;
+}
+
+void msto_seg_path(const struct msto *m, uint64_t base, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/%020" PRIu64, m->data_dir, base);
+}
+
+void msto_idx_path(const struct msto *m, uint64_t base, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/%020" PRIu64, m->index_dir, base);
+}
+
+/* Opens (or creates) a segment file and makes it `size` bytes long: a
+ * shorter one (cut, or created just before a crash) is extended with
+ * zeros, sparse. A longer one means the configured size changed. */
+int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file **out,
+		   struct dl_errctx *err)
+{
+	*out = NULL;
+	int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
+	int fd = open(path, flags, 0644);
+	if (fd < 0) {
+		if (errno == ENOENT && !create)
+			return DL_ENOTFOUND;
+		return dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return dl_errf(err, DL_EIO, "stat %s: %s", path, strerror(e));
+	}
+	if ((uint64_t)st.st_size > size) {
+		close(fd);
+		return dl_errf(err, DL_ECONFIG,
+			       "%s is %lld bytes, more than the configured segment size %" PRIu64,
+			       path, (long long)st.st_size, size);
+	}
+	if ((uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) != 0) {
+		int e = errno;
+		close(fd);
+		return dl_errf(err, e == ENOSPC ? DL_ENOSPC : DL_EIO, "ftruncate %s: %s", path,
+			       strerror(e));
+	}
+	*out = sto_file_new(fd, path);
+	if (*out == NULL) {
+		close(fd);
+		return dl_errf(err, DL_ENOMEM, "file %s", path);
+	}
+	return DL_OK;
+}
+
+static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *err, int *rc)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+	if (p == MAP_FAILED) {
+		*rc = dl_errf(err, errno == ENOMEM ? DL_ENOMEM : DL_EIO, "mmap %s: %s", f->path,
+			      strerror(errno));
+		return NULL;
+	}
+	/* No read-around on faults: the first write into a fresh page would
+	 * otherwise make the kernel read (zero) a large window of pages that
+	 * nobody asked for, in every segment of every member. */
+	(void)madvise(p, size, MADV_RANDOM);
+	*rc = DL_OK;
+	return p;
+}
+
+/* Allocates file space ahead of the write position so that a write into
+ * the mapping can never fault for lack of space (which would be SIGBUS):
+ * steps grow with what was used, from 64 KiB up to prealloc_max_bytes. */
+int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
+		      uint64_t file_bytes, struct dl_errctx *err)
+{
+	if (need <= *alloc_end)
+		return DL_OK;
+	STO_ASSERT(need <= file_bytes);
+	if (m->no_fallocate) {
+		*alloc_end = file_bytes;
+		return DL_OK;
+	}
+	uint64_t step = *alloc_end < STO_PREALLOC_MIN_BYTES ? STO_PREALLOC_MIN_BYTES : *alloc_end;
+	if (step > m->base.cfg.prealloc_max_bytes)
+		step = m->base.cfg.prealloc_max_bytes;
+	uint64_t end = need + step - 1;
+	end -= end % STO_PREALLOC_MIN_BYTES;
+	if (end < need)
+		end = need;
+	if (end > file_bytes)
+		end = file_bytes;
+	uint64_t from = *alloc_end;
+	for (int tries = 0; tries < 8; tries++) {
+		if (fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) == 0) {
+			*alloc_end = end;
+			if (getenv("EXP_POPULATE") && f == m->act)
+				madvise(m->act_map + from, end - from, 23 /* MADV_POPULATE_WRITE */);
+			return DL_OK;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EOPNOTSUPP) {
+			m->no_fallocate = true;
+			*alloc_end = file_bytes;
+			return DL_OK;
+		}
+		break;
+	}
+	if (errno == ENOSPC) {
+		atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
+		return dl_errf(err, DL_ENOSPC, "no space to preallocate %s: %s", f->path,
+			       strerror(errno));
+	}
+	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(errno));
+}
+
+size_t msto_seg_of(const struct msto *m, uint64_t pos)
+{
+	STO_ASSERT(m->nsegs > 0 && pos >= m->segs[0].base);
+	return (size_t)((pos - m->segs[0].base) / m->seg_bytes);
+}
+
+void msto_deactivate(struct msto *m)
+{
+	if (m->act_map != NULL)
+		munmap(m->act_map, m->seg_bytes);
+	m->act_map = NULL;
+	sto_file_unref(m->act);
+	m->act = NULL;
+	m->act_alloc = 0;
+	m->act_zapped = 0;
+	m->act_seq = false;
+}
+
+/* Makes segment j the mapped one. */
+int msto_activate(struct msto *m, size_t j, struct dl_errctx *err)
+{
+	STO_ASSERT(j < m->nsegs);
+	msto_deactivate(m);
+	char path[4096];
+	msto_seg_path(m, m->segs[j].base, path, sizeof(path));
+	struct sto_file *f;
+	int rc = msto_open_file(path, m->seg_bytes, false, &f, err);
+	if (rc == DL_ENOTFOUND)
+		return dl_errf(err, DL_ECORRUPT, "segment %s is missing", path);
+	if (rc != DL_OK)
+		return rc;
+	uint8_t *p = map_file(f, m->seg_bytes, err, &rc);
+	if (p == NULL) {
+		sto_file_unref(f);
+		return rc;
+	}
+	m->act = f;
+	m->act_base = m->segs[j].base;
+	m->act_map = p;
+	m->act_alloc = 0;
+	m->act_zapped = 0;
+	m->act_seq = false;
+	return DL_OK;
+}
+
+/* ------------------------------------------------------------ the index */
+
+static void imap_drop(struct msto *m, struct imap *im)
+{
+	if (!im->used)
+		return;
+	if (im->written)
+		(void)fdatasync(im->f->fd); /* recovery's rewrites; see msto_recover */
+	munmap(im->map, m->iseg_bytes);
+	sto_file_unref(im->f);
+	memset(im, 0, sizeof(*im));
+}
+
+/* Pointer to the index record of `index` in a mapped index segment,
+ * mapping it (and, to write, creating it and allocating its space) when
+ * needed. NULL with *rc = DL_ENOTFOUND when the file does not exist. */
+uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
+		      struct dl_errctx *err)
+{
+	uint64_t off = index * STO_IDX_BYTES;
+	uint64_t base = off - off % m->iseg_bytes;
+	struct imap *im = NULL;
+	for (int i = 0; i < 2; i++)
+		if (m->im[i].used && m->im[i].base == base)
+			im = &m->im[i];
+	if (im == NULL) {
+		im = !m->im[0].used ? &m->im[0]
+		     : !m->im[1].used ? &m->im[1]
+		     : (m->im[0].tick < m->im[1].tick ? &m->im[0] : &m->im[1]);
+		imap_drop(m, im);
+		char path[4096];
+		msto_idx_path(m, base, path, sizeof(path));
+		struct sto_file *f;
+		*rc = msto_open_file(path, m->iseg_bytes, write, &f, err);
+		if (*rc != DL_OK)
+			return NULL;
+		f->lazy = true;
+		uint8_t *p = map_file(f, m->iseg_bytes, err, rc);
+		if (p == NULL) {
+			sto_file_unref(f);
+			return NULL;
+		}
+		im->used = true;
+		im->base = base;
+		im->f = f;
+		im->map = p;
+		im->alloc_end = 0;
+		if (write) { /* a new file's name must be durable with its records */
+			sto_lock(&m->base);
+			sto_mark_dirty_locked(&m->base, f, 0, 0, true);
+			sto_publish(&m->base, false, 0, 0);
+		}
+	}
+	im->tick = ++m->im_tick;
+	uint64_t foff = off - base;
+	if (write) {
+		*rc = msto_ensure_alloc(m, im->f, &im->alloc_end, foff + STO_IDX_BYTES,
+					m->iseg_bytes, err);
+		if (*rc != DL_OK)
+			return NULL;
+	}
+	*rc = DL_OK;
+	return im->map + foff;
+}
+
+static struct imap *imap_of(struct msto *m, uint64_t index)
+{
+	uint64_t off = index * STO_IDX_BYTES;
+	uint64_t base = off - off % m->iseg_bytes;
+	for (int i = 0; i < 2; i++)
+		if (m->im[i].used && m->im[i].base == base)
+			return &m->im[i];
+	return NULL;
+}
+
+static bool idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
+{
+	int rc;
+	uint8_t *p = msto_idx_rec(m, index, false, &rc, NULL);
+	return p != NULL && sto_idx_decode(p, index, r);
+}
+
+/* Deletes index files holding only records outside [first, last + 1]. */
+void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last)
+{
+	uint64_t *bases;
+	size_t n;
+	if (sto_list_segments(m->index_dir, &bases, &n, NULL) != DL_OK)
+		return;
+	uint64_t lo = first * STO_IDX_BYTES, hi = (last + 1) * STO_IDX_BYTES;
+	for (size_t i = 0; i < n; i++) {
+		if (bases[i] + m->iseg_bytes > lo && bases[i] <= hi)
+			continue;
+		for (int k = 0; k < 2; k++)
+			if (m->im[k].used && m->im[k].base == bases[i]) {
+				m->im[k].written = false;
+				imap_drop(m, &m->im[k]);
+			}
+		char path[4096];
+		msto_idx_path(m, bases[i], path, sizeof(path));
+		(void)unlink(path);
+	}
+	free(bases);
+}
+
+/* ------------------------------------------------------------ appending */
+
+/* A range of one file written by this batch, handed over at the end. */
+struct acc {
+	struct sto_file *f;
+	uint64_t lo, hi;
+	bool dirsync;
+};
+
+static void acc_flush(struct sto *s, struct acc *a)
+{
+	if (a->f == NULL)
+		return;
+	sto_lock(s);
+	sto_mark_dirty_locked(s, a->f, a->lo, a->hi, a->dirsync);
+	sto_publish(s, false, 0, 0);
+	memset(a, 0, sizeof(*a));
+}
+
+static void acc_add(struct sto *s, struct acc *a, struct sto_file *f, uint64_t lo, uint64_t hi)
+{
+	if (a->f != f)
+		acc_flush(s, a);
+	if (a->f == NULL) {
+		a->f = f;
+		a->lo = lo;
+		a->hi = hi;
+		return;
+	}
+	a->lo = lo < a->lo ? lo : a->lo;
+	a->hi = hi > a->hi ? hi : a->hi;
+}
+
+static int grow_table(struct msto *m, struct dl_errctx *err)
+{
+	if (m->nsegs < m->cap)
+		return DL_OK;
+	if (m->cap >= STO_MAX_SEGMENTS)
+		return dl_errf(err, DL_ERANGE, "%s: %u segments, the maximum", m->data_dir,
+			       STO_MAX_SEGMENTS);
+	size_t ncap = m->cap ? m->cap * 2 : 16;
+	struct mseg *n = realloc(m->segs, ncap * sizeof(*n));
+	if (n == NULL)
+		return dl_errf(err, DL_ENOMEM, "segment table");
+	m->segs = n;
+	m->cap = ncap;
+	return DL_OK;
+}
+
+static int write_marker(struct msto *m, struct acc *a, struct dl_errctx *err)
+{
+	uint64_t off = m->wpos - m->segs[m->nsegs - 1].base;
+	STO_ASSERT(off + STO_HDR_BYTES <= m->seg_bytes);
+	int rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
+	if (rc != DL_OK)
+		return rc;
+	struct sto_hdr h = {
+		.magic = STO_ENTRY_MAGIC,
+		.version = STO_FORMAT_VERSION,
+		.flags = STO_FLAG_SEG_END,
+		.total_bytes = STO_HDR_BYTES,
+		.index = m->last + 1,
+		.term = m->last_term,
+		.pos = m->wpos,
+		.body_crc = sto_crc32c("", 0),
+	};
+	sto_hdr_encode(m->act_map + off, &h);
+	acc_add(&m->base, a, m->act, off, off + STO_HDR_BYTES);
+	return DL_OK;
+}
+
+/* Ends the active segment with a marker and starts the next one. */
+static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
+{
+	int rc = grow_table(m, err);
+	if (rc != DL_OK)
+		return rc;
+	uint64_t base = m->wpos;
+	if (m->act != NULL) {
+		rc = write_marker(m, a, err);
+		if (rc != DL_OK)
+			return rc;
+		acc_flush(&m->base, a);
+		m->segs[m->nsegs - 1].closed_ms = sto_clock_ms(&m->base);
+		base = m->segs[m->nsegs - 1].base + m->seg_bytes;
+		msto_deactivate(m);
+	}
+	STO_ASSERT(base % m->seg_bytes == 0);
+	char path[4096];
+	msto_seg_path(m, base, path, sizeof(path));
+	struct sto_file *f;
+	rc = msto_open_file(path, m->seg_bytes, true, &f, err);
+	if (rc != DL_OK)
+		return rc;
+	uint8_t *p = map_file(f, m->seg_bytes, err, &rc);
+	if (p == NULL) {
+		sto_file_unref(f);
+		(void)unlink(path);
+		return rc;
+	}
+	m->segs[m->nsegs++] = (struct mseg){.base = base, .closed_ms = 0};
+	m->act = f;
+	m->act_base = base;
+	m->act_map = p;
+	m->act_alloc = 0;
+	m->act_zapped = 0;
+	m->act_seq = false;
+	m->wpos = base;
+	a->f = f; /* the new file's first range also syncs its directory entry */
+	a->lo = a->hi = 0;
+	a->dirsync = true;
+	return DL_OK;
+}
+
+static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, struct acc *ia,
+		     struct dl_errctx *err)
+{
+	uint32_t total = sto_entry_total(e->len);
+	int rc;
+	if (m->act == NULL ||
+	    m->wpos - m->segs[m->nsegs - 1].base + total + STO_HDR_BYTES > m->seg_bytes) {
+		rc = roll(m, da, err);
+		if (rc != DL_OK)
+			return rc;
+	}
+	struct mseg *sg = &m->segs[m->nsegs - 1];
+	uint64_t off = m->wpos - sg->base;
+	rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + total + STO_HDR_BYTES, m->seg_bytes,
+			       err);
+	if (rc != DL_OK)
+		return rc;
+	uint64_t index = m->last + 1;
+	uint8_t *rec = msto_idx_rec(m, index, true, &rc, err);
+	if (rec == NULL)
+		return rc;
+	uint8_t *p = m->act_map + off;
+	if (e->len > 0)
+		memcpy(p + STO_HDR_BYTES, e->data, e->len);
+	memset(p + STO_HDR_BYTES + e->len, 0, total - STO_HDR_BYTES - e->len);
+	struct sto_hdr h = {
+		.magic = STO_ENTRY_MAGIC,
+		.version = STO_FORMAT_VERSION,
+		.type = e->type,
+		.total_bytes = total,
+		.body_bytes = e->len,
+		.index = index,
+		.term = e->term,
+		.pos = m->wpos,
+		.body_crc = sto_crc32c(p + STO_HDR_BYTES, e->len),
+	};
+	sto_hdr_encode(p, &h);
+	struct sto_idx r = {.pos = m->wpos, .term = e->term, .body_bytes = e->len, .type = e->type};
+	sto_idx_encode(rec, index, &r);
+	struct imap *im = imap_of(m, index);
+	uint64_t roff = index * STO_IDX_BYTES - im->base;
+	acc_add(&m->base, ia, im->f, roff, roff + STO_IDX_BYTES);
+	acc_add(&m->base, da, m->act, off, off + total);
+	if (sg->first_index == 0)
+		sg->first_index = index;
+	m->wpos += total;
+	m->last = index;
+	m->last_term = e->term;
+	return DL_OK;
+}
+
+/* Cuts the log back to end at `pos` (the header position of entry
+ * last + 1): deletes later segments, maps the one holding pos, zeroes the
+ * header there so that no later recovery reads past it, and tells the
+ * hand-over block (the durable index drops to `last`). */
+static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_term,
+		  struct dl_errctx *err)
+{
+	size_t keep = 0;
+	if (m->nsegs > 0 && pos >= m->segs[0].base)
+		keep = msto_seg_of(m, pos) + 1;
+	bool deleted = false;
+	if (keep < m->nsegs && m->act != NULL)
+		msto_deactivate(m);
+	while (m->nsegs > keep) {
+		uint64_t base = m->segs[--m->nsegs].base;
+		char path[4096];
+		msto_seg_path(m, base, path, sizeof(path));
+		if (m->rd != NULL && m->rd_base == base) {
+			sto_file_unref(m->rd);
+			m->rd = NULL;
+		}
+		(void)unlink(path);
+		deleted = true;
+	}
+	m->wpos = pos;
+	m->last = last;
+	m->last_term = last_term;
+	if (keep == 0) {
+		if (deleted)
+			(void)sto_fsync_dir(m->data_dir);
+		sto_lock(&m->base);
+		sto_note_truncate(&m->base, last, last_term);
+		sto_publish(&m->base, false, 0, 0);
+		return DL_OK;
+	}
+	if (m->act == NULL) {
+		int rc = msto_activate(m, keep - 1, err);
+		if (rc != DL_OK)
+			return rc;
+	}
+	if (m->rd != NULL && m->rd_base == m->segs[keep - 1].base) {
+		sto_file_unref(m->rd);
+		m->rd = NULL;
+	}
+	struct mseg *sg = &m->segs[keep - 1];
+	uint64_t off = pos - sg->base;
+	STO_ASSERT(off + STO_HDR_BYTES <= m->seg_bytes);
+	if (sg->first_index > last)
+		sg->first_index = 0;
+	int rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
+	sto_lock(&m->base);
+	if (rc == DL_OK) {
+		memset(m->act_map + off, 0, STO_HDR_BYTES);
+		sto_mark_dirty_locked(&m->base, m->act, off, off + STO_HDR_BYTES, deleted);
+	}
+	sto_note_truncate(&m->base, last, last_term);
+	sto_publish(&m->base, false, 0, 0);
+	return rc;
+}
+
+static void refresh_disk(struct msto *m, bool force)
+{
+	struct sto *s = &m->base;
+	uint64_t now = sto_clock_ms(s);
+	if (!force && m->disk_checked && now - m->disk_checked_ms < s->cfg.disk_check_interval_ms)
+		return;
+	double r;
+	if (sto_disk_ratio(s, &r) == DL_OK) {
+		m->disk_ratio = r;
+		m->disk_full = r >= s->cfg.disk_full_ratio;
+	}
+	m->disk_checked = true;
+	m->disk_checked_ms = now;
+}
+
+static int check_disk(struct msto *m, struct dl_errctx *err)
+{
+	struct sto *s = &m->base;
+	refresh_disk(m, false);
+	if (!m->disk_full)
+		return DL_OK;
+	atomic_fetch_add_explicit(&s->n_enospc, 1, memory_order_relaxed);
+	return dl_errf(err, DL_ENOSPC, "disk use %.1f%% is past diskFullRatio %.1f%%: appends refused",
+		       m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
+}
+
+static int check_batch(struct msto *m, uint64_t first_index, const struct sto_entry *e,
+		       uint32_t n, struct dl_errctx *err)
+{
+	if (n == 0 || n > STO_MAX_BATCH || e == NULL)
+		return dl_errf(err, DL_EINVAL, "batch of %u entries (1..%u)", n, STO_MAX_BATCH);
+	if (first_index != m->last + 1)
+		return dl_errf(err, DL_EINVAL, "append at %" PRIu64 ", expected %" PRIu64,
+			       first_index, m->last + 1);
+	uint64_t term = m->last_term;
+	for (uint32_t i = 0; i < n; i++) {
+		if (e[i].len > m->max_body) {
+			atomic_fetch_add_explicit(&m->base.n_toobig, 1, memory_order_relaxed);
+			return dl_errf(err, DL_ETOOBIG, "entry of %u bytes, the maximum is %u",
+				       e[i].len, m->max_body);
+		}
+		if (e[i].len > 0 && e[i].data == NULL)
+			return dl_errf(err, DL_EINVAL, "entry %u has no data", i);
+		if (e[i].term < term)
+			return dl_errf(err, DL_EINVAL, "term goes down: %" PRIu64 " after %" PRIu64,
+				       e[i].term, term);
+		term = e[i].term;
+	}
+	return DL_OK;
+}
+
+/* Drops the page table entries of whole pages behind the write position
+ * (MADV_DONTNEED keeps a shared file mapping's data: the pages stay in the
+ * page cache, dirty, and a later access maps them again). Writeback then
+ * finds them unmapped and need not write-protect each one, which costs a
+ * TLB shootdown (an IPI to every CPU running this process) per page; here
+ * one shootdown covers STO_ZAP_BYTES. */
+static void zap_behind(struct msto *m)
+{
+	if (m->act == NULL)
+		return;
+	uint64_t off = m->wpos - m->act_base;
+	uint64_t end = off - off % 4096;
+	static int zb = -1;
+	if (zb < 0) zb = getenv("EXP_ZAP") ? atoi(getenv("EXP_ZAP")) : 64;
+	if (zb == 0) return;
+	if (end < m->act_zapped + (uint64_t)zb * 1024)
+		return;
+	/* A member that writes this much is busy: let write faults read ahead
+	 * (large folios, fewer faults). Idle members never pay for it. */
+	if (!m->act_seq && off >= STO_SEQ_AFTER_BYTES) {
+		(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
+		m->act_seq = true;
+	}
+	(void)madvise(m->act_map + m->act_zapped, end - m->act_zapped, MADV_DONTNEED);
+	m->act_zapped = end;
+}
+
+static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
+		    struct dl_errctx *err)
+{
+	struct msto *m = M(s);
+	int rc = sto_common_io_err(s);
+	if (rc != DL_OK)
+		return dl_errf(err, rc, "%s: an earlier sync failed; appends refused", s->dir);
+	rc = check_batch(m, first_index, e, n, err);
+	if (rc == DL_OK)
+		rc = check_disk(m, err);
+	if (rc != DL_OK)
+		return rc;
+	uint64_t undo_pos = m->wpos, undo_last = m->last, undo_term = m->last_term;
+	struct acc da = {0}, ia = {0};
+	for (uint32_t i = 0; i < n && rc == DL_OK; i++)
+		rc = put_entry(m, &e[i], &da, &ia, err);
+	if (rc != DL_OK) {
+		acc_flush(s, &da);
+		acc_flush(s, &ia);
+		(void)cut_to(m, undo_pos, undo_last, undo_term, NULL);
+		return rc;
+	}
+	sto_lock(s);
+	if (da.f != NULL)
+		sto_mark_dirty_locked(s, da.f, da.lo, da.hi, da.dirsync);
+	if (ia.f != NULL)
+		sto_mark_dirty_locked(s, ia.f, ia.lo, ia.hi, ia.dirsync);
+	sto_publish(s, true, m->last, m->last_term);
+	atomic_fetch_add_explicit(&s->n_appended, n, memory_order_relaxed);
+	zap_behind(m);
+	return DL_OK;
+}
+
+/* ------------------------------------------------------------- reading */
+
+static int corrupt(struct msto *m, struct dl_errctx *err, const char *path, uint64_t off,
+		   uint64_t index, const char *why)
+{
+	atomic_fetch_add_explicit(&m->base.n_corrupt_reads, 1, memory_order_relaxed);
+	return dl_errf(err, DL_ECORRUPT, "%s offset %" PRIu64 ": entry %" PRIu64 ": %s", path, off,
+		       index, why);
+}
+
+static const char *entry_problem(const uint8_t *hb, const struct sto_idx *r, uint64_t index,
+				 struct sto_hdr *h)
+{
+	int why = sto_hdr_check(hb, h);
+	if (why != STO_HDR_OK)
+		return sto_hdr_bad_text(why);
+	if (h->flags & STO_FLAG_SEG_END)
+		return "segment end marker where an entry should be";
+	if (h->index != index || h->term != r->term || h->pos != r->pos ||
+	    h->body_bytes != r->body_bytes)
+		return "header does not match the index record";
+	return NULL;
+}
+
+static int read_copy(struct msto *m, const struct mseg *sg, const struct sto_idx *r,
+		     uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
+		     struct dl_errctx *err)
+{
+	out->len = r->body_bytes;
+	if (cap < r->body_bytes)
+		return dl_errf(err, DL_ETOOBIG, "entry %" PRIu64 " has %u bytes, buffer %u", index,
+			       r->body_bytes, cap);
+	char path[4096];
+	msto_seg_path(m, sg->base, path, sizeof(path));
+	if (m->rd == NULL || m->rd_base != sg->base) {
+		sto_file_unref(m->rd);
+		m->rd = NULL;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
+		m->rd = sto_file_new(fd, path);
+		if (m->rd == NULL) {
+			close(fd);
+			return dl_errf(err, DL_ENOMEM, "file %s", path);
+		}
+		m->rd_base = sg->base;
+	}
+	uint8_t hb[STO_HDR_BYTES];
+	struct iovec iov[2] = {{hb, sizeof(hb)}, {buf, r->body_bytes}};
+	uint64_t off = r->pos - sg->base;
+	ssize_t k = preadv(m->rd->fd, iov, 2, (off_t)off);
+	if (k < 0)
+		return dl_errf(err, DL_EIO, "read %s: %s", path, strerror(errno));
+	if ((size_t)k < sizeof(hb) + r->body_bytes)
+		return corrupt(m, err, path, off, index, "short segment file");
+	struct sto_hdr h;
+	const char *why = entry_problem(hb, r, index, &h);
+	if (why == NULL && sto_crc32c(buf, r->body_bytes) != h.body_crc)
+		why = "body checksum mismatch";
+	if (why != NULL)
+		return corrupt(m, err, path, off, index, why);
+	out->data = buf;
+	out->copied = true;
+	out->term = h.term;
+	out->type = h.type;
+	return DL_OK;
+}
+
+static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
+		  struct dl_errctx *err)
+{
+	struct msto *m = M(s);
+	memset(out, 0, sizeof(*out));
+	if (index > m->last)
+		return dl_errf(err, DL_ERANGE, "entry %" PRIu64 " is past the last (%" PRIu64 ")",
+			       index, m->last);
+	if (index < m->first || index == 0)
+		return dl_errf(err, DL_ECOMPACTED, "entry %" PRIu64 " is before the first (%" PRIu64 ")",
+			       index, m->first);
+	struct sto_idx r;
+	if (!idx_get(m, index, &r)) {
+		char path[4096];
+		uint64_t off = index * STO_IDX_BYTES;
+		msto_idx_path(m, off - off % m->iseg_bytes, path, sizeof(path));
+		return corrupt(m, err, path, off % m->iseg_bytes, index, "bad index record");
+	}
+	if (r.pos < m->segs[0].base || r.pos >= m->wpos)
+		return corrupt(m, err, m->index_dir, index * STO_IDX_BYTES, index,
+			       "index record points outside the log");
+	size_t j = msto_seg_of(m, r.pos);
+	const struct mseg *sg = &m->segs[j];
+	if (j + 1 != m->nsegs)
+		return read_copy(m, sg, &r, index, buf, cap, out, err);
+	uint64_t off = r.pos - sg->base;
+	const uint8_t *p = m->act_map + off;
+	struct sto_hdr h;
+	const char *why = entry_problem(p, &r, index, &h);
+	if (why == NULL && sto_crc32c(p + STO_HDR_BYTES, h.body_bytes) != h.body_crc)
+		why = "body checksum mismatch";
+	if (why != NULL)
+		return corrupt(m, err, m->act->path, off, index, why);
+	out->data = p + STO_HDR_BYTES;
+	out->len = h.body_bytes;
+	out->term = h.term;
+	out->type = h.type;
+	out->copied = false;
+	return DL_OK;
+}
+
+static uint64_t m_first_index(const struct sto *s)
+{
+	return CM(s)->first;
+}
+
+static uint64_t m_last_index(const struct sto *s)
+{
+	return CM(s)->last;
+}
+
+static bool m_term_at(struct sto *s, uint64_t index, uint64_t *term)
+{
+	struct msto *m = M(s);
+	if (index == 0) {
+		*term = 0;
+		return true;
+	}
+	if (index < m->first || index > m->last)
+		return false;
+	if (index == m->last) {
+		*term = m->last_term;
+		return true;
+	}
+	struct sto_idx r;
+	if (!idx_get(m, index, &r)) {
+		atomic_fetch_add_explicit(&s->n_corrupt_reads, 1, memory_order_relaxed);
+		return false;
+	}
+	*term = r.term;
+	return true;
+}
+
+static uint32_t m_entry_bytes(struct sto *s, uint64_t index)
+{
+	struct msto *m = M(s);
+	struct sto_idx r;
+	if (index == 0 || index < m->first || index > m->last || !idx_get(m, index, &r))
+		return 0;
+	return r.body_bytes;
+}
+
+/* ------------------------------------------------- truncation, cleaning */
+
+static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err)
+{
+	struct msto *m = M(s);
+	if (index >= m->last)
+		return DL_OK;
+	if (index + 1 < m->first || (index + 1 == m->first && m->first > 1))
+		return dl_errf(err, DL_ECOMPACTED,
+			       "truncating after %" PRIu64 " would empty a log that starts at %" PRIu64,
+			       index, m->first);
+	if (index < s->commit)
+		return dl_errf(err, DL_EINVAL,
+			       "truncating after %" PRIu64 " would remove committed entries (commit %" PRIu64 ")",
+			       index, s->commit);
+	struct sto_idx next, prev = {0};
+	if (!idx_get(m, index + 1, &next) || (index > 0 && !idx_get(m, index, &prev)))
+		return dl_errf(err, DL_ECORRUPT, "%s: index record of %" PRIu64 " is damaged",
+			       m->index_dir, index + 1);
+	int rc = cut_to(m, next.pos, index, prev.term, err);
+	msto_unlink_index_outside(m, m->first, index + 1);
+	return rc;
+}
+
+static void delete_first_segment(struct msto *m)
+{
+	STO_ASSERT(m->nsegs >= 2);
+	char path[4096];
+	msto_seg_path(m, m->segs[0].base, path, sizeof(path));
+	if (m->rd != NULL && m->rd_base == m->segs[0].base) {
+		sto_file_unref(m->rd);
+		m->rd = NULL;
+	}
+	(void)unlink(path);
+	memmove(&m->segs[0], &m->segs[1], (m->nsegs - 1) * sizeof(m->segs[0]));
+	m->nsegs--;
+	m->first = m->segs[0].first_index;
+	atomic_fetch_add_explicit(&m->base.n_segs_deleted, 1, memory_order_relaxed);
+}
+
+/* Segment 0 may go when the entries it holds are all below `allowed`:
+ * the next segment's first entry is <= allowed, so entry `allowed` stays
+ * and the log can never be truncated to empty. */
+static bool first_segment_deletable(const struct msto *m, uint64_t allowed)
+{
+	return m->nsegs >= 2 && m->segs[1].first_index != 0 && m->segs[1].first_index <= allowed;
+}
+
+static int m_drop_prefix(struct sto *s, uint64_t upto, struct dl_errctx *err)
+{
+	(void)err;
+	struct msto *m = M(s);
+	uint64_t old_first = m->first;
+	bool any = false;
+	while (first_segment_deletable(m, upto)) {
+		delete_first_segment(m);
+		any = true;
+	}
+	if (any) {
+		msto_unlink_index_outside(m, m->first, m->last);
+		(void)sto_fsync_dir(m->data_dir);
+	}
+	STO_ASSERT(m->first >= old_first);
+	return DL_OK;
+}
+
+static int m_clean(struct sto *s, uint64_t allowed, struct sto_clean_result *res,
+		   struct dl_errctx *err)
+{
+	struct msto *m = M(s);
+	memset(res, 0, sizeof(*res));
+	refresh_disk(m, true);
+	bool forced = s->cfg.enable_disk_force_clean &&
+		      m->disk_ratio >= s->cfg.disk_space_ratio_to_force_clean;
+	res->forced = forced;
+	uint64_t now = sto_clock_ms(s);
+	uint64_t keep_ms = (uint64_t)s->cfg.file_reserved_hours * 3600000u;
+	while (res->segments_deleted < STO_CLEAN_MAX_PER_PASS && first_segment_deletable(m, allowed)) {
+		bool old = now >= m->segs[0].closed_ms + keep_ms;
+		if (!old && !forced)
+			break;
+		delete_first_segment(m);
+		res->segments_deleted++;
+		if (forced) { /* DLedger deletes until use is back under the ratio */
+			refresh_disk(m, true);
+			forced = m->disk_ratio >= s->cfg.disk_space_ratio_to_force_clean;
+		}
+	}
+	if (res->segments_deleted > 0) {
+		msto_unlink_index_outside(m, m->first, m->last);
+		if (sto_fsync_dir(m->data_dir) != 0)
+			return dl_errf(err, DL_EIO, "fsync %s", m->data_dir);
+		refresh_disk(m, true);
+	}
+	res->first_index = m->first;
+	res->disk_full = m->disk_full;
+	return DL_OK;
+}
+
+/* --------------------------------------------------- state, info, close */
+
+static int m_persist_state(struct sto *s, uint64_t term, uint32_t vote)
+{
+	return sto_state_store(s->dir, term, vote);
+}
+
+static void m_write_checkpoint(struct sto *s, uint64_t commit)
+{
+	struct msto *m = M(s);
+	m->ckpt_seq++;
+	m->ckpt_dirty = true;
+	(void)sto_ckpt_write(m->ckpt_fd, m->ckpt_seq, commit);
+}
+
+static void m_get_state(const struct sto *s, uint64_t *term, uint32_t *vote)
+{
+	*term = s->st_term;
+	*vote = s->st_vote;
+}
+
+static uint64_t m_recovered_commit(const struct sto *s)
+{
+	return s->recovered_commit;
+}
+
+static int m_sync(struct sto *s, struct dl_errctx *err)
+{
+	return sto_common_sync(s, M(s)->last, err);
+}
+
+static void m_get_info(const struct sto *s, struct sto_info *info)
+{
+	const struct msto *m = CM(s);
+	sto_common_info(s, info);
+	info->first_index = m->first;
+	info->last_index = m->last;
+	info->last_term = m->last_term;
+	info->maps = (uint32_t)(m->act_map != NULL) + (uint32_t)m->im[0].used + (uint32_t)m->im[1].used;
+	info->segments = (uint32_t)m->nsegs;
+	info->disk_bytes = sto_path_blocks_bytes(s->dir);
+	info->recovered_entries_verified = m->rec_verified;
+	info->recovered_index_records_rewritten = m->rec_rewritten;
+	info->recovered_cut = m->rec_cut;
+	info->recovered_cut_offset = m->rec_cut_offset;
+}
+
+static void m_free(struct msto *m)
+{
+	msto_deactivate(m);
+	sto_file_unref(m->rd);
+	for (int i = 0; i < 2; i++)
+		imap_drop(m, &m->im[i]);
+	if (m->ckpt_fd >= 0)
+		close(m->ckpt_fd);
+	if (m->dir_fd >= 0)
+		close(m->dir_fd); /* releases the flock */
+	free(m->segs);
+	free(m->data_dir);
+	free(m->index_dir);
+	sto_common_fini(&m->base);
+	free(m);
+}
+
+static void m_close(struct sto *s)
+{
+	if (s == NULL)
+		return;
+	struct msto *m = M(s);
+	sto_detach(s);
+	if (m->ckpt_dirty && fdatasync(m->ckpt_fd) == 0) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/checkpoint", s->dir);
+		sto_hook_file_synced(path, 0, UINT64_MAX);
+	}
+	m_free(m);
+}
+
+static const struct sto_ops mmap_ops = {
+	.append = m_append,
+	.read = m_read,
+	.first_index = m_first_index,
+	.last_index = m_last_index,
+	.term_at = m_term_at,
+	.entry_bytes = m_entry_bytes,
+	.truncate_after = m_truncate_after,
+	.drop_prefix = m_drop_prefix,
+	.durable = sto_common_durable,
+	.set_commit = sto_common_set_commit,
+	.save_state = sto_common_save_state,
+	.get_state = m_get_state,
+	.recovered_commit = m_recovered_commit,
+	.sync = m_sync,
+	.clean = m_clean,
+	.get_info = m_get_info,
+	.close = m_close,
+};
+
+static const struct sto_impl mmap_impl = {
+	.persist_state = m_persist_state,
+	.write_checkpoint = m_write_checkpoint,
+};
+
+/* ------------------------------------------------------------- opening */
+
+static int open_dirs(struct msto *m, struct dl_errctx *err)
+{
+	struct sto *s = &m->base;
+	size_t n = strlen(s->dir) + 8;
+	m->data_dir = malloc(n);
+	m->index_dir = malloc(n);
+	if (m->data_dir == NULL || m->index_dir == NULL)
+		return dl_errf(err, DL_ENOMEM, "paths");
+	snprintf(m->data_dir, n, "%s/data", s->dir);
+	snprintf(m->index_dir, n, "%s/index", s->dir);
+	int rc = sto_mkdirs(s->dir, err);
+	if (rc != DL_OK)
+		return rc;
+	bool made = false;
+	const char *subs[2] = {m->data_dir, m->index_dir};
+	for (int i = 0; i < 2; i++) {
+		if (mkdir(subs[i], 0755) == 0)
+			made = true;
+		else if (errno != EEXIST)
+			return dl_errf(err, DL_EIO, "mkdir %s: %s", subs[i], strerror(errno));
+	}
+	if (made && sto_fsync_dir(s->dir) != 0)
+		return dl_errf(err, DL_EIO, "fsync %s: %s", s->dir, strerror(errno));
+	m->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->dir_fd < 0)
+		return dl_errf(err, DL_EIO, "open %s: %s", s->dir, strerror(errno));
+	if (flock(m->dir_fd, LOCK_EX | LOCK_NB) != 0)
+		return dl_errf(err, errno == EWOULDBLOCK ? DL_EBUSY : DL_EIO,
+			       "%s is open in another store: %s", s->dir, strerror(errno));
+	return DL_OK;
+}
+
+static int open_meta(struct msto *m, struct dl_errctx *err)
+{
+	struct sto *s = &m->base;
+	bool found;
+	int rc = sto_state_load(s->dir, &found, &s->st_term, &s->st_vote, err);
+	if (rc != DL_OK)
+		return rc;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/checkpoint", s->dir);
+	m->ckpt_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (m->ckpt_fd < 0)
+		return dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
+	uint64_t commit;
+	if (sto_ckpt_load(m->ckpt_fd, &m->ckpt_seq, &commit) != 0)
+		return dl_errf(err, DL_EIO, "read %s: %s", path, strerror(errno));
+	s->recovered_commit = commit;
+	return DL_OK;
+}
+
+int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
+		  struct dl_errctx *err)
+{
+	*out = NULL;
+	struct msto *m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return dl_errf(err, DL_ENOMEM, "store");
+	m->dir_fd = m->ckpt_fd = -1;
+	int rc = sto_common_init(&m->base, &mmap_ops, &mmap_impl, cfg, err);
+	if (rc != DL_OK) {
+		free(m->base.base_dir);
+		free(m->base.dir);
+		free(m);
+		return rc;
+	}
+	m->seg_bytes = cfg->segment_bytes;
+	m->iseg_bytes = cfg->index_segment_bytes;
+	uint64_t room = m->seg_bytes - 2 * STO_HDR_BYTES - STO_ALIGN_BYTES;
+	m->max_body = cfg->max_entry_bytes < room ? cfg->max_entry_bytes : (uint32_t)room;
+	m->first = 1;
+	rc = open_dirs(m, err);
+	if (rc == DL_OK)
+		rc = open_meta(m, err);
+	if (rc == DL_OK)
+		rc = msto_recover(m, err);
+	if (rc == DL_OK)
+		rc = sto_attach(&m->base, fl, err);
+	if (rc != DL_OK) {
+		m_free(m);
+		return rc;
+	}
+	*out = &m->base;
+	return DL_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * tt.h - a tiny test runner for the concurrent suites.
+ *
+ * Criterion cannot run under ThreadSanitizer (its inheritable arena fails
+ * to map: Criterion issue #274), so the suites that must also run under
+ * TSan (runtime, transport, flush thread) are plain programs built on this
+ * header. A failed check prints file, line and message and ends the
+ * program at once (threads may be mid-flight; continuing would only add
+ * noise), after the summary line "NAME: N passed, 1 failed".
+ *
+ *   TT_TEST(groups_elect) { tt_assert(x == 1, "x is %d", x); }
+ *   int main(void) { return tt_run("runtime", tt_tests, TT_COUNT(tt_tests)); }
+ */
+#ifndef DLEDGER_TEST_TT_H
+#define DLEDGER_TEST_TT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct tt_test {
+	const char *name;
+	void (*fn)(void);
+};
+
+extern const char *tt_suite;
+extern unsigned tt_passed;
+
+#define TT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+#define tt_assert(cond, ...)                                                              \
+	do {                                                                              \
+		if (!(cond)) {                                                            \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, " " __VA_ARGS__);                                 \
+			fputc('\n', stderr);                                              \
+			printf("%s: %u passed, 1 failed\n", tt_suite, tt_passed);         \
+			fflush(stdout);                                                   \
+			exit(1);                                                          \
+		}                                                                         \
+	} while (0)
+
+static inline int tt_run(const char *suite, const struct tt_test *tests, size_t n)
+{
+	tt_suite = suite;
+	for (size_t i = 0; i < n; i++) {
+		printf("[RUN ] %s::%s\n", suite, tests[i].name);
+		fflush(stdout);
+		tests[i].fn();
+		printf("[PASS] %s::%s\n", suite, tests[i].name);
+		tt_passed++;
+	}
+	printf("%s: %u passed, 0 failed\n", suite, tt_passed);
+	return 0;
+}
+
+#define TT_MAIN_STATE                 \
+	const char *tt_suite = "tests"; \
+	unsigned tt_passed
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * An in-process cluster: three nodes on loopback ports, several groups,
+ * the real mmap store and flush thread. Also run under ThreadSanitizer.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/dl_log.h"
+#include "runtime/mailbox.h"
+#include "runtime/runtime.h"
+#include "test/lib/tt.h"
+#include "test/runtime/tclient.h"
+
+TT_MAIN_STATE;
+
+#define NODES 3
+#define GROUPS 4
+#define HEARTBEAT_MS 50
+#define ELECTION_MS 300
+
+struct cluster {
+	char dir[64];
+	char addr[NODES][32];
+	struct rt_node *node[NODES];
+};
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	socklen_t len = sizeof(sa);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
+static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
+
+static void start_node(struct cluster *c, uint32_t k)
+{
+	struct rt_node_config nc;
+	rt_node_config_defaults(&nc);
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "%s", c->addr[k]);
+	struct dl_errctx err = {{0}};
+	int rc = rt_node_start(&nc, &c->node[k], &err);
+	tt_assert((rc) == (0), "node %u: %s", k, err.msg);
+	for (uint32_t g = 0; g < GROUPS; g++) {
+		struct rt_member_config mc;
+		rt_member_config_defaults(&mc);
+		group_name(g, mc.group);
+		member_name(k, mc.self_id);
+		mc.n_peers = NODES;
+		for (uint32_t i = 0; i < NODES; i++) {
+			member_name(i, mc.peers[i].id);
+			snprintf(mc.peers[i].addr, sizeof(mc.peers[i].addr), "%s", c->addr[i]);
+		}
+		member_name(g % NODES, mc.preferred_id);
+		mc.heartbeat_ms = HEARTBEAT_MS;
+		mc.election_ms = ELECTION_MS;
+		mc.store.base_dir = c->dir;
+		mc.store.segment_bytes = 1u << 20;
+		mc.store.index_segment_bytes = 1u << 16;
+		rc = rt_node_add(c->node[k], &mc, &err);
+		tt_assert((rc) == (0), "add %s/%s: %s", mc.group, mc.self_id, err.msg);
+	}
+}
+
+static void cluster_start(struct cluster *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-rt-XXXXXX");
+	tt_assert(mkdtemp(c->dir) != NULL);
+	for (uint32_t k = 0; k < NODES; k++)
+		snprintf(c->addr[k], sizeof(c->addr[k]), "127.0.0.1:%u", free_port());
+	for (uint32_t k = 0; k < NODES; k++)
+		start_node(c, k);
+}
+
+static void cluster_stop(struct cluster *c)
+{
+	for (uint32_t k = 0; k < NODES; k++) {
+		rt_node_stop(c->node[k]);
+		c->node[k] = NULL;
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+	tt_assert((system(cmd)) == (0));
+}
+
+static bool member(struct cluster *c, uint32_t k, uint32_t g, struct rt_member_status *st)
+{
+	char gn[16], id[16];
+	group_name(g, gn);
+	member_name(k, id);
+	return c->node[k] != NULL && rt_node_member_status(c->node[k], gn, id, st) == 0;
+}
+
+/* The node whose member leads group g, as every running member agrees;
+ * -1 while they do not. */
+static int leader_of(struct cluster *c, uint32_t g)
+{
+	int leader = -1;
+	for (uint32_t k = 0; k < NODES; k++) {
+		struct rt_member_status st;
+		if (!member(c, k, g, &st))
+			continue;
+		if (st.leader[0] != 'n')
+			return -1;
+		int l = atoi(st.leader + 1);
+		if (leader != -1 && l != leader)
+			return -1;
+		leader = l;
+	}
+	struct rt_member_status st;
+	if (leader < 0 || !member(c, (uint32_t)leader, g, &st) || st.role != RAFT_LEADER)
+		return -1;
+	return leader;
+}
+
+static void sleep_ms(unsigned ms) { usleep(ms * 1000); }
+
+/* Waits until every group has an agreed leader (and, if `preferred`, it is
+ * the preferred one). */
+static bool wait_leaders(struct cluster *c, bool preferred, unsigned timeout_ms)
+{
+	uint64_t deadline = mb_now_ns() + timeout_ms * 1000000ull;
+	while (mb_now_ns() < deadline) {
+		bool all = true;
+		for (uint32_t g = 0; g < GROUPS && all; g++) {
+			int l = leader_of(c, g);
+			all = l >= 0 && (!preferred || l == (int)(g % NODES));
+		}
+		if (all)
+			return true;
+		sleep_ms(10);
+	}
+	return false;
+}
+
+static uint64_t append_to_group(struct cluster *c, uint32_t g, uint32_t count, const char *tag)
+{
+	char gn[16];
+	group_name(g, gn);
+	uint64_t last = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		char body[64];
+		int len = snprintf(body, sizeof(body), "%s-%s-%u", gn, tag, i);
+		int rc = -1;
+		for (int attempt = 0; attempt < 50 && rc != 0; attempt++) {
+			int l = leader_of(c, g);
+			if (l < 0) {
+				sleep_ms(20);
+				continue;
+			}
+			char id[16];
+			member_name((uint32_t)l, id);
+			rc = tc_append(c->addr[l], gn, id, body, (uint32_t)len, &last, NULL, 2000);
+			if (rc != 0)
+				sleep_ms(20);
+		}
+		tt_assert((rc) == (0), "append %s to %s: %s", body, gn, dl_strerror(rc));
+	}
+	return last;
+}
+
+/* Every running member of g has committed and made durable `index`. */
+static bool wait_commit(struct cluster *c, uint32_t g, uint64_t index, unsigned timeout_ms)
+{
+	uint64_t deadline = mb_now_ns() + timeout_ms * 1000000ull;
+	while (mb_now_ns() < deadline) {
+		bool all = true;
+		for (uint32_t k = 0; k < NODES && all; k++) {
+			struct rt_member_status st;
+			if (member(c, k, g, &st))
+				all = st.commit_index >= index && st.durable_index >= index;
+		}
+		if (all)
+			return true;
+		sleep_ms(10);
+	}
+	return false;
+}
+
+static void get_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t index, char *out,
+		      size_t cap)
+{
+	char gn[16], id[16];
+	group_name(g, gn);
+	member_name(k, id);
+	struct tclient cl;
+	tt_assert(tc_open(&cl, c->addr[k]) == 0);
+	struct tp_fb fb;
+	tp_fb_init(&fb, 1 << 20);
+	struct tp_addr a = {.group = gn, .target = id, .sender = "", .request_id = 9};
+	struct tp_get req = {.index = index, .to = index};
+	tt_assert(tp_fb_add_get(&fb, &a, &req) == 0);
+	struct tp_hdr h;
+	tt_assert(tc_call(&cl, &fb, 9, &h, 2000) == 0);
+	tt_assert((h.type) == (TP_GET_RESP), "got %s", tp_type_name(h.type));
+	struct tp_get_resp r;
+	struct raft_entry e[4];
+	tt_assert(tp_decode_get_resp(&h, &r, e, 4) == 0);
+	tt_assert((r.code) == (0));
+	tt_assert((r.n) == (1));
+	tt_assert((e[0].len) < (cap));
+	memcpy(out, e[0].data, e[0].len);
+	out[e[0].len] = '\0';
+	tp_fb_free(&fb);
+	tc_close(&cl);
+}
+
+static void groups_elect_replicate_and_commit_on_three_nodes(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start(&c);
+	tt_assert(wait_leaders(&c, true, 10000), "no preferred leader in every group");
+	uint64_t last[GROUPS];
+	for (uint32_t g = 0; g < GROUPS; g++)
+		last[g] = append_to_group(&c, g, 100, "a");
+	for (uint32_t g = 0; g < GROUPS; g++)
+		tt_assert(wait_commit(&c, g, last[g], 5000), "g%u not committed everywhere", g);
+	/* Read the last entry of g1 from a follower. */
+	int l = leader_of(&c, 1);
+	uint32_t follower = (uint32_t)(l + 1) % NODES;
+	char body[64];
+	get_entry(&c, follower, 1, last[1], body, sizeof(body));
+	tt_assert(strcmp(body, "g1-a-99") == 0, "got %s", body);
+	struct rt_node_stats st;
+	rt_node_stats(c.node[0], &st);
+	tt_assert((st.frames_out) > (0));
+	fprintf(stderr, "coalescing: node0 sent %llu messages in %llu frames (%.2f per frame)\n",
+		(unsigned long long)st.msgs_out, (unsigned long long)st.frames_out,
+		(double)st.msgs_out / (double)st.frames_out);
+	cluster_stop(&c);
+}
+
+static void groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start(&c);
+	tt_assert(wait_leaders(&c, true, 10000));
+	uint64_t before = append_to_group(&c, 0, 20, "before");
+	tt_assert(wait_commit(&c, 0, before, 5000));
+	/* Node 0 leads g0 (its preferred member): stop it. */
+	tt_assert(leader_of(&c, 0) == 0);
+	rt_node_stop(c.node[0]);
+	c.node[0] = NULL;
+	uint64_t t0 = mb_now_ns();
+	tt_assert(wait_leaders(&c, false, 3 * 2 * ELECTION_MS + 1000), "g0 did not fail over");
+	fprintf(stderr, "failover: g0 has a new leader after %.0f ms\n",
+		(double)(mb_now_ns() - t0) / 1e6);
+	tt_assert(leader_of(&c, 0) != 0);
+	uint64_t during = append_to_group(&c, 0, 50, "during");
+	tt_assert((during) > (before));
+	tt_assert(wait_commit(&c, 0, during, 5000));
+	/* Restart: it recovers its store, catches up, and gets g0 back. */
+	start_node(&c, 0);
+	tt_assert(wait_commit(&c, 0, during, 10000), "node 0 did not catch up");
+	tt_assert(wait_leaders(&c, true, 15000), "preferred leaders did not come back");
+	char body[64];
+	get_entry(&c, 0, 0, during, body, sizeof(body));
+	tt_assert(strcmp(body, "g0-during-49") == 0, "got %s", body);
+	get_entry(&c, 0, 0, before, body, sizeof(body));
+	tt_assert(strcmp(body, "g0-before-19") == 0, "got %s", body);
+	cluster_stop(&c);
+}
+
+int main(void)
+{
+	static const struct tt_test tests[] = {
+		{"groups_elect_replicate_and_commit_on_three_nodes",
+		 groups_elect_replicate_and_commit_on_three_nodes},
+		{"groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart",
+		 groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart},
+	};
+	return tt_run("runtime", tests, TT_COUNT(tests));
+}

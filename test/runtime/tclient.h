@@ -1,0 +1,30 @@
+/*
+ * tclient.h - a minimal blocking client for tests: one raw REQ socket,
+ * one request at a time, replies matched by request id.
+ */
+#ifndef DLEDGER_TEST_TCLIENT_H
+#define DLEDGER_TEST_TCLIENT_H
+
+#include <nng/nng.h>
+#include <stdint.h>
+
+#include "transport/codec.h"
+
+struct tclient {
+	nng_socket s;
+	uint64_t next_id;
+	nng_msg *reply; /* last reply, owned */
+};
+
+int tc_open(struct tclient *c, const char *addr);
+void tc_close(struct tclient *c);
+/* Sends the frame in fb (request id `id`), waits up to timeout_ms for the
+ * reply with that id; *h is its first message (body in c->reply). */
+int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, int timeout_ms);
+
+/* Appends one entry to (group, member) at addr. Returns 0 and the index,
+ * or a dl_err code (DL_ENOTLEADER with *leader filled when known). */
+int tc_append(const char *addr, const char *group, const char *member, const void *data,
+	      uint32_t len, uint64_t *index, char *leader, int timeout_ms);
+
+#endif

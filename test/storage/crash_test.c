@@ -1,0 +1,437 @@
+/*
+ * crash_test.c - recovery, SQLite style: cut the data file at every byte
+ * offset of the tail, flip every bit of tail entries, flip bits in the
+ * durable part, damage the index and the state file, and check what the
+ * reopened store holds.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage/sto_internal.h"
+#include "test/storage/helpers.h"
+
+TestSuite(crash, .init = th_setup, .fini = th_teardown);
+
+#define N_ENTRIES 130u /* the last 4 KiB segment holds 3 entries */
+#define MAX_LEN 24u /* small entries: 48..72 bytes, many per 4 KiB segment */
+
+/* The layout of the pristine log, read from its index. */
+struct layout {
+	uint64_t pos[N_ENTRIES + 2];
+	uint64_t end[N_ENTRIES + 2]; /* pos + 48 + body (CRC-covered bytes end) */
+	uint64_t total[N_ENTRIES + 2];
+};
+
+static void read_layout(const char *base_dir, struct layout *L)
+{
+	for (uint64_t i = 1; i <= N_ENTRIES; i++) {
+		uint64_t off = i * STO_IDX_BYTES;
+		char path[4096];
+		th_idx_path(base_dir, off - off % 4096, path, sizeof(path));
+		int fd = open(path, O_RDONLY);
+		cr_assert(fd >= 0, "%s", path);
+		uint8_t rec[STO_IDX_BYTES];
+		cr_assert_eq(pread(fd, rec, sizeof(rec), (off_t)(off % 4096)), (ssize_t)sizeof(rec));
+		close(fd);
+		struct sto_idx r;
+		cr_assert(sto_idx_decode(rec, i, &r), "index record %" PRIu64, i);
+		L->pos[i] = r.pos;
+		L->end[i] = r.pos + STO_HDR_BYTES + r.body_bytes;
+		L->total[i] = sto_entry_total(r.body_bytes);
+	}
+}
+
+/* Writes the pristine store under <th_dir>/pristine; commit C. */
+static void make_pristine(struct sto_config *cfg, char *pristine, size_t n, uint64_t commit,
+			  struct layout *L)
+{
+	snprintf(pristine, n, "%s/pristine", th_dir);
+	th_config(cfg, STO_TYPE_MMAP, pristine);
+	struct sto *s = th_open(cfg, NULL);
+	th_append_range(s, 1, N_ENTRIES / 2, 1, MAX_LEN);
+	th_append_range(s, N_ENTRIES / 2 + 1, N_ENTRIES, 2, MAX_LEN);
+	struct dl_errctx err;
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	sto_set_commit(s, commit);
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	sto_close(s);
+	read_layout(pristine, L);
+}
+
+static uint64_t term_of(uint64_t i)
+{
+	return i <= N_ENTRIES / 2 ? 1 : 2;
+}
+
+static void check_log(struct sto *s, uint64_t last)
+{
+	cr_assert_eq(sto_last_index(s), last);
+	uint64_t mid = last < N_ENTRIES / 2 ? last : N_ENTRIES / 2;
+	th_check_range(s, 1, mid, 1, MAX_LEN);
+	if (last > N_ENTRIES / 2)
+		th_check_range(s, N_ENTRIES / 2 + 1, last, 2, MAX_LEN);
+	uint64_t t;
+	cr_assert_not(sto_term_at(s, last + 1, &t));
+	struct sto_info info;
+	sto_get_info(s, &info);
+	cr_assert_eq(info.last_term, last ? term_of(last) : 0);
+}
+
+/* Entries whole when the bytes [lo, hi) of the log are damaged: every
+ * entry before the first damaged one, unless a segment's end marker
+ * (48 bytes where an entry would not fit) is damaged first. */
+static uint64_t whole_before(const struct layout *L, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t i = 1; i <= N_ENTRIES; i++) {
+		if (i > 1 && L->pos[i] % 4096 == 0) { /* rolled: check the marker */
+			uint64_t mk = L->pos[i - 1] + L->total[i - 1];
+			if (mk < hi && mk + STO_HDR_BYTES > lo)
+				return i - 1;
+		}
+		if (L->pos[i] < hi && L->end[i] > lo)
+			return i - 1;
+	}
+	return N_ENTRIES;
+}
+
+static void reset_work(const char *pristine, char *work, size_t n)
+{
+	snprintf(work, n, "%s/work", th_dir);
+	th_rmdir(work);
+	th_copy_tree(pristine, work);
+}
+
+static void reopen_expect(struct sto_config *cfg, const char *work, uint64_t want,
+			  const char *what, uint64_t at)
+{
+	cfg->base_dir = work;
+	struct sto *s = NULL;
+	struct dl_errctx err = {{0}};
+	int rc = sto_open(cfg, NULL, &s, &err);
+	cr_assert_eq(rc, DL_OK, "%s at %" PRIu64 ": %s", what, at, err.msg);
+	check_log(s, want);
+	if (at % 5 != 0) {
+		sto_close(s);
+		return;
+	}
+	/* the store takes appends after what recovery kept (checked at every
+	 * fifth offset: each costs syncs) */
+	uint8_t body[8] = "appended";
+	struct sto_entry e = {.term = 3, .data = body, .len = sizeof(body)};
+	cr_assert_eq(sto_append(s, want + 1, &e, 1, &err), DL_OK, "%s", err.msg);
+	struct sto_view v;
+	uint8_t buf[64];
+	cr_assert_eq(sto_read(s, want + 1, buf, sizeof(buf), &v, &err), DL_OK);
+	cr_assert(v.len == 8 && memcmp(v.data, body, 8) == 0);
+	sto_close(s);
+}
+
+static void cut_file(const char *base_dir, uint64_t x, bool zero_instead)
+{
+	char path[4096];
+	th_seg_path(base_dir, x - x % 4096, path, sizeof(path));
+	if (!zero_instead) {
+		cr_assert_eq(truncate(path, (off_t)(x % 4096)), 0);
+		return;
+	}
+	int fd = open(path, O_RDWR);
+	static const uint8_t zeros[4096];
+	cr_assert_eq(pwrite(fd, zeros, 4096 - x % 4096, (off_t)(x % 4096)),
+		     (ssize_t)(4096 - x % 4096));
+	close(fd);
+}
+
+static void cut_everywhere(bool zero_instead)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES - 12, &L);
+	/* the last few entries, and across the last segment boundary (its end
+	 * marker) */
+	uint64_t first_last = N_ENTRIES;
+	while (L.pos[first_last - 1] / 4096 == L.pos[N_ENTRIES] / 4096)
+		first_last--;
+	uint64_t first_cut = first_last - 2 < N_ENTRIES - 3 ? first_last - 2 : N_ENTRIES - 3;
+	cr_assert_gt(first_cut, N_ENTRIES - 12);
+	cr_log_info("cutting %" PRIu64 " offsets: entries %" PRIu64 "..%u",
+		    L.pos[N_ENTRIES] + L.total[N_ENTRIES] - L.pos[first_cut], first_cut, N_ENTRIES);
+	uint64_t lo = L.pos[first_cut], hi = L.pos[N_ENTRIES] + L.total[N_ENTRIES];
+	for (uint64_t x = lo; x <= hi; x++) {
+		reset_work(pristine, work, sizeof(work));
+		cut_file(work, x, zero_instead);
+		uint64_t seg_end = x - x % 4096 + 4096;
+		reopen_expect(&cfg, work, whole_before(&L, x, seg_end), "cut", x);
+	}
+}
+
+Test(crash, cutting_the_data_file_at_every_offset_of_the_tail_keeps_exactly_the_whole_entries,
+     .timeout = 120)
+{
+	cut_everywhere(false);
+}
+
+Test(crash, zeroing_the_data_file_from_every_offset_of_the_tail_keeps_exactly_the_whole_entries,
+     .timeout = 120)
+{
+	cut_everywhere(true);
+}
+
+Test(crash, a_bit_flip_in_a_tail_entry_cuts_that_entry_and_everything_after, .timeout = 120)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES - 10, &L);
+	/* every covered byte of two tail entries, and of an end marker */
+	uint64_t victims[] = {N_ENTRIES - 1, N_ENTRIES - 6};
+	for (size_t k = 0; k < 2; k++) {
+		uint64_t i = victims[k];
+		for (uint64_t x = L.pos[i]; x < L.end[i]; x++) {
+			reset_work(pristine, work, sizeof(work));
+			char path[4096];
+			th_seg_path(work, x - x % 4096, path, sizeof(path));
+			th_flip_bit(path, x % 4096, (int)(x % 8));
+			reopen_expect(&cfg, work, i - 1, "flip", x);
+		}
+	}
+	for (uint64_t i = N_ENTRIES - 9; i <= N_ENTRIES; i++) {
+		if (L.pos[i] % 4096 != 0)
+			continue;
+		uint64_t mk = L.pos[i - 1] + L.total[i - 1];
+		for (uint64_t x = mk; x < mk + STO_HDR_BYTES; x++) {
+			reset_work(pristine, work, sizeof(work));
+			char path[4096];
+			th_seg_path(work, x - x % 4096, path, sizeof(path));
+			th_flip_bit(path, x % 4096, (int)(x % 8));
+			reopen_expect(&cfg, work, i - 1, "marker flip", x);
+		}
+	}
+}
+
+static void expect_named_failure(struct sto_config *cfg, const char *work, uint64_t x)
+{
+	cfg->base_dir = work;
+	char msg[256], path[4096], want[4200];
+	int rc = th_open_fails(cfg, msg, sizeof(msg));
+	cr_assert_eq(rc, DL_ECORRUPT, "flip at %" PRIu64 ": %s", x, msg);
+	th_seg_path(work, x - x % 4096, path, sizeof(path));
+	snprintf(want, sizeof(want), "%s offset ", path);
+	cr_assert(strstr(msg, want) != NULL, "message names the file: %s", msg);
+}
+
+Test(crash, a_bit_flip_in_a_durable_entry_fails_the_open_naming_file_and_offset, .timeout = 120)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES, &L);
+	/* verify: all reads every entry; the damage is found wherever it is */
+	cfg.verify = STO_VERIFY_ALL;
+	uint64_t i = N_ENTRIES / 3;
+	for (uint64_t x = L.pos[i]; x < L.end[i]; x++) {
+		reset_work(pristine, work, sizeof(work));
+		char path[4096], want[64];
+		th_seg_path(work, x - x % 4096, path, sizeof(path));
+		th_flip_bit(path, x % 4096, (int)(x % 8));
+		expect_named_failure(&cfg, work, x);
+		cfg.base_dir = work;
+		char msg[256];
+		th_open_fails(&cfg, msg, sizeof(msg));
+		snprintf(want, sizeof(want), "offset %" PRIu64 " ", L.pos[i] % 4096);
+		cr_assert(strstr(msg, want) != NULL, "names the entry's offset: %s", msg);
+	}
+	/* verify: tail reads the checkpoint entry: damage there fails too */
+	cfg.verify = STO_VERIFY_TAIL;
+	i = N_ENTRIES;
+	for (uint64_t x = L.pos[i]; x < L.end[i]; x += 3) {
+		reset_work(pristine, work, sizeof(work));
+		char path[4096];
+		th_seg_path(work, x - x % 4096, path, sizeof(path));
+		th_flip_bit(path, x % 4096, (int)(x % 8));
+		expect_named_failure(&cfg, work, x);
+	}
+}
+
+Test(crash, with_tail_verification_older_durable_damage_is_reported_by_the_read_that_meets_it)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES, &L);
+	uint64_t i = 10;
+	reset_work(pristine, work, sizeof(work));
+	char path[4096];
+	th_seg_path(work, L.pos[i] - L.pos[i] % 4096, path, sizeof(path));
+	th_flip_bit(path, L.pos[i] % 4096 + STO_HDR_BYTES, 2); /* first body byte */
+	cfg.base_dir = work;
+	struct sto *s = th_open(&cfg, NULL);
+	uint8_t buf[64];
+	struct sto_view v;
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_read(s, i, buf, sizeof(buf), &v, &err), DL_ECORRUPT);
+	char want[4200];
+	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry 10", path, L.pos[i] % 4096);
+	cr_assert(strstr(err.msg, want) != NULL, "%s", err.msg);
+	sto_close(s);
+}
+
+Test(crash, a_missing_committed_segment_fails_the_open)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES, &L);
+	char path[4096];
+	th_seg_path(pristine, L.pos[N_ENTRIES] - L.pos[N_ENTRIES] % 4096, path, sizeof(path));
+	cr_assert_eq(unlink(path), 0);
+	char msg[256];
+	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECORRUPT);
+	cr_assert(strstr(msg, "durable") != NULL, "%s", msg);
+}
+
+Test(crash, a_damaged_or_missing_index_is_rebuilt_from_the_data)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512], path[4096];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES - 20, &L);
+	/* (1) a bit flip in a record before the checkpoint */
+	for (uint64_t i = 3; i < N_ENTRIES; i += 37) {
+		reset_work(pristine, work, sizeof(work));
+		uint64_t off = i * STO_IDX_BYTES;
+		th_idx_path(work, off - off % 4096, path, sizeof(path));
+		th_flip_bit(path, off % 4096 + 9, 1);
+		cfg.base_dir = work;
+		struct sto *s = th_open(&cfg, NULL);
+		struct sto_info info;
+		sto_get_info(s, &info);
+		cr_assert_geq(info.recovered_index_records_rewritten, 1, "record %" PRIu64, i);
+		check_log(s, N_ENTRIES);
+		sto_close(s);
+	}
+	/* (2) every index file gone */
+	reset_work(pristine, work, sizeof(work));
+	for (uint64_t b = 0; b <= N_ENTRIES * STO_IDX_BYTES; b += 4096) {
+		th_idx_path(work, b, path, sizeof(path));
+		unlink(path);
+	}
+	cfg.base_dir = work;
+	struct sto *s = th_open(&cfg, NULL);
+	struct sto_info info;
+	sto_get_info(s, &info);
+	cr_assert_eq(info.recovered_index_records_rewritten, N_ENTRIES);
+	check_log(s, N_ENTRIES);
+	sto_close(s);
+	/* (3) the index cut short (behind the data) */
+	reset_work(pristine, work, sizeof(work));
+	th_idx_path(work, 0, path, sizeof(path));
+	cr_assert_eq(truncate(path, 1000), 0);
+	s = th_open(&cfg, NULL);
+	check_log(s, N_ENTRIES);
+	sto_close(s);
+}
+
+Test(crash, a_truncation_survives_a_reopen_and_so_do_the_entries_after_it)
+{
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	struct sto *s = th_open(&cfg, NULL);
+	th_append_range(s, 1, 200, 1, 60);
+	struct dl_errctx err;
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	cr_assert_eq(sto_truncate_after(s, 77, &err), DL_OK); /* back into an older segment */
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	sto_close(s);
+	s = th_open(&cfg, NULL);
+	cr_assert_eq(sto_last_index(s), 77);
+	th_check_range(s, 1, 77, 1, 60);
+	th_append_range(s, 78, 90, 2, 60);
+	cr_assert_eq(sto_truncate_after(s, 85, &err), DL_OK);
+	th_append_range(s, 86, 95, 3, 60);
+	sto_close(s);
+	s = th_open(&cfg, NULL);
+	cr_assert_eq(sto_last_index(s), 95);
+	th_check_range(s, 1, 77, 1, 60);
+	th_check_range(s, 78, 85, 2, 60);
+	th_check_range(s, 86, 95, 3, 60);
+	sto_close(s);
+}
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, p, n), (ssize_t)n);
+	close(fd);
+}
+
+static void read_file(const char *path, uint8_t *p, size_t n)
+{
+	int fd = open(path, O_RDONLY);
+	cr_assert(fd >= 0);
+	cr_assert_eq(read(fd, p, n), (ssize_t)n);
+	close(fd);
+}
+
+static void expect_state(struct sto_config *cfg, uint64_t term, uint32_t vote, const char *what)
+{
+	struct sto *s = th_open(cfg, NULL);
+	uint64_t t;
+	uint32_t v;
+	sto_get_state(s, &t, &v);
+	cr_assert(t == term && v == vote, "%s: state (%" PRIu64 ", %u)", what, t, v);
+	sto_close(s);
+}
+
+Test(crash, a_torn_state_file_replace_leaves_the_old_or_the_new_state_never_garbage)
+{
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	char dir[1024], state[1100], tmp[1100];
+	snprintf(dir, sizeof(dir), "%s/%s/%s", th_dir, TH_GROUP, TH_SELF);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir);
+	/* the new state's bytes, as the replace would write them */
+	struct sto *s = th_open(&cfg, NULL);
+	struct dl_errctx err;
+	cr_assert_eq(sto_save_state(s, 9, 4, &err), DL_OK);
+	sto_close(s);
+	uint8_t new_bytes[STO_STATE_BYTES], old_bytes[STO_STATE_BYTES];
+	read_file(state, new_bytes, sizeof(new_bytes));
+	s = th_open(&cfg, NULL);
+	sto_close(s);
+	unlink(state);
+	s = th_open(&cfg, NULL);
+	cr_assert_eq(sto_save_state(s, 5, 2, &err), DL_OK);
+	sto_close(s);
+	read_file(state, old_bytes, sizeof(old_bytes));
+	/* crash while state.tmp was being written: every prefix, and garbage */
+	for (size_t n = 0; n <= STO_STATE_BYTES; n++) {
+		write_file(tmp, new_bytes, n);
+		expect_state(&cfg, 5, 2, "torn temp file");
+		cr_assert_eq(access(tmp, F_OK), -1, "the leftover is removed");
+	}
+	uint8_t junk[STO_STATE_BYTES];
+	memset(junk, 0xa7, sizeof(junk));
+	write_file(tmp, junk, sizeof(junk));
+	expect_state(&cfg, 5, 2, "garbage temp file");
+	/* crash after the rename */
+	write_file(state, new_bytes, sizeof(new_bytes));
+	expect_state(&cfg, 9, 4, "renamed");
+	/* a state file that is itself damaged is an error naming it */
+	for (size_t n = 0; n < STO_STATE_BYTES; n += 5) {
+		write_file(state, old_bytes, sizeof(old_bytes));
+		th_flip_bit(state, n, 3);
+		char msg[256];
+		cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECORRUPT);
+		cr_assert(strstr(msg, state) != NULL, "%s", msg);
+	}
+	write_file(state, old_bytes, 10);
+	char msg[256];
+	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECORRUPT);
+}

@@ -1,0 +1,593 @@
+/*
+ * endpoint.c - the node's nng endpoint: listener + router thread, and the
+ * per-peer senders. See transport.h.
+ *
+ * Ownership:
+ *  - struct tp_endpoint: immutable after open, except `peers` (guarded by
+ *    peers_mu), `paused` (guarded by deliver_mu) and the counters (atomics,
+ *    relaxed: they are statistics only).
+ *  - struct tp_peer: `cur`, the frame queue and `stop` are guarded by the
+ *    peer's `mu`; the sender thread owns a frame once it popped it.
+ *  - struct tp_frame: immutable after the router built it; freed by the last
+ *    tp_frame_release() (refs is atomic, acq_rel on the final drop).
+ */
+#include "transport/transport.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TP_PEER_QUEUE_FRAMES 1024
+
+struct tp_frame {
+	_Atomic uint32_t refs;
+	nng_msg *msg;
+};
+
+struct sealed {
+	uint8_t *buf;
+	size_t len;
+	uint32_t n_msgs;
+};
+
+struct tp_peer {
+	struct tp_endpoint *ep;
+	struct tp_peer *next; /* in ep->peers */
+	char addr[TP_ADDR_MAX + 1];
+	char url[TP_ADDR_MAX + 16];
+	nng_socket sock;
+	pthread_t thread;
+	bool thread_started;
+	uint32_t refs; /* guarded by ep->peers_mu */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct tp_fb cur;
+	struct sealed q[TP_PEER_QUEUE_FRAMES];
+	uint32_t q_head, q_count;
+	size_t q_bytes;
+	bool flush_requested; /* cur has messages whose pass ended */
+	bool stop;
+	uint32_t req_id;
+};
+
+struct tp_endpoint {
+	struct tp_config cfg;
+	char listen_addr[TP_ADDR_MAX + 1];
+	nng_socket sock;
+	pthread_t router;
+	bool router_started;
+
+	pthread_mutex_t deliver_mu;
+	bool paused;
+
+	pthread_mutex_t peers_mu;
+	struct tp_peer *peers;
+
+	_Atomic uint64_t frames_in, msgs_in, bytes_in;
+	_Atomic uint64_t frames_out, msgs_out, bytes_out;
+	_Atomic uint64_t decode_errors, unknown_target, rejected, dropped_sends;
+	_Atomic uint64_t peers_connected;
+};
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void tp_config_defaults(struct tp_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_frame_bytes = TP_DEFAULT_MAX_FRAME_BYTES;
+	cfg->peer_queue_bytes = 64u * 1024 * 1024;
+	cfg->send_timeout_ms = 1000;
+	cfg->reconnect_min_ms = 50;
+	cfg->reconnect_max_ms = 1000;
+}
+
+/* "host:port" -> "tcp://host:port"; rejects what cannot be an address. */
+static int make_url(const char *addr, char *url, size_t cap)
+{
+	size_t n = strlen(addr);
+	if (n == 0 || n > TP_ADDR_MAX || strchr(addr, ':') == NULL || strchr(addr, '/') != NULL)
+		return DL_EINVAL;
+	int w = snprintf(url, cap, "tcp://%s", addr);
+	return w > 0 && (size_t)w < cap ? 0 : DL_EINVAL;
+}
+
+/* ---- frames --------------------------------------------------------------- */
+
+const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len)
+{
+	*len = nng_msg_len(f->msg);
+	return nng_msg_body(f->msg);
+}
+
+void tp_frame_hold(struct tp_frame *f)
+{
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void tp_frame_release(struct tp_frame *f)
+{
+	if (f == NULL)
+		return;
+	/* acq_rel: the last releaser must see every other holder's reads done. */
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	nng_msg_free(f->msg);
+	free(f);
+}
+
+/* ---- router ----------------------------------------------------------------- */
+
+static void reply_error(struct tp_endpoint *ep, const struct tp_frame *f, const struct tp_hdr *h,
+			int code, const char *text)
+{
+	struct tp_fb fb;
+	tp_fb_init(&fb, 4096);
+	struct tp_error e;
+	memset(&e, 0, sizeof(e));
+	e.code = code;
+	snprintf(e.message, sizeof(e.message), "%s", text);
+	struct tp_addr a = {.group = h->group, .target = "", .sender = h->target,
+			    .request_id = h->request_id};
+	if (!tp_name_is_valid(a.group, strlen(a.group)))
+		a.group = "-";
+	if (!tp_name_is_valid(a.sender, strlen(a.sender)))
+		a.sender = "";
+	if (tp_fb_add_error(&fb, &a, &e) == 0)
+		(void)tp_reply(ep, f, &fb);
+	tp_fb_free(&fb);
+}
+
+/* Clients (no sender id) get an error reply; peers only a counter, since
+ * they never read replies. */
+static bool from_client(const struct tp_hdr *h) { return h->sender[0] == '\0'; }
+
+static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
+{
+	size_t len, off = 0;
+	const uint8_t *buf = tp_frame_data(f, &len);
+	if (len > ep->cfg.max_frame_bytes || tp_frame_begin(buf, len, &off) != 0) {
+		count(&ep->decode_errors, 1);
+		return;
+	}
+	for (uint32_t guard = 0; guard < 1u << 20; guard++) {
+		struct tp_hdr h;
+		memset(&h, 0, sizeof(h));
+		int rc = tp_frame_next(buf, len, &off, &h);
+		if (rc == DL_ENOTFOUND)
+			return;
+		if (rc != 0) {
+			count(&ep->decode_errors, 1);
+			if (h.type != 0 && from_client(&h))
+				reply_error(ep, f, &h, DL_EPROTO, "malformed or unknown message");
+			return; /* the rest of the frame cannot be trusted */
+		}
+		count(&ep->msgs_in, 1);
+		rc = ep->cfg.deliver(ep->cfg.arg, f, &h);
+		if (rc == DL_ENOTFOUND) {
+			count(&ep->unknown_target, 1);
+			if (from_client(&h))
+				reply_error(ep, f, &h, DL_ENOTFOUND, "no such group or member on this node");
+		} else if (rc != 0) {
+			count(&ep->rejected, 1);
+			if (from_client(&h))
+				reply_error(ep, f, &h, rc, dl_strerror(rc));
+		}
+	}
+}
+
+static void *router_main(void *arg)
+{
+	struct tp_endpoint *ep = arg;
+	for (;;) {
+		nng_msg *msg;
+		int rv = nng_recvmsg(ep->sock, &msg, 0);
+		if (rv == NNG_ECLOSED)
+			break;
+		if (rv != 0)
+			continue;
+		count(&ep->frames_in, 1);
+		count(&ep->bytes_in, nng_msg_len(msg));
+		struct tp_frame *f = malloc(sizeof(*f));
+		if (f == NULL) {
+			nng_msg_free(msg);
+			count(&ep->rejected, 1);
+			continue;
+		}
+		atomic_init(&f->refs, 1);
+		f->msg = msg;
+		pthread_mutex_lock(&ep->deliver_mu);
+		if (!ep->paused)
+			route_frame(ep, f);
+		pthread_mutex_unlock(&ep->deliver_mu);
+		tp_frame_release(f);
+	}
+	return NULL;
+}
+
+int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
+{
+	nng_msg *m;
+	int rc = DL_EIO;
+	if (fb->n_msgs == 0)
+		return 0;
+	if (nng_msg_alloc(&m, 0) != 0)
+		goto out;
+	if (nng_msg_header_append(m, nng_msg_header(f->msg), nng_msg_header_len(f->msg)) != 0 ||
+	    nng_msg_append(m, fb->buf, fb->len) != 0) {
+		nng_msg_free(m);
+		goto out;
+	}
+	size_t n = fb->len;
+	int rv = nng_sendmsg(ep->sock, m, NNG_FLAG_NONBLOCK);
+	if (rv != 0) {
+		nng_msg_free(m);
+		count(&ep->dropped_sends, fb->n_msgs);
+		rc = rv == NNG_ECLOSED ? DL_ECLOSED : DL_EIO;
+		goto out;
+	}
+	count(&ep->frames_out, 1);
+	count(&ep->msgs_out, fb->n_msgs);
+	count(&ep->bytes_out, n);
+	rc = 0;
+out:
+	tp_fb_reset(fb);
+	return rc;
+}
+
+/* ---- connection events -------------------------------------------------------- */
+
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg, bool outbound, const char *addr)
+{
+	struct tp_endpoint *ep = arg;
+	char buf[TP_ADDR_MAX + 1];
+	if (addr == NULL) {
+		nng_sockaddr sa;
+		buf[0] = '\0';
+		if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INET) {
+			const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+			snprintf(buf, sizeof(buf), "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+				 (unsigned)__builtin_bswap16(sa.s_in.sa_port));
+		} else {
+			snprintf(buf, sizeof(buf), "(inbound)");
+		}
+		addr = buf;
+	}
+	bool up = ev == NNG_PIPE_EV_ADD_POST;
+	if (!outbound && ep->cfg.on_conn == NULL)
+		return;
+	if (outbound) {
+		if (up)
+			count(&ep->peers_connected, 1);
+		else
+			atomic_fetch_sub_explicit(&ep->peers_connected, 1, memory_order_relaxed);
+	}
+	if (ep->cfg.on_conn != NULL)
+		ep->cfg.on_conn(ep->cfg.arg, addr, outbound, up);
+}
+
+static void inbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	pipe_event(p, ev, arg, false, NULL);
+}
+
+static void outbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct tp_peer *peer = arg;
+	pipe_event(p, ev, peer->ep, true, peer->addr);
+}
+
+/* ---- endpoint ---------------------------------------------------------------- */
+
+int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, struct dl_errctx *err)
+{
+	*out = NULL;
+	if (cfg == NULL || cfg->listen_addr == NULL || cfg->deliver == NULL ||
+	    cfg->max_frame_bytes == 0)
+		return dl_errf(err, DL_EINVAL, "transport: incomplete configuration");
+	struct tp_endpoint *ep = calloc(1, sizeof(*ep));
+	if (ep == NULL)
+		return dl_errf(err, DL_ENOMEM, "transport: out of memory");
+	ep->cfg = *cfg;
+	snprintf(ep->listen_addr, sizeof(ep->listen_addr), "%s", cfg->listen_addr);
+	ep->cfg.listen_addr = ep->listen_addr;
+	pthread_mutex_init(&ep->deliver_mu, NULL);
+	pthread_mutex_init(&ep->peers_mu, NULL);
+
+	char url[TP_ADDR_MAX + 16];
+	int rc = make_url(cfg->listen_addr, url, sizeof(url));
+	if (rc != 0) {
+		dl_errf(err, rc, "transport: bad listen address '%s'", cfg->listen_addr);
+		goto err_free;
+	}
+	int rv = nng_rep0_open_raw(&ep->sock);
+	if (rv != 0) {
+		rc = dl_errf(err, DL_EIO, "transport: socket: %s", nng_strerror(rv));
+		goto err_free;
+	}
+	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
+	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
+	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
+	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
+	nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, inbound_pipe_cb, ep);
+	rv = nng_listen(ep->sock, url, NULL, 0);
+	if (rv != 0) {
+		rc = dl_errf(err, rv == NNG_EADDRINUSE ? DL_EEXIST : DL_EIO,
+			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
+		goto err_sock;
+	}
+	if (pthread_create(&ep->router, NULL, router_main, ep) != 0) {
+		rc = dl_errf(err, DL_ENOMEM, "transport: cannot start the router thread");
+		goto err_sock;
+	}
+	ep->router_started = true;
+	*out = ep;
+	return 0;
+
+err_sock:
+	nng_close(ep->sock);
+err_free:
+	pthread_mutex_destroy(&ep->deliver_mu);
+	pthread_mutex_destroy(&ep->peers_mu);
+	free(ep);
+	return rc;
+}
+
+void tp_endpoint_quiesce(struct tp_endpoint *ep)
+{
+	pthread_mutex_lock(&ep->deliver_mu);
+	ep->paused = true;
+	pthread_mutex_unlock(&ep->deliver_mu);
+}
+
+static void peer_destroy(struct tp_peer *p);
+
+void tp_endpoint_close(struct tp_endpoint *ep)
+{
+	if (ep == NULL)
+		return;
+	tp_endpoint_quiesce(ep);
+	nng_close(ep->sock);
+	if (ep->router_started)
+		pthread_join(ep->router, NULL);
+	pthread_mutex_lock(&ep->peers_mu);
+	struct tp_peer *p = ep->peers;
+	ep->peers = NULL;
+	pthread_mutex_unlock(&ep->peers_mu);
+	while (p != NULL) {
+		struct tp_peer *next = p->next;
+		peer_destroy(p);
+		p = next;
+	}
+	pthread_mutex_destroy(&ep->deliver_mu);
+	pthread_mutex_destroy(&ep->peers_mu);
+	free(ep);
+}
+
+void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
+{
+#define LOAD(x) atomic_load_explicit(&ep->x, memory_order_relaxed)
+	st->frames_in = LOAD(frames_in);
+	st->msgs_in = LOAD(msgs_in);
+	st->bytes_in = LOAD(bytes_in);
+	st->frames_out = LOAD(frames_out);
+	st->msgs_out = LOAD(msgs_out);
+	st->bytes_out = LOAD(bytes_out);
+	st->decode_errors = LOAD(decode_errors);
+	st->unknown_target = LOAD(unknown_target);
+	st->rejected = LOAD(rejected);
+	st->dropped_sends = LOAD(dropped_sends);
+	st->peers_connected = LOAD(peers_connected);
+#undef LOAD
+}
+
+/* ---- peers ------------------------------------------------------------------- */
+
+static void seal_locked(struct tp_peer *p);
+
+static void *sender_main(void *arg)
+{
+	struct tp_peer *p = arg;
+	struct tp_endpoint *ep = p->ep;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && p->q_count == 0 && !(p->flush_requested && p->cur.n_msgs > 0))
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop)
+			break;
+		if (p->q_count == 0) {
+			/* Seal here, not in tp_peer_flush(): every sender that
+			 * flushed while we were busy shares this frame. */
+			seal_locked(p);
+			p->flush_requested = false;
+		}
+		struct sealed s = p->q[p->q_head];
+		p->q_head = (p->q_head + 1) % TP_PEER_QUEUE_FRAMES;
+		p->q_count--;
+		p->q_bytes -= s.len;
+		uint32_t id = 0x80000000u | (p->req_id++ & 0x7fffffffu);
+		pthread_mutex_unlock(&p->mu);
+
+		nng_msg *m = NULL;
+		int rv = nng_msg_alloc(&m, 0);
+		if (rv == 0)
+			rv = nng_msg_header_append_u32(m, id);
+		if (rv == 0)
+			rv = nng_msg_append(m, s.buf, s.len);
+		if (rv == 0)
+			rv = nng_sendmsg(p->sock, m, 0);
+		if (rv != 0) {
+			if (m != NULL)
+				nng_msg_free(m);
+			count(&ep->dropped_sends, s.n_msgs);
+		} else {
+			count(&ep->frames_out, 1);
+			count(&ep->msgs_out, s.n_msgs);
+			count(&ep->bytes_out, s.len);
+		}
+		free(s.buf);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void peer_destroy(struct tp_peer *p)
+{
+	if (p->thread_started) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		nng_close(p->sock); /* unblocks a send in progress */
+		pthread_join(p->thread, NULL);
+	} else {
+		nng_close(p->sock);
+	}
+	while (p->q_count > 0) {
+		free(p->q[p->q_head].buf);
+		p->q_head = (p->q_head + 1) % TP_PEER_QUEUE_FRAMES;
+		p->q_count--;
+	}
+	tp_fb_free(&p->cur);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
+{
+	struct tp_peer *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->ep = ep;
+	snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	if (make_url(addr, p->url, sizeof(p->url)) != 0) {
+		free(p);
+		return NULL;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	tp_fb_init(&p->cur, ep->cfg.max_frame_bytes);
+	if (nng_req0_open_raw(&p->sock) != 0) {
+		tp_fb_free(&p->cur);
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+		free(p);
+		return NULL;
+	}
+	nng_socket_set_ms(p->sock, NNG_OPT_SENDTIMEO, (nng_duration)ep->cfg.send_timeout_ms);
+	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, (nng_duration)ep->cfg.reconnect_min_ms);
+	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, (nng_duration)ep->cfg.reconnect_max_ms);
+	nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 256);
+	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, outbound_pipe_cb, p);
+	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, outbound_pipe_cb, p);
+	/* Non-blocking dial: nng keeps retrying with backoff in the
+	 * background while the peer is down. */
+	nng_dial(p->sock, p->url, NULL, NNG_FLAG_NONBLOCK);
+	if (pthread_create(&p->thread, NULL, sender_main, p) != 0) {
+		peer_destroy(p);
+		return NULL;
+	}
+	p->thread_started = true;
+	return p;
+}
+
+struct tp_peer *tp_peer_open(struct tp_endpoint *ep, const char *addr)
+{
+	pthread_mutex_lock(&ep->peers_mu);
+	struct tp_peer *p;
+	for (p = ep->peers; p != NULL; p = p->next)
+		if (strcmp(p->addr, addr) == 0)
+			break;
+	if (p == NULL) {
+		p = peer_create(ep, addr);
+		if (p != NULL) {
+			p->next = ep->peers;
+			ep->peers = p;
+		}
+	}
+	if (p != NULL)
+		p->refs++;
+	pthread_mutex_unlock(&ep->peers_mu);
+	return p;
+}
+
+void tp_peer_put(struct tp_peer *p)
+{
+	if (p == NULL)
+		return;
+	struct tp_endpoint *ep = p->ep;
+	pthread_mutex_lock(&ep->peers_mu);
+	bool last = --p->refs == 0;
+	if (last) {
+		struct tp_peer **pp = &ep->peers;
+		while (*pp != p)
+			pp = &(*pp)->next;
+		*pp = p->next;
+	}
+	pthread_mutex_unlock(&ep->peers_mu);
+	if (last)
+		peer_destroy(p);
+}
+
+const char *tp_peer_addr(const struct tp_peer *p) { return p->addr; }
+
+/* Moves the frame being built into the send queue. Caller holds p->mu. */
+static void seal_locked(struct tp_peer *p)
+{
+	if (p->cur.n_msgs == 0)
+		return;
+	if (p->q_count == TP_PEER_QUEUE_FRAMES) {
+		count(&p->ep->dropped_sends, p->cur.n_msgs);
+		tp_fb_reset(&p->cur);
+		return;
+	}
+	struct sealed *s = &p->q[(p->q_head + p->q_count) % TP_PEER_QUEUE_FRAMES];
+	s->n_msgs = p->cur.n_msgs;
+	s->buf = tp_fb_take(&p->cur, &s->len);
+	p->q_count++;
+	p->q_bytes += s->len;
+}
+
+int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx)
+{
+	pthread_mutex_lock(&p->mu);
+	int rc;
+	if (p->q_bytes + p->cur.len >= p->ep->cfg.peer_queue_bytes) {
+		rc = DL_EBUSY;
+		goto drop;
+	}
+	rc = encode(ctx, &p->cur);
+	if (rc == DL_ETOOBIG && p->cur.n_msgs > 0) {
+		seal_locked(p);
+		pthread_cond_signal(&p->cv);
+		rc = encode(ctx, &p->cur);
+	}
+	if (rc != 0)
+		goto drop;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+drop:
+	pthread_mutex_unlock(&p->mu);
+	count(&p->ep->dropped_sends, 1);
+	return rc;
+}
+
+void tp_peer_flush(struct tp_peer *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->cur.n_msgs > 0 && !p->flush_requested) {
+		p->flush_requested = true;
+		pthread_cond_signal(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+}

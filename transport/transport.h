@@ -1,0 +1,108 @@
+/*
+ * transport.h - one nng endpoint per node: the listening socket and its
+ * router thread, per-peer outbound connections with coalescing senders,
+ * and the wire codec (codec.h).
+ *
+ * Threads:
+ *  - the router thread reads every inbound frame, decodes only the message
+ *    headers and hands each one to the delivery callback (runtime/ finds the
+ *    actor and fills its mailbox); it never blocks on an actor;
+ *  - one sender thread per remote node takes the frames that actors built
+ *    for that node and sends them; a dead or slow peer only fills its own
+ *    bounded queue, after which its messages are dropped and counted (Raft
+ *    retransmits);
+ *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply().
+ *
+ * nng protocol (docs/PROTOCOL.md, "Transport"): the node listens with a raw
+ * REP socket; peers dial it with raw REQ sockets (one per remote node,
+ * shared by all groups) and never expect replies; clients dial it with
+ * REQ sockets and get replies routed back over the pipe they came on.
+ */
+#ifndef DLEDGER_TRANSPORT_H
+#define DLEDGER_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dl_err.h"
+#include "transport/codec.h"
+
+struct tp_endpoint;
+struct tp_peer;
+struct tp_frame; /* an inbound frame, reference counted */
+
+/* Called on the router thread for each message of an inbound frame. `f`
+ * and `h->body` stay valid for the call; to keep them longer take a
+ * reference with tp_frame_hold(). Returns 0 when the message was taken,
+ * DL_ENOTFOUND when no member matches (the router answers clients with
+ * TP_ERROR and counts it), another code to count it as rejected. Must
+ * not block. */
+typedef int (*tp_deliver_fn)(void *arg, struct tp_frame *f, const struct tp_hdr *h);
+
+/* Connection events, for logging: `up` true when a connection to or from
+ * `addr` came up. Called from nng's threads; must not block. */
+typedef void (*tp_conn_fn)(void *arg, const char *addr, bool outbound, bool up);
+
+struct tp_config {
+	const char *listen_addr;     /* "host:port", IPv6 as "[::1]:port" */
+	size_t max_frame_bytes;      /* inbound frames above this are refused */
+	size_t peer_queue_bytes;     /* per remote node, pending bytes cap */
+	uint32_t send_timeout_ms;    /* a frame not sent by then is dropped */
+	uint32_t reconnect_min_ms;
+	uint32_t reconnect_max_ms;
+	tp_deliver_fn deliver;
+	tp_conn_fn on_conn;          /* may be NULL */
+	void *arg;
+};
+
+void tp_config_defaults(struct tp_config *cfg);
+
+/* Binds the listener and starts the router. On failure nothing is left
+ * running and err says why (address in use, bad address). */
+int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, struct dl_errctx *err);
+/* Stops the router and every sender, closes every socket, frees. Pending
+ * outbound frames are dropped. Safe on NULL. */
+void tp_endpoint_close(struct tp_endpoint *ep);
+
+/* The router stops handing messages to the callback; after it returns no
+ * delivery is in progress (used before tearing down what deliver uses). */
+void tp_endpoint_quiesce(struct tp_endpoint *ep);
+
+const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len);
+void tp_frame_hold(struct tp_frame *f);
+void tp_frame_release(struct tp_frame *f);
+
+/* Sends the frame built in `fb` to the client that sent `f` (over the pipe
+ * it came on). fb is reset. Returns 0 or DL_ECLOSED / DL_EIO. */
+int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb);
+
+/* The outbound connection to the node at `addr`, created on first use and
+ * shared; each open is matched by a tp_peer_put(). NULL if out of memory
+ * or the address is malformed. */
+struct tp_peer *tp_peer_open(struct tp_endpoint *ep, const char *addr);
+void tp_peer_put(struct tp_peer *p);
+const char *tp_peer_addr(const struct tp_peer *p);
+
+/* Adds one message to the frame being built for this peer; `encode` runs
+ * under the peer's lock and appends exactly one message to fb (one of the
+ * tp_fb_add_* calls), returning its result. Returns 0, or DL_EBUSY when the
+ * peer's queue is full (the message is dropped and counted), or the
+ * encoder's error. The message leaves on the next tp_peer_flush(). */
+typedef int (*tp_encode_fn)(void *ctx, struct tp_fb *fb);
+int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx);
+/* Ends a send pass: what was enqueued so far goes out, coalesced. */
+void tp_peer_flush(struct tp_peer *p);
+
+struct tp_stats {
+	uint64_t frames_in, msgs_in, bytes_in;
+	uint64_t frames_out, msgs_out, bytes_out;
+	uint64_t decode_errors;    /* malformed frames or headers */
+	uint64_t unknown_target;   /* no member for (group, target) */
+	uint64_t rejected;         /* refused by the delivery callback */
+	uint64_t dropped_sends;    /* peer queue full or send timed out */
+	uint64_t peers_connected;  /* outbound connections up now */
+};
+void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
+
+#endif
