@@ -135,8 +135,6 @@ int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, u
 	for (int tries = 0; tries < 8; tries++) {
 		if (fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) == 0) {
 			*alloc_end = end;
-			if (getenv("EXP_POPULATE") && f == m->act)
-				madvise(m->act_map + from, end - from, 23 /* MADV_POPULATE_WRITE */);
 			return DL_OK;
 		}
 		if (errno == EINTR)
@@ -594,10 +592,7 @@ static void zap_behind(struct msto *m)
 		return;
 	uint64_t off = m->wpos - m->act_base;
 	uint64_t end = off - off % 4096;
-	static int zb = -1;
-	if (zb < 0) zb = getenv("EXP_ZAP") ? atoi(getenv("EXP_ZAP")) : 64;
-	if (zb == 0) return;
-	if (end < m->act_zapped + (uint64_t)zb * 1024)
+	if (end < m->act_zapped + STO_ZAP_BYTES)
 		return;
 	/* A member that writes this much is busy: let write faults read ahead
 	 * (large folios, fewer faults). Idle members never pay for it. */
