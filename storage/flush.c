@@ -94,6 +94,58 @@ static bool def_due(const struct sto *s, uint64_t now_ns)
 }
 
 /* Takes what the store handed over. `force`: sync everything now. */
+/* Under s->mu: moves the store's dirty files to where this pass wants
+ * them: the async deferred list, the lazy index list (sync mode, while the
+ * checkpoint is not due), or the files to sync now. */
+static void take_files(struct sto *s, struct fl_item *it, bool async, bool ck_due)
+{
+	struct sto_file *f = s->dirty;
+	s->dirty = NULL;
+	while (f != NULL) {
+		struct sto_file *next = f->dirty_next;
+		STO_ASSERT(f->dirty);
+		bool dirsync = f->dirty_dirsync;
+		f->dirty = false;
+		f->dirty_dirsync = false;
+		f->dirty_next = NULL;
+		if (async)
+			add_to(&s->deferred, f, f->dirty_lo, f->dirty_hi, dirsync);
+		else if (f->lazy && !ck_due)
+			add_to(&s->lazy, f, f->dirty_lo, f->dirty_hi, dirsync);
+		else
+			add_to(&it->files, f, f->dirty_lo, f->dirty_hi, dirsync);
+		f = next;
+	}
+}
+
+/* DLedger's async mode: what was appended is reported at once and joins
+ * the deferred list, which is synced when its interval is up (or now, when
+ * forced). */
+static void async_merge(struct sto *s, struct fl_item *it, uint64_t now_ns, bool force,
+			bool was_empty)
+{
+	if (it->has) {
+		s->def_pend = true;
+		s->def_index = it->index;
+		s->def_term = it->term;
+	}
+	s->def_epoch = it->epoch; /* def_index was clamped to this epoch */
+	bool nonempty = s->deferred != NULL || s->def_pend;
+	if (nonempty && was_empty)
+		s->def_since_ns = now_ns;
+	if (!nonempty || !(force || def_due(s, now_ns)))
+		return;
+	it->files = s->deferred;
+	s->deferred = NULL;
+	it->def_sync = true;
+	it->ckpt_ok = true;
+	it->def_index = s->def_pend ? s->def_index : 0;
+	it->def_term = s->def_pend ? s->def_term : 0;
+	it->def_epoch = s->def_epoch;
+	s->def_pend = false;
+}
+
+/* Takes what the store handed over. `force`: sync everything now. */
 static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool force)
 {
 	memset(it, 0, sizeof(*it));
@@ -124,54 +176,17 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 	s->floor_set = false;
 	/* Sync mode: index files wait for the checkpoint (rate-limited). */
 	bool ck_due = force || (s->commit > s->ckpt_written &&
-				now_ns - s->ckpt_ns >= STO_CKPT_INTERVAL_MS * 1000000ull);
+				now_ns - s->ckpt_ns >= s->cfg.checkpoint_interval_ms * 1000000ull);
 	if (!async && ck_due) {
 		it->files = s->lazy;
 		s->lazy = NULL;
 		it->ckpt_ok = true;
 	}
-	struct sto_file *f = s->dirty;
-	s->dirty = NULL;
-	while (f != NULL) {
-		struct sto_file *next = f->dirty_next;
-		STO_ASSERT(f->dirty);
-		bool dirsync = f->dirty_dirsync;
-		f->dirty = false;
-		f->dirty_dirsync = false;
-		f->dirty_next = NULL;
-		if (async)
-			add_to(&s->deferred, f, f->dirty_lo, f->dirty_hi, dirsync);
-		else if (f->lazy && !ck_due)
-			add_to(&s->lazy, f, f->dirty_lo, f->dirty_hi, dirsync);
-		else
-			add_to(&it->files, f, f->dirty_lo, f->dirty_hi, dirsync);
-		f = next;
-	}
+	take_files(s, it, async, ck_due);
 	pthread_mutex_unlock(&s->mu);
-
 	it->report = it->has;
-	if (!async)
-		return;
-	/* DLedger's async mode: report at once, sync every interval. */
-	if (it->has) {
-		s->def_pend = true;
-		s->def_index = it->index;
-		s->def_term = it->term;
-	}
-	s->def_epoch = it->epoch; /* def_index was clamped to this epoch above */
-	bool nonempty = s->deferred != NULL || s->def_pend;
-	if (nonempty && was_empty)
-		s->def_since_ns = now_ns;
-	if (nonempty && (force || def_due(s, now_ns))) {
-		it->files = s->deferred;
-		s->deferred = NULL;
-		it->def_sync = true;
-		it->ckpt_ok = true;
-		it->def_index = s->def_pend ? s->def_index : 0;
-		it->def_term = s->def_pend ? s->def_term : 0;
-		it->def_epoch = s->def_epoch;
-		s->def_pend = false;
-	}
+	if (async)
+		async_merge(s, it, now_ns, force, was_empty);
 }
 
 static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
@@ -416,13 +431,13 @@ static void *flusher_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&fl->mu);
+		atomic_fetch_add_explicit(&fl->passes, 1, memory_order_relaxed);
 		for (size_t i = 0; i < n; i++) {
 			struct sto *s = fl->items[i].s;
 			snapshot(s, &fl->items[i], now, false);
 		}
 		run_pass(fl, fl->items, n);
 		after_pass(fl, fl->items, n);
-		atomic_fetch_add_explicit(&fl->passes, 1, memory_order_relaxed);
 		if (n > atomic_load_explicit(&fl->max_in_pass, memory_order_relaxed))
 			atomic_store_explicit(&fl->max_in_pass, n, memory_order_relaxed);
 		pthread_mutex_lock(&fl->mu);

@@ -35,9 +35,6 @@ _Noreturn void sto_assert_fail(const char *file, int line, const char *expr);
 #define STO_CKPT_SLOT_BYTES 32u
 #define STO_CKPT_SLOT1_OFFSET 4096u /* slot 0 at 0; separate pages */
 #define STO_SEG_NAME_DIGITS 20
-/* The checkpoint moves at most this often in sync mode; index files are
- * synced only then (recovery rebuilds the index past the checkpoint). */
-#define STO_CKPT_INTERVAL_MS 1000u
 
 struct sto_hdr {
 	uint32_t magic;

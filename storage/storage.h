@@ -103,6 +103,10 @@ struct sto_config {
 	enum sto_flush_mode flush_mode; /* flushMode (sync) */
 	uint32_t flush_interval_ms;   /* flushFileIntervalMs, async mode (10) */
 	enum sto_verify verify;       /* recovery depth (tail) */
+	/* The checkpoint moves at most this often (sync mode); index files are
+	 * synced only then, since recovery rebuilds the index past the
+	 * checkpoint from the data (1000). */
+	uint32_t checkpoint_interval_ms;
 
 	/* Cleaning (DLedger's keys and defaults). */
 	uint32_t file_reserved_hours;          /* fileReservedHours (72) */

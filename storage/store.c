@@ -27,6 +27,7 @@ void sto_config_defaults(struct sto_config *cfg)
 	cfg->flush_mode = STO_FLUSH_SYNC;
 	cfg->flush_interval_ms = 10;
 	cfg->verify = STO_VERIFY_TAIL;
+	cfg->checkpoint_interval_ms = 1000;
 	cfg->file_reserved_hours = 72;
 	cfg->enable_disk_force_clean = true;
 	cfg->disk_space_ratio_to_force_clean = 0.85;
@@ -66,6 +67,9 @@ static int check_config(const struct sto_config *c, struct dl_errctx *err)
 			       (unsigned long long)c->index_segment_bytes);
 	if (c->max_entry_bytes == 0)
 		return dl_errf(err, DL_ECONFIG, "max_entry_bytes is 0");
+	if (c->checkpoint_interval_ms > 3600000)
+		return dl_errf(err, DL_ECONFIG, "checkpoint_interval_ms %u over an hour",
+			       c->checkpoint_interval_ms);
 	if (c->verify != STO_VERIFY_TAIL && c->verify != STO_VERIFY_ALL)
 		return dl_errf(err, DL_ECONFIG, "verify mode %d unknown", (int)c->verify);
 	if (c->flush_mode != STO_FLUSH_SYNC && c->flush_mode != STO_FLUSH_ASYNC)

@@ -352,6 +352,7 @@ static void one_run(uint64_t seed, bool with_flusher, double keep)
 	struct sto_config cfg;
 	th_config(&cfg, STO_TYPE_MMAP, real);
 	cfg.segment_bytes = 8192;
+	cfg.checkpoint_interval_ms = seed % 3 == 0 ? 1000 : 0; /* index synced lazily or often */
 	cfg.on_durable = on_durable;
 	struct sto *s = th_open(&cfg, fl);
 	static struct model m;
@@ -382,13 +383,22 @@ TestSuite(fault, .init = th_setup, .fini = th_teardown);
 
 Test(fault, dropping_unsynced_writes_loses_no_entry_reported_durable, .timeout = 120)
 {
-	for (uint64_t seed = 1; seed <= 8; seed++)
+	for (uint64_t seed = 1; seed <= 9; seed++)
 		one_run(seed, true, 0.0);
 }
 
 Test(fault, keeping_some_unsynced_sectors_loses_nothing_reported_and_invents_nothing,
      .timeout = 120)
 {
-	for (uint64_t seed = 101; seed <= 108; seed++)
+	for (uint64_t seed = 101; seed <= 109; seed++)
 		one_run(seed, seed % 2 == 0, seed % 4 < 2 ? 0.5 : 0.9);
+}
+
+/* DLEDGER_FAULT_SEEDS=N runs N more seeds (a longer soak; off by default). */
+Test(fault, a_soak_over_more_seeds_when_asked, .timeout = 3600)
+{
+	const char *n = getenv("DLEDGER_FAULT_SEEDS");
+	uint64_t count = n != NULL ? strtoull(n, NULL, 10) : 0;
+	for (uint64_t seed = 1000; seed < 1000 + count; seed++)
+		one_run(seed, seed % 2 == 0, (double)(seed % 5) / 4.0);
 }
