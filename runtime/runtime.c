@@ -1241,7 +1241,15 @@ void rt_node_stop(struct rt_node *n)
 	if (n == NULL)
 		return;
 	atomic_store_explicit(&n->closing, true, memory_order_relaxed);
-	dl_log(DL_LOG_INFO, NULL, NULL, "node stopping");
+	struct rt_node_stats st;
+	rt_node_stats(n, &st);
+	dl_log(DL_LOG_INFO, NULL, NULL,
+	       "node stopping: frames in %llu out %llu, messages in %llu out %llu, decode errors "
+	       "%llu, unknown group or member %llu, rejected %llu, dropped sends %llu",
+	       (unsigned long long)st.frames_in, (unsigned long long)st.frames_out,
+	       (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
+	       (unsigned long long)st.decode_errors, (unsigned long long)st.unknown_target,
+	       (unsigned long long)st.rejected, (unsigned long long)st.dropped_sends);
 	tp_endpoint_quiesce(n->ep);
 	pthread_mutex_lock(&n->mu);
 	struct rt_table *t = atomic_exchange_explicit(&n->table, NULL, memory_order_seq_cst);

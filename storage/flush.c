@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 
 struct fl_item {
 	struct sto *s;
+	bool from_queue; /* taken off the queue (else: an async deadline came) */
 	struct sto_file *files; /* to sync in this pass */
 	bool report;            /* report (index, term) after this pass */
 	bool has;
@@ -40,6 +42,7 @@ struct fl_item {
 	uint32_t st_vote;
 	bool leaving;
 	bool ckpt_ok; /* data and index synced together: the checkpoint may move */
+	bool done;    /* completed */
 	int err;
 };
 
@@ -148,12 +151,16 @@ static void async_merge(struct sto *s, struct fl_item *it, uint64_t now_ns, bool
 /* Takes what the store handed over. `force`: sync everything now. */
 static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool force)
 {
+	bool from_queue = it->from_queue;
 	memset(it, 0, sizeof(*it));
 	it->s = s;
 	pthread_mutex_lock(&s->mu);
 	STO_ASSERT(!s->busy);
 	s->busy = true;
-	s->queued = false;
+	/* A store that came for its async deadline may have been queued
+	 * since: it stays queued (and on the queue) for the next pass. */
+	if (from_queue)
+		s->queued = false;
 	it->has = s->pend;
 	it->index = s->pend_index;
 	it->term = s->pend_term;
@@ -189,16 +196,37 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 		async_merge(s, it, now_ns, force, was_empty);
 }
 
+/* Drops the page table entries of the pages about to be written back
+ * (MADV_DONTNEED keeps a shared file mapping's data: the pages stay in the
+ * page cache, dirty; an owner that touches one again just faults it back).
+ * Writeback must write-protect every page it cleans that is still mapped,
+ * at the price of a TLB shootdown (an interrupt to every CPU running this
+ * process) per 4 KiB page; unmapped first, a whole range costs one. The
+ * mapping cannot go away meanwhile: it belongs to the file, which this
+ * pass holds a reference to. */
+static void unmap_range(const struct sto_file *f)
+{
+	if (f->map == NULL || f->fl_hi <= f->fl_lo)
+		return;
+	uint64_t lo = f->fl_lo & ~(uint64_t)4095;
+	uint64_t hi = (f->fl_hi + 4095) & ~(uint64_t)4095;
+	if (hi > f->map_bytes)
+		hi = f->map_bytes;
+	(void)madvise(f->map + lo, hi - lo, MADV_DONTNEED);
+}
+
 static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 {
 	/* Start writeback of every range of every store first, so the disk
 	 * sees one stream of writes; then wait and flush file by file. */
 	for (size_t i = 0; i < n; i++)
-		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next)
-			if (f->fl_hi > f->fl_lo)
-				(void)sync_file_range(f->fd, (off_t)f->fl_lo,
-						      (off_t)(f->fl_hi - f->fl_lo),
-						      SYNC_FILE_RANGE_WRITE);
+		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next) {
+			if (f->fl_hi <= f->fl_lo)
+				continue;
+			unmap_range(f);
+			(void)sync_file_range(f->fd, (off_t)f->fl_lo, (off_t)(f->fl_hi - f->fl_lo),
+					      SYNC_FILE_RANGE_WRITE);
+		}
 	for (size_t i = 0; i < n; i++) {
 		struct sto_file *f = items[i].files;
 		items[i].files = NULL;
@@ -239,6 +267,8 @@ static void clamp(const struct sto *s, uint64_t epoch, uint64_t *index, uint64_t
 static void complete(struct fl_item *it)
 {
 	struct sto *s = it->s;
+	STO_ASSERT(!it->done);
+	it->done = true;
 	struct sto_durable d;
 	memset(&d, 0, sizeof(d));
 	bool async = s->cfg.flush_mode == STO_FLUSH_ASYNC;
@@ -293,8 +323,19 @@ static void complete(struct fl_item *it)
 		s->cfg.on_durable(s->cfg.on_durable_ctx, &d);
 }
 
+/* An item with nothing to sync and no state to write: an async-mode report
+ * (or a checkpoint-only visit), which need not wait for other stores'
+ * syncs. */
+static bool nothing_to_wait_for(const struct fl_item *it)
+{
+	return it->files == NULL && !it->state;
+}
+
 static void run_pass(struct sto_flusher *fl, struct fl_item *items, size_t n)
 {
+	for (size_t i = 0; i < n; i++)
+		if (nothing_to_wait_for(&items[i]))
+			complete(&items[i]);
 	sync_files(items, n, fl);
 	for (size_t i = 0; i < n; i++) {
 		struct fl_item *it = &items[i];
@@ -306,14 +347,15 @@ static void run_pass(struct sto_flusher *fl, struct fl_item *items, size_t n)
 			atomic_fetch_add_explicit(&fl->state_syncs, 1, memory_order_relaxed);
 	}
 	for (size_t i = 0; i < n; i++)
-		complete(&items[i]);
+		if (!items[i].done)
+			complete(&items[i]);
 }
 
 /* A store without a flusher: the owner thread runs a pass for it alone. */
 void sto_flush_pass_inline(struct sto *s)
 {
 	STO_ASSERT(s->fl == NULL);
-	struct fl_item it;
+	struct fl_item it = {.from_queue = true};
 	snapshot(s, &it, sto_now_ns(), true);
 	run_pass(NULL, &it, 1);
 }
@@ -385,11 +427,13 @@ static size_t collect(struct sto_flusher *fl, uint64_t now_ns)
 		s->fl_next = NULL;
 		STO_ASSERT(!s->in_pass);
 		s->in_pass = true;
+		fl->items[n].from_queue = true;
 		fl->items[n++].s = s;
 	}
 	for (struct sto *s = fl->deferred; s != NULL && n < fl->max_stores; s = s->def_next) {
 		if (!s->in_pass && def_due(s, now_ns)) {
 			s->in_pass = true;
+			fl->items[n].from_queue = false;
 			fl->items[n++].s = s;
 		}
 	}

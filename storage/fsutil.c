@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,8 @@ void sto_file_unref(struct sto_file *f)
 	STO_ASSERT(old > 0);
 	if (old == 1) {
 		STO_ASSERT(!f->dirty && !f->fl_listed);
+		if (f->map != NULL)
+			munmap(f->map, f->map_bytes);
 		close(f->fd);
 		free(f);
 	}

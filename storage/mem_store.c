@@ -82,43 +82,28 @@ static void drop_tail(struct mem *m, size_t keep)
 	m->last_term = m->n > 0 ? m->ents[m->head + m->n - 1].term : m->last_term;
 }
 
-static int check_batch(struct mem *m, uint64_t first_index, const struct sto_entry *e,
-		       uint32_t n, struct dl_errctx *err)
+static int check_room(struct mem *m, const struct sto_entry *e, uint32_t n,
+		      struct dl_errctx *err)
 {
-	if (n == 0 || n > STO_MAX_BATCH || e == NULL)
-		return dl_errf(err, DL_EINVAL, "batch of %u entries (1..%u)", n, STO_MAX_BATCH);
-	if (first_index != last_of(m) + 1)
-		return dl_errf(err, DL_EINVAL, "append at %" PRIu64 ", expected %" PRIu64,
-			       first_index, last_of(m) + 1);
-	uint64_t term = m->last_term, bytes = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		if (e[i].len > m->base.cfg.max_entry_bytes) {
-			atomic_fetch_add_explicit(&m->base.n_toobig, 1, memory_order_relaxed);
-			return dl_errf(err, DL_ETOOBIG, "entry of %u bytes, the maximum is %u",
-				       e[i].len, m->base.cfg.max_entry_bytes);
-		}
-		if (e[i].len > 0 && e[i].data == NULL)
-			return dl_errf(err, DL_EINVAL, "entry %u has no data", i);
-		if (e[i].term < term)
-			return dl_errf(err, DL_EINVAL, "term goes down: %" PRIu64 " after %" PRIu64,
-				       e[i].term, term);
-		term = e[i].term;
+	uint64_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
 		bytes += e[i].len;
-	}
-	if (m->bytes + bytes > m->base.cfg.memory_max_bytes) {
-		atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
-		return dl_errf(err, DL_ENOSPC, "memory store full: %" PRIu64 " + %" PRIu64
-			       " bytes over memory_max_bytes %" PRIu64,
-			       m->bytes, bytes, m->base.cfg.memory_max_bytes);
-	}
-	return DL_OK;
+	if (m->bytes + bytes <= m->base.cfg.memory_max_bytes)
+		return DL_OK;
+	atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
+	return dl_errf(err, DL_ENOSPC,
+		       "memory store full: %" PRIu64 " + %" PRIu64 " bytes over memory_max_bytes %" PRIu64,
+		       m->bytes, bytes, m->base.cfg.memory_max_bytes);
 }
 
 static int mem_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
 		      struct dl_errctx *err)
 {
 	struct mem *m = MM(s);
-	int rc = check_batch(m, first_index, e, n, err);
+	int rc = sto_check_batch(s, last_of(m), m->last_term, first_index, e, n,
+				 s->cfg.max_entry_bytes, err);
+	if (rc == DL_OK)
+		rc = check_room(m, e, n, err);
 	if (rc == DL_OK)
 		rc = reserve(m, n, err);
 	if (rc != DL_OK)
@@ -202,14 +187,9 @@ static int mem_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *e
 	struct mem *m = MM(s);
 	if (index >= last_of(m))
 		return DL_OK;
-	if (index + 1 < m->first || (index + 1 == m->first && m->first > 1))
-		return dl_errf(err, DL_ECOMPACTED,
-			       "truncating after %" PRIu64 " would empty a log that starts at %" PRIu64,
-			       index, m->first);
-	if (index < s->commit)
-		return dl_errf(err, DL_EINVAL,
-			       "truncating after %" PRIu64 " would remove committed entries (commit %" PRIu64 ")",
-			       index, s->commit);
+	int rc = sto_check_truncate(s, index, m->first, err);
+	if (rc != DL_OK)
+		return rc;
 	uint64_t term = index >= m->first ? ent(m, index)->term : 0;
 	drop_tail(m, (size_t)(index + 1 - m->first));
 	m->last_term = term;
@@ -259,18 +239,6 @@ static void mem_write_checkpoint(struct sto *s, uint64_t commit)
 	(void)commit;
 }
 
-static void mem_get_state(const struct sto *s, uint64_t *term, uint32_t *vote)
-{
-	*term = s->st_term;
-	*vote = s->st_vote;
-}
-
-static uint64_t mem_recovered_commit(const struct sto *s)
-{
-	(void)s;
-	return 0;
-}
-
 static int mem_sync(struct sto *s, struct dl_errctx *err)
 {
 	return sto_common_sync(s, last_of(MM(s)), err);
@@ -313,8 +281,8 @@ static const struct sto_ops mem_ops = {
 	.durable = sto_common_durable,
 	.set_commit = sto_common_set_commit,
 	.save_state = sto_common_save_state,
-	.get_state = mem_get_state,
-	.recovered_commit = mem_recovered_commit,
+	.get_state = sto_common_get_state,
+	.recovered_commit = sto_common_recovered_commit,
 	.sync = mem_sync,
 	.clean = mem_clean,
 	.get_info = mem_get_info,

@@ -14,7 +14,6 @@
 #define STO_MAX_SEGMENTS (1u << 20)
 #define STO_PREALLOC_MIN_BYTES (64u << 10)
 #define STO_CLEAN_MAX_PER_PASS 64u
-#define STO_ZAP_BYTES (64u << 10)
 #define STO_SEQ_AFTER_BYTES (1u << 20)
 
 /* One data segment. */
@@ -24,7 +23,8 @@ struct mseg {
 	uint64_t closed_ms;   /* wall time of its last write (cleaning age) */
 };
 
-/* A mapped index segment (two slots, least recently used goes). */
+/* A mapped index segment (two slots, least recently used goes); the
+ * mapping itself belongs to `f` (unmapped with its last reference). */
 struct imap {
 	bool used;
 	bool written; /* written at recovery: synced before open returns */
@@ -52,7 +52,6 @@ struct msto {
 	uint64_t act_base; /* log offset of the mapped segment */
 	uint8_t *act_map;
 	uint64_t act_alloc; /* file offset allocated up to */
-	uint64_t act_zapped; /* file offset below which pages were unmapped */
 	bool act_seq;        /* the mapping is advised sequential (a busy writer) */
 	bool no_fallocate;  /* the file system cannot preallocate */
 

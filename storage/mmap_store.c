@@ -105,6 +105,8 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
 	 * otherwise make the kernel read (zero) a large window of pages that
 	 * nobody asked for, in every segment of every member. */
 	(void)madvise(p, size, MADV_RANDOM);
+	f->map = p;
+	f->map_bytes = size;
 	*rc = DL_OK;
 	return p;
 }
@@ -162,13 +164,10 @@ size_t msto_seg_of(const struct msto *m, uint64_t pos)
 
 void msto_deactivate(struct msto *m)
 {
-	if (m->act_map != NULL)
-		munmap(m->act_map, m->seg_bytes);
-	m->act_map = NULL;
+	m->act_map = NULL; /* unmapped with the file's last reference */
 	sto_file_unref(m->act);
 	m->act = NULL;
 	m->act_alloc = 0;
-	m->act_zapped = 0;
 	m->act_seq = false;
 }
 
@@ -194,21 +193,19 @@ int msto_activate(struct msto *m, size_t j, struct dl_errctx *err)
 	m->act_base = m->segs[j].base;
 	m->act_map = p;
 	m->act_alloc = 0;
-	m->act_zapped = 0;
 	m->act_seq = false;
 	return DL_OK;
 }
 
 /* ------------------------------------------------------------ the index */
 
-static void imap_drop(struct msto *m, struct imap *im)
+static void imap_drop(struct imap *im)
 {
 	if (!im->used)
 		return;
 	if (im->written)
 		(void)fdatasync(im->f->fd); /* recovery's rewrites; see msto_recover */
-	munmap(im->map, m->iseg_bytes);
-	sto_file_unref(im->f);
+	sto_file_unref(im->f); /* unmaps with the last reference */
 	memset(im, 0, sizeof(*im));
 }
 
@@ -228,7 +225,7 @@ uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
 		im = !m->im[0].used ? &m->im[0]
 		     : !m->im[1].used ? &m->im[1]
 		     : (m->im[0].tick < m->im[1].tick ? &m->im[0] : &m->im[1]);
-		imap_drop(m, im);
+		imap_drop(im);
 		char path[4096];
 		msto_idx_path(m, base, path, sizeof(path));
 		struct sto_file *f;
@@ -295,7 +292,7 @@ void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last)
 		for (int k = 0; k < 2; k++)
 			if (m->im[k].used && m->im[k].base == bases[i]) {
 				m->im[k].written = false;
-				imap_drop(m, &m->im[k]);
+				imap_drop(&m->im[k]);
 			}
 		char path[4096];
 		msto_idx_path(m, bases[i], path, sizeof(path));
@@ -409,7 +406,6 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 	m->act_base = base;
 	m->act_map = p;
 	m->act_alloc = 0;
-	m->act_zapped = 0;
 	m->act_seq = false;
 	m->wpos = base;
 	a->f = f; /* the new file's first range also syncs its directory entry */
@@ -555,53 +551,15 @@ static int check_disk(struct msto *m, struct dl_errctx *err)
 		       m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
 }
 
-static int check_batch(struct msto *m, uint64_t first_index, const struct sto_entry *e,
-		       uint32_t n, struct dl_errctx *err)
+/* A member that has written this much into a segment is busy: let write
+ * faults read ahead (large folios, fewer faults). Idle members, which write
+ * little, never pay for a read-ahead window. */
+static void advise_busy(struct msto *m)
 {
-	if (n == 0 || n > STO_MAX_BATCH || e == NULL)
-		return dl_errf(err, DL_EINVAL, "batch of %u entries (1..%u)", n, STO_MAX_BATCH);
-	if (first_index != m->last + 1)
-		return dl_errf(err, DL_EINVAL, "append at %" PRIu64 ", expected %" PRIu64,
-			       first_index, m->last + 1);
-	uint64_t term = m->last_term;
-	for (uint32_t i = 0; i < n; i++) {
-		if (e[i].len > m->max_body) {
-			atomic_fetch_add_explicit(&m->base.n_toobig, 1, memory_order_relaxed);
-			return dl_errf(err, DL_ETOOBIG, "entry of %u bytes, the maximum is %u",
-				       e[i].len, m->max_body);
-		}
-		if (e[i].len > 0 && e[i].data == NULL)
-			return dl_errf(err, DL_EINVAL, "entry %u has no data", i);
-		if (e[i].term < term)
-			return dl_errf(err, DL_EINVAL, "term goes down: %" PRIu64 " after %" PRIu64,
-				       e[i].term, term);
-		term = e[i].term;
-	}
-	return DL_OK;
-}
-
-/* Drops the page table entries of whole pages behind the write position
- * (MADV_DONTNEED keeps a shared file mapping's data: the pages stay in the
- * page cache, dirty, and a later access maps them again). Writeback then
- * finds them unmapped and need not write-protect each one, which costs a
- * TLB shootdown (an IPI to every CPU running this process) per page; here
- * one shootdown covers STO_ZAP_BYTES. */
-static void zap_behind(struct msto *m)
-{
-	if (m->act == NULL)
+	if (m->act == NULL || m->act_seq || m->wpos - m->act_base < STO_SEQ_AFTER_BYTES)
 		return;
-	uint64_t off = m->wpos - m->act_base;
-	uint64_t end = off - off % 4096;
-	if (end < m->act_zapped + STO_ZAP_BYTES)
-		return;
-	/* A member that writes this much is busy: let write faults read ahead
-	 * (large folios, fewer faults). Idle members never pay for it. */
-	if (!m->act_seq && off >= STO_SEQ_AFTER_BYTES) {
-		(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
-		m->act_seq = true;
-	}
-	(void)madvise(m->act_map + m->act_zapped, end - m->act_zapped, MADV_DONTNEED);
-	m->act_zapped = end;
+	(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
+	m->act_seq = true;
 }
 
 static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
@@ -611,7 +569,7 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 	int rc = sto_common_io_err(s);
 	if (rc != DL_OK)
 		return dl_errf(err, rc, "%s: an earlier sync failed; appends refused", s->dir);
-	rc = check_batch(m, first_index, e, n, err);
+	rc = sto_check_batch(s, m->last, m->last_term, first_index, e, n, m->max_body, err);
 	if (rc == DL_OK)
 		rc = check_disk(m, err);
 	if (rc != DL_OK)
@@ -633,7 +591,7 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 		sto_mark_dirty_locked(s, ia.f, ia.lo, ia.hi, ia.dirsync);
 	sto_publish(s, true, m->last, m->last_term);
 	atomic_fetch_add_explicit(&s->n_appended, n, memory_order_relaxed);
-	zap_behind(m);
+	advise_busy(m);
 	return DL_OK;
 }
 
@@ -794,19 +752,14 @@ static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err
 	struct msto *m = M(s);
 	if (index >= m->last)
 		return DL_OK;
-	if (index + 1 < m->first || (index + 1 == m->first && m->first > 1))
-		return dl_errf(err, DL_ECOMPACTED,
-			       "truncating after %" PRIu64 " would empty a log that starts at %" PRIu64,
-			       index, m->first);
-	if (index < s->commit)
-		return dl_errf(err, DL_EINVAL,
-			       "truncating after %" PRIu64 " would remove committed entries (commit %" PRIu64 ")",
-			       index, s->commit);
+	int rc = sto_check_truncate(s, index, m->first, err);
+	if (rc != DL_OK)
+		return rc;
 	struct sto_idx next, prev = {0};
 	if (!idx_get(m, index + 1, &next) || (index > 0 && !idx_get(m, index, &prev)))
 		return dl_errf(err, DL_ECORRUPT, "%s: index record of %" PRIu64 " is damaged",
 			       m->index_dir, index + 1);
-	int rc = cut_to(m, next.pos, index, prev.term, err);
+	rc = cut_to(m, next.pos, index, prev.term, err);
 	msto_unlink_index_outside(m, m->first, index + 1);
 	return rc;
 }
@@ -901,17 +854,6 @@ static void m_write_checkpoint(struct sto *s, uint64_t commit)
 	(void)sto_ckpt_write(m->ckpt_fd, m->ckpt_seq, commit);
 }
 
-static void m_get_state(const struct sto *s, uint64_t *term, uint32_t *vote)
-{
-	*term = s->st_term;
-	*vote = s->st_vote;
-}
-
-static uint64_t m_recovered_commit(const struct sto *s)
-{
-	return s->recovered_commit;
-}
-
 static int m_sync(struct sto *s, struct dl_errctx *err)
 {
 	return sto_common_sync(s, M(s)->last, err);
@@ -938,7 +880,7 @@ static void m_free(struct msto *m)
 	msto_deactivate(m);
 	sto_file_unref(m->rd);
 	for (int i = 0; i < 2; i++)
-		imap_drop(m, &m->im[i]);
+		imap_drop(&m->im[i]);
 	if (m->ckpt_fd >= 0)
 		close(m->ckpt_fd);
 	if (m->dir_fd >= 0)
@@ -976,8 +918,8 @@ static const struct sto_ops mmap_ops = {
 	.durable = sto_common_durable,
 	.set_commit = sto_common_set_commit,
 	.save_state = sto_common_save_state,
-	.get_state = m_get_state,
-	.recovered_commit = m_recovered_commit,
+	.get_state = sto_common_get_state,
+	.recovered_commit = sto_common_recovered_commit,
 	.sync = m_sync,
 	.clean = m_clean,
 	.get_info = m_get_info,

@@ -109,13 +109,16 @@ static inline uint64_t sto_get64(const uint8_t *p)
 
 /* ---- files shared by the owner thread and the flush thread ---- */
 
-/* One open file (a data or index segment). Refcounted: the store's table
- * holds one reference while the file is open there, and a pending or
- * in-flight dirty range holds another, so the flush thread can sync a file
- * the owner has already rolled past, truncated or deleted. */
+/* One open file (a data or index segment) and its mapping. Refcounted:
+ * the store's table holds one reference while the file is open there, and
+ * a pending or in-flight dirty range holds another, so the flush thread can
+ * sync (and unmap pages of) a file the owner has already rolled past,
+ * truncated or deleted. The last reference unmaps and closes. */
 struct sto_file {
 	atomic_uint refs;
 	int fd;
+	uint8_t *map;       /* set by the owner before sharing; then fixed */
+	uint64_t map_bytes;
 	bool lazy; /* index file: synced only when the checkpoint moves */
 	/* Dirty range not yet handed to a sync; guarded by the store's mu. */
 	bool dirty;
@@ -132,7 +135,7 @@ struct sto_file {
 
 struct sto_file *sto_file_new(int fd, const char *path);
 void sto_file_ref(struct sto_file *f);
-void sto_file_unref(struct sto_file *f); /* closes the fd on the last reference */
+void sto_file_unref(struct sto_file *f); /* unmaps and closes on the last reference */
 
 /* ---- the common part of every store ---- */
 
@@ -233,6 +236,14 @@ void sto_common_set_commit(struct sto *s, uint64_t commit);
 int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl_errctx *err);
 int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err);
 int sto_common_io_err(struct sto *s);
+void sto_common_get_state(const struct sto *s, uint64_t *term, uint32_t *vote);
+uint64_t sto_common_recovered_commit(const struct sto *s);
+/* Owner thread: what every implementation checks before an append (the
+ * log ends at (last, last_term)) and before a truncation after `index`
+ * (the log starts at `first`, index < last). */
+int sto_check_batch(struct sto *s, uint64_t last, uint64_t last_term, uint64_t first_index,
+		    const struct sto_entry *e, uint32_t n, uint32_t max_body, struct dl_errctx *err);
+int sto_check_truncate(const struct sto *s, uint64_t index, uint64_t first, struct dl_errctx *err);
 void sto_common_info(const struct sto *s, struct sto_info *info);
 
 /* flush.c: one pass over n stores (group commit). Used by the flusher

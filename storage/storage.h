@@ -9,8 +9,8 @@
  * DLedgerMemoryStore).
  *
  * Threads. A store belongs to one owner thread (its member's actor), which
- * makes every call on it; only sto_durable() and sto_get_info() may be
- * called from any thread. An append returns once the entries are copied; it
+ * makes every call on it; only sto_durable() may be called from any
+ * thread. An append returns once the entries are copied; it
  * becomes durable when the node's flush thread (struct sto_flusher, one per
  * node, shared by every store) has synced it. The flush thread reports each
  * store's durable (index, term) through the store's on_durable callback,
@@ -163,7 +163,7 @@ struct sto_info {
 /*
  * The ops table. Both implementations keep these promises; the functions
  * below (sto_append(), ...) call through it. Indexes start at 1; index 0
- * has term 0. All calls but durable/get_info are made by the owner thread.
+ * has term 0. All calls but durable are made by the owner thread.
  */
 struct sto_ops {
 	/* Appends n (1..STO_MAX_BATCH) entries, the first at `first_index`,
@@ -245,8 +245,8 @@ struct sto_ops {
 	int (*clean)(struct sto *s, uint64_t allowed_index, struct sto_clean_result *res,
 		     struct dl_errctx *err);
 
-	/* Fills *info. Any thread for the counters; the rest is a snapshot
-	 * that may be stale when called off the owner thread. */
+	/* Fills *info (owner thread). Not free: disk_bytes walks the member's
+	 * directory. */
 	void (*get_info)(const struct sto *s, struct sto_info *info);
 
 	/* Makes everything durable (as sync), leaves the flusher, releases

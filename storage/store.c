@@ -3,7 +3,7 @@
  * through the ops table, and the hand-over to the flush thread.
  *
  * Threads: the owner thread calls everything here except sto_durable()
- * and sto_get_info() (any thread). The hand-over block of struct sto is
+ * (any thread). The hand-over block of struct sto is
  * guarded by s->mu (see sto_internal.h); the flush thread takes it in
  * flush.c.
  */
@@ -280,6 +280,55 @@ int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl
 		if (rc != DL_OK)
 			return dl_errf(err, rc, "state file of %s: sync failed", s->dir);
 	}
+	return DL_OK;
+}
+
+void sto_common_get_state(const struct sto *s, uint64_t *term, uint32_t *vote)
+{
+	*term = s->st_term;
+	*vote = s->st_vote;
+}
+
+uint64_t sto_common_recovered_commit(const struct sto *s)
+{
+	return s->recovered_commit;
+}
+
+int sto_check_batch(struct sto *s, uint64_t last, uint64_t last_term, uint64_t first_index,
+		    const struct sto_entry *e, uint32_t n, uint32_t max_body, struct dl_errctx *err)
+{
+	if (n == 0 || n > STO_MAX_BATCH || e == NULL)
+		return dl_errf(err, DL_EINVAL, "batch of %u entries (1..%u)", n, STO_MAX_BATCH);
+	if (first_index != last + 1)
+		return dl_errf(err, DL_EINVAL, "append at %llu, expected %llu",
+			       (unsigned long long)first_index, (unsigned long long)last + 1);
+	uint64_t term = last_term;
+	for (uint32_t i = 0; i < n; i++) {
+		if (e[i].len > max_body) {
+			atomic_fetch_add_explicit(&s->n_toobig, 1, memory_order_relaxed);
+			return dl_errf(err, DL_ETOOBIG, "entry of %u bytes, the maximum is %u",
+				       e[i].len, max_body);
+		}
+		if (e[i].len > 0 && e[i].data == NULL)
+			return dl_errf(err, DL_EINVAL, "entry %u has no data", i);
+		if (e[i].term < term)
+			return dl_errf(err, DL_EINVAL, "term goes down: %llu after %llu",
+				       (unsigned long long)e[i].term, (unsigned long long)term);
+		term = e[i].term;
+	}
+	return DL_OK;
+}
+
+int sto_check_truncate(const struct sto *s, uint64_t index, uint64_t first, struct dl_errctx *err)
+{
+	if (index + 1 < first || (index + 1 == first && first > 1))
+		return dl_errf(err, DL_ECOMPACTED,
+			       "truncating after %llu would empty a log that starts at %llu",
+			       (unsigned long long)index, (unsigned long long)first);
+	if (index < s->commit)
+		return dl_errf(err, DL_EINVAL,
+			       "truncating after %llu would remove committed entries (commit %llu)",
+			       (unsigned long long)index, (unsigned long long)s->commit);
 	return DL_OK;
 }
 

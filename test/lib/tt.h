@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct tt_test {
 	const char *name;
@@ -42,7 +43,10 @@ extern unsigned tt_passed;
 static inline int tt_run(const char *suite, const struct tt_test *tests, size_t n)
 {
 	tt_suite = suite;
+	const char *only = getenv("TT_ONLY"); /* run one test by name */
 	for (size_t i = 0; i < n; i++) {
+		if (only != NULL && strcmp(only, tests[i].name) != 0)
+			continue;
 		printf("[RUN ] %s::%s\n", suite, tests[i].name);
 		fflush(stdout);
 		tests[i].fn();

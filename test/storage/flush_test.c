@@ -98,7 +98,8 @@ static void *appender(void *arg)
 	return NULL;
 }
 
-static void many_stores(int nstores, int nthreads, int batches, enum sto_type type)
+static void many_stores(int nstores, int nthreads, int batches, enum sto_type type,
+			enum sto_flush_mode mode)
 {
 	struct sto_flusher *fl;
 	struct sto_flusher_config fc;
@@ -124,6 +125,8 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 		snprintf(group, sizeof(group), "g%d", i);
 		cfg.group = group;
 		cfg.segment_bytes = 64 << 10;
+		cfg.flush_mode = mode;
+		cfg.flush_interval_ms = 1;
 		cfg.on_durable = on_durable;
 		cfg.on_durable_ctx = &ts[i];
 		ts[i].owner = &os[i / (nstores / nthreads)];
@@ -160,12 +163,17 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 
 static void two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable(void)
 {
-	many_stores(256, 4, 30, STO_TYPE_MMAP);
+	many_stores(256, 4, 30, STO_TYPE_MMAP, STO_FLUSH_SYNC);
 }
 
 static void memory_stores_report_through_the_flush_thread_too(void)
 {
-	many_stores(64, 4, 20, STO_TYPE_MEMORY);
+	many_stores(64, 4, 20, STO_TYPE_MEMORY, STO_FLUSH_SYNC);
+}
+
+static void stores_in_async_mode_with_concurrent_appenders_report_everything(void)
+{
+	many_stores(16, 4, 1500, STO_TYPE_MMAP, STO_FLUSH_ASYNC);
 }
 
 static struct owner one_owner;
@@ -311,6 +319,7 @@ static void run(void (*fn)(void))
 	static void t_##name(void) { run(name); }
 T(two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable)
 T(memory_stores_report_through_the_flush_thread_too)
+T(stores_in_async_mode_with_concurrent_appenders_report_everything)
 T(a_saved_state_is_reported_durable_by_the_flush_thread)
 T(async_mode_reports_at_once_and_syncs_within_the_interval)
 T(an_idle_flush_thread_sleeps_until_woken)
@@ -323,6 +332,7 @@ int main(void)
 #define E(name) {#name, t_##name},
 		E(two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable)
 		E(memory_stores_report_through_the_flush_thread_too)
+		E(stores_in_async_mode_with_concurrent_appenders_report_everything)
 		E(a_saved_state_is_reported_durable_by_the_flush_thread)
 		E(async_mode_reports_at_once_and_syncs_within_the_interval)
 		E(an_idle_flush_thread_sleeps_until_woken)

@@ -1,0 +1,166 @@
+/*
+ * client.h - the C client of a dledger group: append entries, read committed
+ * entries back, ask for metadata (docs/PROTOCOL.md, client messages).
+ *
+ * A client is opened on a peers string ("n0-127.0.0.1:10000;n1-...", as in
+ * the node's configuration) and one group. It keeps one nng connection (a raw
+ * REQ socket) per distinct node address, dialed on first use and redialed in
+ * the background when lost; any number of requests are in flight on it at
+ * once, matched to their replies by the frame header's request_id.
+ *
+ * Asynchronous model: dl_client_append_async() submits a request and returns
+ * at once; its callback runs exactly once, later, on one of the client's
+ * threads (the connection's receiver thread, the timer thread, or the thread
+ * calling dl_client_close()). The blocking calls (dl_client_append,
+ * dl_client_get, dl_client_metadata, ...) are built on the same machinery and
+ * wait for the answer. Every function may be called from any thread at once,
+ * except dl_client_close(), which must be the last call.
+ * Callbacks must return quickly and must not call the blocking functions or
+ * dl_client_close() (those fail with DL_EINVAL there); they may call
+ * dl_client_append_async(), which then never waits for a free slot.
+ *
+ * Leader redirects: an append goes to the last leader the client learned of
+ * (at first the first member of peers). A member that is not the leader
+ * answers DL_ENOTLEADER with the leader's id and address when it knows them;
+ * the client follows that redirect at once (the id is looked up in peers, else
+ * the address from the answer is used), at most max_hops times per request,
+ * then fails with DL_ENOTLEADER. When no leader is known, or the named leader
+ * cannot be reached, it tries the other members in peers order with a short
+ * backoff (backoff_min_ms doubling up to backoff_max_ms) until the request's
+ * timeout (DL_ETIMEDOUT). A member that is shutting down (DL_ECLOSED) or whose
+ * connection is lost or cannot be made within connect_timeout_ms is skipped
+ * the same way. Because of these retries an append whose answer was lost can
+ * be stored twice (at-least-once, as any Raft client without sessions).
+ *
+ * Threads: per connection one receiver thread; per client one timer thread
+ * (deadlines, backoff, connect timeouts). All state is guarded by one mutex
+ * per client; callbacks run without it.
+ *
+ * Limits: DL_CLIENT_MAX_INFLIGHT requests in flight (option max_inflight),
+ * DL_CLIENT_MAX_CONNS distinct addresses, TP_MAX_ENTRIES entries per append,
+ * max_frame_bytes per request or reply.
+ */
+#ifndef DLEDGER_CLIENT_H
+#define DLEDGER_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dl_err.h"
+#include "transport/codec.h"
+
+#define DL_CLIENT_MAX_INFLIGHT 8192
+#define DL_CLIENT_MAX_CONNS    32
+#define DL_CLIENT_MAX_HOPS     64
+
+struct dl_client;
+
+/* Options. A field left 0 (or false) takes the default in brackets. */
+struct dl_client_opts {
+	uint32_t timeout_ms;         /* per request, redirects and retries included [5000] */
+	uint32_t max_hops;           /* leader redirects followed per request [3] */
+	uint32_t max_inflight;       /* requests pending at once [256] */
+	uint32_t connect_timeout_ms; /* a member not connected by then is skipped [500] */
+	uint32_t backoff_min_ms;     /* first pause when no leader is known [10] */
+	uint32_t backoff_max_ms;     /* longest pause [200] */
+	uint32_t get_max_bytes;      /* cap on one read reply [0: the node's own, 4 MiB] */
+	size_t max_frame_bytes;      /* largest request or reply [TP_DEFAULT_MAX_FRAME_BYTES] */
+	bool retry_busy;             /* DL_EBUSY: back off and retry until the timeout
+					instead of failing at once [false] */
+};
+
+/* One entry body to append. Borrowed: copied before the call returns. */
+struct dl_client_buf {
+	const void *data;
+	size_t len;
+};
+
+/* Opens a client of `group` on the members in `peers`. `group` may be NULL
+ * for a client that only asks dl_client_node_metadata(). `opts` may be NULL.
+ * No connection is made yet. Returns 0 with *out set, DL_ECONFIG (bad peers
+ * string or group name, detail in err), DL_EINVAL (options out of range) or
+ * DL_ENOMEM. Free with dl_client_close(). */
+int dl_client_open(const char *peers, const char *group, const struct dl_client_opts *opts,
+		   struct dl_client **out, struct dl_errctx *err);
+
+/* Fails every pending request with DL_ECLOSED (their callbacks run here),
+ * closes the connections, joins the threads, frees. NULL-safe. No other call
+ * on `c` may be in progress or follow. */
+void dl_client_close(struct dl_client *c);
+
+/* ---- append --------------------------------------------------------------- */
+
+/* The outcome of an append: on success the entries got indexes first_index,
+ * first_index+1, ..., first_index+n-1, all in `term`, and are committed. */
+struct dl_client_result {
+	int code;             /* 0 or an enum dl_err */
+	uint64_t first_index; /* 0 on error */
+	uint64_t term;
+	uint32_t n;
+	const char *member;   /* member that answered last ("" if none) */
+	const char *detail;   /* why it failed ("" on success); valid during the call */
+};
+
+/* Runs once per submitted append, on a client thread (see the top). */
+typedef void (*dl_client_append_fn)(void *arg, const struct dl_client_result *r);
+
+/* Submits a batch of 1..TP_MAX_ENTRIES entries (copied before returning).
+ * When max_inflight requests are pending, waits for one to finish (up to the
+ * timeout: DL_ETIMEDOUT), except on a client thread where it fails with
+ * DL_EBUSY at once. Returns 0 when submitted (then `fn` runs exactly once),
+ * or an error (DL_EINVAL, DL_ETOOBIG, DL_ENOMEM, DL_EBUSY, DL_ETIMEDOUT,
+ * DL_ECLOSED) and `fn` never runs. */
+int dl_client_append_async(struct dl_client *c, const struct dl_client_buf *entries, uint32_t n,
+			   dl_client_append_fn fn, void *arg, struct dl_errctx *err);
+
+/* Blocking: appends one entry and waits until it is committed. Returns 0 with
+ * its index and term (either pointer may be NULL), or the error with a detail
+ * in err, e.g. DL_ENOTLEADER "not leader after 3 hops (last tried n1 at
+ * 127.0.0.1:10001)", DL_ETIMEDOUT, DL_ENOTFOUND (no such group on the node),
+ * DL_EBUSY, DL_ETOOBIG. */
+int dl_client_append(struct dl_client *c, const void *data, size_t len, uint64_t *index,
+		     uint64_t *term, struct dl_errctx *err);
+
+/* Blocking batch: entry i got index *first_index + i; all are in *term. */
+int dl_client_append_batch(struct dl_client *c, const struct dl_client_buf *entries, uint32_t n,
+			   uint64_t *first_index, uint64_t *term, struct dl_errctx *err);
+
+/* ---- read ------------------------------------------------------------------- */
+
+/* Called per entry, in index order. `data` is valid during the call. A
+ * non-zero return stops the read, and dl_client_get() returns that value. */
+typedef int (*dl_client_entry_fn)(void *arg, uint64_t index, uint64_t term, const void *data,
+				  size_t len);
+
+/* Reads the committed entries [index, to] (to >= index >= 1). From `member`
+ * only when given (e.g. to read from a follower); with member NULL or "",
+ * from the leader last learned of (else the first member), trying the others
+ * when one cannot be reached. A reply cut short by size is continued from
+ * where it stopped. Errors: DL_ENOTCOMMITTED (an index in the range is past
+ * that member's commit index; the entries before it were handed to `fn`),
+ * DL_ECOMPACTED (index below the first one kept), DL_ENOTFOUND (no such group
+ * or member), DL_ETIMEDOUT, DL_EINVAL. */
+int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
+		  dl_client_entry_fn fn, void *arg, struct dl_errctx *err);
+
+/* ---- metadata ------------------------------------------------------------------ */
+
+/* The group as `member` (or, with NULL/"", the leader last learned of, else
+ * any member that answers) knows it: its view of term, leader, indexes and
+ * members. */
+int dl_client_metadata(struct dl_client *c, const char *member, struct tp_group_meta *out,
+		       struct dl_errctx *err);
+
+/* Every group hosted by the node at `addr` ("host:port"; need not be in
+ * peers), one row per member on that node. *rows is malloc'ed (free() it;
+ * NULL when *n is 0). */
+int dl_client_node_metadata(struct dl_client *c, const char *addr, struct tp_group_meta **rows,
+			    uint32_t *n, struct dl_errctx *err);
+
+/* The members of the client's peers string, in order: id and "host:port". */
+uint32_t dl_client_members(const struct dl_client *c);
+const char *dl_client_member_id(const struct dl_client *c, uint32_t i);
+const char *dl_client_member_addr(const struct dl_client *c, uint32_t i);
+
+#endif

@@ -1,0 +1,609 @@
+/*
+ * The C client (client/client.h) against an in-process 3-node cluster on
+ * loopback: redirects, many appends in flight, reads from a follower, reads
+ * cut by size, errors, node metadata, and fail-over when the leader's node
+ * stops. A plain program (tt.h) so that it also runs under ThreadSanitizer.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "common/dl_log.h"
+#include "runtime/runtime.h"
+#include "test/lib/tt.h"
+
+TT_MAIN_STATE;
+
+#define NODES        3
+#define GROUPS       3
+#define HEARTBEAT_MS 50
+#define ELECTION_MS  300
+#define MANY         1000
+#define WINDOW       64
+
+struct cluster {
+	char dir[64];
+	char addr[NODES][32];
+	struct rt_node *node[NODES];
+};
+
+static struct cluster cl;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms) { usleep(ms * 1000); }
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	socklen_t len = sizeof(sa);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
+static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
+
+static void start_node(uint32_t k)
+{
+	struct rt_node_config nc;
+	rt_node_config_defaults(&nc);
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "%s", cl.addr[k]);
+	struct dl_errctx err = {{0}};
+	int rc = rt_node_start(&nc, &cl.node[k], &err);
+	tt_assert(rc == 0, "node %u: %s", k, err.msg);
+	for (uint32_t g = 0; g < GROUPS; g++) {
+		struct rt_member_config mc;
+		rt_member_config_defaults(&mc);
+		group_name(g, mc.group);
+		member_name(k, mc.self_id);
+		mc.n_peers = NODES;
+		for (uint32_t i = 0; i < NODES; i++) {
+			member_name(i, mc.peers[i].id);
+			snprintf(mc.peers[i].addr, sizeof(mc.peers[i].addr), "%s", cl.addr[i]);
+		}
+		member_name(g % NODES, mc.preferred_id);
+		mc.heartbeat_ms = HEARTBEAT_MS;
+		mc.election_ms = ELECTION_MS;
+		mc.store.base_dir = cl.dir;
+		mc.store.segment_bytes = 1u << 20;
+		mc.store.index_segment_bytes = 1u << 16;
+		rc = rt_node_add(cl.node[k], &mc, &err);
+		tt_assert(rc == 0, "add %s/%s: %s", mc.group, mc.self_id, err.msg);
+	}
+}
+
+static bool member_status(uint32_t k, uint32_t g, struct rt_member_status *st)
+{
+	char gn[16], id[16];
+	group_name(g, gn);
+	member_name(k, id);
+	return cl.node[k] != NULL && rt_node_member_status(cl.node[k], gn, id, st) == 0;
+}
+
+/* The node whose member leads g as every running member agrees; -1 if none. */
+static int leader_of(uint32_t g)
+{
+	int leader = -1;
+	for (uint32_t k = 0; k < NODES; k++) {
+		struct rt_member_status st;
+		if (!member_status(k, g, &st))
+			continue;
+		if (st.leader[0] != 'n')
+			return -1;
+		int l = atoi(st.leader + 1);
+		if (leader != -1 && l != leader)
+			return -1;
+		leader = l;
+	}
+	struct rt_member_status st;
+	if (leader < 0 || !member_status((uint32_t)leader, g, &st) || st.role != RAFT_LEADER)
+		return -1;
+	return leader;
+}
+
+static int wait_leader(uint32_t g, unsigned timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	while (now_ms() < deadline) {
+		int l = leader_of(g);
+		if (l >= 0)
+			return l;
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+static uint64_t term_of(uint32_t k, uint32_t g)
+{
+	struct rt_member_status st;
+	tt_assert(member_status(k, g, &st));
+	return st.term;
+}
+
+static bool wait_commit(uint32_t k, uint32_t g, uint64_t index, unsigned timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	while (now_ms() < deadline) {
+		struct rt_member_status st;
+		if (member_status(k, g, &st) && st.commit_index >= index)
+			return true;
+		sleep_ms(5);
+	}
+	return false;
+}
+
+/* "nA-addr;nB-addr;nC-addr" with node `first` first. */
+static void peers_string(uint32_t first, char *buf, size_t cap)
+{
+	size_t off = 0;
+	for (uint32_t i = 0; i < NODES; i++) {
+		uint32_t k = (first + i) % NODES;
+		off += (size_t)snprintf(buf + off, cap - off, "n%u-%s;", k, cl.addr[k]);
+	}
+}
+
+static struct dl_client *open_client(uint32_t first, const char *group,
+				     const struct dl_client_opts *o)
+{
+	char peers[256];
+	peers_string(first, peers, sizeof(peers));
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_open(peers, group, o, &c, &err);
+	tt_assert(rc == 0, "open: %s", err.msg);
+	return c;
+}
+
+/* ---- async appends ---------------------------------------------------------------- */
+
+struct many {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t done;
+	uint64_t index[MANY];
+	uint64_t term[MANY];
+	int code[MANY];
+	char member[MANY][16];
+};
+
+struct many_arg {
+	struct many *m;
+	uint32_t i;
+};
+
+static void many_cb(void *arg, const struct dl_client_result *r)
+{
+	struct many_arg *a = arg;
+	struct many *m = a->m;
+	pthread_mutex_lock(&m->mu);
+	m->code[a->i] = r->code;
+	m->index[a->i] = r->first_index;
+	m->term[a->i] = r->term;
+	snprintf(m->member[a->i], sizeof(m->member[a->i]), "%s", r->member);
+	if (r->code != 0)
+		fprintf(stderr, "append %u: %s\n", a->i, r->detail);
+	m->done++;
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static void body_of(uint32_t i, char *buf, size_t cap) { snprintf(buf, cap, "entry-%04u", i); }
+
+/* ---- the tests --------------------------------------------------------------------- */
+
+static uint64_t g_first, g_last; /* the MANY entries of g0 */
+
+static void redirect_from_follower_reaches_the_leader(void)
+{
+	int l = wait_leader(0, 10000);
+	tt_assert(l >= 0, "no leader for g0");
+	uint32_t follower = ((uint32_t)l + 1) % NODES;
+	struct dl_client *c = open_client(follower, "g0", NULL);
+	struct many m = {.done = 0};
+	pthread_mutex_init(&m.mu, NULL);
+	pthread_cond_init(&m.cv, NULL);
+	struct many_arg a = {&m, 0};
+	struct dl_client_buf b = {"hello", 5};
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append_async(c, &b, 1, many_cb, &a, &err) == 0, "%s", err.msg);
+	pthread_mutex_lock(&m.mu);
+	while (m.done < 1)
+		pthread_cond_wait(&m.cv, &m.mu);
+	pthread_mutex_unlock(&m.mu);
+	tt_assert(m.code[0] == 0, "append: %s", dl_strerror(m.code[0]));
+	char lid[16];
+	member_name((uint32_t)l, lid);
+	tt_assert(strcmp(m.member[0], lid) == 0, "answered by %s, leader %s", m.member[0], lid);
+	tt_assert(m.index[0] >= 1);
+	tt_assert(m.term[0] == term_of((uint32_t)l, 0));
+	/* The client now goes to the leader straight away. */
+	uint64_t idx, term;
+	tt_assert(dl_client_append(c, "again", 5, &idx, &term, &err) == 0, "%s", err.msg);
+	tt_assert(idx == m.index[0] + 1, "index %llu after %llu", (unsigned long long)idx,
+		  (unsigned long long)m.index[0]);
+	dl_client_close(c);
+	pthread_cond_destroy(&m.cv);
+	pthread_mutex_destroy(&m.mu);
+}
+
+static void thousand_appends_64_in_flight_get_contiguous_indexes(void)
+{
+	int l = wait_leader(0, 10000);
+	tt_assert(l >= 0);
+	struct dl_client_opts o = {.max_inflight = WINDOW, .timeout_ms = 20000};
+	struct dl_client *c = open_client(((uint32_t)l + 2) % NODES, "g0", &o);
+	struct many *m = calloc(1, sizeof(*m));
+	struct many_arg *args = calloc(MANY, sizeof(*args));
+	tt_assert(m && args);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	for (uint32_t i = 0; i < MANY; i++) {
+		char body[32];
+		body_of(i, body, sizeof(body));
+		struct dl_client_buf b = {body, strlen(body)};
+		args[i] = (struct many_arg){m, i};
+		struct dl_errctx err = {{0}};
+		int rc = dl_client_append_async(c, &b, 1, many_cb, &args[i], &err);
+		tt_assert(rc == 0, "submit %u: %s", i, err.msg);
+	}
+	pthread_mutex_lock(&m->mu);
+	while (m->done < MANY)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	uint64_t lo = UINT64_MAX, hi = 0;
+	uint64_t term = term_of((uint32_t)l, 0);
+	for (uint32_t i = 0; i < MANY; i++) {
+		tt_assert(m->code[i] == 0, "append %u: %s", i, dl_strerror(m->code[i]));
+		tt_assert(m->term[i] == term, "append %u in term %llu, leader's %llu", i,
+			  (unsigned long long)m->term[i], (unsigned long long)term);
+		lo = m->index[i] < lo ? m->index[i] : lo;
+		hi = m->index[i] > hi ? m->index[i] : hi;
+	}
+	tt_assert(hi - lo + 1 == MANY, "indexes %llu..%llu", (unsigned long long)lo,
+		  (unsigned long long)hi);
+	/* All distinct: a range of MANY values holding MANY indexes. */
+	uint8_t *seen = calloc(MANY, 1);
+	for (uint32_t i = 0; i < MANY; i++) {
+		tt_assert(!seen[m->index[i] - lo], "index %llu twice",
+			  (unsigned long long)m->index[i]);
+		seen[m->index[i] - lo] = 1;
+	}
+	free(seen);
+	g_first = lo;
+	g_last = hi;
+	dl_client_close(c);
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	free(args);
+	free(m);
+}
+
+struct collect {
+	uint64_t next;
+	uint32_t count;
+	char (*bodies)[32];
+};
+
+static int collect_cb(void *arg, uint64_t index, uint64_t term, const void *data, size_t len)
+{
+	struct collect *co = arg;
+	tt_assert(index == co->next, "entry %llu, expected %llu", (unsigned long long)index,
+		  (unsigned long long)co->next);
+	tt_assert(term > 0);
+	tt_assert(len < 32);
+	memcpy(co->bodies[co->count], data, len);
+	co->bodies[co->count][len] = '\0';
+	co->count++;
+	co->next++;
+	return 0;
+}
+
+/* Reads [g_first, g_last] from `member` and checks that every body is one
+ * of the MANY, each once. */
+static void read_back(struct dl_client *c, const char *member)
+{
+	struct collect co = {.next = g_first, .bodies = calloc(MANY, 32)};
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_get(c, g_first, g_last, member, collect_cb, &co, &err);
+	tt_assert(rc == 0, "get from %s: %s", member ? member : "any", err.msg);
+	tt_assert(co.count == MANY, "%u entries", co.count);
+	uint8_t *seen = calloc(MANY, 1);
+	for (uint32_t i = 0; i < MANY; i++) {
+		unsigned k;
+		tt_assert(sscanf(co.bodies[i], "entry-%4u", &k) == 1 && k < MANY, "body '%s'",
+			  co.bodies[i]);
+		tt_assert(!seen[k], "body %u twice", k);
+		seen[k] = 1;
+	}
+	free(seen);
+	free(co.bodies);
+}
+
+static void get_from_a_follower_returns_the_same_bodies(void)
+{
+	tt_assert(g_last > 0, "needs the previous test");
+	int l = wait_leader(0, 10000);
+	tt_assert(l >= 0);
+	uint32_t f = ((uint32_t)l + 1) % NODES;
+	tt_assert(wait_commit(f, 0, g_last, 5000), "follower did not commit");
+	char fid[16];
+	member_name(f, fid);
+	struct dl_client *c = open_client(0, "g0", NULL);
+	read_back(c, fid);
+	read_back(c, NULL);
+	dl_client_close(c);
+	/* Replies cut at ~1 KiB: the client continues where each stopped. */
+	struct dl_client_opts o = {.get_max_bytes = 1024};
+	c = open_client(0, "g0", &o);
+	read_back(c, fid);
+	dl_client_close(c);
+}
+
+static void get_beyond_commit_is_not_committed(void)
+{
+	int l = wait_leader(0, 10000);
+	tt_assert(l >= 0);
+	struct rt_member_status st;
+	tt_assert(member_status((uint32_t)l, 0, &st));
+	struct dl_client *c = open_client(0, "g0", NULL);
+	struct collect co = {.next = st.commit_index + 1000, .bodies = calloc(4, 32)};
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_get(c, co.next, co.next + 3, NULL, collect_cb, &co, &err);
+	tt_assert(rc == DL_ENOTCOMMITTED, "got %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(co.count == 0);
+	rc = dl_client_get(c, 0, 1, NULL, collect_cb, &co, &err);
+	tt_assert(rc == DL_EINVAL, "index 0: %s", dl_strerror(rc));
+	free(co.bodies);
+	dl_client_close(c);
+}
+
+static void unknown_group_is_not_found(void)
+{
+	struct dl_client *c = open_client(0, "no-such-group", NULL);
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	tt_assert(rc == DL_ENOTFOUND, "append: %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(strstr(err.msg, "n0") != NULL, "detail '%s'", err.msg);
+	struct collect co = {.next = 1, .bodies = calloc(1, 32)};
+	rc = dl_client_get(c, 1, 1, NULL, collect_cb, &co, &err);
+	tt_assert(rc == DL_ENOTFOUND, "get: %s (%s)", dl_strerror(rc), err.msg);
+	struct tp_group_meta gm;
+	rc = dl_client_metadata(c, "n1", &gm, &err);
+	tt_assert(rc == DL_ENOTFOUND, "metadata: %s (%s)", dl_strerror(rc), err.msg);
+	free(co.bodies);
+	dl_client_close(c);
+}
+
+static void node_metadata_lists_every_group(void)
+{
+	struct dl_client *c = open_client(0, NULL, NULL);
+	for (uint32_t k = 0; k < NODES; k++) {
+		struct tp_group_meta *rows = NULL;
+		uint32_t n = 0;
+		struct dl_errctx err = {{0}};
+		int rc = dl_client_node_metadata(c, cl.addr[k], &rows, &n, &err);
+		tt_assert(rc == 0, "node %u: %s", k, err.msg);
+		tt_assert(n == GROUPS, "node %u: %u groups", k, n);
+		uint32_t mask = 0;
+		char id[16];
+		member_name(k, id);
+		for (uint32_t i = 0; i < n; i++) {
+			unsigned g;
+			tt_assert(sscanf(rows[i].group, "g%u", &g) == 1 && g < GROUPS);
+			mask |= 1u << g;
+			tt_assert(strcmp(rows[i].self, id) == 0, "self %s", rows[i].self);
+			tt_assert(rows[i].n_members == NODES);
+		}
+		tt_assert(mask == (1u << GROUPS) - 1, "groups mask %x", mask);
+		free(rows);
+	}
+	/* One group through a client of it. */
+	dl_client_close(c);
+	c = open_client(1, "g0", NULL);
+	struct tp_group_meta gm;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_metadata(c, "n2", &gm, &err) == 0, "%s", err.msg);
+	tt_assert(strcmp(gm.group, "g0") == 0 && strcmp(gm.self, "n2") == 0);
+	int l = wait_leader(0, 10000);
+	tt_assert(l >= 0 && gm.leader[0] == 'n' && atoi(gm.leader + 1) == l, "leader '%s'",
+		  gm.leader);
+	tt_assert(gm.commit_index >= g_last);
+	dl_client_close(c);
+}
+
+struct nested {
+	struct dl_client *c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int blocking_rc; /* a blocking call made inside a callback */
+	int submit_rc;   /* an async submit made inside a callback */
+	int inner_code;  /* the outcome of that submit */
+	uint32_t done;
+};
+
+static void nested_inner_cb(void *arg, const struct dl_client_result *r)
+{
+	struct nested *n = arg;
+	pthread_mutex_lock(&n->mu);
+	n->inner_code = r->code;
+	n->done++;
+	pthread_cond_signal(&n->cv);
+	pthread_mutex_unlock(&n->mu);
+}
+
+static void nested_outer_cb(void *arg, const struct dl_client_result *r)
+{
+	struct nested *n = arg;
+	tt_assert(r->code == 0, "%s", r->detail);
+	struct dl_errctx err = {{0}};
+	int brc = dl_client_append(n->c, "inner", 5, NULL, NULL, &err);
+	struct dl_client_buf b = {"inner-async", 11};
+	int src = dl_client_append_async(n->c, &b, 1, nested_inner_cb, n, &err);
+	pthread_mutex_lock(&n->mu);
+	n->blocking_rc = brc;
+	n->submit_rc = src;
+	n->done++;
+	pthread_cond_signal(&n->cv);
+	pthread_mutex_unlock(&n->mu);
+}
+
+static void callbacks_may_submit_but_not_block(void)
+{
+	struct nested n = {.c = open_client(0, "g0", NULL), .inner_code = -1};
+	pthread_mutex_init(&n.mu, NULL);
+	pthread_cond_init(&n.cv, NULL);
+	struct dl_client_buf b = {"outer", 5};
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append_async(n.c, &b, 1, nested_outer_cb, &n, &err) == 0);
+	pthread_mutex_lock(&n.mu);
+	while (n.done < 2)
+		pthread_cond_wait(&n.cv, &n.mu);
+	pthread_mutex_unlock(&n.mu);
+	tt_assert(n.blocking_rc == DL_EINVAL, "blocking call in a callback: %s",
+		  dl_strerror(n.blocking_rc));
+	tt_assert(n.submit_rc == 0, "submit in a callback: %s", dl_strerror(n.submit_rc));
+	tt_assert(n.inner_code == 0, "inner append: %s", dl_strerror(n.inner_code));
+	dl_client_close(n.c);
+	pthread_cond_destroy(&n.cv);
+	pthread_mutex_destroy(&n.mu);
+}
+
+static void count_cb(void *arg, const struct dl_client_result *r)
+{
+	int *codes = arg;
+	__atomic_store_n(codes, r->code, __ATOMIC_RELEASE);
+}
+
+static void unreachable_member_times_out_and_close_fails_pending(void)
+{
+	char peers[64];
+	snprintf(peers, sizeof(peers), "x0-127.0.0.1:%u", free_port());
+	struct dl_client_opts o = {.timeout_ms = 300};
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g0", &o, &c, &err) == 0, "%s", err.msg);
+	uint64_t t0 = now_ms();
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	uint64_t took = now_ms() - t0;
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
+	dl_client_close(c);
+
+	o.timeout_ms = 60000;
+	tt_assert(dl_client_open(peers, "g0", &o, &c, &err) == 0);
+	int code = -1;
+	struct dl_client_buf b = {"y", 1};
+	tt_assert(dl_client_append_async(c, &b, 1, count_cb, &code, &err) == 0);
+	sleep_ms(50);
+	dl_client_close(c);
+	tt_assert(__atomic_load_n(&code, __ATOMIC_ACQUIRE) == DL_ECLOSED, "code %d", code);
+
+	rc = dl_client_open("bad peers", "g0", NULL, &c, &err);
+	tt_assert(rc == DL_ECONFIG, "%s", dl_strerror(rc));
+}
+
+static void appends_fail_over_when_the_leaders_node_stops(void)
+{
+	int l = wait_leader(1, 10000);
+	tt_assert(l >= 0, "no leader for g1");
+	struct dl_client_opts o = {.timeout_ms = 15000};
+	struct dl_client *c = open_client((uint32_t)l, "g1", &o);
+	uint64_t idx0, term0;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append(c, "before", 6, &idx0, &term0, &err) == 0, "%s", err.msg);
+
+	/* Appends in flight while the node stops, and after. */
+	struct many *m = calloc(1, sizeof(*m));
+	struct many_arg *args = calloc(200, sizeof(*args));
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	for (uint32_t i = 0; i < 100; i++) {
+		args[i] = (struct many_arg){m, i};
+		struct dl_client_buf b = {"during", 6};
+		tt_assert(dl_client_append_async(c, &b, 1, many_cb, &args[i], &err) == 0);
+	}
+	uint64_t t0 = now_ms();
+	rt_node_stop(cl.node[l]);
+	cl.node[l] = NULL;
+	for (uint32_t i = 100; i < 200; i++) {
+		args[i] = (struct many_arg){m, i};
+		struct dl_client_buf b = {"after", 5};
+		tt_assert(dl_client_append_async(c, &b, 1, many_cb, &args[i], &err) == 0);
+	}
+	pthread_mutex_lock(&m->mu);
+	while (m->done < 200)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	uint64_t took = now_ms() - t0;
+	int nl = leader_of(1);
+	tt_assert(nl >= 0 && nl != l, "new leader %d, old %d", nl, l);
+	char nid[16];
+	member_name((uint32_t)nl, nid);
+	for (uint32_t i = 100; i < 200; i++) {
+		tt_assert(m->code[i] == 0, "append %u after the stop: %s", i,
+			  dl_strerror(m->code[i]));
+		tt_assert(m->term[i] > term0, "append %u in term %llu", i,
+			  (unsigned long long)m->term[i]);
+		tt_assert(strcmp(m->member[i], nid) == 0, "answered by %s", m->member[i]);
+	}
+	printf("  fail-over: 200 appends done %llu ms after the stop, new leader %s\n",
+	       (unsigned long long)took, nid);
+	uint64_t idx, term;
+	tt_assert(dl_client_append(c, "later", 5, &idx, &term, &err) == 0, "%s", err.msg);
+	tt_assert(idx > idx0 && term > term0);
+	dl_client_close(c);
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	free(args);
+	free(m);
+}
+
+static const struct tt_test tt_tests[] = {
+	{"redirect_from_follower_reaches_the_leader", redirect_from_follower_reaches_the_leader},
+	{"thousand_appends_64_in_flight_get_contiguous_indexes",
+	 thousand_appends_64_in_flight_get_contiguous_indexes},
+	{"get_from_a_follower_returns_the_same_bodies",
+	 get_from_a_follower_returns_the_same_bodies},
+	{"get_beyond_commit_is_not_committed", get_beyond_commit_is_not_committed},
+	{"unknown_group_is_not_found", unknown_group_is_not_found},
+	{"node_metadata_lists_every_group", node_metadata_lists_every_group},
+	{"callbacks_may_submit_but_not_block", callbacks_may_submit_but_not_block},
+	{"unreachable_member_times_out_and_close_fails_pending",
+	 unreachable_member_times_out_and_close_fails_pending},
+	{"appends_fail_over_when_the_leaders_node_stops",
+	 appends_fail_over_when_the_leaders_node_stops},
+};
+
+int main(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	snprintf(cl.dir, sizeof(cl.dir), "/tmp/dl-client-XXXXXX");
+	tt_assert(mkdtemp(cl.dir) != NULL);
+	for (uint32_t k = 0; k < NODES; k++)
+		snprintf(cl.addr[k], sizeof(cl.addr[k]), "127.0.0.1:%u", free_port());
+	for (uint32_t k = 0; k < NODES; k++)
+		start_node(k);
+	int rc = tt_run("client", tt_tests, TT_COUNT(tt_tests));
+	for (uint32_t k = 0; k < NODES; k++)
+		rt_node_stop(cl.node[k]);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cl.dir);
+	tt_assert(system(cmd) == 0);
+	return rc;
+}
