@@ -35,6 +35,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@
 #define NO_WAKE   UINT64_MAX
 #define NO_SLOT   UINT32_MAX
 #define CONN_WINDOW 64 /* == nng xrep0's per-pipe reply queue; see above */
+/* The receiver wakes this often to check rx_stop: with nng 1.5 an
+ * nng_recvmsg() that races nng_close() can wait forever (its msgq get does
+ * not check for a closed queue), so closing cannot rely on ECLOSED alone. */
+#define RX_POLL_MS 200
 #define DETAIL_MAX 256
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
@@ -81,6 +86,7 @@ struct conn {
 	nng_socket sock;
 	pthread_t rx;
 	bool rx_started;
+	atomic_bool rx_stop; /* set by dl_client_close() before nng_close() */
 	uint32_t pipes; /* connections up (0 or 1 for a dialer) */
 	bool up;
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
@@ -472,6 +478,7 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 		return DL_ENOMEM;
 	}
 	cn->c = c;
+	atomic_init(&cn->rx_stop, false);
 	cn->wq_head = cn->wq_tail = NO_SLOT;
 	snprintf(cn->addr, sizeof(cn->addr), "%s", addr);
 	char url[TP_ADDR_MAX + 16];
@@ -486,6 +493,7 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 	nng_socket_set_int(cn->sock, NNG_OPT_SENDBUF, (int)sendbuf);
 	nng_socket_set_int(cn->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_size(cn->sock, NNG_OPT_RECVMAXSZ, c->o.max_frame_bytes);
+	nng_socket_set_ms(cn->sock, NNG_OPT_RECVTIMEO, RX_POLL_MS);
 	nng_socket_set_ms(cn->sock, NNG_OPT_RECONNMINT, 50);
 	nng_socket_set_ms(cn->sock, NNG_OPT_RECONNMAXT, 1000);
 	nng_pipe_notify(cn->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, cn);
@@ -501,6 +509,7 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 	}
 	rv = nng_dial(cn->sock, url, NULL, NNG_FLAG_NONBLOCK);
 	if (rv != 0) {
+		atomic_store_explicit(&cn->rx_stop, true, memory_order_relaxed);
 		nng_close(cn->sock);
 		pthread_join(cn->rx, NULL);
 		free(cn);
@@ -810,7 +819,8 @@ static void *rx_main(void *arg)
 {
 	struct conn *cn = arg;
 	tl_client = cn->c;
-	for (;;) {
+	/* relaxed: a late look only costs one more RX_POLL_MS. */
+	while (!atomic_load_explicit(&cn->rx_stop, memory_order_relaxed)) {
 		nng_msg *msg;
 		int rv = nng_recvmsg(cn->sock, &msg, 0);
 		if (rv == NNG_ECLOSED)
@@ -1053,6 +1063,7 @@ void dl_client_close(struct dl_client *c)
 		pthread_join(c->timer, NULL);
 	/* Conns are only added with mu held and not while closing. */
 	for (uint32_t i = 0; i < n_conns; i++) {
+		atomic_store_explicit(&c->conns[i]->rx_stop, true, memory_order_relaxed);
 		nng_close(c->conns[i]->sock);
 		if (c->conns[i]->rx_started)
 			pthread_join(c->conns[i]->rx, NULL);

@@ -117,12 +117,17 @@ static int leader_of(uint32_t g)
 	return leader;
 }
 
+/* Waits for g's leader; while every node runs, for the preferred one, so
+ * that no leadership transfer happens during a test. */
 static int wait_leader(uint32_t g, unsigned timeout_ms)
 {
+	bool all_up = true;
+	for (uint32_t k = 0; k < NODES; k++)
+		all_up = all_up && cl.node[k] != NULL;
 	uint64_t deadline = now_ms() + timeout_ms;
 	while (now_ms() < deadline) {
 		int l = leader_of(g);
-		if (l >= 0)
+		if (l >= 0 && (!all_up || l == (int)(g % NODES)))
 			return l;
 		sleep_ms(10);
 	}
