@@ -13,7 +13,7 @@ uint64_t bench_now_ns(void);
 
 /* Log-linear histogram of nanosecond values: 32 sub-buckets per power of
  * two, so a percentile is within about 3% of the true value. */
-#define BENCH_HIST_SUB 32
+#define BENCH_HIST_SUB     32
 #define BENCH_HIST_BUCKETS (64 * BENCH_HIST_SUB)
 struct bench_hist {
 	uint64_t count;

@@ -40,7 +40,8 @@ int bench_crc_main(int argc, char **argv)
 		if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
 			seconds = atof(argv[++i]);
 		} else {
-			printf("usage: dledger-bench crc [--seconds S]   (S per measurement, 0.5)\n");
+			printf("usage: dledger-bench crc [--seconds S]   (S per measurement, "
+			       "0.5)\n");
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}
 	}

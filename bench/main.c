@@ -16,8 +16,8 @@ struct subcommand {
 };
 
 static const struct subcommand commands[] = {
-	{"store", "append load on N stores sharing one flush thread", bench_store_main},
-	{"crc", "CRC32C (ISA-L) and CRC32 (zlib) speed on 128 B and 4 KiB", bench_crc_main},
+        {"store", "append load on N stores sharing one flush thread", bench_store_main},
+        {"crc", "CRC32C (ISA-L) and CRC32 (zlib) speed on 128 B and 4 KiB", bench_crc_main},
 };
 
 static void usage(FILE *out)

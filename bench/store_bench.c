@@ -35,13 +35,13 @@ struct bthread;
 struct bstore {
 	struct sto *s;
 	struct bthread *owner;
-	uint64_t last;               /* appender */
-	_Atomic uint64_t durable;    /* callback writes, appender reads */
+	uint64_t last;            /* appender */
+	_Atomic uint64_t durable; /* callback writes, appender reads */
 	struct {
 		uint64_t index, t_ns;
-	} ring[RING];                /* appender pushes at head, callback pops at tail */
+	} ring[RING]; /* appender pushes at head, callback pops at tail */
 	_Atomic uint64_t head, tail;
-	struct bench_hist hist;      /* callback only, read after the flusher stops */
+	struct bench_hist hist; /* callback only, read after the flusher stops */
 	_Atomic int error;
 };
 
@@ -241,24 +241,29 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: dledger-bench store --stores N --payload B --duration S\n"
-		"                           [--flush-mode sync|async] [--type mmap|memory]\n"
-		"                           [--threads T] [--batch K] [--window BYTES]\n"
-		"                           [--segment BYTES] [--dir DIR] [--disk-mb M]\n"
-		"                           [--no-disk-figures]\n"
-		"  N stores share one flush thread; T appender threads (default min(N, 16))\n"
-		"  append batches of K entries of B bytes (default: 32 KiB a batch), each\n"
-		"  store keeping at most BYTES (1m) appended but not yet durable.\n"
-		"  Prints entries/s, MB/s, durable latency p50/p99, and the disk's own\n"
-		"  fdatasync latency (4 KiB) and sequential write bandwidth (M MiB, 1024).\n");
+	fprintf(out, "usage: dledger-bench store --stores N --payload B --duration S\n"
+	             "                           [--flush-mode sync|async] [--type mmap|memory]\n"
+	             "                           [--threads T] [--batch K] [--window BYTES]\n"
+	             "                           [--segment BYTES] [--dir DIR] [--disk-mb M]\n"
+	             "                           [--no-disk-figures]\n"
+	             "  N stores share one flush thread; T appender threads (default min(N, 16))\n"
+	             "  append batches of K entries of B bytes (default: 32 KiB a batch), each\n"
+	             "  store keeping at most BYTES (1m) appended but not yet durable.\n"
+	             "  Prints entries/s, MB/s, durable latency p50/p99, and the disk's own\n"
+	             "  fdatasync latency (4 KiB) and sequential write bandwidth (M MiB, 1024).\n");
 }
 
 static int parse(int argc, char **argv)
 {
-	o = (struct opts){.stores = 16, .payload = 128, .duration_s = 10, .window = 1u << 20,
-			  .segment = 1ull << 30, .disk_mb = 1024, .mode = STO_FLUSH_SYNC,
-			  .type = STO_TYPE_MMAP, .disk_figures = true};
+	o = (struct opts){.stores = 16,
+	                  .payload = 128,
+	                  .duration_s = 10,
+	                  .window = 1u << 20,
+	                  .segment = 1ull << 30,
+	                  .disk_mb = 1024,
+	                  .mode = STO_FLUSH_SYNC,
+	                  .type = STO_TYPE_MMAP,
+	                  .disk_figures = true};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint64_t x = 0;
@@ -332,7 +337,7 @@ static uint64_t sum_durable(struct bstore *bs)
 }
 
 static void report(struct bstore *bs, struct sto_flusher *fl, uint64_t entries, double secs,
-		   double cpu, double seq_mbs)
+                   double cpu, double seq_mbs)
 {
 	struct bench_hist all;
 	memset(&all, 0, sizeof(all));
@@ -343,14 +348,16 @@ static void report(struct bstore *bs, struct sto_flusher *fl, uint64_t entries, 
 	printf("store: %u %s stores, flushMode %s, payload %u B, batch %u, window %" PRIu64
 	       " B/store, %u appender threads, %.1f s measured\n",
 	       o.stores, o.type == STO_TYPE_MMAP ? "mmap" : "memory",
-	       o.mode == STO_FLUSH_SYNC ? "sync" : "async", o.payload, o.batch, o.window,
-	       o.threads, secs);
+	       o.mode == STO_FLUSH_SYNC ? "sync" : "async", o.payload, o.batch, o.window, o.threads,
+	       secs);
 	if (o.type == STO_TYPE_MMAP)
-		printf("  entries/s %.0f   MB/s %.1f (payload), %.1f (on disk, with headers and index)\n",
+		printf("  entries/s %.0f   MB/s %.1f (payload), %.1f (on disk, with headers and "
+		       "index)\n",
 		       eps, mbs, eps * (double)entry_disk_bytes() / 1e6);
 	else
 		printf("  entries/s %.0f   MB/s %.1f (payload)\n", eps, mbs);
-	printf("  durable latency p50 %.2f ms   p99 %.2f ms   max %.2f ms   (%" PRIu64 " batches)\n",
+	printf("  durable latency p50 %.2f ms   p99 %.2f ms   max %.2f ms   (%" PRIu64
+	       " batches)\n",
 	       (double)bench_hist_quantile(&all, 0.50) / 1e6,
 	       (double)bench_hist_quantile(&all, 0.99) / 1e6, (double)all.max_ns / 1e6, all.count);
 	if (fl != NULL) {
@@ -367,7 +374,7 @@ static void report(struct bstore *bs, struct sto_flusher *fl, uint64_t entries, 
 }
 
 static int open_stores(struct bstore *bs, struct sto_flusher *fl, const char *dir,
-		       struct bthread *ths)
+                       struct bthread *ths)
 {
 	for (uint32_t i = 0; i < o.stores; i++) {
 		struct sto_config cfg;
@@ -452,7 +459,8 @@ int bench_store_main(int argc, char **argv)
 		pthread_create(&ths[t].th, NULL, appender, &ths[t]);
 	/* Warm up for a fifth of the run (at most a second), then measure. */
 	double warm = o.duration_s / 5.0 > 1.0 ? 1.0 : o.duration_s / 5.0;
-	struct timespec ts = {.tv_sec = (time_t)warm, .tv_nsec = (long)((warm - (time_t)warm) * 1e9)};
+	struct timespec ts = {.tv_sec = (time_t)warm,
+	                      .tv_nsec = (long)((warm - (time_t)warm) * 1e9)};
 	uint64_t d0 = 0, d1 = 0, t0 = 0, t1 = 0;
 	double c0 = 0, c1 = 0;
 	if (rc == 0) {

@@ -50,10 +50,11 @@
 #define NO_WAKE   UINT64_MAX
 #define NO_SLOT   UINT32_MAX
 #define CONN_WINDOW 64 /* == nng xrep0's per-pipe reply queue; see above */
-/* The receiver wakes this often to check rx_stop: with nng 1.5 an
- * nng_recvmsg() that races nng_close() can wait forever (its msgq get does
- * not check for a closed queue), so closing cannot rely on ECLOSED alone. */
-#define RX_POLL_MS 200
+/* The receiver wakes this often to check rx_stop. With nng 1.5 an
+ * nng_recvmsg() that races nng_close() can wait forever (the socket's
+ * receive queue takes a get after it was closed), so a receiver is stopped
+ * and joined before its socket is closed, never the other way round. */
+#define RX_POLL_MS 100
 #define DETAIL_MAX 256
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
@@ -86,7 +87,7 @@ struct conn {
 	nng_socket sock;
 	pthread_t rx;
 	bool rx_started;
-	atomic_bool rx_stop; /* set by dl_client_close() before nng_close() */
+	atomic_bool rx_stop; /* the receiver exits; its socket is closed after */
 	uint32_t pipes; /* connections up (0 or 1 for a dialer) */
 	bool up;
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
@@ -508,10 +509,10 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 		return DL_ENOMEM;
 	}
 	rv = nng_dial(cn->sock, url, NULL, NNG_FLAG_NONBLOCK);
-	if (rv != 0) {
+	if (rv != 0) { /* a malformed address: rare enough to wait here */
 		atomic_store_explicit(&cn->rx_stop, true, memory_order_relaxed);
-		nng_close(cn->sock);
 		pthread_join(cn->rx, NULL);
+		nng_close(cn->sock);
 		free(cn);
 		detailf(detail, "cannot dial %s: %s", addr, nng_strerror(rv));
 		return DL_EINVAL;
@@ -824,7 +825,7 @@ static void *rx_main(void *arg)
 		nng_msg *msg;
 		int rv = nng_recvmsg(cn->sock, &msg, 0);
 		if (rv == NNG_ECLOSED)
-			break;
+			break; /* not expected: closed only after we exit */
 		if (rv != 0)
 			continue;
 		on_frame(cn->c, cn, msg);
@@ -1061,13 +1062,15 @@ void dl_client_close(struct dl_client *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->timer_started)
 		pthread_join(c->timer, NULL);
-	/* Conns are only added with mu held and not while closing. */
-	for (uint32_t i = 0; i < n_conns; i++) {
+	/* Conns are only added with mu held and not while closing. Receivers
+	 * stop first (see RX_POLL_MS), then the sockets close. */
+	for (uint32_t i = 0; i < n_conns; i++)
 		atomic_store_explicit(&c->conns[i]->rx_stop, true, memory_order_relaxed);
-		nng_close(c->conns[i]->sock);
+	for (uint32_t i = 0; i < n_conns; i++)
 		if (c->conns[i]->rx_started)
 			pthread_join(c->conns[i]->rx, NULL);
-	}
+	for (uint32_t i = 0; i < n_conns; i++)
+		nng_close(c->conns[i]->sock);
 	tl_client = c;
 	pthread_mutex_lock(&c->mu);
 	for (uint32_t i = 0; i < c->cap; i++) {

@@ -30,7 +30,7 @@
 
 struct fl_item {
 	struct sto *s;
-	bool from_queue; /* taken off the queue (else: an async deadline came) */
+	bool from_queue;        /* taken off the queue (else: an async deadline came) */
 	struct sto_file *files; /* to sync in this pass */
 	bool report;            /* report (index, term) after this pass */
 	bool has;
@@ -66,7 +66,7 @@ struct sto_flusher {
 /* Adds a range of f to a flusher-owned list, merging with f's range when
  * it is there already (the extra reference is dropped). */
 static void add_to(struct sto_file **list, struct sto_file *f, uint64_t lo, uint64_t hi,
-		   bool dirsync)
+                   bool dirsync)
 {
 	if (f->fl_listed) {
 		for (struct sto_file *g = *list; g != NULL; g = g->fl_next) {
@@ -125,7 +125,7 @@ static void take_files(struct sto *s, struct fl_item *it, bool async, bool ck_du
  * the deferred list, which is synced when its interval is up (or now, when
  * forced). */
 static void async_merge(struct sto *s, struct fl_item *it, uint64_t now_ns, bool force,
-			bool was_empty)
+                        bool was_empty)
 {
 	if (it->has) {
 		s->def_pend = true;
@@ -183,7 +183,7 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 	s->floor_set = false;
 	/* Sync mode: index files wait for the checkpoint (rate-limited). */
 	bool ck_due = force || (s->commit > s->ckpt_written &&
-				now_ns - s->ckpt_ns >= s->cfg.checkpoint_interval_ms * 1000000ull);
+	                        now_ns - s->ckpt_ns >= s->cfg.checkpoint_interval_ms * 1000000ull);
 	if (!async && ck_due) {
 		it->files = s->lazy;
 		s->lazy = NULL;
@@ -225,7 +225,7 @@ static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 				continue;
 			unmap_range(f);
 			(void)sync_file_range(f->fd, (off_t)f->fl_lo, (off_t)(f->fl_hi - f->fl_lo),
-					      SYNC_FILE_RANGE_WRITE);
+			                      SYNC_FILE_RANGE_WRITE);
 		}
 	for (size_t i = 0; i < n; i++) {
 		struct sto_file *f = items[i].files;
@@ -239,9 +239,10 @@ static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 					sto_hook_file_synced(f->path, f->fl_lo, f->fl_hi);
 				if (fl != NULL)
 					atomic_fetch_add_explicit(&fl->file_syncs, 1,
-								  memory_order_relaxed);
+					                          memory_order_relaxed);
 			}
-			if (items[i].err == DL_OK && f->fl_dirsync && sto_fsync_parent(f->path) != 0)
+			if (items[i].err == DL_OK && f->fl_dirsync &&
+			    sto_fsync_parent(f->path) != 0)
 				items[i].err = DL_EIO;
 			f->fl_listed = false;
 			f->fl_next = NULL;
@@ -512,7 +513,7 @@ int sto_flusher_register(struct sto_flusher *fl, struct dl_errctx *err)
 		rc = dl_errf(err, DL_ECLOSED, "flusher is stopping");
 	else if (fl->nstores >= fl->max_stores)
 		rc = dl_errf(err, DL_EBUSY, "flusher serves its maximum of %u stores",
-			     fl->max_stores);
+		             fl->max_stores);
 	else
 		fl->nstores++;
 	pthread_mutex_unlock(&fl->mu);
@@ -534,12 +535,12 @@ void sto_flusher_config_defaults(struct sto_flusher_config *cfg)
 }
 
 int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher **out,
-		      struct dl_errctx *err)
+                      struct dl_errctx *err)
 {
 	*out = NULL;
 	if (cfg->max_stores == 0 || cfg->max_stores > (1u << 20))
 		return dl_errf(err, DL_EINVAL, "max_stores %u not in 1..%u", cfg->max_stores,
-			       1u << 20);
+		               1u << 20);
 	struct sto_flusher *fl = calloc(1, sizeof(*fl));
 	if (fl == NULL)
 		return dl_errf(err, DL_ENOMEM, "flusher");

@@ -90,7 +90,8 @@ int sto_mkdirs(const char *path, struct dl_errctx *err)
 		if (mkdir(buf, 0755) == 0) {
 			int e = sto_fsync_parent(buf);
 			if (e != 0)
-				return dl_errf(err, DL_EIO, "fsync parent of %s: %s", buf, strerror(e));
+				return dl_errf(err, DL_EIO, "fsync parent of %s: %s", buf,
+				               strerror(e));
 		} else if (errno != EEXIST) {
 			return dl_errf(err, DL_EIO, "mkdir %s: %s", buf, strerror(errno));
 		}

@@ -82,8 +82,7 @@ static void drop_tail(struct mem *m, size_t keep)
 	m->last_term = m->n > 0 ? m->ents[m->head + m->n - 1].term : m->last_term;
 }
 
-static int check_room(struct mem *m, const struct sto_entry *e, uint32_t n,
-		      struct dl_errctx *err)
+static int check_room(struct mem *m, const struct sto_entry *e, uint32_t n, struct dl_errctx *err)
 {
 	uint64_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++)
@@ -92,16 +91,17 @@ static int check_room(struct mem *m, const struct sto_entry *e, uint32_t n,
 		return DL_OK;
 	atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
 	return dl_errf(err, DL_ENOSPC,
-		       "memory store full: %" PRIu64 " + %" PRIu64 " bytes over memory_max_bytes %" PRIu64,
-		       m->bytes, bytes, m->base.cfg.memory_max_bytes);
+	               "memory store full: %" PRIu64 " + %" PRIu64
+	               " bytes over memory_max_bytes %" PRIu64,
+	               m->bytes, bytes, m->base.cfg.memory_max_bytes);
 }
 
 static int mem_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
-		      struct dl_errctx *err)
+                      struct dl_errctx *err)
 {
 	struct mem *m = MM(s);
 	int rc = sto_check_batch(s, last_of(m), m->last_term, first_index, e, n,
-				 s->cfg.max_entry_bytes, err);
+	                         s->cfg.max_entry_bytes, err);
 	if (rc == DL_OK)
 		rc = check_room(m, e, n, err);
 	if (rc == DL_OK)
@@ -120,7 +120,7 @@ static int mem_append(struct sto *s, uint64_t first_index, const struct sto_entr
 		if (e[i].len > 0)
 			memcpy(d, e[i].data, e[i].len);
 		m->ents[m->head + m->n++] = (struct ment){
-			.term = e[i].term, .data = d, .len = e[i].len, .type = e[i].type};
+		        .term = e[i].term, .data = d, .len = e[i].len, .type = e[i].type};
 		m->bytes += e[i].len;
 		m->last_term = e[i].term;
 	}
@@ -131,7 +131,7 @@ static int mem_append(struct sto *s, uint64_t first_index, const struct sto_entr
 }
 
 static int mem_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-		    struct dl_errctx *err)
+                    struct dl_errctx *err)
 {
 	(void)buf;
 	(void)cap;
@@ -139,10 +139,11 @@ static int mem_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, stru
 	memset(out, 0, sizeof(*out));
 	if (index > last_of(m))
 		return dl_errf(err, DL_ERANGE, "entry %" PRIu64 " is past the last (%" PRIu64 ")",
-			       index, last_of(m));
+		               index, last_of(m));
 	if (index < m->first || index == 0)
-		return dl_errf(err, DL_ECOMPACTED, "entry %" PRIu64 " is before the first (%" PRIu64 ")",
-			       index, m->first);
+		return dl_errf(err, DL_ECOMPACTED,
+		               "entry %" PRIu64 " is before the first (%" PRIu64 ")", index,
+		               m->first);
 	const struct ment *e = ent(m, index);
 	out->data = e->data;
 	out->len = e->len;
@@ -216,7 +217,7 @@ static int mem_drop_prefix(struct sto *s, uint64_t upto, struct dl_errctx *err)
 }
 
 static int mem_clean(struct sto *s, uint64_t allowed, struct sto_clean_result *res,
-		     struct dl_errctx *err)
+                     struct dl_errctx *err)
 {
 	(void)allowed;
 	(void)err;
@@ -270,32 +271,32 @@ static void mem_close(struct sto *s)
 }
 
 static const struct sto_ops mem_ops = {
-	.append = mem_append,
-	.read = mem_read,
-	.first_index = mem_first_index,
-	.last_index = mem_last_index,
-	.term_at = mem_term_at,
-	.entry_bytes = mem_entry_bytes,
-	.truncate_after = mem_truncate_after,
-	.drop_prefix = mem_drop_prefix,
-	.durable = sto_common_durable,
-	.set_commit = sto_common_set_commit,
-	.save_state = sto_common_save_state,
-	.get_state = sto_common_get_state,
-	.recovered_commit = sto_common_recovered_commit,
-	.sync = mem_sync,
-	.clean = mem_clean,
-	.get_info = mem_get_info,
-	.close = mem_close,
+        .append = mem_append,
+        .read = mem_read,
+        .first_index = mem_first_index,
+        .last_index = mem_last_index,
+        .term_at = mem_term_at,
+        .entry_bytes = mem_entry_bytes,
+        .truncate_after = mem_truncate_after,
+        .drop_prefix = mem_drop_prefix,
+        .durable = sto_common_durable,
+        .set_commit = sto_common_set_commit,
+        .save_state = sto_common_save_state,
+        .get_state = sto_common_get_state,
+        .recovered_commit = sto_common_recovered_commit,
+        .sync = mem_sync,
+        .clean = mem_clean,
+        .get_info = mem_get_info,
+        .close = mem_close,
 };
 
 static const struct sto_impl mem_impl = {
-	.persist_state = mem_persist_state,
-	.write_checkpoint = mem_write_checkpoint,
+        .persist_state = mem_persist_state,
+        .write_checkpoint = mem_write_checkpoint,
 };
 
 int sto_mem_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-		 struct dl_errctx *err)
+                 struct dl_errctx *err)
 {
 	*out = NULL;
 	struct mem *m = calloc(1, sizeof(*m));

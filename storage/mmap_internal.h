@@ -11,10 +11,10 @@
 
 #include "storage/sto_internal.h"
 
-#define STO_MAX_SEGMENTS (1u << 20)
+#define STO_MAX_SEGMENTS       (1u << 20)
 #define STO_PREALLOC_MIN_BYTES (64u << 10)
 #define STO_CLEAN_MAX_PER_PASS 64u
-#define STO_SEQ_AFTER_BYTES (1u << 20)
+#define STO_SEQ_AFTER_BYTES    (1u << 20)
 
 /* One data segment. */
 struct mseg {
@@ -27,7 +27,7 @@ struct mseg {
  * mapping itself belongs to `f` (unmapped with its last reference). */
 struct imap {
 	bool used;
-	bool written; /* written at recovery: synced before open returns */
+	bool written;  /* written at recovery: synced before open returns */
 	uint64_t base; /* offset in the index log */
 	struct sto_file *f;
 	uint8_t *map;
@@ -52,7 +52,7 @@ struct msto {
 	uint64_t act_base; /* log offset of the mapped segment */
 	uint8_t *act_map;
 	uint64_t act_alloc; /* file offset allocated up to */
-	bool act_seq;        /* the mapping is advised sequential (a busy writer) */
+	bool act_seq;       /* the mapping is advised sequential (a busy writer) */
 	bool no_fallocate;  /* the file system cannot preallocate */
 
 	uint64_t wpos; /* log offset of the next header */
@@ -76,13 +76,12 @@ struct msto {
 void msto_seg_path(const struct msto *m, uint64_t base, char *buf, size_t n);
 void msto_idx_path(const struct msto *m, uint64_t base, char *buf, size_t n);
 int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file **out,
-		   struct dl_errctx *err);
+                   struct dl_errctx *err);
 int msto_activate(struct msto *m, size_t j, struct dl_errctx *err);
 void msto_deactivate(struct msto *m);
-uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
-		      struct dl_errctx *err);
+uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc, struct dl_errctx *err);
 int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
-		      uint64_t file_bytes, struct dl_errctx *err);
+                      uint64_t file_bytes, struct dl_errctx *err);
 size_t msto_seg_of(const struct msto *m, uint64_t pos);
 void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last);
 int msto_recover(struct msto *m, struct dl_errctx *err);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,8 +27,8 @@
 enum look { L_ENTRY, L_MARKER, L_BAD };
 
 struct walk {
-	uint64_t pos;       /* header position to look at next */
-	uint64_t n;         /* its expected index; 0: the log's first entry */
+	uint64_t pos; /* header position to look at next */
+	uint64_t n;   /* its expected index; 0: the log's first entry */
 	uint64_t prev_term;
 	uint64_t commit;    /* C */
 	uint64_t first;     /* first index found (0: none yet) */
@@ -40,8 +41,8 @@ static uint64_t seg_end(const struct msto *m, uint64_t pos)
 }
 
 /* Examines the header at `pos` (and the body of an entry). */
-static int look(struct msto *m, const struct walk *w, struct sto_hdr *h, const char **why,
-		int *rc, struct dl_errctx *err)
+static int look(struct msto *m, const struct walk *w, struct sto_hdr *h, const char **why, int *rc,
+                struct dl_errctx *err)
 {
 	*rc = DL_OK;
 	size_t j = msto_seg_of(m, w->pos);
@@ -50,6 +51,8 @@ static int look(struct msto *m, const struct walk *w, struct sto_hdr *h, const c
 		*rc = msto_activate(m, j, err);
 		if (*rc != DL_OK)
 			return L_BAD;
+		/* the walk reads forward: read ahead (undone in advise_writing) */
+		(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
 	}
 	uint64_t off = w->pos - m->segs[j].base;
 	if (off + STO_HDR_BYTES > m->seg_bytes) {
@@ -98,8 +101,8 @@ static int put_record(struct msto *m, const struct sto_hdr *h, struct dl_errctx 
 	p = msto_idx_rec(m, h->index, true, &rc, err);
 	if (p == NULL)
 		return rc;
-	r = (struct sto_idx){.pos = h->pos, .term = h->term, .body_bytes = h->body_bytes,
-			     .type = h->type};
+	r = (struct sto_idx){
+	        .pos = h->pos, .term = h->term, .body_bytes = h->body_bytes, .type = h->type};
 	sto_idx_encode(p, h->index, &r);
 	for (int i = 0; i < 2; i++)
 		if (m->im[i].used && p >= m->im[i].map && p < m->im[i].map + m->iseg_bytes)
@@ -109,15 +112,15 @@ static int put_record(struct msto *m, const struct sto_hdr *h, struct dl_errctx 
 }
 
 static int durable_damage(struct msto *m, const struct walk *w, const char *why,
-			  struct dl_errctx *err)
+                          struct dl_errctx *err)
 {
 	char path[4096];
 	size_t j = msto_seg_of(m, w->pos);
 	msto_seg_path(m, m->segs[j].base, path, sizeof(path));
 	return dl_errf(err, DL_ECORRUPT,
-		       "%s offset %" PRIu64 " (log offset %" PRIu64 "): entry %" PRIu64
-		       ": %s; the checkpoint says entries up to %" PRIu64 " are durable",
-		       path, w->pos - m->segs[j].base, w->pos, w->n, why, w->commit);
+	               "%s offset %" PRIu64 " (log offset %" PRIu64 "): entry %" PRIu64
+	               ": %s; the checkpoint says entries up to %" PRIu64 " are durable",
+	               path, w->pos - m->segs[j].base, w->pos, w->n, why, w->commit);
 }
 
 /* Walks and verifies entries from w->pos to the end of the valid log. */
@@ -165,6 +168,17 @@ static bool idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
 	return p != NULL && sto_idx_decode(p, index, r);
 }
 
+/* Back to the advice for writing (see map_file in mmap_store.c). */
+static void advise_writing(struct msto *m)
+{
+	if (m->act_map != NULL)
+		(void)madvise(m->act_map, m->seg_bytes, MADV_RANDOM);
+	m->act_seq = false;
+	for (int i = 0; i < 2; i++)
+		if (m->im[i].used)
+			(void)madvise(m->im[i].map, m->iseg_bytes, MADV_RANDOM);
+}
+
 /* Checks index records first..commit: each valid, at the position where
  * the previous entry ends (or at the start of the next segment when it
  * did not fit), terms not going down. Returns the last good index
@@ -174,6 +188,16 @@ static uint64_t index_chain(struct msto *m, uint64_t first, uint64_t commit, str
 	struct sto_idx prev = {0}, r;
 	uint64_t i;
 	for (i = first; i <= commit; i++) {
+		uint64_t off = i * STO_IDX_BYTES;
+		if (i == first || off % m->iseg_bytes == 0) {
+			/* a new index file, read forward: read ahead (undone
+			 * in advise_writing) */
+			int rc;
+			uint8_t *p = msto_idx_rec(m, i, false, &rc, NULL);
+			if (p != NULL)
+				(void)madvise(p - off % m->iseg_bytes, m->iseg_bytes,
+				              MADV_SEQUENTIAL);
+		}
 		if (!idx_get(m, i, &r))
 			break;
 		if (i == first) {
@@ -184,7 +208,7 @@ static uint64_t index_chain(struct msto *m, uint64_t first, uint64_t commit, str
 			uint64_t next = seg_end(m, prev.pos);
 			bool here = r.pos == end;
 			bool rolled = r.pos == next &&
-				      end + sto_entry_total(r.body_bytes) + STO_HDR_BYTES > next;
+			              end + sto_entry_total(r.body_bytes) + STO_HDR_BYTES > next;
 			if ((!here && !rolled) || r.term < prev.term)
 				break;
 		}
@@ -222,8 +246,8 @@ static int find_start(struct msto *m, struct walk *w, struct dl_errctx *err)
 	if (rc != DL_OK)
 		return rc;
 	if (k != L_ENTRY || h.term != r.term || h.body_bytes != r.body_bytes)
-		return durable_damage(m, &at, k != L_ENTRY ? why : "does not match its index record",
-				      err);
+		return durable_damage(m, &at,
+		                      k != L_ENTRY ? why : "does not match its index record", err);
 	m->rec_verified++;
 	w->pos = r.pos + h.total_bytes;
 	w->n = good + 1;
@@ -243,9 +267,9 @@ static int load_table(struct msto *m, uint64_t **extra, size_t *nextra, struct d
 	for (size_t i = 0; i < n && rc == DL_OK; i++) {
 		if (bases[i] % m->seg_bytes != 0) {
 			rc = dl_errf(err, DL_ECONFIG,
-				     "%s/%020" PRIu64 " does not start at a multiple of "
-				     "mappedFileSizeForEntryData (%" PRIu64 ")",
-				     m->data_dir, bases[i], m->seg_bytes);
+			             "%s/%020" PRIu64 " does not start at a multiple of "
+			             "mappedFileSizeForEntryData (%" PRIu64 ")",
+			             m->data_dir, bases[i], m->seg_bytes);
 			break;
 		}
 		if (i > 0 && bases[i] != bases[i - 1] + m->seg_bytes)
@@ -255,7 +279,9 @@ static int load_table(struct msto *m, uint64_t **extra, size_t *nextra, struct d
 	for (size_t i = 0; i < ncont && rc == DL_OK; i++) {
 		if (m->nsegs == m->cap) {
 			size_t ncap = m->cap ? m->cap * 2 : 16;
-			struct mseg *t = ncap <= STO_MAX_SEGMENTS ? realloc(m->segs, ncap * sizeof(*t)) : NULL;
+			struct mseg *t = ncap <= STO_MAX_SEGMENTS
+			                         ? realloc(m->segs, ncap * sizeof(*t))
+			                         : NULL;
 			if (t == NULL) {
 				rc = dl_errf(err, DL_ENOMEM, "segment table");
 				break;
@@ -269,7 +295,7 @@ static int load_table(struct msto *m, uint64_t **extra, size_t *nextra, struct d
 		uint64_t mtime_ms = 0;
 		if (stat(path, &st) == 0)
 			mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000u +
-				   (uint64_t)st.st_mtim.tv_nsec / 1000000u;
+			           (uint64_t)st.st_mtim.tv_nsec / 1000000u;
 		m->segs[m->nsegs++] = (struct mseg){.base = bases[i], .closed_ms = mtime_ms};
 	}
 	if (rc != DL_OK) {
@@ -320,7 +346,7 @@ static int sync_path(const char *path)
  * the store will call durable really durable (the previous process may
  * have left it in the page cache only). */
 static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra,
-		  struct dl_errctx *err)
+                  struct dl_errctx *err)
 {
 	size_t j = msto_seg_of(m, w->pos);
 	bool deleted = nextra > 0;
@@ -345,7 +371,7 @@ static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra
 	uint8_t *p = m->act_map + off;
 	struct sto_hdr h;
 	bool marker = sto_hdr_check(p, &h) == STO_HDR_OK && (h.flags & STO_FLAG_SEG_END) &&
-		      h.pos == w->pos && h.index == w->n; /* the walk ended on it */
+	              h.pos == w->pos && h.index == w->n; /* the walk ended on it */
 	static const uint8_t zero[STO_HDR_BYTES];
 	if (!marker && memcmp(p, zero, STO_HDR_BYTES) != 0) {
 		memset(p, 0, STO_HDR_BYTES); /* nonzero bytes are allocated already */
@@ -381,10 +407,11 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	if (m->nsegs == 0) {
 		free(extra);
 		if (commit > 0)
-			return dl_errf(err, DL_ECORRUPT,
-				       "%s holds no segment but the checkpoint says entries up to %" PRIu64
-				       " are durable",
-				       m->data_dir, commit);
+			return dl_errf(
+			        err, DL_ECORRUPT,
+			        "%s holds no segment but the checkpoint says entries up to %" PRIu64
+			        " are durable",
+			        m->data_dir, commit);
 		msto_unlink_index_outside(m, 1, 0);
 		m->first = 1;
 		sto_set_recovered(s, 0, 0, 0);
@@ -396,7 +423,7 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 		rc = walk(m, &w, err);
 	if (rc == DL_OK && w.first == 0 && m->segs[0].base != 0)
 		rc = dl_errf(err, DL_ECORRUPT, "%s/%020" PRIu64 ": no valid first entry",
-			     m->data_dir, m->segs[0].base);
+		             m->data_dir, m->segs[0].base);
 	if (rc == DL_OK && w.n > 0 && w.n - 1 < commit)
 		rc = durable_damage(m, &w, "missing (the log ends here)", err);
 	if (rc == DL_OK)
@@ -404,6 +431,7 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	free(extra);
 	if (rc != DL_OK)
 		return rc;
+	advise_writing(m);
 	m->first = w.first != 0 ? w.first : 1;
 	m->last = w.n > 0 ? w.n - 1 : 0;
 	m->last_term = w.prev_term;

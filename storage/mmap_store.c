@@ -57,7 +57,7 @@ void msto_idx_path(const struct msto *m, uint64_t base, char *buf, size_t n)
  * shorter one (cut, or created just before a crash) is extended with
  * zeros, sparse. A longer one means the configured size changed. */
 int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file **out,
-		   struct dl_errctx *err)
+                   struct dl_errctx *err)
 {
 	*out = NULL;
 	int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
@@ -76,14 +76,14 @@ int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file
 	if ((uint64_t)st.st_size > size) {
 		close(fd);
 		return dl_errf(err, DL_ECONFIG,
-			       "%s is %lld bytes, more than the configured segment size %" PRIu64,
-			       path, (long long)st.st_size, size);
+		               "%s is %lld bytes, more than the configured segment size %" PRIu64,
+		               path, (long long)st.st_size, size);
 	}
 	if ((uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) != 0) {
 		int e = errno;
 		close(fd);
 		return dl_errf(err, e == ENOSPC ? DL_ENOSPC : DL_EIO, "ftruncate %s: %s", path,
-			       strerror(e));
+		               strerror(e));
 	}
 	*out = sto_file_new(fd, path);
 	if (*out == NULL) {
@@ -98,7 +98,7 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
 	if (p == MAP_FAILED) {
 		*rc = dl_errf(err, errno == ENOMEM ? DL_ENOMEM : DL_EIO, "mmap %s: %s", f->path,
-			      strerror(errno));
+		              strerror(errno));
 		return NULL;
 	}
 	/* No read-around on faults: the first write into a fresh page would
@@ -115,7 +115,7 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
  * the mapping can never fault for lack of space (which would be SIGBUS):
  * steps grow with what was used, from 64 KiB up to prealloc_max_bytes. */
 int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
-		      uint64_t file_bytes, struct dl_errctx *err)
+                      uint64_t file_bytes, struct dl_errctx *err)
 {
 	if (need <= *alloc_end)
 		return DL_OK;
@@ -151,7 +151,7 @@ int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, u
 	if (errno == ENOSPC) {
 		atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
 		return dl_errf(err, DL_ENOSPC, "no space to preallocate %s: %s", f->path,
-			       strerror(errno));
+		               strerror(errno));
 	}
 	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(errno));
 }
@@ -205,15 +205,14 @@ static void imap_drop(struct imap *im)
 		return;
 	if (im->written)
 		(void)fdatasync(im->f->fd); /* recovery's rewrites; see msto_recover */
-	sto_file_unref(im->f); /* unmaps with the last reference */
+	sto_file_unref(im->f);              /* unmaps with the last reference */
 	memset(im, 0, sizeof(*im));
 }
 
 /* Pointer to the index record of `index` in a mapped index segment,
  * mapping it (and, to write, creating it and allocating its space) when
  * needed. NULL with *rc = DL_ENOTFOUND when the file does not exist. */
-uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
-		      struct dl_errctx *err)
+uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc, struct dl_errctx *err)
 {
 	uint64_t off = index * STO_IDX_BYTES;
 	uint64_t base = off - off % m->iseg_bytes;
@@ -222,9 +221,9 @@ uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
 		if (m->im[i].used && m->im[i].base == base)
 			im = &m->im[i];
 	if (im == NULL) {
-		im = !m->im[0].used ? &m->im[0]
+		im = !m->im[0].used   ? &m->im[0]
 		     : !m->im[1].used ? &m->im[1]
-		     : (m->im[0].tick < m->im[1].tick ? &m->im[0] : &m->im[1]);
+		                      : (m->im[0].tick < m->im[1].tick ? &m->im[0] : &m->im[1]);
 		imap_drop(im);
 		char path[4096];
 		msto_idx_path(m, base, path, sizeof(path));
@@ -253,7 +252,7 @@ uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc,
 	uint64_t foff = off - base;
 	if (write) {
 		*rc = msto_ensure_alloc(m, im->f, &im->alloc_end, foff + STO_IDX_BYTES,
-					m->iseg_bytes, err);
+		                        m->iseg_bytes, err);
 		if (*rc != DL_OK)
 			return NULL;
 	}
@@ -340,7 +339,7 @@ static int grow_table(struct msto *m, struct dl_errctx *err)
 		return DL_OK;
 	if (m->cap >= STO_MAX_SEGMENTS)
 		return dl_errf(err, DL_ERANGE, "%s: %u segments, the maximum", m->data_dir,
-			       STO_MAX_SEGMENTS);
+		               STO_MAX_SEGMENTS);
 	size_t ncap = m->cap ? m->cap * 2 : 16;
 	struct mseg *n = realloc(m->segs, ncap * sizeof(*n));
 	if (n == NULL)
@@ -354,18 +353,19 @@ static int write_marker(struct msto *m, struct acc *a, struct dl_errctx *err)
 {
 	uint64_t off = m->wpos - m->segs[m->nsegs - 1].base;
 	STO_ASSERT(off + STO_HDR_BYTES <= m->seg_bytes);
-	int rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
+	int rc =
+	        msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
 	if (rc != DL_OK)
 		return rc;
 	struct sto_hdr h = {
-		.magic = STO_ENTRY_MAGIC,
-		.version = STO_FORMAT_VERSION,
-		.flags = STO_FLAG_SEG_END,
-		.total_bytes = STO_HDR_BYTES,
-		.index = m->last + 1,
-		.term = m->last_term,
-		.pos = m->wpos,
-		.body_crc = sto_crc32c("", 0),
+	        .magic = STO_ENTRY_MAGIC,
+	        .version = STO_FORMAT_VERSION,
+	        .flags = STO_FLAG_SEG_END,
+	        .total_bytes = STO_HDR_BYTES,
+	        .index = m->last + 1,
+	        .term = m->last_term,
+	        .pos = m->wpos,
+	        .body_crc = sto_crc32c("", 0),
 	};
 	sto_hdr_encode(m->act_map + off, &h);
 	acc_add(&m->base, a, m->act, off, off + STO_HDR_BYTES);
@@ -415,7 +415,7 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 }
 
 static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, struct acc *ia,
-		     struct dl_errctx *err)
+                     struct dl_errctx *err)
 {
 	uint32_t total = sto_entry_total(e->len);
 	int rc;
@@ -428,7 +428,7 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 	struct mseg *sg = &m->segs[m->nsegs - 1];
 	uint64_t off = m->wpos - sg->base;
 	rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + total + STO_HDR_BYTES, m->seg_bytes,
-			       err);
+	                       err);
 	if (rc != DL_OK)
 		return rc;
 	uint64_t index = m->last + 1;
@@ -440,15 +440,15 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 		memcpy(p + STO_HDR_BYTES, e->data, e->len);
 	memset(p + STO_HDR_BYTES + e->len, 0, total - STO_HDR_BYTES - e->len);
 	struct sto_hdr h = {
-		.magic = STO_ENTRY_MAGIC,
-		.version = STO_FORMAT_VERSION,
-		.type = e->type,
-		.total_bytes = total,
-		.body_bytes = e->len,
-		.index = index,
-		.term = e->term,
-		.pos = m->wpos,
-		.body_crc = sto_crc32c(p + STO_HDR_BYTES, e->len),
+	        .magic = STO_ENTRY_MAGIC,
+	        .version = STO_FORMAT_VERSION,
+	        .type = e->type,
+	        .total_bytes = total,
+	        .body_bytes = e->len,
+	        .index = index,
+	        .term = e->term,
+	        .pos = m->wpos,
+	        .body_crc = sto_crc32c(p + STO_HDR_BYTES, e->len),
 	};
 	sto_hdr_encode(p, &h);
 	struct sto_idx r = {.pos = m->wpos, .term = e->term, .body_bytes = e->len, .type = e->type};
@@ -470,7 +470,7 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
  * header there so that no later recovery reads past it, and tells the
  * hand-over block (the durable index drops to `last`). */
 static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_term,
-		  struct dl_errctx *err)
+                  struct dl_errctx *err)
 {
 	size_t keep = 0;
 	if (m->nsegs > 0 && pos >= m->segs[0].base)
@@ -514,7 +514,8 @@ static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_ter
 	STO_ASSERT(off + STO_HDR_BYTES <= m->seg_bytes);
 	if (sg->first_index > last)
 		sg->first_index = 0;
-	int rc = msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
+	int rc =
+	        msto_ensure_alloc(m, m->act, &m->act_alloc, off + STO_HDR_BYTES, m->seg_bytes, err);
 	sto_lock(&m->base);
 	if (rc == DL_OK) {
 		memset(m->act_map + off, 0, STO_HDR_BYTES);
@@ -547,8 +548,9 @@ static int check_disk(struct msto *m, struct dl_errctx *err)
 	if (!m->disk_full)
 		return DL_OK;
 	atomic_fetch_add_explicit(&s->n_enospc, 1, memory_order_relaxed);
-	return dl_errf(err, DL_ENOSPC, "disk use %.1f%% is past diskFullRatio %.1f%%: appends refused",
-		       m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
+	return dl_errf(err, DL_ENOSPC,
+	               "disk use %.1f%% is past diskFullRatio %.1f%%: appends refused",
+	               m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
 }
 
 /* A member that has written this much into a segment is busy: let write
@@ -563,7 +565,7 @@ static void advise_busy(struct msto *m)
 }
 
 static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
-		    struct dl_errctx *err)
+                    struct dl_errctx *err)
 {
 	struct msto *m = M(s);
 	int rc = sto_common_io_err(s);
@@ -598,15 +600,15 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 /* ------------------------------------------------------------- reading */
 
 static int corrupt(struct msto *m, struct dl_errctx *err, const char *path, uint64_t off,
-		   uint64_t index, const char *why)
+                   uint64_t index, const char *why)
 {
 	atomic_fetch_add_explicit(&m->base.n_corrupt_reads, 1, memory_order_relaxed);
 	return dl_errf(err, DL_ECORRUPT, "%s offset %" PRIu64 ": entry %" PRIu64 ": %s", path, off,
-		       index, why);
+	               index, why);
 }
 
 static const char *entry_problem(const uint8_t *hb, const struct sto_idx *r, uint64_t index,
-				 struct sto_hdr *h)
+                                 struct sto_hdr *h)
 {
 	int why = sto_hdr_check(hb, h);
 	if (why != STO_HDR_OK)
@@ -619,14 +621,13 @@ static const char *entry_problem(const uint8_t *hb, const struct sto_idx *r, uin
 	return NULL;
 }
 
-static int read_copy(struct msto *m, const struct mseg *sg, const struct sto_idx *r,
-		     uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-		     struct dl_errctx *err)
+static int read_copy(struct msto *m, const struct mseg *sg, const struct sto_idx *r, uint64_t index,
+                     void *buf, uint32_t cap, struct sto_view *out, struct dl_errctx *err)
 {
 	out->len = r->body_bytes;
 	if (cap < r->body_bytes)
 		return dl_errf(err, DL_ETOOBIG, "entry %" PRIu64 " has %u bytes, buffer %u", index,
-			       r->body_bytes, cap);
+		               r->body_bytes, cap);
 	char path[4096];
 	msto_seg_path(m, sg->base, path, sizeof(path));
 	if (m->rd == NULL || m->rd_base != sg->base) {
@@ -664,16 +665,17 @@ static int read_copy(struct msto *m, const struct mseg *sg, const struct sto_idx
 }
 
 static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-		  struct dl_errctx *err)
+                  struct dl_errctx *err)
 {
 	struct msto *m = M(s);
 	memset(out, 0, sizeof(*out));
 	if (index > m->last)
 		return dl_errf(err, DL_ERANGE, "entry %" PRIu64 " is past the last (%" PRIu64 ")",
-			       index, m->last);
+		               index, m->last);
 	if (index < m->first || index == 0)
-		return dl_errf(err, DL_ECOMPACTED, "entry %" PRIu64 " is before the first (%" PRIu64 ")",
-			       index, m->first);
+		return dl_errf(err, DL_ECOMPACTED,
+		               "entry %" PRIu64 " is before the first (%" PRIu64 ")", index,
+		               m->first);
 	struct sto_idx r;
 	if (!idx_get(m, index, &r)) {
 		char path[4096];
@@ -683,7 +685,7 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 	}
 	if (r.pos < m->segs[0].base || r.pos >= m->wpos)
 		return corrupt(m, err, m->index_dir, index * STO_IDX_BYTES, index,
-			       "index record points outside the log");
+		               "index record points outside the log");
 	size_t j = msto_seg_of(m, r.pos);
 	const struct mseg *sg = &m->segs[j];
 	if (j + 1 != m->nsegs)
@@ -758,7 +760,7 @@ static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err
 	struct sto_idx next, prev = {0};
 	if (!idx_get(m, index + 1, &next) || (index > 0 && !idx_get(m, index, &prev)))
 		return dl_errf(err, DL_ECORRUPT, "%s: index record of %" PRIu64 " is damaged",
-			       m->index_dir, index + 1);
+		               m->index_dir, index + 1);
 	rc = cut_to(m, next.pos, index, prev.term, err);
 	msto_unlink_index_outside(m, m->first, index + 1);
 	return rc;
@@ -807,17 +809,18 @@ static int m_drop_prefix(struct sto *s, uint64_t upto, struct dl_errctx *err)
 }
 
 static int m_clean(struct sto *s, uint64_t allowed, struct sto_clean_result *res,
-		   struct dl_errctx *err)
+                   struct dl_errctx *err)
 {
 	struct msto *m = M(s);
 	memset(res, 0, sizeof(*res));
 	refresh_disk(m, true);
 	bool forced = s->cfg.enable_disk_force_clean &&
-		      m->disk_ratio >= s->cfg.disk_space_ratio_to_force_clean;
+	              m->disk_ratio >= s->cfg.disk_space_ratio_to_force_clean;
 	res->forced = forced;
 	uint64_t now = sto_clock_ms(s);
 	uint64_t keep_ms = (uint64_t)s->cfg.file_reserved_hours * 3600000u;
-	while (res->segments_deleted < STO_CLEAN_MAX_PER_PASS && first_segment_deletable(m, allowed)) {
+	while (res->segments_deleted < STO_CLEAN_MAX_PER_PASS &&
+	       first_segment_deletable(m, allowed)) {
 		bool old = now >= m->segs[0].closed_ms + keep_ms;
 		if (!old && !forced)
 			break;
@@ -866,7 +869,8 @@ static void m_get_info(const struct sto *s, struct sto_info *info)
 	info->first_index = m->first;
 	info->last_index = m->last;
 	info->last_term = m->last_term;
-	info->maps = (uint32_t)(m->act_map != NULL) + (uint32_t)m->im[0].used + (uint32_t)m->im[1].used;
+	info->maps =
+	        (uint32_t)(m->act_map != NULL) + (uint32_t)m->im[0].used + (uint32_t)m->im[1].used;
 	info->segments = (uint32_t)m->nsegs;
 	info->disk_bytes = sto_path_blocks_bytes(s->dir);
 	info->recovered_entries_verified = m->rec_verified;
@@ -907,28 +911,28 @@ static void m_close(struct sto *s)
 }
 
 static const struct sto_ops mmap_ops = {
-	.append = m_append,
-	.read = m_read,
-	.first_index = m_first_index,
-	.last_index = m_last_index,
-	.term_at = m_term_at,
-	.entry_bytes = m_entry_bytes,
-	.truncate_after = m_truncate_after,
-	.drop_prefix = m_drop_prefix,
-	.durable = sto_common_durable,
-	.set_commit = sto_common_set_commit,
-	.save_state = sto_common_save_state,
-	.get_state = sto_common_get_state,
-	.recovered_commit = sto_common_recovered_commit,
-	.sync = m_sync,
-	.clean = m_clean,
-	.get_info = m_get_info,
-	.close = m_close,
+        .append = m_append,
+        .read = m_read,
+        .first_index = m_first_index,
+        .last_index = m_last_index,
+        .term_at = m_term_at,
+        .entry_bytes = m_entry_bytes,
+        .truncate_after = m_truncate_after,
+        .drop_prefix = m_drop_prefix,
+        .durable = sto_common_durable,
+        .set_commit = sto_common_set_commit,
+        .save_state = sto_common_save_state,
+        .get_state = sto_common_get_state,
+        .recovered_commit = sto_common_recovered_commit,
+        .sync = m_sync,
+        .clean = m_clean,
+        .get_info = m_get_info,
+        .close = m_close,
 };
 
 static const struct sto_impl mmap_impl = {
-	.persist_state = m_persist_state,
-	.write_checkpoint = m_write_checkpoint,
+        .persist_state = m_persist_state,
+        .write_checkpoint = m_write_checkpoint,
 };
 
 /* ------------------------------------------------------------- opening */
@@ -961,7 +965,7 @@ static int open_dirs(struct msto *m, struct dl_errctx *err)
 		return dl_errf(err, DL_EIO, "open %s: %s", s->dir, strerror(errno));
 	if (flock(m->dir_fd, LOCK_EX | LOCK_NB) != 0)
 		return dl_errf(err, errno == EWOULDBLOCK ? DL_EBUSY : DL_EIO,
-			       "%s is open in another store: %s", s->dir, strerror(errno));
+		               "%s is open in another store: %s", s->dir, strerror(errno));
 	return DL_OK;
 }
 
@@ -985,7 +989,7 @@ static int open_meta(struct msto *m, struct dl_errctx *err)
 }
 
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-		  struct dl_errctx *err)
+                  struct dl_errctx *err)
 {
 	*out = NULL;
 	struct msto *m = calloc(1, sizeof(*m));

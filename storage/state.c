@@ -67,7 +67,7 @@ int sto_state_store(const char *dir, uint64_t term, uint32_t vote)
 }
 
 int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
-		   struct dl_errctx *err)
+                   struct dl_errctx *err)
 {
 	char tmp[4096], path[4096];
 	*found = false;
@@ -94,11 +94,11 @@ int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
 		return dl_errf(err, DL_EIO, "read %s: %s", path, strerror(e));
 	if ((size_t)k < sizeof(buf))
 		return dl_errf(err, DL_ECORRUPT, "state file %s: short (%zd bytes) at offset 0",
-			       path, k);
+		               path, k);
 	if (sto_get32(buf) != STO_STATE_MAGIC || sto_get32(buf + 4) != STO_FORMAT_VERSION ||
 	    sto_get32(buf + 28) != sto_crc32c(buf, 28))
 		return dl_errf(err, DL_ECORRUPT,
-			       "state file %s: bad magic, version or checksum at offset 0", path);
+		               "state file %s: bad magic, version or checksum at offset 0", path);
 	*found = true;
 	*term = sto_get64(buf + 8);
 	*vote = sto_get32(buf + 16);

@@ -23,18 +23,18 @@ _Noreturn void sto_assert_fail(const char *file, int line, const char *expr);
 #define STO_ASSERT(x) ((x) ? (void)0 : sto_assert_fail(__FILE__, __LINE__, #x))
 
 /* ---- on-disk format (docs/STORAGE.md; all integers little-endian) ---- */
-#define STO_ENTRY_MAGIC 0x31454c44u /* bytes "DLE1" */
-#define STO_FORMAT_VERSION 1u
-#define STO_HDR_BYTES 48u
-#define STO_IDX_BYTES 32u
-#define STO_ALIGN_BYTES 8u
-#define STO_FLAG_SEG_END 0x0001u /* end-of-segment marker: continue in the next file */
-#define STO_STATE_MAGIC 0x54534c44u /* "DLST" */
-#define STO_CKPT_MAGIC 0x4b434c44u  /* "DLCK" */
-#define STO_STATE_BYTES 32u
-#define STO_CKPT_SLOT_BYTES 32u
+#define STO_ENTRY_MAGIC       0x31454c44u /* bytes "DLE1" */
+#define STO_FORMAT_VERSION    1u
+#define STO_HDR_BYTES         48u
+#define STO_IDX_BYTES         32u
+#define STO_ALIGN_BYTES       8u
+#define STO_FLAG_SEG_END      0x0001u     /* end-of-segment marker: continue in the next file */
+#define STO_STATE_MAGIC       0x54534c44u /* "DLST" */
+#define STO_CKPT_MAGIC        0x4b434c44u /* "DLCK" */
+#define STO_STATE_BYTES       32u
+#define STO_CKPT_SLOT_BYTES   32u
 #define STO_CKPT_SLOT1_OFFSET 4096u /* slot 0 at 0; separate pages */
-#define STO_SEG_NAME_DIGITS 20
+#define STO_SEG_NAME_DIGITS   20
 
 struct sto_hdr {
 	uint32_t magic;
@@ -117,7 +117,7 @@ static inline uint64_t sto_get64(const uint8_t *p)
 struct sto_file {
 	atomic_uint refs;
 	int fd;
-	uint8_t *map;       /* set by the owner before sharing; then fixed */
+	uint8_t *map; /* set by the owner before sharing; then fixed */
 	uint64_t map_bytes;
 	bool lazy; /* index file: synced only when the checkpoint moves */
 	/* Dirty range not yet handed to a sync; guarded by the store's mu. */
@@ -159,21 +159,21 @@ struct sto_impl {
 struct sto {
 	const struct sto_ops *ops;
 	const struct sto_impl *impl;
-	struct sto_config cfg;   /* strings point into the copies below */
+	struct sto_config cfg; /* strings point into the copies below */
 	char group[STO_NAME_MAX + 1];
 	char self_id[STO_NAME_MAX + 1];
-	char *base_dir;          /* owned copy */
-	char *dir;               /* <base>/<group>/<self> */
-	struct sto_flusher *fl;  /* NULL: sto_sync() flushes */
+	char *base_dir;         /* owned copy */
+	char *dir;              /* <base>/<group>/<self> */
+	struct sto_flusher *fl; /* NULL: sto_sync() flushes */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* sync waiters and close wait here */
 	/* guarded by mu */
-	struct sto_file *dirty;  /* files with unsynced ranges */
-	bool pend;               /* entries appended since the last snapshot */
+	struct sto_file *dirty; /* files with unsynced ranges */
+	bool pend;              /* entries appended since the last snapshot */
 	uint64_t pend_index, pend_term;
-	uint64_t epoch;          /* +1 per truncation */
-	bool floor_set;          /* a truncation since the last snapshot */
+	uint64_t epoch; /* +1 per truncation */
+	bool floor_set; /* a truncation since the last snapshot */
 	uint64_t floor_index, floor_term;
 	bool state_pend;
 	uint64_t state_term;
@@ -209,7 +209,7 @@ struct sto {
 
 /* Common set-up: copies and checks the config, builds the member path. */
 int sto_common_init(struct sto *s, const struct sto_ops *ops, const struct sto_impl *impl,
-		    const struct sto_config *cfg, struct dl_errctx *err);
+                    const struct sto_config *cfg, struct dl_errctx *err);
 void sto_common_fini(struct sto *s);
 
 /* Registers with the flusher (or notes there is none). DL_EBUSY when full. */
@@ -220,7 +220,7 @@ void sto_detach(struct sto *s);
 /* Owner thread: a dirty range of `f` (file offsets [lo, hi)). Takes a
  * reference to f if it was clean. Call between sto_lock()/sto_publish(). */
 void sto_mark_dirty_locked(struct sto *s, struct sto_file *f, uint64_t lo, uint64_t hi,
-			   bool dirsync);
+                           bool dirsync);
 void sto_lock(struct sto *s);
 /* Ends a hand-over: records that entries up to (index, term) were appended
  * (when has_entries), unlocks, and wakes the flusher if needed. */
@@ -242,7 +242,8 @@ uint64_t sto_common_recovered_commit(const struct sto *s);
  * log ends at (last, last_term)) and before a truncation after `index`
  * (the log starts at `first`, index < last). */
 int sto_check_batch(struct sto *s, uint64_t last, uint64_t last_term, uint64_t first_index,
-		    const struct sto_entry *e, uint32_t n, uint32_t max_body, struct dl_errctx *err);
+                    const struct sto_entry *e, uint32_t n, uint32_t max_body,
+                    struct dl_errctx *err);
 int sto_check_truncate(const struct sto *s, uint64_t index, uint64_t first, struct dl_errctx *err);
 void sto_common_info(const struct sto *s, struct sto_info *info);
 
@@ -267,7 +268,7 @@ uint64_t sto_path_blocks_bytes(const char *path);
 
 /* State file and checkpoint (state.c). */
 int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
-		   struct dl_errctx *err);
+                   struct dl_errctx *err);
 int sto_state_store(const char *dir, uint64_t term, uint32_t vote);
 int sto_ckpt_load(int fd, uint64_t *seq, uint64_t *commit);
 int sto_ckpt_write(int fd, uint64_t seq, uint64_t commit);
@@ -287,8 +288,8 @@ void sto_hook_dir_synced(const char *path);
 
 /* Implementations. */
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-		  struct dl_errctx *err);
+                  struct dl_errctx *err);
 int sto_mem_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-		 struct dl_errctx *err);
+                 struct dl_errctx *err);
 
 #endif

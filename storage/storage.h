@@ -36,8 +36,8 @@
 #include "common/dl_err.h"
 
 #define STO_MAX_BATCH 65536u /* entries per append */
-#define STO_MAX_MAPS 3u      /* mappings an mmap store holds at once */
-#define STO_NAME_MAX 128u    /* bytes of a group or member id */
+#define STO_MAX_MAPS  3u     /* mappings an mmap store holds at once */
+#define STO_NAME_MAX  128u   /* bytes of a group or member id */
 
 enum sto_type { STO_TYPE_MMAP = 0, STO_TYPE_MEMORY };
 
@@ -74,11 +74,11 @@ struct sto_view {
 
 /* What the flush thread reports. */
 struct sto_durable {
-	uint64_t index; /* every entry <= index is durable (0: none) */
-	uint64_t term;  /* term of entry `index` (0 when index is 0) */
-	int error;      /* DL_OK, or DL_EIO once a sync failed: the store
-			 * reports nothing durable after that and refuses
-			 * appends */
+	uint64_t index;     /* every entry <= index is durable (0: none) */
+	uint64_t term;      /* term of entry `index` (0 when index is 0) */
+	int error;          /* DL_OK, or DL_EIO once a sync failed: the store
+	                     * reports nothing durable after that and refuses
+	                     * appends */
 	bool state_durable; /* (state_term, state_vote) is now durable */
 	uint64_t state_term;
 	uint32_t state_vote;
@@ -92,31 +92,31 @@ typedef uint64_t (*sto_clock_fn)(void *ctx);
 typedef int (*sto_disk_usage_fn)(void *ctx, const char *path, double *used_ratio);
 
 struct sto_config {
-	enum sto_type type;           /* storeType */
-	const char *base_dir;         /* storeBaseDir */
-	const char *group;            /* group name */
-	const char *self_id;          /* this member's id */
-	uint64_t segment_bytes;       /* mappedFileSizeForEntryData (1 GiB) */
-	uint64_t index_segment_bytes; /* mappedFileSizeForEntryIndex (160 MB) */
-	uint32_t max_entry_bytes;     /* largest body (4 MiB) */
-	uint64_t prealloc_max_bytes;  /* largest preallocation step (4 MiB) */
+	enum sto_type type;             /* storeType */
+	const char *base_dir;           /* storeBaseDir */
+	const char *group;              /* group name */
+	const char *self_id;            /* this member's id */
+	uint64_t segment_bytes;         /* mappedFileSizeForEntryData (1 GiB) */
+	uint64_t index_segment_bytes;   /* mappedFileSizeForEntryIndex (160 MB) */
+	uint32_t max_entry_bytes;       /* largest body (4 MiB) */
+	uint64_t prealloc_max_bytes;    /* largest preallocation step (4 MiB) */
 	enum sto_flush_mode flush_mode; /* flushMode (sync) */
-	uint32_t flush_interval_ms;   /* flushFileIntervalMs, async mode (10) */
-	enum sto_verify verify;       /* recovery depth (tail) */
+	uint32_t flush_interval_ms;     /* flushFileIntervalMs, async mode (10) */
+	enum sto_verify verify;         /* recovery depth (tail) */
 	/* The checkpoint moves at most this often (sync mode); index files are
 	 * synced only then, since recovery rebuilds the index past the
 	 * checkpoint from the data (1000). */
 	uint32_t checkpoint_interval_ms;
 
 	/* Cleaning (DLedger's keys and defaults). */
-	uint32_t file_reserved_hours;          /* fileReservedHours (72) */
-	bool enable_disk_force_clean;          /* enableDiskForceClean (true) */
+	uint32_t file_reserved_hours;           /* fileReservedHours (72) */
+	bool enable_disk_force_clean;           /* enableDiskForceClean (true) */
 	double disk_space_ratio_to_force_clean; /* (0.85) */
-	double disk_full_ratio;                /* diskFullRatio (0.90) */
-	uint32_t disk_check_interval_ms;       /* usage re-read by appends (1000) */
-	sto_clock_fn clock;                    /* NULL: CLOCK_REALTIME */
+	double disk_full_ratio;                 /* diskFullRatio (0.90) */
+	uint32_t disk_check_interval_ms;        /* usage re-read by appends (1000) */
+	sto_clock_fn clock;                     /* NULL: CLOCK_REALTIME */
 	void *clock_ctx;
-	sto_disk_usage_fn disk_usage;          /* NULL: statvfs() */
+	sto_disk_usage_fn disk_usage; /* NULL: statvfs() */
 	void *disk_usage_ctx;
 
 	uint64_t memory_max_bytes; /* memory store: bodies held at most (1 GiB) */
@@ -144,9 +144,9 @@ struct sto_clean_result {
 struct sto_info {
 	uint64_t first_index, last_index, last_term;
 	uint64_t durable_index, synced_index, checkpoint;
-	uint32_t maps;          /* mappings held now (<= STO_MAX_MAPS) */
-	uint32_t segments;      /* data segments */
-	uint64_t disk_bytes;    /* blocks allocated by this store's files */
+	uint32_t maps;       /* mappings held now (<= STO_MAX_MAPS) */
+	uint32_t segments;   /* data segments */
+	uint64_t disk_bytes; /* blocks allocated by this store's files */
 	/* Recovery at open. */
 	uint64_t recovered_entries_verified;
 	uint64_t recovered_index_records_rewritten;
@@ -156,7 +156,7 @@ struct sto_info {
 	uint64_t appended_entries;
 	uint64_t enospc_refusals; /* appends refused for a full disk */
 	uint64_t too_big_refusals;
-	uint64_t corrupt_reads;   /* reads that found a bad checksum */
+	uint64_t corrupt_reads; /* reads that found a bad checksum */
 	uint64_t segments_deleted;
 };
 
@@ -175,7 +175,7 @@ struct sto_ops {
 	 * disk_full_ratio, or no space to preallocate; memory store: over
 	 * memory_max_bytes), DL_EIO (a write or an earlier sync failed). */
 	int (*append)(struct sto *s, uint64_t first_index, const struct sto_entry *entries,
-		      uint32_t n, struct dl_errctx *err);
+	              uint32_t n, struct dl_errctx *err);
 
 	/* Reads entry `index` into *out, verifying its checksums. A view into
 	 * the mapping when the entry is in the mapped segment (memory store:
@@ -185,7 +185,7 @@ struct sto_ops {
 	 * size), DL_ECORRUPT (bad checksum; err names file and offset),
 	 * DL_EIO. */
 	int (*read)(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-		    struct dl_errctx *err);
+	            struct dl_errctx *err);
 
 	/* First entry still stored (1 when nothing was dropped). */
 	uint64_t (*first_index)(const struct sto *s);
@@ -243,7 +243,7 @@ struct sto_ops {
 	 * never an entry above `allowed_index` (pass the committed index).
 	 * Also refreshes the disk-full state that appends check. */
 	int (*clean)(struct sto *s, uint64_t allowed_index, struct sto_clean_result *res,
-		     struct dl_errctx *err);
+	             struct dl_errctx *err);
 
 	/* Fills *info (owner thread). Not free: disk_bytes walks the member's
 	 * directory. */
@@ -261,14 +261,14 @@ struct sto_ops {
  * log or in the state file: err names the file and byte offset), DL_EIO,
  * DL_ENOMEM. */
 int sto_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-	     struct dl_errctx *err);
+             struct dl_errctx *err);
 
 /* The table of an open store, and one-line calls through it. */
 const struct sto_ops *sto_ops_of(const struct sto *s);
-int sto_append(struct sto *s, uint64_t first_index, const struct sto_entry *entries,
-	       uint32_t n, struct dl_errctx *err);
+int sto_append(struct sto *s, uint64_t first_index, const struct sto_entry *entries, uint32_t n,
+               struct dl_errctx *err);
 int sto_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-	     struct dl_errctx *err);
+             struct dl_errctx *err);
 uint64_t sto_first_index(const struct sto *s);
 uint64_t sto_last_index(const struct sto *s);
 bool sto_term_at(struct sto *s, uint64_t index, uint64_t *term);
@@ -282,7 +282,7 @@ void sto_get_state(const struct sto *s, uint64_t *term, uint32_t *vote);
 uint64_t sto_recovered_commit(const struct sto *s);
 int sto_sync(struct sto *s, struct dl_errctx *err);
 int sto_clean(struct sto *s, uint64_t allowed_index, struct sto_clean_result *res,
-	      struct dl_errctx *err);
+              struct dl_errctx *err);
 void sto_get_info(const struct sto *s, struct sto_info *info);
 void sto_close(struct sto *s);
 
@@ -297,14 +297,14 @@ struct sto_flusher_stats {
 	uint64_t file_syncs;  /* fdatasync() calls */
 	uint64_t state_syncs; /* state file replacements */
 	uint64_t max_stores_in_pass;
-	uint64_t stores;      /* registered now */
-	bool idle;            /* asleep with nothing queued */
+	uint64_t stores; /* registered now */
+	bool idle;       /* asleep with nothing queued */
 };
 
 void sto_flusher_config_defaults(struct sto_flusher_config *cfg);
 /* Starts the thread. DL_EINVAL, DL_ENOMEM, DL_EIO (thread creation). */
 int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher **out,
-		      struct dl_errctx *err);
+                      struct dl_errctx *err);
 /* Stops and frees it; every store on it must be closed first. NULL-safe. */
 void sto_flusher_stop(struct sto_flusher *fl);
 void sto_flusher_get_stats(const struct sto_flusher *fl, struct sto_flusher_stats *st);

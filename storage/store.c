@@ -57,19 +57,20 @@ static int check_config(const struct sto_config *c, struct dl_errctx *err)
 		return dl_errf(err, DL_ECONFIG, "storeBaseDir is empty");
 	if (c->segment_bytes < 4096 || c->segment_bytes % 4096 != 0 ||
 	    c->segment_bytes > (1ull << 40))
-		return dl_errf(err, DL_ECONFIG,
-			       "mappedFileSizeForEntryData %llu: a multiple of 4096 in 4 KiB..1 TiB",
-			       (unsigned long long)c->segment_bytes);
+		return dl_errf(
+		        err, DL_ECONFIG,
+		        "mappedFileSizeForEntryData %llu: a multiple of 4096 in 4 KiB..1 TiB",
+		        (unsigned long long)c->segment_bytes);
 	if (c->index_segment_bytes < 4096 || c->index_segment_bytes % STO_IDX_BYTES != 0 ||
 	    c->index_segment_bytes > (1ull << 40))
 		return dl_errf(err, DL_ECONFIG,
-			       "mappedFileSizeForEntryIndex %llu: a multiple of 32, at least 4096",
-			       (unsigned long long)c->index_segment_bytes);
+		               "mappedFileSizeForEntryIndex %llu: a multiple of 32, at least 4096",
+		               (unsigned long long)c->index_segment_bytes);
 	if (c->max_entry_bytes == 0)
 		return dl_errf(err, DL_ECONFIG, "max_entry_bytes is 0");
 	if (c->checkpoint_interval_ms > 3600000)
 		return dl_errf(err, DL_ECONFIG, "checkpoint_interval_ms %u over an hour",
-			       c->checkpoint_interval_ms);
+		               c->checkpoint_interval_ms);
 	if (c->verify != STO_VERIFY_TAIL && c->verify != STO_VERIFY_ALL)
 		return dl_errf(err, DL_ECONFIG, "verify mode %d unknown", (int)c->verify);
 	if (c->flush_mode != STO_FLUSH_SYNC && c->flush_mode != STO_FLUSH_ASYNC)
@@ -77,7 +78,7 @@ static int check_config(const struct sto_config *c, struct dl_errctx *err)
 	if (c->flush_mode == STO_FLUSH_ASYNC &&
 	    (c->flush_interval_ms == 0 || c->flush_interval_ms > 3600000))
 		return dl_errf(err, DL_ECONFIG, "flushFileIntervalMs %u not in 1..3600000",
-			       c->flush_interval_ms);
+		               c->flush_interval_ms);
 	if (!(c->disk_full_ratio > 0 && c->disk_full_ratio <= 1) ||
 	    !(c->disk_space_ratio_to_force_clean > 0 && c->disk_space_ratio_to_force_clean <= 1))
 		return dl_errf(err, DL_ECONFIG, "disk ratios must be in (0, 1]");
@@ -85,7 +86,7 @@ static int check_config(const struct sto_config *c, struct dl_errctx *err)
 }
 
 int sto_common_init(struct sto *s, const struct sto_ops *ops, const struct sto_impl *impl,
-		    const struct sto_config *cfg, struct dl_errctx *err)
+                    const struct sto_config *cfg, struct dl_errctx *err)
 {
 	int rc = check_config(cfg, err);
 	if (rc != DL_OK)
@@ -167,7 +168,7 @@ void sto_lock(struct sto *s)
 }
 
 void sto_mark_dirty_locked(struct sto *s, struct sto_file *f, uint64_t lo, uint64_t hi,
-			   bool dirsync)
+                           bool dirsync)
 {
 	STO_ASSERT(lo <= hi);
 	if (!f->dirty) {
@@ -266,7 +267,7 @@ int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl
 {
 	if (term < s->st_term)
 		return dl_errf(err, DL_EINVAL, "term goes down: %llu after %llu",
-			       (unsigned long long)term, (unsigned long long)s->st_term);
+		               (unsigned long long)term, (unsigned long long)s->st_term);
 	s->st_term = term;
 	s->st_vote = vote;
 	pthread_mutex_lock(&s->mu);
@@ -295,25 +296,25 @@ uint64_t sto_common_recovered_commit(const struct sto *s)
 }
 
 int sto_check_batch(struct sto *s, uint64_t last, uint64_t last_term, uint64_t first_index,
-		    const struct sto_entry *e, uint32_t n, uint32_t max_body, struct dl_errctx *err)
+                    const struct sto_entry *e, uint32_t n, uint32_t max_body, struct dl_errctx *err)
 {
 	if (n == 0 || n > STO_MAX_BATCH || e == NULL)
 		return dl_errf(err, DL_EINVAL, "batch of %u entries (1..%u)", n, STO_MAX_BATCH);
 	if (first_index != last + 1)
 		return dl_errf(err, DL_EINVAL, "append at %llu, expected %llu",
-			       (unsigned long long)first_index, (unsigned long long)last + 1);
+		               (unsigned long long)first_index, (unsigned long long)last + 1);
 	uint64_t term = last_term;
 	for (uint32_t i = 0; i < n; i++) {
 		if (e[i].len > max_body) {
 			atomic_fetch_add_explicit(&s->n_toobig, 1, memory_order_relaxed);
 			return dl_errf(err, DL_ETOOBIG, "entry of %u bytes, the maximum is %u",
-				       e[i].len, max_body);
+			               e[i].len, max_body);
 		}
 		if (e[i].len > 0 && e[i].data == NULL)
 			return dl_errf(err, DL_EINVAL, "entry %u has no data", i);
 		if (e[i].term < term)
 			return dl_errf(err, DL_EINVAL, "term goes down: %llu after %llu",
-				       (unsigned long long)e[i].term, (unsigned long long)term);
+			               (unsigned long long)e[i].term, (unsigned long long)term);
 		term = e[i].term;
 	}
 	return DL_OK;
@@ -323,12 +324,12 @@ int sto_check_truncate(const struct sto *s, uint64_t index, uint64_t first, stru
 {
 	if (index + 1 < first || (index + 1 == first && first > 1))
 		return dl_errf(err, DL_ECOMPACTED,
-			       "truncating after %llu would empty a log that starts at %llu",
-			       (unsigned long long)index, (unsigned long long)first);
+		               "truncating after %llu would empty a log that starts at %llu",
+		               (unsigned long long)index, (unsigned long long)first);
 	if (index < s->commit)
 		return dl_errf(err, DL_EINVAL,
-			       "truncating after %llu would remove committed entries (commit %llu)",
-			       (unsigned long long)index, (unsigned long long)s->commit);
+		               "truncating after %llu would remove committed entries (commit %llu)",
+		               (unsigned long long)index, (unsigned long long)s->commit);
 	return DL_OK;
 }
 
@@ -360,9 +361,8 @@ int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err)
 	until.tv_sec += 60;
 	int rc = DL_OK;
 	pthread_mutex_lock(&s->mu);
-	while (s->io_err == DL_OK &&
-	       (s->synced_index < last_index || s->state_pend || s->state_busy || s->queued ||
-		s->busy)) {
+	while (s->io_err == DL_OK && (s->synced_index < last_index || s->state_pend ||
+	                              s->state_busy || s->queued || s->busy)) {
 		if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
 			rc = dl_errf(err, DL_ETIMEDOUT, "%s: sync took over 60 s", s->dir);
 			break;
@@ -416,7 +416,7 @@ int sto_disk_ratio(const struct sto *s, double *ratio)
 /* ------------------------------------------------- the table, dispatched */
 
 int sto_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-	     struct dl_errctx *err)
+             struct dl_errctx *err)
 {
 	*out = NULL;
 	if (cfg == NULL)
@@ -434,13 +434,13 @@ const struct sto_ops *sto_ops_of(const struct sto *s)
 }
 
 int sto_append(struct sto *s, uint64_t first_index, const struct sto_entry *entries, uint32_t n,
-	       struct dl_errctx *err)
+               struct dl_errctx *err)
 {
 	return s->ops->append(s, first_index, entries, n, err);
 }
 
 int sto_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
-	     struct dl_errctx *err)
+             struct dl_errctx *err)
 {
 	return s->ops->read(s, index, buf, cap, out, err);
 }
@@ -506,7 +506,7 @@ int sto_sync(struct sto *s, struct dl_errctx *err)
 }
 
 int sto_clean(struct sto *s, uint64_t allowed_index, struct sto_clean_result *res,
-	      struct dl_errctx *err)
+              struct dl_errctx *err)
 {
 	return s->ops->clean(s, allowed_index, res, err);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TP_PEER_QUEUE_FRAMES 1024
 
@@ -65,6 +66,7 @@ struct tp_endpoint {
 
 	pthread_mutex_t deliver_mu;
 	bool paused;
+	_Atomic bool stopping; /* the router exits at its next receive timeout */
 
 	pthread_mutex_t peers_mu;
 	struct tp_peer *peers;
@@ -98,6 +100,82 @@ static int make_url(const char *addr, char *url, size_t cap)
 		return DL_EINVAL;
 	int w = snprintf(url, cap, "tcp://%s", addr);
 	return w > 0 && (size_t)w < cap ? 0 : DL_EINVAL;
+}
+
+/* ---- closing sockets ----------------------------------------------------------
+
+ * nng_close() can block for good on a socket that still has pipes with
+ * traffic in flight (nng issues #1219, #1813, #1827; seen here with 1.5.2 on
+ * the listening socket after a stop under load). Nothing durable depends on
+ * the close: stores are flushed and closed before the endpoint goes. So a
+ * close that does not return within CLOSE_WAIT_MS is left to finish on its
+ * own thread, logged, and the process goes on; what it holds stays reachable
+ * from `abandoned` (so leak checkers do not flag it) until the process ends. */
+#define CLOSE_WAIT_MS 2000
+
+struct closer {
+	nng_socket sock;
+	void *keep; /* what nng's callbacks may still use while it closes */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static struct closer *_Atomic abandoned[64];
+static _Atomic uint32_t n_abandoned;
+
+static void *closer_main(void *arg)
+{
+	struct closer *c = arg;
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* Returns true when the socket closed in time. */
+static bool close_bounded(nng_socket sock, const char *what, void *keep)
+{
+	struct closer *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		nng_close(sock);
+		return true;
+	}
+	c->sock = sock;
+	c->keep = keep;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, closer_main, c) != 0) {
+		nng_close(sock);
+		free(c);
+		return true;
+	}
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += CLOSE_WAIT_MS / 1000;
+	pthread_mutex_lock(&c->mu);
+	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == 0)
+		;
+	bool done = c->done;
+	pthread_mutex_unlock(&c->mu);
+	if (done) {
+		pthread_join(t, NULL);
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		return true;
+	}
+	pthread_detach(t);
+	uint32_t i = atomic_fetch_add(&n_abandoned, 1);
+	if (i < 64)
+		atomic_store(&abandoned[i], c);
+	fprintf(stderr, "transport: closing the %s socket did not finish within %d ms (nng); "
+			"left to finish in the background\n",
+		what, CLOSE_WAIT_MS);
+	return false;
 }
 
 /* ---- frames --------------------------------------------------------------- */
@@ -184,10 +262,16 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 	}
 }
 
+/* The router never has a receive pending while the socket is closed:
+ * nng (1.5 to 1.7) can deadlock in nng_close() against a concurrent
+ * nng_recvmsg() (nng issues #1813, #1827). It waits in slices of
+ * ROUTER_POLL_MS and exits on `stopping`; the socket is closed after. */
+#define ROUTER_POLL_MS 100
+
 static void *router_main(void *arg)
 {
 	struct tp_endpoint *ep = arg;
-	for (;;) {
+	while (!atomic_load_explicit(&ep->stopping, memory_order_relaxed)) {
 		nng_msg *msg;
 		int rv = nng_recvmsg(ep->sock, &msg, 0);
 		if (rv == NNG_ECLOSED)
@@ -314,6 +398,7 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 		goto err_free;
 	}
 	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
+	nng_socket_set_ms(ep->sock, NNG_OPT_RECVTIMEO, ROUTER_POLL_MS);
 	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
@@ -355,9 +440,10 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	if (ep == NULL)
 		return;
 	tp_endpoint_quiesce(ep);
-	nng_close(ep->sock);
+	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
 	if (ep->router_started)
 		pthread_join(ep->router, NULL);
+	bool closed = close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
 	ep->peers = NULL;
@@ -369,7 +455,8 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	}
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
-	free(ep);
+	if (closed)
+		free(ep); /* else nng may still call inbound_pipe_cb with it */
 }
 
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
@@ -447,10 +534,13 @@ static void peer_destroy(struct tp_peer *p)
 		p->stop = true;
 		pthread_cond_signal(&p->cv);
 		pthread_mutex_unlock(&p->mu);
-		nng_close(p->sock); /* unblocks a send in progress */
+		/* A send in progress ends within send_timeout_ms; closing the
+		 * socket under it could deadlock nng (see router_main). */
 		pthread_join(p->thread, NULL);
-	} else {
-		nng_close(p->sock);
+	}
+	if (!close_bounded(p->sock, "peer", p)) {
+		/* nng may still call outbound_pipe_cb with p: keep it. */
+		return;
 	}
 	while (p->q_count > 0) {
 		free(p->q[p->q_head].buf);

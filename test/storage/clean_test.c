@@ -20,8 +20,8 @@ TestSuite(clean, .init = th_setup, .fini = th_teardown);
 
 struct fake {
 	uint64_t now_ms;
-	double base_ratio;    /* disk use with no segment */
-	double per_segment;   /* added by each data segment on disk */
+	double base_ratio;  /* disk use with no segment */
+	double per_segment; /* added by each data segment on disk */
 	char data_dir[1024];
 };
 
@@ -114,7 +114,7 @@ Test(clean, cleaning_never_passes_the_index_the_caller_allows)
 	for (uint64_t allowed = 0; allowed <= last; allowed += 37) {
 		cr_assert_eq(sto_clean(s, allowed, &r, &err), DL_OK);
 		cr_assert_leq(sto_first_index(s), allowed > 0 ? allowed : 1,
-			      "first %" PRIu64 " allowed %" PRIu64, sto_first_index(s), allowed);
+		              "first %" PRIu64 " allowed %" PRIu64, sto_first_index(s), allowed);
 	}
 	th_check_range(s, sto_first_index(s), last, 1, 100);
 	struct sto_info info;
@@ -198,7 +198,7 @@ Test(clean, an_idle_member_costs_at_most_one_mebibyte_of_disk)
 	cr_assert_eq(sto_sync(s, &err), DL_OK);
 	sto_get_info(s, &info);
 	cr_assert_leq(info.disk_bytes, 1u << 20, "one small write: %" PRIu64 " bytes",
-		      info.disk_bytes);
+	              info.disk_bytes);
 	sto_close(s);
 }
 

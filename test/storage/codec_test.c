@@ -12,9 +12,15 @@ Test(codec, crc32c_gives_the_standard_check_value)
 
 static void sample(uint8_t out[STO_HDR_BYTES], struct sto_hdr *h)
 {
-	*h = (struct sto_hdr){.magic = STO_ENTRY_MAGIC, .version = STO_FORMAT_VERSION,
-			      .type = 1, .total_bytes = sto_entry_total(13), .body_bytes = 13,
-			      .index = 42, .term = 7, .pos = 4096, .body_crc = 0x12345678u};
+	*h = (struct sto_hdr){.magic = STO_ENTRY_MAGIC,
+	                      .version = STO_FORMAT_VERSION,
+	                      .type = 1,
+	                      .total_bytes = sto_entry_total(13),
+	                      .body_bytes = 13,
+	                      .index = 42,
+	                      .term = 7,
+	                      .pos = 4096,
+	                      .body_crc = 0x12345678u};
 	sto_hdr_encode(out, h);
 }
 

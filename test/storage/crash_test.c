@@ -17,7 +17,7 @@
 TestSuite(crash, .init = th_setup, .fini = th_teardown);
 
 #define N_ENTRIES 130u /* the last 4 KiB segment holds 3 entries */
-#define MAX_LEN 24u /* small entries: 48..72 bytes, many per 4 KiB segment */
+#define MAX_LEN   24u  /* small entries: 48..72 bytes, many per 4 KiB segment */
 
 /* The layout of the pristine log, read from its index. */
 struct layout {
@@ -35,7 +35,8 @@ static void read_layout(const char *base_dir, struct layout *L)
 		int fd = open(path, O_RDONLY);
 		cr_assert(fd >= 0, "%s", path);
 		uint8_t rec[STO_IDX_BYTES];
-		cr_assert_eq(pread(fd, rec, sizeof(rec), (off_t)(off % 4096)), (ssize_t)sizeof(rec));
+		cr_assert_eq(pread(fd, rec, sizeof(rec), (off_t)(off % 4096)),
+		             (ssize_t)sizeof(rec));
 		close(fd);
 		struct sto_idx r;
 		cr_assert(sto_idx_decode(rec, i, &r), "index record %" PRIu64, i);
@@ -47,7 +48,7 @@ static void read_layout(const char *base_dir, struct layout *L)
 
 /* Writes the pristine store under <th_dir>/pristine; commit C. */
 static void make_pristine(struct sto_config *cfg, char *pristine, size_t n, uint64_t commit,
-			  struct layout *L)
+                          struct layout *L)
 {
 	snprintf(pristine, n, "%s/pristine", th_dir);
 	th_config(cfg, STO_TYPE_MMAP, pristine);
@@ -105,8 +106,8 @@ static void reset_work(const char *pristine, char *work, size_t n)
 	th_copy_tree(pristine, work);
 }
 
-static void reopen_expect(struct sto_config *cfg, const char *work, uint64_t want,
-			  const char *what, uint64_t at)
+static void reopen_expect(struct sto_config *cfg, const char *work, uint64_t want, const char *what,
+                          uint64_t at)
 {
 	cfg->base_dir = work;
 	struct sto *s = NULL;
@@ -141,7 +142,7 @@ static void cut_file(const char *base_dir, uint64_t x, bool zero_instead)
 	int fd = open(path, O_RDWR);
 	static const uint8_t zeros[4096];
 	cr_assert_eq(pwrite(fd, zeros, 4096 - x % 4096, (off_t)(x % 4096)),
-		     (ssize_t)(4096 - x % 4096));
+	             (ssize_t)(4096 - x % 4096));
 	close(fd);
 }
 
@@ -159,7 +160,7 @@ static void cut_everywhere(bool zero_instead)
 	uint64_t first_cut = first_last - 2 < N_ENTRIES - 3 ? first_last - 2 : N_ENTRIES - 3;
 	cr_assert_gt(first_cut, N_ENTRIES - 12);
 	cr_log_info("cutting %" PRIu64 " offsets: entries %" PRIu64 "..%u",
-		    L.pos[N_ENTRIES] + L.total[N_ENTRIES] - L.pos[first_cut], first_cut, N_ENTRIES);
+	            L.pos[N_ENTRIES] + L.total[N_ENTRIES] - L.pos[first_cut], first_cut, N_ENTRIES);
 	uint64_t lo = L.pos[first_cut], hi = L.pos[N_ENTRIES] + L.total[N_ENTRIES];
 	for (uint64_t x = lo; x <= hi; x++) {
 		reset_work(pristine, work, sizeof(work));

@@ -29,11 +29,11 @@
 #include "storage/sto_internal.h"
 #include "test/storage/helpers.h"
 
-#define MAX_FILES 512
-#define MAX_NAMES 256
-#define MAX_LOG 4096
+#define MAX_FILES   512
+#define MAX_NAMES   256
+#define MAX_LOG     4096
 #define MAX_REPORTS 8192
-#define MAX_STATES 256
+#define MAX_STATES  256
 
 struct sh_file {
 	ino_t ino;
@@ -89,7 +89,8 @@ static void hook_file(void *ctx, const char *path, uint64_t lo, uint64_t hi)
 		if (hi > size)
 			hi = size;
 		if (lo < hi)
-			cr_assert_eq(pread(fd, f->data + lo, hi - lo, (off_t)lo), (ssize_t)(hi - lo));
+			cr_assert_eq(pread(fd, f->data + lo, hi - lo, (off_t)lo),
+			             (ssize_t)(hi - lo));
 	}
 	if (fd >= 0)
 		close(fd);
@@ -168,8 +169,8 @@ static uint64_t rnd(void)
 
 struct model {
 	uint64_t last, term, commit;
-	uint64_t terms[MAX_LOG + 1];     /* the log now */
-	uint8_t ever[MAX_LOG + 1][8];    /* terms ever appended at an index (small) */
+	uint64_t terms[MAX_LOG + 1];  /* the log now */
+	uint8_t ever[MAX_LOG + 1][8]; /* terms ever appended at an index (small) */
 	int never;
 	uint64_t saved_terms[MAX_STATES];
 	uint32_t saved_votes[MAX_STATES];
@@ -236,7 +237,7 @@ static void run_ops(struct sto *s, struct model *m, int steps)
 /* ------------------------------------------------------- the crash image */
 
 static void image_file(const char *dst_dir, const char *src_dir, const char *name, ino_t ino,
-		       double keep)
+                       double keep)
 {
 	char src[2048], dst[2048];
 	snprintf(src, sizeof(src), "%s/%s", src_dir, name);
@@ -264,7 +265,8 @@ static void image_file(const char *dst_dir, const char *src_dir, const char *nam
 	for (uint64_t off = 0; off < size; off += 512) {
 		uint64_t n = size - off < 512 ? size - off : 512;
 		uint8_t sec[512] = {0};
-		bool from_cache = cur != NULL && off < cur_size && (double)(rnd() % 1000) < keep * 1000;
+		bool from_cache =
+		        cur != NULL && off < cur_size && (double)(rnd() % 1000) < keep * 1000;
 		if (from_cache)
 			memcpy(sec, cur + off, n);
 		else if (f != NULL && off < f->size)
@@ -299,7 +301,7 @@ static void build_image(const char *real_base, const char *img_base, double keep
 }
 
 static void check_image(const char *img_base, const struct model *m, uint64_t max_valid,
-			bool st_reported, uint64_t st_term)
+                        bool st_reported, uint64_t st_term)
 {
 	struct sto_config cfg;
 	th_config(&cfg, STO_TYPE_MMAP, img_base);
@@ -315,12 +317,14 @@ static void check_image(const char *img_base, const struct model *m, uint64_t ma
 		struct sto_view v;
 		cr_assert_eq(sto_read(s, i, buf, sizeof(buf), &v, &err), DL_OK, "%s", err.msg);
 		if (i <= max_valid)
-			cr_assert_eq(v.term, m->terms[i], "entry %" PRIu64 " is the durable one", i);
-		cr_assert(v.term < 8 && m->ever[i][v.term], "entry %" PRIu64 " term %" PRIu64
-			  " was appended once", i, v.term);
+			cr_assert_eq(v.term, m->terms[i], "entry %" PRIu64 " is the durable one",
+			             i);
+		cr_assert(v.term < 8 && m->ever[i][v.term],
+		          "entry %" PRIu64 " term %" PRIu64 " was appended once", i, v.term);
 		uint32_t len = body_len(i, v.term);
 		th_body(i, v.term, want, len);
-		cr_assert(v.len == len && memcmp(v.data, want, len) == 0, "entry %" PRIu64 " body", i);
+		cr_assert(v.len == len && memcmp(v.data, want, len) == 0, "entry %" PRIu64 " body",
+		          i);
 	}
 	uint64_t t;
 	uint32_t vote;

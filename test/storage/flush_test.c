@@ -25,8 +25,8 @@ struct owner;
 struct tstore {
 	struct sto *s;
 	struct owner *owner;
-	uint64_t last;               /* owner thread */
-	_Atomic uint64_t durable;    /* flush thread writes */
+	uint64_t last;            /* owner thread */
+	_Atomic uint64_t durable; /* flush thread writes */
 	_Atomic uint64_t reports;
 	atomic_bool went_down;
 	atomic_bool state_seen;
@@ -99,7 +99,7 @@ static void *appender(void *arg)
 }
 
 static void many_stores(int nstores, int nthreads, int batches, enum sto_type type,
-			enum sto_flush_mode mode)
+                        enum sto_flush_mode mode)
 {
 	struct sto_flusher *fl;
 	struct sto_flusher_config fc;
@@ -141,8 +141,8 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 	struct sto_flusher_stats st;
 	sto_flusher_get_stats(fl, &st);
 	printf("%d stores: %" PRIu64 " passes, up to %" PRIu64 " stores in one pass, %" PRIu64
-		    " fdatasync calls\n",
-		    nstores, st.passes, st.max_stores_in_pass, st.file_syncs);
+	       " fdatasync calls\n",
+	       nstores, st.passes, st.max_stores_in_pass, st.file_syncs);
 	tt_assert(st.stores == (uint64_t)nstores, "registered");
 	tt_assert(st.max_stores_in_pass > 1, "passes group stores together");
 	for (int i = 0; i < nstores; i++) {
@@ -161,7 +161,8 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 	}
 }
 
-static void two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable(void)
+static void
+two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable(void)
 {
 	many_stores(256, 4, 30, STO_TYPE_MMAP, STO_FLUSH_SYNC);
 }
@@ -315,8 +316,11 @@ static void run(void (*fn)(void))
 	th_teardown();
 }
 
-#define T(name)                                                                     \
-	static void t_##name(void) { run(name); }
+#define T(name)                                                                                    \
+	static void t_##name(void)                                                                 \
+	{                                                                                          \
+		run(name);                                                                         \
+	}
 T(two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable)
 T(memory_stores_report_through_the_flush_thread_too)
 T(stores_in_async_mode_with_concurrent_appenders_report_everything)
@@ -330,13 +334,13 @@ int main(void)
 	atexit(th_teardown); /* a failed check exits: remove the directory anyway */
 	static const struct tt_test tests[] = {
 #define E(name) {#name, t_##name},
-		E(two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable)
-		E(memory_stores_report_through_the_flush_thread_too)
-		E(stores_in_async_mode_with_concurrent_appenders_report_everything)
-		E(a_saved_state_is_reported_durable_by_the_flush_thread)
-		E(async_mode_reports_at_once_and_syncs_within_the_interval)
-		E(an_idle_flush_thread_sleeps_until_woken)
-		E(a_truncation_lowers_the_durable_index_at_once_and_later_reports_follow_the_new_log)
+	        E(two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable)
+	                E(memory_stores_report_through_the_flush_thread_too) E(
+	                        stores_in_async_mode_with_concurrent_appenders_report_everything)
+	                        E(a_saved_state_is_reported_durable_by_the_flush_thread) E(
+	                                async_mode_reports_at_once_and_syncs_within_the_interval)
+	                                E(an_idle_flush_thread_sleeps_until_woken) E(
+	                                        a_truncation_lowers_the_durable_index_at_once_and_later_reports_follow_the_new_log)
 #undef E
 	};
 	return tt_run("storage-flush", tests, TT_COUNT(tests));

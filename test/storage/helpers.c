@@ -140,8 +140,7 @@ void th_body(uint64_t index, uint64_t term, uint8_t *out, uint32_t len)
 	}
 }
 
-void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term,
-		     uint32_t max_len)
+void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term, uint32_t max_len)
 {
 	static _Thread_local uint8_t bufs[16][4096];
 	struct sto_entry e[16];
@@ -152,8 +151,10 @@ void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term
 			uint32_t len = th_len(i + n, max_len);
 			TH_ASSERT(len <= sizeof(bufs[0]), "length");
 			th_body(i + n, term, bufs[n], len);
-			e[n] = (struct sto_entry){.term = term, .data = bufs[n], .len = len,
-						  .type = (uint8_t)((i + n) % 2)};
+			e[n] = (struct sto_entry){.term = term,
+			                          .data = bufs[n],
+			                          .len = len,
+			                          .type = (uint8_t)((i + n) % 2)};
 			n++;
 		}
 		struct dl_errctx err = {{0}};
@@ -163,8 +164,7 @@ void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term
 	}
 }
 
-void th_check_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term,
-		    uint32_t max_len)
+void th_check_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term, uint32_t max_len)
 {
 	static _Thread_local uint8_t want[4096], buf[4096];
 	for (uint64_t i = first; i <= last; i++) {

@@ -34,11 +34,9 @@ void th_body(uint64_t index, uint64_t term, uint8_t *out, uint32_t len);
 
 /* Appends entries first..last, term given by term_of[index] (or `term` when
  * term_of is NULL), bodies from th_body with lengths th_len(i, max_len). */
-void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term,
-		     uint32_t max_len);
+void th_append_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term, uint32_t max_len);
 /* Checks entries first..last read back with term `term` and th_body. */
-void th_check_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term,
-		    uint32_t max_len);
+void th_check_range(struct sto *s, uint64_t first, uint64_t last, uint64_t term, uint32_t max_len);
 
 /* Path of the data segment starting at log offset `base`. */
 void th_seg_path(const char *base_dir, uint64_t base, char *out, size_t n);
@@ -47,6 +45,6 @@ uint64_t th_file_size(const char *path);
 void th_flip_bit(const char *path, uint64_t off, int bit);
 
 #define TH_GROUP "g0"
-#define TH_SELF "n1"
+#define TH_SELF  "n1"
 
 #endif

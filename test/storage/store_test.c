@@ -11,10 +11,16 @@
 TestSuite(store_mmap, .init = th_setup, .fini = th_teardown);
 TestSuite(store_memory, .init = th_setup, .fini = th_teardown);
 
-#define BOTH(name)                                                                  \
-	static void name##_body(enum sto_type type);                               \
-	Test(store_mmap, name) { name##_body(STO_TYPE_MMAP); }                     \
-	Test(store_memory, name) { name##_body(STO_TYPE_MEMORY); }                 \
+#define BOTH(name)                                                                                 \
+	static void name##_body(enum sto_type type);                                               \
+	Test(store_mmap, name)                                                                     \
+	{                                                                                          \
+		name##_body(STO_TYPE_MMAP);                                                        \
+	}                                                                                          \
+	Test(store_memory, name)                                                                   \
+	{                                                                                          \
+		name##_body(STO_TYPE_MEMORY);                                                      \
+	}                                                                                          \
 	static void name##_body(enum sto_type type)
 
 static struct sto *open_type(enum sto_type type)
@@ -66,7 +72,8 @@ BOTH(terms_must_not_go_down)
 {
 	struct sto *s = open_type(type);
 	th_append_range(s, 1, 3, 5, 10);
-	struct sto_entry e[2] = {{.term = 5, .data = "a", .len = 1}, {.term = 4, .data = "b", .len = 1}};
+	struct sto_entry e[2] = {{.term = 5, .data = "a", .len = 1},
+	                         {.term = 4, .data = "b", .len = 1}};
 	struct dl_errctx err;
 	cr_assert_eq(sto_append(s, 4, e, 2, &err), DL_EINVAL);
 	cr_assert_eq(sto_last_index(s), 3, "nothing of a refused batch is appended");
@@ -77,7 +84,8 @@ BOTH(an_oversized_entry_is_refused_as_too_big_and_nothing_of_its_batch_stays)
 {
 	struct sto *s = open_type(type);
 	static uint8_t big[2048];
-	struct sto_entry e[2] = {{.term = 1, .data = "a", .len = 1}, {.term = 1, .data = big, .len = sizeof(big)}};
+	struct sto_entry e[2] = {{.term = 1, .data = "a", .len = 1},
+	                         {.term = 1, .data = big, .len = sizeof(big)}};
 	struct dl_errctx err;
 	cr_assert_eq(sto_append(s, 1, e, 2, &err), DL_ETOOBIG);
 	cr_assert_eq(sto_last_index(s), 0);
@@ -176,7 +184,7 @@ BOTH(dropping_a_prefix_keeps_the_entry_it_was_given_and_everything_after)
 	struct sto_view v;
 	cr_assert_eq(sto_read(s, first - 1, buf, sizeof(buf), &v, &err), DL_ECOMPACTED);
 	cr_assert_eq(sto_truncate_after(s, first - 1, &err), DL_ECOMPACTED,
-		     "a compacted log is never truncated to empty");
+	             "a compacted log is never truncated to empty");
 	sto_close(s);
 }
 
