@@ -882,17 +882,22 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 static void timeout_detail(struct dl_client *c, struct op *op)
 {
 	uint32_t ms = c->o.timeout_ms;
-	const char *who = op->id[0] ? op->id : op->addr;
+	char who[TP_NAME_MAX + TP_ADDR_MAX + 8];
+	if (op->id[0])
+		snprintf(who, sizeof(who), "%s at %s", op->id, op->addr);
+	else
+		snprintf(who, sizeof(who), "%s", op->addr);
+	bool waiting = op->state == OP_BACKOFF || (op->state == OP_PARKED && !op->conn->up);
 	if (op->state == OP_SENT)
-		detailf(op->detail, "no answer from %s at %s within %u ms", who, op->addr, ms);
+		detailf(op->detail, "no answer from %s within %u ms", who, ms);
 	else if (op->state == OP_PARKED && op->conn->up)
-		detailf(op->detail, "no answer from %s at %s within %u ms (queued behind %u requests)",
-			who, op->addr, ms, op->conn->n_sent);
+		detailf(op->detail, "no answer from %s within %u ms (queued behind %u requests)",
+			who, ms, op->conn->n_sent);
+	else if (waiting && !op->pinned && op->last[0])
+		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s)",
+			op->kind == OP_APPEND ? "leader" : "member", c->group, ms, op->last);
 	else if (op->state == OP_PARKED)
-		detailf(op->detail, "cannot connect to %s at %s within %u ms", who, op->addr, ms);
-	else if (op->kind == OP_APPEND && op->last[0])
-		detailf(op->detail, "no leader of group %s answered within %u ms (last: %s)",
-			c->group, ms, op->last);
+		detailf(op->detail, "cannot connect to %s within %u ms", who, ms);
 	else if (op->last[0])
 		detailf(op->detail, "no answer within %u ms (last: %s)", ms, op->last);
 	else
@@ -912,10 +917,17 @@ static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct co
 		rc = transmit(c, op, now);
 	} else if (op->state == OP_PARKED && !op->conn->up && now >= op->wake_ns) {
 		op->conn->failed = true;
-		if (op->pinned)
-			op->wake_ns = op->deadline_ns;
-		else
+		if (op->pinned) { /* no one else to ask */
+			if (op->id[0])
+				detailf(op->detail, "cannot connect to %s at %s within %u ms",
+					op->id, op->addr, c->o.connect_timeout_ms);
+			else
+				detailf(op->detail, "cannot connect to %s within %u ms", op->addr,
+					c->o.connect_timeout_ms);
+			rc = DL_ETIMEDOUT;
+		} else {
 			rc = retry_later(c, op, now, "cannot connect");
+		}
 	}
 	if (rc == 0)
 		return false;
@@ -1324,7 +1336,7 @@ int dl_client_append(struct dl_client *c, const void *data, size_t len, uint64_t
 
 /* Hands the entries of one get reply to `fn`; advances *next. */
 static int get_deliver(const struct tp_hdr *h, uint64_t *next, uint64_t to,
-		       struct raft_entry *ents, uint32_t cap, dl_client_entry_fn fn, void *arg,
+		       struct raft_entry *ents, uint32_t cap, dl_client_read_fn fn, void *arg,
 		       bool *end, struct dl_errctx *err)
 {
 	struct tp_get_resp r;
@@ -1338,7 +1350,10 @@ static int get_deliver(const struct tp_hdr *h, uint64_t *next, uint64_t to,
 			       (unsigned long long)r.first_index, r.n,
 			       (unsigned long long)*next, (unsigned long long)to);
 	for (uint32_t i = 0; i < r.n; i++) {
-		rc = fn(arg, *next + i, ents[i].term, ents[i].data, ents[i].len);
+		struct dl_client_entry e = {.index = *next + i, .term = ents[i].term,
+					    .type = ents[i].type, .data = ents[i].data,
+					    .len = ents[i].len};
+		rc = fn(arg, &e);
 		if (rc != 0)
 			return rc;
 	}
@@ -1347,8 +1362,8 @@ static int get_deliver(const struct tp_hdr *h, uint64_t *next, uint64_t to,
 	return 0;
 }
 
-int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
-		  dl_client_entry_fn fn, void *arg, struct dl_errctx *err)
+int dl_client_read(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
+		   dl_client_read_fn fn, void *arg, struct dl_errctx *err)
 {
 	if (c == NULL || fn == NULL)
 		return dl_errf(err, DL_EINVAL, "no client or no callback");
@@ -1378,6 +1393,26 @@ int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *
 	}
 	free(ents);
 	return rc;
+}
+
+struct get_adapter {
+	dl_client_entry_fn fn;
+	void *arg;
+};
+
+static int get_adapt(void *arg, const struct dl_client_entry *e)
+{
+	const struct get_adapter *ga = arg;
+	return ga->fn(ga->arg, e->index, e->term, e->data, e->len);
+}
+
+int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
+		  dl_client_entry_fn fn, void *arg, struct dl_errctx *err)
+{
+	if (fn == NULL)
+		return dl_errf(err, DL_EINVAL, "no callback");
+	struct get_adapter ga = {.fn = fn, .arg = arg};
+	return dl_client_read(c, index, to, member, get_adapt, &ga, err);
 }
 
 int dl_client_metadata(struct dl_client *c, const char *member, struct tp_group_meta *out,

@@ -29,8 +29,10 @@
  * backoff (backoff_min_ms doubling up to backoff_max_ms) until the request's
  * timeout (DL_ETIMEDOUT). A member that is shutting down (DL_ECLOSED) or whose
  * connection is lost or cannot be made within connect_timeout_ms is skipped
- * the same way. Because of these retries an append whose answer was lost can
- * be stored twice (at-least-once, as any Raft client without sessions).
+ * the same way; a request bound to one member or address (a read with
+ * `member`, node metadata) fails then with DL_ETIMEDOUT. Because of these
+ * retries an append whose answer was lost can be stored twice (at-least-once,
+ * as any Raft client without sessions).
  *
  * Threads: per connection one receiver thread; per client one timer thread
  * (deadlines, backoff, connect timeouts). All state is guarded by one mutex
@@ -128,7 +130,8 @@ int dl_client_append_batch(struct dl_client *c, const struct dl_client_buf *entr
 
 /* ---- read ------------------------------------------------------------------- */
 
-/* Called per entry, in index order. `data` is valid during the call. A
+/* Called per entry, in index order, no-op entries included (see
+ * dl_client_read() to tell them apart). `data` is valid during the call. A
  * non-zero return stops the read, and dl_client_get() returns that value. */
 typedef int (*dl_client_entry_fn)(void *arg, uint64_t index, uint64_t term, const void *data,
 				  size_t len);
@@ -143,6 +146,22 @@ typedef int (*dl_client_entry_fn)(void *arg, uint64_t index, uint64_t term, cons
  * or member), DL_ETIMEDOUT, DL_EINVAL. */
 int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
 		  dl_client_entry_fn fn, void *arg, struct dl_errctx *err);
+
+/* One committed entry as read. `data` is valid during the callback only. */
+struct dl_client_entry {
+	uint64_t index;
+	uint64_t term;
+	uint8_t type; /* enum raft_entry_type: RAFT_ENTRY_NORMAL, or RAFT_ENTRY_NOOP
+			 (empty, appended by each new leader) */
+	const void *data;
+	size_t len;
+};
+typedef int (*dl_client_read_fn)(void *arg, const struct dl_client_entry *e);
+
+/* dl_client_get() with the entry's type: the same reads, errors and stop
+ * rule, one struct per entry. */
+int dl_client_read(struct dl_client *c, uint64_t index, uint64_t to, const char *member,
+		   dl_client_read_fn fn, void *arg, struct dl_errctx *err);
 
 /* ---- metadata ------------------------------------------------------------------ */
 

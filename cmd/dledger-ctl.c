@@ -43,6 +43,7 @@ static void fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 static void fail_msg(const char *fmt, ...)
 {
 	va_list ap;
+	fflush(stdout); /* keep the order of output and errors on a terminal */
 	fprintf(stderr, "dledger-ctl: %s: ", g_cmd);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -220,6 +221,8 @@ static const char append_usage[] =
 	"  --max-hops N     leader redirects followed per request (default 3)\n"
 	"  --help           this text\n"
 	"\n"
+	"After a failed request no more input is read; what was already sent is\n"
+	"still printed in order, and the first error goes to stderr.\n"
 	"Exit status: 0 all appended, 1 an append failed, 2 usage error.\n";
 
 struct append_args {
@@ -359,8 +362,7 @@ static void drain(struct pipeline *p, bool all)
 		if (b->code == 0) {
 			for (uint32_t i = 0; i < b->n; i++)
 				printf("%" PRIu64 " %" PRIu64 "\n", b->first_index + i, b->term);
-		} else {
-			fflush(stdout);
+		} else if (!p->failed) { /* one error line: the first failure */
 			fail_msg("%s", b->detail[0] ? b->detail : dl_strerror(b->code));
 			p->failed = true;
 		}
@@ -456,7 +458,8 @@ static int submit_batch(struct dl_client *c, struct pipeline *p, struct filling 
 	if (rc != 0) {
 		pthread_mutex_lock(&p->mu);
 		b->code = rc;
-		snprintf(b->detail, sizeof(b->detail), "%s", err.msg[0] ? err.msg : dl_strerror(rc));
+		snprintf(b->detail, sizeof(b->detail), "%s",
+			 err.msg[0] ? err.msg : dl_strerror(rc));
 		b->done = true;
 		p->stop = true;
 		pthread_mutex_unlock(&p->mu);
@@ -591,7 +594,8 @@ static const char get_usage[] =
 	"Writes the bodies of the committed entries N..N2 (default N2 = N) to stdout.\n"
 	"Without --lines the bodies are written back to back, exactly as stored (for\n"
 	"one entry: just its body). With --lines each body is followed by a newline,\n"
-	"so entries appended from stdin lines come back as those lines.\n"
+	"so entries appended from stdin lines come back as those lines. The empty\n"
+	"no-op entries that each new leader appends are skipped.\n"
 	"\n"
 	"  --peers PEERS    the group's members: id-host:port;id-host:port;...\n"
 	"  --group G        the group\n"
@@ -630,12 +634,12 @@ static int get_opt(void *ctx, int id, const char *arg)
 	}
 }
 
-static int write_entry(void *arg, uint64_t index, uint64_t term, const void *data, size_t len)
+static int write_entry(void *arg, const struct dl_client_entry *e)
 {
 	const struct get_args *g = arg;
-	(void)index;
-	(void)term;
-	if (len > 0 && fwrite(data, 1, len, stdout) != len)
+	if (e->type != RAFT_ENTRY_NORMAL)
+		return 0; /* a new leader's no-op: not a client's entry */
+	if (e->len > 0 && fwrite(e->data, 1, e->len, stdout) != e->len)
 		return DL_EIO;
 	if (g->lines && putchar('\n') == EOF)
 		return DL_EIO;
@@ -686,7 +690,7 @@ static int cmd_get(int argc, char **argv)
 		}
 	}
 	struct dl_errctx err = {{0}};
-	rc = dl_client_get(c, g.index, g.to, co.member, write_entry, &g, &err);
+	rc = dl_client_read(c, g.index, g.to, co.member, write_entry, &g, &err);
 	if (fflush(stdout) != 0 && rc == 0)
 		rc = DL_EIO;
 	dl_client_close(c);

@@ -75,9 +75,13 @@ struct raft {
 	 * log in the current term, and the match last reported to it. */
 	uint64_t leader_match;
 	uint64_t acked_match;
+	uint64_t hb_acked_match; /* match in the last heartbeat answer */
+	bool hb_acked_want;      /* want_lead in it */
+	bool hb_skipped;         /* the last heartbeat went unanswered */
 
 	uint32_t election_elapsed;
 	uint32_t heartbeat_elapsed;
+	uint64_t now_ticks; /* the caller's clock, 0 when it gives none */
 	uint32_t randomized_timeout;
 	uint64_t rng;
 
@@ -751,11 +755,21 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 		c = r->last_index;
 	if (c > r->commit)
 		r->commit = c;
+	uint64_t match = r->durable < r->leader_match ? r->durable : r->leader_match;
+	bool want = r->cfg.preferred_id == r->cfg.self && r->takeover_backoff_ticks == 0;
+	if (r->cfg.thin_heartbeat_acks && !r->hb_skipped && match == r->hb_acked_match &&
+	    want == r->hb_acked_want) {
+		r->hb_skipped = true; /* nothing new: answer the next one */
+		return;
+	}
 	struct raft_message *out = msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
 	if (out == NULL)
 		return;
-	out->heartbeat_resp.match_index = r->durable < r->leader_match ? r->durable : r->leader_match;
-	out->heartbeat_resp.want_lead = r->cfg.preferred_id == r->cfg.self && r->takeover_backoff_ticks == 0;
+	out->heartbeat_resp.match_index = match;
+	out->heartbeat_resp.want_lead = want;
+	r->hb_skipped = false;
+	r->hb_acked_match = match;
+	r->hb_acked_want = want;
 }
 
 /* ---- votes -------------------------------------------------------------- */
@@ -976,7 +990,13 @@ static void tick_leader(struct raft *r)
 			inflight_reset(pr);
 		}
 	}
-	if (++r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
+	bool beat;
+	if (r->now_ticks != 0) {
+		beat = r->now_ticks % r->cfg.heartbeat_ticks == 0;
+	} else {
+		beat = ++r->heartbeat_elapsed >= r->cfg.heartbeat_ticks;
+	}
+	if (beat) {
 		r->heartbeat_elapsed = 0;
 		bcast_heartbeat(r);
 		maybe_transfer_to_preferred(r);
@@ -1092,6 +1112,8 @@ static bool config_is_valid(const struct raft_config *cfg)
 		return false;
 	if (cfg->election_ticks < 2 || cfg->heartbeat_ticks == 0 ||
 	    cfg->heartbeat_ticks >= cfg->election_ticks)
+		return false;
+	if (cfg->thin_heartbeat_acks && cfg->election_ticks < 3 * cfg->heartbeat_ticks)
 		return false;
 	if (cfg->max_append_entries == 0 || cfg->max_append_bytes == 0 ||
 	    cfg->max_inflight_msgs == 0 || cfg->max_inflight_bytes == 0 ||
@@ -1212,6 +1234,7 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 		u->propose_rc = RAFT_EBUSY;
 		break;
 	case RAFT_EV_TICK:
+		r->now_ticks = ev->tick.now;
 		tick(r);
 		break;
 	case RAFT_EV_MESSAGE:
@@ -1299,7 +1322,9 @@ void raft_get_status(const struct raft *r, struct raft_status *st)
 uint32_t raft_ticks_until_due(const struct raft *r)
 {
 	uint32_t due;
-	if (r->role == RAFT_LEADER) {
+	if (r->role == RAFT_LEADER && r->now_ticks != 0) {
+		due = r->cfg.heartbeat_ticks - (uint32_t)(r->now_ticks % r->cfg.heartbeat_ticks);
+	} else if (r->role == RAFT_LEADER) {
 		due = r->cfg.heartbeat_ticks - r->heartbeat_elapsed;
 	} else if (r->cfg.fixed_leader != 0) {
 		due = UINT32_MAX;

@@ -175,6 +175,11 @@ struct raft_config {
 	uint32_t max_inflight_msgs;   /* per follower, replicate state */
 	uint64_t max_inflight_bytes;  /* per follower, replicate state */
 	uint32_t max_outbox;          /* messages per update; more are dropped */
+	/* Idle groups: a follower answers only every other heartbeat while
+	 * its answer would not change (the leader still hears from it at
+	 * least once per two heartbeats, which check-quorum tolerates when
+	 * election_ticks >= 3 * heartbeat_ticks; required then). */
+	bool thin_heartbeat_acks;
 	uint64_t seed;                /* for randomized election timeouts */
 };
 
@@ -203,6 +208,13 @@ enum raft_event_type {
 struct raft_event {
 	uint8_t type; /* enum raft_event_type */
 	union {
+		/* RAFT_EV_TICK: the caller's tick count (0: not given). When
+		 * given, a leader sends heartbeats on the ticks divisible by
+		 * heartbeat_ticks, so the heartbeats of all groups that share a
+		 * clock leave together (and coalesce on the wire). */
+		struct {
+			uint64_t now;
+		} tick;
 		const struct raft_message *msg;
 		/* The core sets each entry's term; bodies stay borrowed. */
 		struct {

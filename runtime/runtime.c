@@ -28,6 +28,7 @@
 #define RT_DRAIN_MAX 4096          /* mails per loop pass before ticking */
 #define RT_PUBLISH_INTERVAL_NS 10000000ull /* at most this often while busy */
 #define RT_MAX_PROPOSE STO_MAX_BATCH
+#define RT_TICKS_PER_HEARTBEAT 10
 
 enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
 
@@ -792,12 +793,14 @@ static void run_ticks(struct rt_actor *a, uint64_t now)
 		return;
 	uint64_t k = (now - a->last_tick_ns) / a->tick_ns;
 	a->last_tick_ns += k * a->tick_ns;
+	uint64_t grid = a->last_tick_ns / a->tick_ns; /* the node-wide tick count */
 	if (k > a->max_catchup_ticks) /* a long stall: do not replay it all */
 		k = a->max_catchup_ticks;
-	struct raft_event ev = {.type = RAFT_EV_TICK};
 	struct raft_update u;
-	for (uint64_t i = 0; i < k && !a->failed; i++)
+	for (uint64_t i = 0; i < k && !a->failed; i++) {
+		struct raft_event ev = {.type = RAFT_EV_TICK, .tick = {.now = grid - k + 1 + i}};
 		step(a, &ev, &u);
+	}
 }
 
 static void maybe_clean(struct rt_actor *a, uint64_t now)
@@ -979,16 +982,22 @@ static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struc
 	rc_cfg.n_members = mc->n_peers;
 	for (uint32_t i = 0; i < mc->n_peers; i++)
 		rc_cfg.members[i] = i + 1;
-	rc_cfg.heartbeat_ticks = 2;
-	a->tick_ns = (uint64_t)mc->heartbeat_ms * 1000000ull / 2;
+	/* Ten ticks per heartbeat: an idle member wakes only when a tick
+	 * matters (raft_ticks_until_due), so fine ticks cost nothing, and they
+	 * spread the randomized election timeouts over many distinct values.
+	 * With two ticks per heartbeat, two followers of a dead leader drew the
+	 * same timeout one time in ten and split the vote. */
+	rc_cfg.heartbeat_ticks = RT_TICKS_PER_HEARTBEAT;
+	a->tick_ns = (uint64_t)mc->heartbeat_ms * 1000000ull / RT_TICKS_PER_HEARTBEAT;
 	uint64_t et = (uint64_t)mc->election_ms * 1000000ull / a->tick_ns;
-	rc_cfg.election_ticks = et < 3 ? 3 : (uint32_t)et;
+	rc_cfg.election_ticks = et <= RT_TICKS_PER_HEARTBEAT ? RT_TICKS_PER_HEARTBEAT + 1 : (uint32_t)et;
 	a->max_catchup_ticks = 4ull * rc_cfg.election_ticks;
 	rc_cfg.preferred_id = mc->preferred_id[0] ? member_rid(a, mc->preferred_id) : 0;
 	rc_cfg.fixed_leader = mc->fixed_leader_id[0] ? member_rid(a, mc->fixed_leader_id) : 0;
 	rc_cfg.max_append_entries = mc->max_append_entries;
 	rc_cfg.max_append_bytes = mc->max_append_bytes;
 	rc_cfg.max_inflight_msgs = mc->max_inflight_msgs;
+	rc_cfg.thin_heartbeat_acks = rc_cfg.election_ticks >= 3 * rc_cfg.heartbeat_ticks;
 	rc_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
 	a->log_ops = (struct raft_log_ops){log_term_at, log_entry_bytes};
 	if (raft_new(&rc_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK) {

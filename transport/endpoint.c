@@ -266,7 +266,7 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
  * nng (1.5 to 1.7) can deadlock in nng_close() against a concurrent
  * nng_recvmsg() (nng issues #1813, #1827). It waits in slices of
  * ROUTER_POLL_MS and exits on `stopping`; the socket is closed after. */
-#define ROUTER_POLL_MS 100
+#define ROUTER_POLL_MS 1000
 
 static void *router_main(void *arg)
 {
@@ -441,8 +441,27 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		return;
 	tp_endpoint_quiesce(ep);
 	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
+	/* Wake the router now rather than at its next receive timeout: one
+	 * empty frame from a throw-away connection (the router counts it as a
+	 * decode error, which no longer matters). */
+	nng_socket wake;
+	bool woke = false;
+	char url[TP_ADDR_MAX + 16];
+	if (ep->router_started && make_url(ep->listen_addr, url, sizeof(url)) == 0 &&
+	    nng_req0_open_raw(&wake) == 0) {
+		nng_msg *m;
+		nng_socket_set_ms(wake, NNG_OPT_SENDTIMEO, 500);
+		if (nng_dial(wake, url, NULL, 0) == 0 && nng_msg_alloc(&m, 0) == 0) {
+			nng_msg_header_append_u32(m, 0x80000000u);
+			if (nng_sendmsg(wake, m, 0) != 0)
+				nng_msg_free(m);
+		}
+		woke = true;
+	}
 	if (ep->router_started)
 		pthread_join(ep->router, NULL);
+	if (woke)
+		close_bounded(wake, "wake-up", NULL);
 	bool closed = close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;

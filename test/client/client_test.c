@@ -6,7 +6,10 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +343,38 @@ static void read_back(struct dl_client *c, const char *member)
 	free(co.bodies);
 }
 
+struct kinds {
+	uint64_t next, normal, noop;
+};
+
+static int kinds_cb(void *arg, const struct dl_client_entry *e)
+{
+	struct kinds *k = arg;
+	tt_assert(e->index == k->next);
+	k->next++;
+	if (e->type == RAFT_ENTRY_NOOP) {
+		tt_assert(e->len == 0);
+		k->noop++;
+	} else {
+		tt_assert(e->type == RAFT_ENTRY_NORMAL);
+		k->normal++;
+	}
+	return 0;
+}
+
+static void read_tells_noop_entries_apart(void)
+{
+	struct dl_client *c = open_client(2, "g0", NULL);
+	struct kinds k = {.next = 1};
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_read(c, 1, g_last, NULL, kinds_cb, &k, &err);
+	tt_assert(rc == 0, "%s", err.msg);
+	tt_assert(k.noop >= 1, "no no-op entry in 1..%llu", (unsigned long long)g_last);
+	tt_assert(k.normal >= MANY + 2, "%llu normal entries", (unsigned long long)k.normal);
+	tt_assert(k.noop + k.normal == g_last);
+	dl_client_close(c);
+}
+
 static void get_from_a_follower_returns_the_same_bodies(void)
 {
 	tt_assert(g_last > 0, "needs the previous test");
@@ -579,12 +614,143 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	free(m);
 }
 
+/* ---- fake nodes: answer every request with DL_ENOTLEADER ----------------------------- */
+
+struct fake {
+	nng_socket s;
+	pthread_t t;
+	atomic_bool stop;
+	atomic_uint hits;
+	char self[16];
+	char addr[32];
+	char leader[16]; /* whom it names as leader ("" for none) */
+	char leader_addr[32];
+};
+
+static void fake_reply(struct fake *f, nng_msg *req)
+{
+	const uint8_t *buf = nng_msg_body(req);
+	size_t len = nng_msg_len(req), off = 0;
+	struct tp_hdr h;
+	tt_assert(tp_frame_begin(buf, len, &off) == 0 && tp_frame_next(buf, len, &off, &h) == 0);
+	tt_assert(h.type == TP_APPEND && strcmp(h.target, f->self) == 0, "type %u target %s",
+		  h.type, h.target);
+	struct tp_error e = {.code = DL_ENOTLEADER};
+	snprintf(e.message, sizeof(e.message), "not leader");
+	snprintf(e.leader, sizeof(e.leader), "%s", f->leader);
+	snprintf(e.leader_addr, sizeof(e.leader_addr), "%s", f->leader_addr);
+	struct tp_addr a = {.group = h.group, .target = "", .sender = f->self,
+			    .request_id = h.request_id};
+	struct tp_fb fb;
+	tp_fb_init(&fb, 4096);
+	tt_assert(tp_fb_add_error(&fb, &a, &e) == 0);
+	nng_msg *m;
+	tt_assert(nng_msg_alloc(&m, 0) == 0);
+	nng_msg_header_append(m, nng_msg_header(req), nng_msg_header_len(req));
+	nng_msg_append(m, fb.buf, fb.len);
+	if (nng_sendmsg(f->s, m, 0) != 0)
+		nng_msg_free(m);
+	tp_fb_free(&fb);
+	atomic_fetch_add_explicit(&f->hits, 1, memory_order_relaxed);
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	while (!atomic_load_explicit(&f->stop, memory_order_relaxed)) {
+		nng_msg *m;
+		if (nng_recvmsg(f->s, &m, 0) != 0)
+			continue;
+		fake_reply(f, m);
+		nng_msg_free(m);
+	}
+	return NULL;
+}
+
+static void fake_start(struct fake *f, const char *self)
+{
+	snprintf(f->self, sizeof(f->self), "%s", self);
+	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", free_port());
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://%s", f->addr);
+	tt_assert(nng_rep0_open_raw(&f->s) == 0);
+	nng_socket_set_ms(f->s, NNG_OPT_RECVTIMEO, 50);
+	tt_assert(nng_listen(f->s, url, NULL, 0) == 0, "listen %s", url);
+	tt_assert(pthread_create(&f->t, NULL, fake_main, f) == 0);
+}
+
+/* The receiver stops before its socket closes (nng 1.5: a receive racing
+ * a close can hang). */
+static void fake_stop(struct fake *f)
+{
+	atomic_store_explicit(&f->stop, true, memory_order_relaxed);
+	pthread_join(f->t, NULL);
+	nng_close(f->s);
+}
+
+static void redirects_stop_after_the_hop_limit(void)
+{
+	static struct fake f[2]; /* each names the other as leader */
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	snprintf(f[0].leader, sizeof(f[0].leader), "f1");
+	snprintf(f[1].leader, sizeof(f[1].leader), "f0");
+	/* f1 is named by id (found in peers); f0 by an address only. */
+	snprintf(f[1].leader_addr, sizeof(f[1].leader_addr), "%s", f[0].addr);
+	char peers[128];
+	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
+	struct dl_client_opts o = {.max_hops = 3};
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	tt_assert(rc == DL_ENOTLEADER, "%s (%s)", dl_strerror(rc), err.msg);
+	char want[128];
+	snprintf(want, sizeof(want), "not leader after 3 hops (last tried f1 at %s)", f[1].addr);
+	tt_assert(strcmp(err.msg, want) == 0, "detail '%s'", err.msg);
+	unsigned hits = atomic_load(&f[0].hits) + atomic_load(&f[1].hits);
+	tt_assert(hits == 4, "%u requests for 3 hops", hits);
+	dl_client_close(c);
+	fake_stop(&f[0]);
+	fake_stop(&f[1]);
+}
+
+static void no_leader_known_tries_members_until_the_timeout(void)
+{
+	static struct fake f[2]; /* both know no leader */
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	char peers[128];
+	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
+	struct dl_client_opts o = {.timeout_ms = 400, .backoff_max_ms = 50};
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
+	uint64_t t0 = now_ms();
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	uint64_t took = now_ms() - t0;
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(strstr(err.msg, "no leader of group g9 reachable within 400 ms (last: f") != NULL,
+		  "detail '%s'", err.msg);
+	tt_assert(took >= 350 && took < 2000, "took %llu ms", (unsigned long long)took);
+	unsigned h0 = atomic_load(&f[0].hits), h1 = atomic_load(&f[1].hits);
+	tt_assert(h0 >= 2 && h1 >= 2, "tries %u and %u", h0, h1);
+	tt_assert(h0 + h1 < 100, "%u tries: the backoff is not working", h0 + h1);
+	dl_client_close(c);
+	fake_stop(&f[0]);
+	fake_stop(&f[1]);
+}
+
 static const struct tt_test tt_tests[] = {
+	{"redirects_stop_after_the_hop_limit", redirects_stop_after_the_hop_limit},
+	{"no_leader_known_tries_members_until_the_timeout",
+	 no_leader_known_tries_members_until_the_timeout},
 	{"redirect_from_follower_reaches_the_leader", redirect_from_follower_reaches_the_leader},
 	{"thousand_appends_64_in_flight_get_contiguous_indexes",
 	 thousand_appends_64_in_flight_get_contiguous_indexes},
 	{"get_from_a_follower_returns_the_same_bodies",
 	 get_from_a_follower_returns_the_same_bodies},
+	{"read_tells_noop_entries_apart", read_tells_noop_entries_apart},
 	{"get_beyond_commit_is_not_committed", get_beyond_commit_is_not_committed},
 	{"unknown_group_is_not_found", unknown_group_is_not_found},
 	{"node_metadata_lists_every_group", node_metadata_lists_every_group},
@@ -595,11 +761,24 @@ static const struct tt_test tt_tests[] = {
 	 appends_fail_over_when_the_leaders_node_stops},
 };
 
+/* Also when a check fails (tt_assert exits): no store left in /tmp. */
+static void remove_dir(void)
+{
+	if (cl.dir[0] == '\0')
+		return;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", cl.dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", cl.dir);
+	cl.dir[0] = '\0';
+}
+
 int main(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
 	snprintf(cl.dir, sizeof(cl.dir), "/tmp/dl-client-XXXXXX");
 	tt_assert(mkdtemp(cl.dir) != NULL);
+	atexit(remove_dir);
 	for (uint32_t k = 0; k < NODES; k++)
 		snprintf(cl.addr[k], sizeof(cl.addr[k]), "127.0.0.1:%u", free_port());
 	for (uint32_t k = 0; k < NODES; k++)
@@ -607,8 +786,6 @@ int main(void)
 	int rc = tt_run("client", tt_tests, TT_COUNT(tt_tests));
 	for (uint32_t k = 0; k < NODES; k++)
 		rt_node_stop(cl.node[k]);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", cl.dir);
-	tt_assert(system(cmd) == 0);
+	remove_dir();
 	return rc;
 }
