@@ -616,20 +616,42 @@ static void garbage_is_counted_and_the_node_keeps_serving(void)
 		if (nng_sendmsg(s, m, 0) != 0)
 			nng_msg_free(m);
 	}
-	/* Well-formed frames for a group that does not exist. */
-	struct tp_fb fb;
-	tp_fb_init(&fb, 0);
-	struct tp_addr a = {.group = "nosuchgroup", .target = "x0", .sender = "", .request_id = 1};
-	struct tp_get g = {.index = 1, .to = 1};
-	tt_assert(tp_fb_add_get(&fb, &a, &g) == 0);
-	for (int i = 0; i < 10; i++) {
+	/* Well-formed requests for a group that does not exist: each gets an
+	 * error answer; waiting for the last one's answer makes sure the node
+	 * has read everything sent before it (nng keeps order on a pipe). */
+	bool answered = false;
+	for (uint64_t id = 1; id <= 10; id++) {
+		struct tp_fb fb;
+		tp_fb_init(&fb, 0);
+		struct tp_addr a = {.group = "nosuchgroup", .target = "x0", .sender = "", .request_id = id};
+		struct tp_get g = {.index = 1, .to = 1};
+		tt_assert(tp_fb_add_get(&fb, &a, &g) == 0);
 		nng_msg *m;
 		nng_msg_alloc(&m, 0);
-		nng_msg_header_append_u32(m, 0x80000000u | (uint32_t)(5000 + i));
+		nng_msg_header_append_u32(m, 0x80000000u | (uint32_t)(5000 + id));
 		nng_msg_append(m, fb.buf, fb.len);
-		nng_sendmsg(s, m, 0);
+		if (nng_sendmsg(s, m, 0) != 0)
+			nng_msg_free(m);
+		tp_fb_free(&fb);
 	}
-	tp_fb_free(&fb);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+	for (int i = 0; i < 5000 && !answered; i++) {
+		nng_msg *r;
+		if (nng_recvmsg(s, &r, 0) != 0)
+			break;
+		size_t off = 0, len = nng_msg_len(r);
+		const uint8_t *buf = nng_msg_body(r);
+		struct tp_hdr h;
+		if (tp_frame_begin(buf, len, &off) == 0 && tp_frame_next(buf, len, &off, &h) == 0 &&
+		    h.request_id == 10) {
+			struct tp_error e;
+			tt_assert(h.type == TP_ERROR && tp_decode_error(&h, &e) == 0 &&
+				  e.code == DL_ENOTFOUND, "unknown group: got %s", tp_type_name(h.type));
+			answered = true;
+		}
+		nng_msg_free(r);
+	}
+	tt_assert(answered, "no error answer for a request to an unknown group");
 	nng_close(s);
 	/* Still serving: appends commit and metadata answers. */
 	struct acked ack;
