@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test/lib/tt_net.h"
 #include "client/client.h"
 #include "common/dl_log.h"
 #include "runtime/runtime.h"
@@ -50,13 +51,9 @@ static void sleep_ms(unsigned ms) { usleep(ms * 1000); }
 
 static uint16_t free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	socklen_t len = sizeof(sa);
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	close(fd);
-	return ntohs(sa.sin_port);
+	uint16_t port = tt_free_port();
+	tt_assert(port != 0, "no free port");
+	return port;
 }
 
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }

@@ -12,20 +12,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "test/lib/tt_net.h"
 #include "common/dl_log.h"
 #include "runtime/mailbox.h"
 #include "runtime/runtime.h"
 
 static uint16_t free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+	uint16_t port = tt_free_port();
+	if (port == 0)
 		exit(2);
-	socklen_t len = sizeof(sa);
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	close(fd);
-	return ntohs(sa.sin_port);
+	return port;
 }
 
 static double cpu_s(void)
