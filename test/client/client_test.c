@@ -632,6 +632,8 @@ static void fake_reply(struct fake *f, nng_msg *req)
 	tt_assert(tp_frame_begin(buf, len, &off) == 0 && tp_frame_next(buf, len, &off, &h) == 0);
 	tt_assert(h.type == TP_APPEND && strcmp(h.target, f->self) == 0, "type %u target %s",
 		  h.type, h.target);
+	/* Count before answering: the client may act on the answer at once. */
+	atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst);
 	struct tp_error e = {.code = DL_ENOTLEADER};
 	snprintf(e.message, sizeof(e.message), "not leader");
 	snprintf(e.leader, sizeof(e.leader), "%s", f->leader);
@@ -648,7 +650,6 @@ static void fake_reply(struct fake *f, nng_msg *req)
 	if (nng_sendmsg(f->s, m, 0) != 0)
 		nng_msg_free(m);
 	tp_fb_free(&fb);
-	atomic_fetch_add_explicit(&f->hits, 1, memory_order_relaxed);
 }
 
 static void *fake_main(void *arg)
