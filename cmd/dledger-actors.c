@@ -20,44 +20,13 @@
 
 #include "common/dl_log.h"
 #include "config/config.h"
+#include "control/control.h"
+#include "metrics/metrics.h"
 #include "runtime/runtime.h"
 
 #ifndef DLEDGER_VERSION
 #define DLEDGER_VERSION "0.1.0"
 #endif
-
-static void member_from_cfg(const struct cfg *c, const struct cfg_group *g,
-			    struct rt_member_config *mc)
-{
-	rt_member_config_defaults(mc);
-	snprintf(mc->group, sizeof(mc->group), "%s", g->group);
-	snprintf(mc->self_id, sizeof(mc->self_id), "%s", g->self_id);
-	mc->n_peers = g->peers.n_members;
-	for (uint32_t i = 0; i < g->peers.n_members; i++) {
-		const struct cfg_peer *p = &g->peers.members[i];
-		snprintf(mc->peers[i].id, sizeof(mc->peers[i].id), "%s", p->id);
-		cfg_format_addr(p->host, p->port, mc->peers[i].addr, sizeof(mc->peers[i].addr));
-	}
-	if (g->preferred_leader_id != NULL)
-		snprintf(mc->preferred_id, sizeof(mc->preferred_id), "%s", g->preferred_leader_id);
-	if (!g->o.enable_leader_elector && g->leader_id != NULL)
-		snprintf(mc->fixed_leader_id, sizeof(mc->fixed_leader_id), "%s", g->leader_id);
-	mc->heartbeat_ms = g->o.heart_beat_time_interval_ms;
-	mc->election_ms = g->o.election_timeout_ms;
-	mc->max_pending_appends = g->o.max_pending_requests_num;
-
-	struct sto_config *s = &mc->store;
-	s->type = g->o.store_type == CFG_STORE_MEMORY ? STO_TYPE_MEMORY : STO_TYPE_MMAP;
-	s->base_dir = g->o.store_base_dir != NULL ? g->o.store_base_dir : c->node.store_base_dir;
-	s->segment_bytes = g->o.mapped_file_size_for_entry_data_bytes;
-	s->index_segment_bytes = g->o.mapped_file_size_for_entry_index_bytes;
-	s->flush_mode = g->o.flush_mode == CFG_FLUSH_ASYNC ? STO_FLUSH_ASYNC : STO_FLUSH_SYNC;
-	s->flush_interval_ms = g->o.flush_file_interval_ms;
-	s->file_reserved_hours = g->o.file_reserved_hours;
-	s->enable_disk_force_clean = g->o.enable_disk_force_clean;
-	s->disk_space_ratio_to_force_clean = g->o.disk_space_ratio_to_force_clean;
-	s->disk_full_ratio = g->o.disk_full_ratio;
-}
 
 static void usage(FILE *f)
 {
@@ -106,6 +75,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* The control socket's groups.yaml (run-time additions and removals)
+	 * on top of the configuration; refuses a socket a live node holds. */
+	struct ctl_server *ctl = NULL;
+	rc = ctl_open(&cfg, &ctl, &err);
+	if (rc != 0) {
+		fprintf(stderr, "dledger-actors: %s\n", err.msg[0] ? err.msg : dl_strerror(rc));
+		cfg_free(&cfg);
+		return rc == DL_ECONFIG ? 2 : 1;
+	}
+
 	struct rt_node_config nc;
 	rt_node_config_defaults(&nc);
 	cfg_format_addr(cfg.node.self_host, cfg.node.self_port, nc.listen_addr,
@@ -116,15 +95,27 @@ int main(int argc, char **argv)
 	rc = rt_node_start(&nc, &node, &err);
 	if (rc != 0) {
 		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot start: %s", err.msg);
+		ctl_close(ctl);
 		cfg_free(&cfg);
 		return 1;
+	}
+	struct met_server *metrics = NULL;
+	if (cfg.node.metrics_address != NULL) {
+		rc = met_start(cfg.node.metrics_address, node, &metrics, &err);
+		if (rc != 0) {
+			dl_log(DL_LOG_ERROR, NULL, NULL, "cannot serve metrics: %s", err.msg);
+			ctl_close(ctl);
+			rt_node_stop(node);
+			cfg_free(&cfg);
+			return 1;
+		}
 	}
 	dl_log(DL_LOG_INFO, NULL, NULL, "dledger-actors %s: %zu groups from %s", DLEDGER_VERSION,
 	       cfg.n_groups, cfg.source ? cfg.source : "flags");
 	int status = 0;
 	for (size_t i = 0; i < cfg.n_groups; i++) {
 		struct rt_member_config mc;
-		member_from_cfg(&cfg, &cfg.groups[i], &mc);
+		ctl_member_config(&cfg, &cfg.groups[i], &mc);
 		memset(&err, 0, sizeof(err));
 		rc = rt_node_add(node, &mc, &err);
 		if (rc != 0) {
@@ -135,6 +126,11 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
+	}
+	/* From here the control thread owns `cfg` until ctl_close(). */
+	if (status == 0 && (rc = ctl_start(ctl, node, &err)) != 0) {
+		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot start: %s", err.msg);
+		status = 1;
 	}
 	while (status == 0) {
 		int sig = 0;
@@ -148,6 +144,8 @@ int main(int argc, char **argv)
 		dl_log(DL_LOG_INFO, NULL, NULL, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	}
+	ctl_close(ctl);
+	met_stop(metrics);
 	rt_node_stop(node);
 	cfg_free(&cfg);
 	return status;

@@ -1,8 +1,9 @@
 /*
  * dledger-ctl - the command-line client: append, get, metadata (data
- * subcommands, on the C client of client/client.h). The control subcommands
- * (status, add-group, remove-group, transfer-leader, reload) join the table
- * below.
+ * subcommands, on the C client of client/client.h), and status, add-group,
+ * remove-group, transfer-leader (control subcommands: one msgpack request
+ * to a node's control socket, docs/OPERATIONS.md "Control socket"). reload
+ * is still to come (issue 7).
  *
  * Exit status: 0 success, 1 the operation failed (one line on stderr:
  * "dledger-ctl: append: not leader after 3 hops (last tried n1 at ...)"),
@@ -23,6 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
 #include "client/client.h"
 
 #ifndef DLEDGER_VERSION
@@ -36,6 +41,7 @@
 #define FILE_MAX_BYTES  (64u << 20) /* --file */
 #define BATCH_MAX       4096        /* --batch */
 #define INFLIGHT_MAX    4096        /* --inflight */
+#define CTL_TEXT_MAX    128         /* a name or path in a control reply */
 
 static const char *g_cmd = "dledger-ctl";
 
@@ -857,6 +863,474 @@ static int cmd_metadata(int argc, char **argv)
 	return rc;
 }
 
+/* ---- control subcommands: the node's control socket (docs/OPERATIONS.md) ------------ */
+
+#define SET_MAX 48 /* --set KEY=VALUE per add-group */
+
+enum ctl_opt_id {
+	OPT_CONTROL = 1100,
+	OPT_ID,
+	OPT_PREFERRED,
+	OPT_SET,
+	OPT_DELETE_DATA,
+	OPT_TO_ID,
+};
+
+struct ctl_args {
+	const char *control;
+	const char *id;
+	const char *preferred;
+	const char *to;
+	const char *peers; /* add-group: COMMON_OPTS takes --peers into common */
+	bool delete_data;
+	uint32_t n_set;
+	const char *set[SET_MAX];
+};
+
+static int ctl_opt(void *ctx, int id, const char *arg)
+{
+	struct ctl_args *a = ctx;
+	switch (id) {
+	case OPT_CONTROL: a->control = arg; return 0;
+	case OPT_ID: a->id = arg; return 0;
+	case OPT_PREFERRED: a->preferred = arg; return 0;
+	case OPT_TO_ID: a->to = arg; return 0;
+	case OPT_DELETE_DATA: a->delete_data = true; return 0;
+	case OPT_SET:
+		if (strchr(arg, '=') == NULL || arg[0] == '=')
+			return usage_error("--set: expected KEY=VALUE, got '%s'", arg);
+		if (a->n_set == SET_MAX)
+			return usage_error("--set: at most %d", SET_MAX);
+		a->set[a->n_set++] = arg;
+		return 0;
+	default: return usage_error("unexpected option");
+	}
+}
+
+#define CTL_OPTS                                                               \
+	{"control", required_argument, NULL, OPT_CONTROL},                     \
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
+	{"help", no_argument, NULL, OPT_HELP}
+
+static void mp_pstr(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+static void mp_pkv(msgpack_packer *pk, const char *k, const char *v)
+{
+	mp_pstr(pk, k);
+	mp_pstr(pk, v);
+}
+
+static const msgpack_object *mp_field(const msgpack_object *map, const char *key)
+{
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t klen = strlen(key);
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+		    memcmp(k->via.str.ptr, key, klen) == 0)
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+static uint64_t mp_u64(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *v = mp_field(map, key);
+	return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+/* The string at `key` (cut to fit), "" if absent. */
+static const char *mp_s(const msgpack_object *map, const char *key, char *buf, size_t cap)
+{
+	const msgpack_object *v = mp_field(map, key);
+	buf[0] = '\0';
+	if (v != NULL && v->type == MSGPACK_OBJECT_STR)
+		snprintf(buf, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+	return buf;
+}
+
+/* A decoded reply. Its strings point into `m` (msgpack_unpack_next does
+ * not copy them), so both live until reply_free(). */
+struct reply {
+	nng_msg *m;
+	msgpack_unpacked u;
+};
+
+static void reply_free(struct reply *r)
+{
+	msgpack_unpacked_destroy(&r->u);
+	if (r->m != NULL)
+		nng_msg_free(r->m);
+	r->m = NULL;
+}
+
+/* Sends the request in `sb` to the node at `path` and waits (bounded) for
+ * the reply into `r` (free it with reply_free() whatever this returns). An
+ * error reply is printed. Returns 0 or EXIT_OP. */
+static int ctl_call(const char *path, const msgpack_sbuffer *sb, uint32_t timeout_ms,
+		    struct reply *r)
+{
+	msgpack_unpacked *u = &r->u;
+	msgpack_unpacked_init(u);
+	r->m = NULL;
+	char url[160];
+	snprintf(url, sizeof(url), "ipc://%s", path);
+	nng_socket s;
+	nng_msg *m = NULL;
+	int rv = nng_req0_open(&s);
+	if (rv != 0) {
+		fail_msg("%s", nng_strerror(rv));
+		return EXIT_OP;
+	}
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, (nng_duration)timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)timeout_ms);
+	rv = nng_dial(s, url, NULL, 0);
+	if (rv != 0) {
+		fail_msg("cannot reach a node at control socket %s: %s", path, nng_strerror(rv));
+		nng_close(s);
+		return EXIT_OP;
+	}
+	if ((rv = nng_msg_alloc(&m, 0)) == 0 && (rv = nng_msg_append(m, sb->data, sb->size)) == 0 &&
+	    (rv = nng_sendmsg(s, m, 0)) == 0)
+		m = NULL;
+	if (m != NULL) /* not sent */
+		nng_msg_free(m);
+	m = NULL;
+	if (rv == 0)
+		rv = nng_recvmsg(s, &m, 0);
+	int rc = 0;
+	size_t off = 0;
+	if (rv != 0) {
+		fail_msg("control socket %s: %s", path, nng_strerror(rv));
+		rc = EXIT_OP;
+	} else if (msgpack_unpack_next(u, nng_msg_body(m), nng_msg_len(m), &off) !=
+		   MSGPACK_UNPACK_SUCCESS) {
+		fail_msg("control socket %s: undecodable reply", path);
+		rc = EXIT_OP;
+	} else {
+		const msgpack_object *ok = mp_field(&u->data, "ok");
+		if (ok == NULL || ok->type != MSGPACK_OBJECT_BOOLEAN || !ok->via.boolean) {
+			char e[512];
+			fail_msg("%s", mp_s(&u->data, "error", e, sizeof(e)));
+			rc = EXIT_OP;
+		}
+	}
+	r->m = m; /* the reply, or NULL; an unsent request was freed above */
+	nng_close(s);
+	return rc;
+}
+
+/* Parses the options, checks --control, prints help. Returns 0 to go on,
+ * -1 after --help, or an exit status. */
+static int ctl_parse(int argc, char **argv, const struct option *opts, const char *usage,
+		     struct common *co, struct ctl_args *a)
+{
+	int rc = parse_opts(argc, argv, opts, co, ctl_opt, a);
+	if (rc != 0)
+		return rc;
+	if (co->help) {
+		fputs(usage, stdout);
+		return -1;
+	}
+	if (a->control == NULL)
+		return usage_error("--control is required");
+	if (co->timeout_ms == 0)
+		co->timeout_ms = 5000;
+	return 0;
+}
+
+static const char add_group_usage[] =
+	"Usage: dledger-ctl add-group --control SOCK --group G --id ID --peers PEERS\n"
+	"                             [--preferred-leader ID] [--set KEY=VALUE ...]\n"
+	"\n"
+	"Starts a member of group G on the node at SOCK and records it in the node's\n"
+	"groups.yaml, so it comes back after a restart. Only a group the node does not\n"
+	"host may be added: a new one, or one removed earlier (it resumes from its data).\n"
+	"\n"
+	"  --control SOCK          the node's control socket (controlSocket)\n"
+	"  --group G, --id ID      the group, and this node's member id in it\n"
+	"  --peers PEERS           every member: id-host:port;id-host:port;...\n"
+	"  --preferred-leader ID   preferredLeaderId\n"
+	"  --set KEY=VALUE         any per-group configuration key (repeatable)\n"
+	"  --timeout MS            wait for the node's answer (default 5000)\n";
+
+static int cmd_add_group(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_OPTS,
+		{"group", required_argument, NULL, OPT_GROUP},
+		{"id", required_argument, NULL, OPT_ID},
+		{"peers", required_argument, NULL, OPT_PEERS},
+		{"preferred-leader", required_argument, NULL, OPT_PREFERRED},
+		{"set", required_argument, NULL, OPT_SET},
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {0};
+	struct ctl_args a = {0};
+	int rc = ctl_parse(argc, argv, opts, add_group_usage, &co, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if (co.group == NULL || a.id == NULL || co.peers == NULL)
+		return usage_error("--group, --id and --peers are required");
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	mp_pkv(&pk, "op", "add-group");
+	mp_pstr(&pk, "keys");
+	msgpack_pack_map(&pk, 3 + (a.preferred != NULL) + a.n_set);
+	mp_pkv(&pk, "group", co.group);
+	mp_pkv(&pk, "id", a.id);
+	mp_pkv(&pk, "peers", co.peers);
+	if (a.preferred != NULL)
+		mp_pkv(&pk, "preferredLeaderId", a.preferred);
+	for (uint32_t i = 0; i < a.n_set; i++) {
+		const char *eq = strchr(a.set[i], '=');
+		msgpack_pack_str(&pk, (size_t)(eq - a.set[i]));
+		msgpack_pack_str_body(&pk, a.set[i], (size_t)(eq - a.set[i]));
+		mp_pstr(&pk, eq + 1);
+	}
+	struct reply u;
+	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
+	if (rc == 0) {
+		const msgpack_object *r = mp_field(&u.u.data, "resumed");
+		printf("added group %s member %s%s\n", co.group, a.id,
+		       r && r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean
+			       ? " (resumed from its data)"
+			       : "");
+	}
+	reply_free(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static const char remove_group_usage[] =
+	"Usage: dledger-ctl remove-group --control SOCK --group G --id ID [--delete-data]\n"
+	"\n"
+	"Stops this node's member ID of group G (its pending requests are answered or\n"
+	"failed first) and records the removal in the node's groups.yaml. Its data stays\n"
+	"on disk, so add-group can bring it back later, unless --delete-data.\n"
+	"\n"
+	"  --control SOCK   the node's control socket\n"
+	"  --timeout MS     wait for the node's answer (default 5000)\n";
+
+static int cmd_remove_group(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_OPTS,
+		{"group", required_argument, NULL, OPT_GROUP},
+		{"id", required_argument, NULL, OPT_ID},
+		{"delete-data", no_argument, NULL, OPT_DELETE_DATA},
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {0};
+	struct ctl_args a = {0};
+	int rc = ctl_parse(argc, argv, opts, remove_group_usage, &co, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if (co.group == NULL || a.id == NULL)
+		return usage_error("--group and --id are required");
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	mp_pkv(&pk, "op", "remove-group");
+	mp_pkv(&pk, "group", co.group);
+	mp_pkv(&pk, "id", a.id);
+	mp_pstr(&pk, "delete_data");
+	if (a.delete_data)
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
+	struct reply u;
+	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
+	if (rc == 0) {
+		char data[4096];
+		mp_s(&u.u.data, "data", data, sizeof(data));
+		printf("removed group %s member %s (data %s%s)\n", co.group, a.id,
+		       a.delete_data ? "" : "kept in ", data);
+	}
+	reply_free(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static const char transfer_usage[] =
+	"Usage: dledger-ctl transfer-leader --control SOCK --group G --to ID [--timeout MS]\n"
+	"\n"
+	"Asks this node's member of group G, which must lead, to hand leadership to\n"
+	"member ID, and waits until ID leads or the timeout (default 5000 ms) passes.\n";
+
+static int cmd_transfer_leader(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_OPTS,
+		{"group", required_argument, NULL, OPT_GROUP},
+		{"to", required_argument, NULL, OPT_TO_ID},
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {0};
+	struct ctl_args a = {0};
+	int rc = ctl_parse(argc, argv, opts, transfer_usage, &co, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if (co.group == NULL || a.to == NULL)
+		return usage_error("--group and --to are required");
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	mp_pkv(&pk, "op", "transfer-leader");
+	mp_pkv(&pk, "group", co.group);
+	mp_pkv(&pk, "to", a.to);
+	mp_pstr(&pk, "timeout_ms");
+	msgpack_pack_uint32(&pk, co.timeout_ms);
+	struct reply u;
+	rc = ctl_call(a.control, &sb, co.timeout_ms + 2000, &u);
+	if (rc == 0)
+		printf("%s: %s leads (term %" PRIu64 ", after %" PRIu64 " ms)\n", co.group, a.to,
+		       mp_u64(&u.u.data, "term"), mp_u64(&u.u.data, "elapsed_ms"));
+	reply_free(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static const char status_usage[] =
+	"Usage: dledger-ctl status --control SOCK [--json]\n"
+	"\n"
+	"One row per member hosted by the node: group, member id, role (lead, foll,\n"
+	"cand, pre), term, leader, first/last/committed/durable index, client appends\n"
+	"pending, and for a leader each follower's lag in entries (id:lag). Names longer\n"
+	"than their column end in '~'; --json has them whole, with match indexes.\n";
+
+static json_t *mp_to_json(const msgpack_object *o)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_integer((json_int_t)o->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
+	case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_ARRAY: {
+		json_t *a = json_array();
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			json_array_append_new(a, mp_to_json(&o->via.array.ptr[i]));
+		return a;
+	}
+	case MSGPACK_OBJECT_MAP: {
+		json_t *m = json_object();
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object *k = &o->via.map.ptr[i].key;
+			if (k->type != MSGPACK_OBJECT_STR)
+				continue;
+			char key[128];
+			snprintf(key, sizeof(key), "%.*s", (int)k->via.str.size, k->via.str.ptr);
+			json_object_set_new(m, key, mp_to_json(&o->via.map.ptr[i].val));
+		}
+		return m;
+	}
+	default: return json_null();
+	}
+}
+
+/* `s` in at most `width` bytes: longer ones are cut and end in '~'. */
+static const char *abbrev(const char *s, size_t width, char *buf, size_t cap)
+{
+	size_t n = strlen(s);
+	if (n <= width || width + 1 > cap)
+		return s;
+	memcpy(buf, s, width - 1);
+	buf[width - 1] = '~';
+	buf[width] = '\0';
+	return buf;
+}
+
+static void status_row(const msgpack_object *m)
+{
+	char group[CTL_TEXT_MAX], id[CTL_TEXT_MAX], role[16], leader[CTL_TEXT_MAX];
+	char b1[16], b2[16], b3[16], lag[256] = "";
+	mp_s(m, "group", group, sizeof(group));
+	mp_s(m, "id", id, sizeof(id));
+	mp_s(m, "role", role, sizeof(role));
+	mp_s(m, "leader", leader, sizeof(leader));
+	const msgpack_object *f = mp_field(m, "followers");
+	size_t n = 0;
+	for (uint32_t i = 0; f && f->type == MSGPACK_OBJECT_ARRAY && i < f->via.array.size; i++) {
+		char fid[CTL_TEXT_MAX], b4[16];
+		mp_s(&f->via.array.ptr[i], "id", fid, sizeof(fid));
+		n += (size_t)snprintf(lag + n, n < sizeof(lag) ? sizeof(lag) - n : 0, "%s%s:%" PRIu64,
+				      n ? " " : "", abbrev(fid, 5, b4, sizeof(b4)),
+				      mp_u64(&f->via.array.ptr[i], "lag"));
+		if (n >= sizeof(lag))
+			break;
+	}
+	const msgpack_object *failed = mp_field(m, "failed");
+	if (failed && failed->type == MSGPACK_OBJECT_BOOLEAN && failed->via.boolean)
+		snprintf(role, sizeof(role), "FAIL");
+	else if (role[0] == 'p')
+		snprintf(role, sizeof(role), "pre");
+	else
+		role[4] = '\0'; /* lead, foll, cand */
+	printf("%-8s %-5s %-4s %4" PRIu64 " %-5s %6" PRIu64 " %7" PRIu64 " %7" PRIu64 " %7" PRIu64
+	       " %4" PRIu64 " %s\n",
+	       abbrev(group, 8, b1, sizeof(b1)), abbrev(id, 5, b2, sizeof(b2)), role,
+	       mp_u64(m, "term"), abbrev(leader[0] ? leader : "-", 5, b3, sizeof(b3)),
+	       mp_u64(m, "first"), mp_u64(m, "last"), mp_u64(m, "committed"), mp_u64(m, "durable"),
+	       mp_u64(m, "pending"), lag);
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_OPTS,
+		{"json", no_argument, NULL, OPT_JSON},
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {0};
+	struct ctl_args a = {0};
+	int rc = ctl_parse(argc, argv, opts, status_usage, &co, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	mp_pkv(&pk, "op", "status");
+	struct reply u;
+	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
+	const msgpack_object *ms = rc == 0 ? mp_field(&u.u.data, "members") : NULL;
+	uint32_t n = ms && ms->type == MSGPACK_OBJECT_ARRAY ? ms->via.array.size : 0;
+	if (rc == 0 && co.json) {
+		json_t *j = mp_to_json(&u.u.data);
+		json_object_del(j, "ok");
+		if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+			rc = EXIT_OP;
+		putchar('\n');
+		json_decref(j);
+	} else if (rc == 0) {
+		printf("%-8s %-5s %-4s %4s %-5s %6s %7s %7s %7s %4s %s\n", "GROUP", "ID", "ROLE",
+		       "TERM", "LEADR", "FIRST", "LAST", "COMMIT", "DURABLE", "PEND", "LAG");
+		for (uint32_t i = 0; i < n; i++)
+			status_row(&ms->via.array.ptr[i]);
+		printf("%u members, %" PRIu64 " leading on this node\n", n,
+		       mp_u64(&u.u.data, "leaders"));
+	}
+	if (fflush(stdout) != 0)
+		rc = EXIT_OP;
+	reply_free(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 struct subcmd {
@@ -869,8 +1343,11 @@ static const struct subcmd subcmds[] = {
 	{"append", "append entries to a group, print INDEX TERM per entry", cmd_append},
 	{"get", "write committed entries' bodies to stdout", cmd_get},
 	{"metadata", "show groups and members as their nodes know them", cmd_metadata},
-	/* Control subcommands (status, add-group, remove-group,
-	 * transfer-leader, reload) go here. */
+	{"status", "show the members of a node (control socket)", cmd_status},
+	{"add-group", "start a member of a group on a node at run time", cmd_add_group},
+	{"remove-group", "stop a member of a group on a node at run time", cmd_remove_group},
+	{"transfer-leader", "hand a group's leadership to another member", cmd_transfer_leader},
+	/* reload: TODO (issue 7 item 6). */
 };
 
 static void main_usage(FILE *f)

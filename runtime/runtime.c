@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/dl_hist.h"
 #include "common/dl_log.h"
 #include "runtime/mailbox.h"
 #include "transport/transport.h"
@@ -46,6 +47,8 @@ struct pending {
 	uint64_t first_index;
 	uint64_t term;
 	uint32_t n;
+	uint64_t proposed_ns; /* mb_now_ns() at the proposal (commit latency) */
+	uint64_t bytes;       /* body bytes of the n entries */
 };
 
 struct member {
@@ -120,6 +123,8 @@ struct rt_node {
 	_Atomic uint32_t router_in;
 	_Atomic uint64_t router_epoch;
 	_Atomic bool closing;
+	/* Recorded by the flush thread and the actors, read by anyone. */
+	struct dl_hist fsync_latency, commit_latency;
 };
 
 /* ---- defaults ------------------------------------------------------------ */
@@ -306,6 +311,7 @@ static void pend_pop(struct rt_actor *a)
  * replaced by another leader's entries. */
 static void pend_resolve(struct rt_actor *a)
 {
+	uint64_t now_ns = a->pend_count > 0 ? mb_now_ns() : 0;
 	while (a->pend_count > 0) {
 		struct pending *p = pend_at(a, 0);
 		uint64_t last = p->first_index + p->n - 1;
@@ -320,6 +326,8 @@ static void pend_resolve(struct rt_actor *a)
 			tp_fb_reset(&a->reply_fb);
 			if (tp_fb_add_append_resp(&a->reply_fb, &ad, &r) == 0)
 				(void)tp_reply(a->node->ep, p->frame, &a->reply_fb);
+			dl_hist_record(&a->node->commit_latency, now_ns - p->proposed_ns);
+			a->committed_bytes += p->bytes;
 		} else {
 			reply_error(a, p->frame, p->request_id, DL_ENOTLEADER,
 				    "leadership changed before the entries committed; they were "
@@ -540,8 +548,10 @@ static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hd
 		reply_error(a, f, h->request_id, rc, "bad append request");
 		return;
 	}
+	uint64_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		a->ents[i].type = RAFT_ENTRY_NORMAL;
+		bytes += a->ents[i].len;
 		if (a->ents[i].len > a->cfg.store.max_entry_bytes) {
 			reply_error(a, f, h->request_id, DL_ETOOBIG, "entry larger than the limit");
 			return;
@@ -555,7 +565,7 @@ static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hd
 		tp_frame_hold(f);
 		*p = (struct pending){.frame = f, .request_id = h->request_id,
 				      .first_index = u.propose_index, .term = u.propose_term,
-				      .n = n};
+				      .n = n, .proposed_ns = mb_now_ns(), .bytes = bytes};
 		a->pend_count++;
 		a->appended_entries += n;
 	}
@@ -741,6 +751,7 @@ static void publish(struct rt_actor *a)
 	st->pending_appends = a->pend_count;
 	st->mailbox_depth = atomic_load_explicit(&a->mb.depth, memory_order_relaxed);
 	st->appended_entries = a->appended_entries;
+	st->committed_bytes = a->committed_bytes;
 	st->elections = rs.elections;
 	st->leader_changes = rs.leader_changes;
 	st->failed = a->failed;
@@ -1143,6 +1154,9 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 	struct sto_flusher_config fc;
 	sto_flusher_config_defaults(&fc);
 	fc.max_stores = RT_MAX_MEMBERS;
+	dl_hist_init(&n->fsync_latency);
+	dl_hist_init(&n->commit_latency);
+	fc.sync_latency = &n->fsync_latency;
 	int rc = sto_flusher_start(&fc, &n->flusher, err);
 	if (rc != 0)
 		goto err_free;
@@ -1360,4 +1374,14 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
 	st->members = t ? t->n : 0;
 	pthread_mutex_unlock(&n->mu);
+}
+
+const struct dl_hist *rt_node_fsync_latency(const struct rt_node *n)
+{
+	return &n->fsync_latency;
+}
+
+const struct dl_hist *rt_node_commit_latency(const struct rt_node *n)
+{
+	return &n->commit_latency;
 }

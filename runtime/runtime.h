@@ -108,7 +108,7 @@ struct rt_member_status {
 	uint32_t pending_appends;
 	uint64_t mailbox_depth;
 	uint64_t appended_entries; /* accepted as leader */
-	uint64_t committed_bytes;
+	uint64_t committed_bytes;  /* bodies of client appends committed and acknowledged as leader */
 	uint64_t elections, leader_changes;
 	bool failed; /* stopped by a storage error; see the log */
 	uint32_t n_peers;
@@ -134,5 +134,12 @@ struct rt_node_stats {
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);
+
+/* Latency histograms (common/dl_hist.h), valid until rt_node_stop: each
+ * fdatasync() of the flush thread, and each client append from proposal
+ * to its acknowledgement. */
+struct dl_hist;
+const struct dl_hist *rt_node_fsync_latency(const struct rt_node *n);
+const struct dl_hist *rt_node_commit_latency(const struct rt_node *n);
 
 #endif

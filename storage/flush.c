@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dl_hist.h"
 #include "storage/sto_internal.h"
 
 struct fl_item {
@@ -59,6 +60,7 @@ struct sto_flusher {
 	struct fl_item *items;
 	/* any thread */
 	atomic_uint_fast64_t passes, wakeups, file_syncs, state_syncs, max_in_pass;
+	struct dl_hist *sync_latency; /* set at start; may be NULL */
 };
 
 /* ---------------------------------------------------------------- pass */
@@ -233,7 +235,11 @@ static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 		while (f != NULL) {
 			struct sto_file *next = f->fl_next;
 			if (items[i].err == DL_OK) {
-				if (fdatasync(f->fd) != 0)
+				uint64_t t0 = fl != NULL && fl->sync_latency ? sto_now_ns() : 0;
+				int src = fdatasync(f->fd);
+				if (t0 != 0)
+					dl_hist_record(fl->sync_latency, sto_now_ns() - t0);
+				if (src != 0)
 					items[i].err = DL_EIO;
 				else
 					sto_hook_file_synced(f->path, f->fl_lo, f->fl_hi);
@@ -545,6 +551,7 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 	if (fl == NULL)
 		return dl_errf(err, DL_ENOMEM, "flusher");
 	fl->max_stores = cfg->max_stores;
+	fl->sync_latency = cfg->sync_latency;
 	fl->items = calloc(cfg->max_stores, sizeof(*fl->items));
 	if (fl->items == NULL) {
 		free(fl);

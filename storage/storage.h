@@ -287,8 +287,13 @@ void sto_get_info(const struct sto *s, struct sto_info *info);
 void sto_close(struct sto *s);
 
 /* The flush thread. */
+struct dl_hist; /* common/dl_hist.h */
 struct sto_flusher_config {
 	uint32_t max_stores; /* stores served at once (4096) */
+	/* Optional: the flush thread records the duration of each fdatasync()
+	 * of a pass here (NULL: not measured). Borrowed; must outlive the
+	 * flusher. */
+	struct dl_hist *sync_latency;
 };
 
 struct sto_flusher_stats {

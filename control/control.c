@@ -1,0 +1,651 @@
+/*
+ * control.c - the control socket server (see control.h for the threads).
+ *
+ * Every request is a msgpack map with "op"; every reply a map with "ok"
+ * and, on failure, "code" (enum dl_err) and "error" (text). A request that
+ * cannot be decoded gets an error reply and is counted (bad_requests, in
+ * the status reply); the node goes on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "common/dl_log.h"
+#include "control/control_internal.h"
+
+#define CTL_RECV_POLL_MS 100 /* how often the server thread looks at `stop` */
+
+struct ctl_server {
+	struct cfg *cfg;      /* borrowed; the server thread's once started */
+	struct rt_node *node; /* borrowed */
+	struct ctl_state st;
+	char state_path[CFG_PATH_MAX + 32];
+	char url[CFG_SOCKPATH_MAX + 8];
+	nng_socket sock;
+	bool sock_open, listening, thread_started;
+	pthread_t thread;
+	atomic_bool stop; /* relaxed: only asks the thread to return; join orders the rest */
+	uint64_t requests, bad_requests;
+	struct rt_member_status *rows; /* RT_MAX_MEMBERS, for status */
+};
+
+void ctl_member_config(const struct cfg *c, const struct cfg_group *g, struct rt_member_config *mc)
+{
+	rt_member_config_defaults(mc);
+	snprintf(mc->group, sizeof(mc->group), "%s", g->group);
+	snprintf(mc->self_id, sizeof(mc->self_id), "%s", g->self_id);
+	mc->n_peers = g->peers.n_members;
+	for (uint32_t i = 0; i < g->peers.n_members; i++) {
+		const struct cfg_peer *p = &g->peers.members[i];
+		snprintf(mc->peers[i].id, sizeof(mc->peers[i].id), "%s", p->id);
+		cfg_format_addr(p->host, p->port, mc->peers[i].addr, sizeof(mc->peers[i].addr));
+	}
+	if (g->preferred_leader_id != NULL)
+		snprintf(mc->preferred_id, sizeof(mc->preferred_id), "%s", g->preferred_leader_id);
+	if (!g->o.enable_leader_elector && g->leader_id != NULL)
+		snprintf(mc->fixed_leader_id, sizeof(mc->fixed_leader_id), "%s", g->leader_id);
+	mc->heartbeat_ms = g->o.heart_beat_time_interval_ms;
+	mc->election_ms = g->o.election_timeout_ms;
+	mc->max_pending_appends = g->o.max_pending_requests_num;
+
+	struct sto_config *s = &mc->store;
+	s->type = g->o.store_type == CFG_STORE_MEMORY ? STO_TYPE_MEMORY : STO_TYPE_MMAP;
+	s->base_dir = g->o.store_base_dir != NULL ? g->o.store_base_dir : c->node.store_base_dir;
+	s->segment_bytes = g->o.mapped_file_size_for_entry_data_bytes;
+	s->index_segment_bytes = g->o.mapped_file_size_for_entry_index_bytes;
+	s->flush_mode = g->o.flush_mode == CFG_FLUSH_ASYNC ? STO_FLUSH_ASYNC : STO_FLUSH_SYNC;
+	s->flush_interval_ms = g->o.flush_file_interval_ms;
+	s->file_reserved_hours = g->o.file_reserved_hours;
+	s->enable_disk_force_clean = g->o.enable_disk_force_clean;
+	s->disk_space_ratio_to_force_clean = g->o.disk_space_ratio_to_force_clean;
+	s->disk_full_ratio = g->o.disk_full_ratio;
+}
+
+/* ---- config bookkeeping ------------------------------------------------------- */
+
+static ssize_t cfg_find(const struct cfg *c, const char *group)
+{
+	for (size_t i = 0; i < c->n_groups; i++)
+		if (strcmp(c->groups[i].group, group) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void cfg_drop(struct cfg *c, size_t i)
+{
+	CTL_ASSERT(i < c->n_groups);
+	cfg_group_free(&c->groups[i]);
+	memmove(&c->groups[i], &c->groups[i + 1], (c->n_groups - i - 1) * sizeof(c->groups[0]));
+	c->n_groups--;
+}
+
+static void member_dir(const struct cfg *c, const struct cfg_group *g, char *buf, size_t cap)
+{
+	const char *base = g->o.store_base_dir ? g->o.store_base_dir : c->node.store_base_dir;
+	snprintf(buf, cap, "%s/%s/%s", base, g->group, g->self_id);
+}
+
+/* Parses a record into a group checked against `c`. */
+static int group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
+			struct dl_errctx *err)
+{
+	struct cfg_kv kv[CTL_MAX_KV];
+	for (uint32_t i = 0; i < r->n_kv; i++)
+		kv[i] = (struct cfg_kv){r->key[i], r->val[i]};
+	int rc = cfg_group_from_kv(&c->node, kv, r->n_kv, g, err);
+	if (rc == DL_OK && (rc = cfg_check_new_group(c, g, err)) != DL_OK)
+		cfg_group_free(g);
+	return rc;
+}
+
+/* groups.yaml on top of the config file: removals first, then additions
+ * (an addition replaces the file's item of the same group). */
+static int apply_state(struct ctl_server *s, struct dl_errctx *err)
+{
+	struct cfg *c = s->cfg;
+	for (size_t i = 0; i < s->st.n_removed; i++) {
+		ssize_t k = cfg_find(c, ctl_rec_get(&s->st.removed[i], "group"));
+		if (k >= 0 && strcmp(c->groups[k].self_id, ctl_rec_get(&s->st.removed[i], "id")) == 0)
+			cfg_drop(c, (size_t)k);
+	}
+	for (size_t i = 0; i < s->st.n_added; i++) {
+		const struct ctl_rec *r = &s->st.added[i];
+		ssize_t k = cfg_find(c, ctl_rec_get(r, "group"));
+		if (k >= 0)
+			cfg_drop(c, (size_t)k);
+		struct cfg_group g;
+		struct dl_errctx e = {{0}};
+		int rc = group_of_rec(c, r, &g, &e);
+		if (rc == DL_OK && (rc = cfg_add_group(c, &g, &e)) != DL_OK)
+			cfg_group_free(&g);
+		if (rc != DL_OK)
+			return dl_errf(err, rc, "%s: added group '%s': %s", s->state_path,
+				       ctl_rec_get(r, "group"), e.msg);
+	}
+	return DL_OK;
+}
+
+/* ---- open / start / close ----------------------------------------------------- */
+
+/* Whether a node answers on the socket path (a connection is accepted). */
+static bool socket_live(const char *url)
+{
+	nng_socket q;
+	if (nng_req0_open(&q) != 0)
+		return false;
+	bool live = nng_dial(q, url, NULL, 0) == 0;
+	nng_close(q);
+	return live;
+}
+
+int ctl_open(struct cfg *c, struct ctl_server **out, struct dl_errctx *err)
+{
+	CTL_ASSERT(c != NULL && out != NULL);
+	CTL_ASSERT(c->node.control_socket != NULL && c->node.store_base_dir != NULL);
+	*out = NULL;
+	struct ctl_server *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return dl_errf(err, DL_ENOMEM, "out of memory");
+	s->cfg = c;
+	atomic_init(&s->stop, false);
+	snprintf(s->url, sizeof(s->url), "ipc://%s", c->node.control_socket);
+	snprintf(s->state_path, sizeof(s->state_path), "%s/%s", c->node.store_base_dir,
+		 CTL_STATE_FILE);
+	int rc = DL_OK;
+	if (socket_live(s->url)) {
+		rc = dl_errf(err, DL_EEXIST, "control socket %s: another node is running there",
+			     c->node.control_socket);
+		goto err_free;
+	}
+	rc = ctl_state_load(s->state_path, &s->st, err);
+	if (rc == DL_OK)
+		rc = apply_state(s, err);
+	if (rc != DL_OK)
+		goto err_free;
+	s->rows = calloc(RT_MAX_MEMBERS, sizeof(*s->rows));
+	if (s->rows == NULL) {
+		rc = dl_errf(err, DL_ENOMEM, "out of memory");
+		goto err_free;
+	}
+	*out = s;
+	return DL_OK;
+err_free:
+	ctl_close(s);
+	return rc;
+}
+
+static void *server_main(void *arg);
+
+int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
+{
+	CTL_ASSERT(s != NULL && n != NULL && !s->thread_started);
+	const char *path = s->cfg->node.control_socket;
+	s->node = n;
+	struct stat sb;
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode))
+			return dl_errf(err, DL_EEXIST, "control socket %s: exists and is not a socket",
+				       path);
+		if (socket_live(s->url))
+			return dl_errf(err, DL_EEXIST, "control socket %s: another node is running there",
+				       path);
+		if (unlink(path) != 0)
+			return dl_errf(err, DL_EIO, "control socket %s: %s", path, strerror(errno));
+		dl_log(DL_LOG_INFO, NULL, NULL, "control socket %s: removed a stale one", path);
+	}
+	int rv = nng_rep0_open(&s->sock);
+	if (rv != 0)
+		return dl_errf(err, DL_EIO, "control socket: %s", nng_strerror(rv));
+	s->sock_open = true;
+	nng_listener l;
+	rv = nng_listener_create(&l, s->sock, s->url);
+	if (rv == 0)
+		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
+	if (rv == 0 && chmod(path, 0600) != 0) /* nng sets it too; make sure */
+		rv = NNG_ESYSERR + errno;
+	if (rv == 0)
+		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, CTL_RECV_POLL_MS);
+	if (rv != 0)
+		return dl_errf(err, DL_EIO, "control socket %s: %s", path, nng_strerror(rv));
+	s->listening = true;
+	if (pthread_create(&s->thread, NULL, server_main, s) != 0)
+		return dl_errf(err, DL_ENOMEM, "control socket: cannot start its thread");
+	s->thread_started = true;
+	dl_log(DL_LOG_INFO, NULL, NULL, "control socket %s (mode 0600)", path);
+	return DL_OK;
+}
+
+void ctl_close(struct ctl_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->thread_started) {
+		atomic_store_explicit(&s->stop, true, memory_order_relaxed);
+		pthread_join(s->thread, NULL);
+	}
+	if (s->sock_open)
+		nng_close(s->sock); /* no receive is pending: the thread is gone */
+	if (s->listening)
+		unlink(s->cfg->node.control_socket);
+	ctl_state_free(&s->st);
+	free(s->rows);
+	free(s);
+}
+
+/* ---- msgpack helpers ---------------------------------------------------------- */
+
+static const msgpack_object *mp_get(const msgpack_object *map, const char *key)
+{
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t klen = strlen(key);
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+		    memcmp(k->via.str.ptr, key, klen) == 0)
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+/* The string at `key` into buf (NUL-terminated); false if absent, not a
+ * string, empty or too long. */
+static bool mp_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
+{
+	const msgpack_object *v = mp_get(map, key);
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
+	    v->via.str.size >= cap || memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
+		return false;
+	memcpy(buf, v->via.str.ptr, v->via.str.size);
+	buf[v->via.str.size] = '\0';
+	return true;
+}
+
+static void pk_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_kstr(msgpack_packer *pk, const char *k, const char *v)
+{
+	pk_str(pk, k);
+	pk_str(pk, v);
+}
+
+static void pk_ku64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	pk_str(pk, k);
+	msgpack_pack_uint64(pk, v);
+}
+
+static void pk_error(msgpack_packer *pk, int code, const char *msg)
+{
+	msgpack_pack_map(pk, 3);
+	pk_str(pk, "ok");
+	msgpack_pack_false(pk);
+	pk_ku64(pk, "code", (uint64_t)code);
+	pk_kstr(pk, "error", msg[0] ? msg : dl_strerror(code));
+}
+
+static void pk_ok(msgpack_packer *pk, uint32_t extra)
+{
+	msgpack_pack_map(pk, 1 + extra);
+	pk_str(pk, "ok");
+	msgpack_pack_true(pk);
+}
+
+/* ---- status --------------------------------------------------------------------- */
+
+static const char *role_name(uint8_t role)
+{
+	switch (role) {
+	case RAFT_LEADER: return "leader";
+	case RAFT_CANDIDATE: return "candidate";
+	case RAFT_PRECANDIDATE: return "precandidate";
+	default: return "follower";
+	}
+}
+
+static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
+{
+	bool lead = m->role == RAFT_LEADER;
+	msgpack_pack_map(pk, 13);
+	pk_kstr(pk, "group", m->group);
+	pk_kstr(pk, "id", m->id);
+	pk_kstr(pk, "role", role_name(m->role));
+	pk_ku64(pk, "term", m->term);
+	pk_kstr(pk, "leader", m->leader);
+	pk_ku64(pk, "first", m->first_index);
+	pk_ku64(pk, "last", m->last_index);
+	pk_ku64(pk, "committed", m->commit_index);
+	pk_ku64(pk, "durable", m->durable_index);
+	pk_ku64(pk, "pending", m->pending_appends);
+	pk_kstr(pk, "preferred", m->preferred);
+	pk_str(pk, "failed");
+	if (m->failed)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+	/* Followers of a leader only: the others do not track match indexes. */
+	uint32_t nf = 0;
+	for (uint32_t i = 0; lead && i < m->n_peers; i++)
+		nf += strcmp(m->peers[i].id, m->id) != 0;
+	pk_str(pk, "followers");
+	msgpack_pack_array(pk, nf);
+	for (uint32_t i = 0; lead && i < m->n_peers; i++) {
+		const struct rt_peer_status *p = &m->peers[i];
+		if (strcmp(p->id, m->id) == 0)
+			continue;
+		msgpack_pack_map(pk, 4);
+		pk_kstr(pk, "id", p->id);
+		pk_ku64(pk, "match", p->match_index);
+		pk_ku64(pk, "lag", m->last_index > p->match_index ? m->last_index - p->match_index : 0);
+		pk_str(pk, "active");
+		if (p->active)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
+	}
+}
+
+static void op_status(struct ctl_server *s, msgpack_packer *pk)
+{
+	uint32_t total = 0;
+	uint32_t n = rt_node_status(s->node, s->rows, RT_MAX_MEMBERS, &total);
+	CTL_ASSERT(n <= RT_MAX_MEMBERS);
+	uint64_t leaders = 0;
+	for (uint32_t i = 0; i < n; i++)
+		leaders += s->rows[i].role == RAFT_LEADER;
+	pk_ok(pk, 4);
+	pk_ku64(pk, "leaders", leaders);
+	pk_ku64(pk, "requests", s->requests);
+	pk_ku64(pk, "bad_requests", s->bad_requests);
+	pk_str(pk, "members");
+	msgpack_pack_array(pk, n);
+	for (uint32_t i = 0; i < n; i++)
+		pk_member(pk, &s->rows[i]);
+}
+
+/* ---- add-group / remove-group ---------------------------------------------------- */
+
+/* The keys of an add-group request ("keys": map of string to string). */
+static int rec_of_request(const msgpack_object *req, struct ctl_rec *r, struct dl_errctx *err)
+{
+	const msgpack_object *keys = mp_get(req, "keys");
+	if (keys == NULL || keys->type != MSGPACK_OBJECT_MAP)
+		return dl_errf(err, DL_EPROTO, "add-group: 'keys' is missing or not a map");
+	for (uint32_t i = 0; i < keys->via.map.size; i++) {
+		const msgpack_object *k = &keys->via.map.ptr[i].key, *v = &keys->via.map.ptr[i].val;
+		if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_STR)
+			return dl_errf(err, DL_EPROTO, "add-group: keys and values must be strings");
+		if (memchr(k->via.str.ptr, '\0', k->via.str.size) ||
+		    memchr(v->via.str.ptr, '\0', v->via.str.size))
+			return dl_errf(err, DL_EPROTO, "add-group: NUL in a key or value");
+		int rc = ctl_rec_add(r, k->via.str.ptr, k->via.str.size, v->via.str.ptr,
+				     v->via.str.size);
+		if (rc != DL_OK)
+			return dl_errf(err, rc, "add-group: more than %d keys", CTL_MAX_KV);
+	}
+	return DL_OK;
+}
+
+/* No membership change: another member's data of the group on this node
+ * means a different member once lived here. */
+static int check_no_other_member(const struct cfg *c, const struct cfg_group *g,
+				 struct dl_errctx *err)
+{
+	char dir[CFG_PATH_MAX];
+	const char *base = g->o.store_base_dir ? g->o.store_base_dir : c->node.store_base_dir;
+	snprintf(dir, sizeof(dir), "%s/%s", base, g->group);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return DL_OK;
+	int rc = DL_OK;
+	for (struct dirent *e; rc == DL_OK && (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.' && strcmp(e->d_name, g->self_id) != 0 &&
+		    e->d_type == DT_DIR)
+			rc = dl_errf(err, DL_ECONFIG,
+				     "group '%s' has data of member '%s' on this node (%s); "
+				     "changing a group's members is not supported",
+				     g->group, e->d_name, dir);
+	closedir(d);
+	return rc;
+}
+
+static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+		  struct dl_errctx *err)
+{
+	struct ctl_rec r = {0};
+	struct cfg_group g = {0};
+	int rc = rec_of_request(req, &r, err);
+	const char *name = rc == DL_OK ? ctl_rec_get(&r, "group") : NULL;
+	ssize_t k = name != NULL ? cfg_find(s->cfg, name) : -1;
+	if (k >= 0)
+		rc = dl_errf(err, DL_EEXIST, "group '%s' already runs on this node (member '%s')",
+			     name, s->cfg->groups[k].self_id);
+	if (rc == DL_OK)
+		rc = group_of_rec(s->cfg, &r, &g, err);
+	if (rc == DL_OK)
+		rc = check_no_other_member(s->cfg, &g, err);
+	if (rc != DL_OK)
+		goto out;
+	struct rt_member_config mc;
+	ctl_member_config(s->cfg, &g, &mc);
+	char dir[CFG_PATH_MAX];
+	member_dir(s->cfg, &g, dir, sizeof(dir));
+	bool resumed = access(dir, F_OK) == 0;
+	rc = rt_node_add(s->node, &mc, err);
+	if (rc != DL_OK)
+		goto out;
+	/* mc borrows g's strings; cfg_add_group moves the pointers, not the
+	 * strings, so the running member keeps valid ones. */
+	rc = cfg_add_group(s->cfg, &g, err);
+	if (rc != DL_OK) {
+		rt_node_remove(s->node, mc.group, mc.self_id);
+		goto out;
+	}
+	rc = ctl_state_note_added(&s->st, &r);
+	if (rc == DL_OK)
+		rc = ctl_state_save(s->state_path, &s->st, err);
+	if (rc != DL_OK) {
+		dl_errf(err, rc, "added, but not recorded in %s: %s", s->state_path,
+			err->msg[0] ? err->msg : dl_strerror(rc));
+		goto out;
+	}
+	dl_log(DL_LOG_INFO, mc.group, mc.self_id, "added at run time%s",
+	       resumed ? " (resuming from its data)" : "");
+	pk_ok(pk, 1);
+	pk_str(pk, "resumed");
+	if (resumed)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+out:
+	cfg_group_free(&g);
+	ctl_rec_free(&r);
+	return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 ? 0 : -1;
+}
+
+static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+		     struct dl_errctx *err)
+{
+	char group[CFG_NAME_MAX + 1], id[CFG_NAME_MAX + 1];
+	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "id", id, sizeof(id)))
+		return dl_errf(err, DL_EPROTO, "remove-group: 'group' and 'id' are required strings");
+	const msgpack_object *del = mp_get(req, "delete_data");
+	bool delete_data = del != NULL && del->type == MSGPACK_OBJECT_BOOLEAN && del->via.boolean;
+	ssize_t k = cfg_find(s->cfg, group);
+	if (k < 0 || strcmp(s->cfg->groups[k].self_id, id) != 0)
+		return dl_errf(err, DL_ENOTFOUND, "this node has no member '%s' of group '%s'", id,
+			       group);
+	char dir[CFG_PATH_MAX];
+	member_dir(s->cfg, &s->cfg->groups[k], dir, sizeof(dir));
+	int rc = rt_node_remove(s->node, group, id);
+	if (rc != DL_OK && rc != DL_ENOTFOUND) /* not running (failed): still drop it */
+		return dl_errf(err, rc, "cannot stop the member: %s", dl_strerror(rc));
+	cfg_drop(s->cfg, (size_t)k);
+	rc = ctl_state_note_removed(&s->st, group, id);
+	if (rc == DL_OK)
+		rc = ctl_state_save(s->state_path, &s->st, err);
+	if (rc != DL_OK)
+		return dl_errf(err, rc, "removed, but not recorded in %s: %s", s->state_path,
+			       err->msg[0] ? err->msg : dl_strerror(rc));
+	if (delete_data && access(dir, F_OK) == 0 &&
+	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		return dl_errf(err, DL_EIO, "removed, but deleting %s failed: %s", dir,
+			       strerror(errno));
+	dl_log(DL_LOG_INFO, group, id, "removed at run time%s", delete_data ? ", data deleted" : "");
+	pk_ok(pk, 1);
+	pk_kstr(pk, "data", delete_data ? "deleted" : dir);
+	return DL_OK;
+}
+
+/* ---- transfer-leader ------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+		       struct dl_errctx *err)
+{
+	char group[CFG_NAME_MAX + 1], to[CFG_NAME_MAX + 1];
+	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "to", to, sizeof(to)))
+		return dl_errf(err, DL_EPROTO, "transfer-leader: 'group' and 'to' are required");
+	const msgpack_object *t = mp_get(req, "timeout_ms");
+	uint64_t timeout_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 5000;
+	if (timeout_ms > CTL_MAX_WAIT_MS)
+		timeout_ms = CTL_MAX_WAIT_MS;
+	ssize_t k = cfg_find(s->cfg, group);
+	if (k < 0)
+		return dl_errf(err, DL_ENOTFOUND, "this node has no member of group '%s'", group);
+	const char *self = s->cfg->groups[k].self_id;
+	if (cfg_peers_find(&s->cfg->groups[k].peers, to) < 0)
+		return dl_errf(err, DL_EINVAL, "'%s' is not a member of group '%s'", to, group);
+	struct rt_member_status *st = &s->rows[0];
+	int rc = rt_node_member_status(s->node, group, self, st);
+	if (rc != DL_OK)
+		return dl_errf(err, rc, "member '%s' of '%s' is not running", self, group);
+	if (st->role != RAFT_LEADER && strcmp(st->leader, to) != 0)
+		return dl_errf(err, DL_ENOTLEADER,
+			       "member '%s' on this node does not lead group '%s'; %s%s%s", self,
+			       group, st->leader[0] ? "the leader is '" : "no leader is known",
+			       st->leader, st->leader[0] ? "': ask its node" : "");
+	uint64_t t0 = now_ms(), term0 = st->term;
+	if (strcmp(st->leader, to) != 0 && (rc = rt_node_transfer(s->node, group, self, to)) != 0)
+		return dl_errf(err, rc, "transfer refused: %s", dl_strerror(rc));
+	/* Done when our member names `to` as the leader (it learns so from the
+	 * new leader's first message). */
+	for (;;) {
+		rc = rt_node_member_status(s->node, group, self, st);
+		if (rc != DL_OK)
+			return dl_errf(err, rc, "member '%s' of '%s' went away", self, group);
+		bool to_leads = strcmp(st->leader, to) == 0 &&
+				(strcmp(to, self) != 0 || st->role == RAFT_LEADER);
+		if (to_leads)
+			break;
+		if (now_ms() - t0 >= timeout_ms)
+			return dl_errf(err, DL_ETIMEDOUT,
+				       "'%s' does not lead '%s' after %" PRIu64 " ms: leader '%s', "
+				       "term %" PRIu64 " (was %" PRIu64 ")",
+				       to, group, timeout_ms, st->leader[0] ? st->leader : "none",
+				       st->term, term0);
+		struct timespec ts = {0, 5 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	pk_ok(pk, 3);
+	pk_kstr(pk, "leader", st->leader);
+	pk_ku64(pk, "term", st->term);
+	pk_ku64(pk, "elapsed_ms", now_ms() - t0);
+	return DL_OK;
+}
+
+/* ---- the server thread ------------------------------------------------------------ */
+
+static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_packer *pk)
+{
+	struct dl_errctx err = {{0}};
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	int rc = DL_OK;
+	char op[32] = "";
+	if (len > CTL_MAX_REQUEST_BYTES)
+		rc = dl_errf(&err, DL_ETOOBIG, "request larger than %u bytes", CTL_MAX_REQUEST_BYTES);
+	else if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+		 u.data.type != MSGPACK_OBJECT_MAP || !mp_str(&u.data, "op", op, sizeof(op)))
+		rc = dl_errf(&err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
+	if (rc == DL_OK) {
+		if (strcmp(op, "status") == 0)
+			op_status(s, pk);
+		else if (strcmp(op, "add-group") == 0)
+			rc = op_add(s, &u.data, pk, &err);
+		else if (strcmp(op, "remove-group") == 0)
+			rc = op_remove(s, &u.data, pk, &err);
+		else if (strcmp(op, "transfer-leader") == 0)
+			rc = op_transfer(s, &u.data, pk, &err);
+		else
+			rc = dl_errf(&err, DL_EPROTO, "unknown op '%s'", op);
+	}
+	if (rc == DL_EPROTO || rc == DL_ETOOBIG) {
+		s->bad_requests++;
+		dl_log(DL_LOG_WARN, NULL, NULL, "control: %s (%" PRIu64 " bad requests)", err.msg,
+		       s->bad_requests);
+	}
+	if (rc != DL_OK)
+		pk_error(pk, rc, err.msg);
+	msgpack_unpacked_destroy(&u);
+}
+
+static void *server_main(void *arg)
+{
+	struct ctl_server *s = arg;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		nng_msg *m;
+		int rv = nng_recvmsg(s->sock, &m, 0);
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0)
+			break;
+		s->requests++;
+		msgpack_sbuffer_clear(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		serve(s, nng_msg_body(m), nng_msg_len(m), &pk);
+		nng_msg_clear(m);
+		if (nng_msg_append(m, sb.data, sb.size) != 0 || nng_sendmsg(s->sock, m, 0) != 0)
+			nng_msg_free(m);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	return NULL;
+}

@@ -1,0 +1,552 @@
+/*
+ * Multi-process tests of the control socket: three `dledger-actors`
+ * processes on loopback ports with one configured group (g0), groups added
+ * and removed at run time through `dledger-ctl`, appends through the C
+ * client. Usage: control_test PATH/TO/dledger-actors PATH/TO/dledger-ctl
+ *
+ * The tests share one cluster and run in order. Every process started is
+ * stopped before the program exits; every wait is bounded in time.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "client/client.h"
+#include "test/lib/tt.h"
+
+TT_MAIN_STATE;
+
+#define NODES 3
+#define ADDED 20   /* groups added at run time: g1..g20 */
+#define REMOVED 10 /* of which g11..g20 are removed again */
+#define PER_GROUP 5
+
+static const char *actors_bin, *ctl_bin;
+
+static struct {
+	char dir[64];
+	uint16_t port[NODES];
+	char conf[NODES][128], logf[NODES][128], sock[NODES][128];
+	pid_t pid[NODES];
+} C;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	socklen_t len = sizeof(sa);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void peers_of(char *buf, size_t cap)
+{
+	snprintf(buf, cap, "n0-127.0.0.1:%u;n1-127.0.0.1:%u;n2-127.0.0.1:%u", C.port[0], C.port[1],
+		 C.port[2]);
+}
+
+static void node_start(int k)
+{
+	tt_assert(C.pid[k] == 0);
+	pid_t pid = fork();
+	tt_assert(pid >= 0);
+	if (pid == 0) {
+		int fd = open(C.logf[k], O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(actors_bin, actors_bin, "--config", C.conf[k], (char *)NULL);
+		_exit(127);
+	}
+	C.pid[k] = pid;
+	/* Up once its control socket answers. */
+	for (int i = 0; i < 500 && access(C.sock[k], F_OK) != 0; i++)
+		sleep_ms(10);
+}
+
+static int node_stop(int k, int sig)
+{
+	if (C.pid[k] == 0)
+		return -1;
+	kill(C.pid[k], sig);
+	int status = -1;
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(C.pid[k], &status, WNOHANG) == C.pid[k])
+			break;
+		if (i == 999) {
+			kill(C.pid[k], SIGKILL);
+			waitpid(C.pid[k], &status, 0);
+		}
+		sleep_ms(10);
+	}
+	C.pid[k] = 0;
+	return status;
+}
+
+static void kill_all(void)
+{
+	for (int k = 0; k < NODES; k++)
+		if (C.pid[k] != 0)
+			kill(C.pid[k], SIGKILL);
+}
+
+/* Runs dledger-ctl with the arguments (NULL-terminated); its stdout and
+ * stderr go to `out`. Returns its exit status. */
+static int run_ctl(char *out, size_t cap, ...)
+{
+	char *argv[32];
+	int n = 0;
+	argv[n++] = (char *)ctl_bin;
+	va_list ap;
+	va_start(ap, cap);
+	for (char *a; (a = va_arg(ap, char *)) != NULL && n < 31;)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/ctl.out", C.dir);
+	pid_t pid = fork();
+	tt_assert(pid >= 0);
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(ctl_bin, argv);
+		_exit(127);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	FILE *f = fopen(path, "r");
+	size_t got = f ? fread(out, 1, cap - 1, f) : 0;
+	out[got] = '\0';
+	if (f)
+		fclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void ctl_ok(const char *what, int rc, const char *out)
+{
+	tt_assert(rc == 0, "%s: exit %d: %s", what, rc, out);
+}
+
+static void add_group(int k, const char *g)
+{
+	char peers[256], id[8], out[1024];
+	peers_of(peers, sizeof(peers));
+	snprintf(id, sizeof(id), "n%d", k);
+	int rc = run_ctl(out, sizeof(out), "add-group", "--control", C.sock[k], "--group", g, "--id",
+			 id, "--peers", peers, (char *)NULL);
+	ctl_ok("add-group", rc, out);
+}
+
+static void remove_group(int k, const char *g)
+{
+	char id[8], out[1024];
+	snprintf(id, sizeof(id), "n%d", k);
+	int rc = run_ctl(out, sizeof(out), "remove-group", "--control", C.sock[k], "--group", g,
+			 "--id", id, (char *)NULL);
+	ctl_ok("remove-group", rc, out);
+}
+
+static struct dl_client *client_of(const char *g, uint32_t timeout_ms)
+{
+	char peers[256];
+	peers_of(peers, sizeof(peers));
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	struct dl_client_opts o = {.timeout_ms = timeout_ms, .retry_busy = true};
+	tt_assert(dl_client_open(peers, g, &o, &cl, &err) == 0, "%s", err.msg);
+	return cl;
+}
+
+/* Node k's metadata rows (free() them); asserts that it answers. */
+static uint32_t node_rows(int k, struct tp_group_meta **rows)
+{
+	struct dl_client *cl = client_of(NULL, 2000);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", C.port[k]);
+	uint32_t n = 0;
+	struct dl_errctx err = {{0}};
+	*rows = NULL;
+	int rc = dl_client_node_metadata(cl, addr, rows, &n, &err);
+	dl_client_close(cl);
+	tt_assert(rc == 0, "node %d metadata: %s", k, err.msg);
+	return n;
+}
+
+/* Whether node k hosts group g, as its node metadata says. */
+static bool node_hosts(int k, const char *g)
+{
+	struct tp_group_meta *rows;
+	uint32_t n = node_rows(k, &rows);
+	bool found = false;
+	for (uint32_t i = 0; i < n; i++)
+		found |= strcmp(rows[i].group, g) == 0;
+	free(rows);
+	return found;
+}
+
+/* ---- background load on g0 -------------------------------------------------------- */
+
+static struct {
+	pthread_t t;
+	atomic_bool stop;
+	_Atomic uint64_t done, failed;
+	char last_error[256];
+} bg;
+
+static void *bg_main(void *arg)
+{
+	(void)arg;
+	struct dl_client *cl = client_of("g0", 5000);
+	while (!atomic_load(&bg.stop)) {
+		uint64_t index, term;
+		struct dl_errctx err = {{0}};
+		int rc = dl_client_append(cl, "bg", 2, &index, &term, &err);
+		if (rc == 0) {
+			atomic_fetch_add(&bg.done, 1);
+		} else {
+			snprintf(bg.last_error, sizeof(bg.last_error), "%s %s", dl_strerror(rc),
+				 err.msg);
+			atomic_fetch_add(&bg.failed, 1);
+		}
+		sleep_ms(2);
+	}
+	dl_client_close(cl);
+	return NULL;
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+static void cluster_starts_with_a_0600_control_socket(void)
+{
+	snprintf(C.dir, sizeof(C.dir), "/tmp/dl-ctl-XXXXXX");
+	tt_assert(mkdtemp(C.dir) != NULL);
+	for (int k = 0; k < NODES; k++)
+		C.port[k] = free_port();
+	char peers[256];
+	peers_of(peers, sizeof(peers));
+	for (int k = 0; k < NODES; k++) {
+		snprintf(C.conf[k], sizeof(C.conf[k]), "%s/node%d.yaml", C.dir, k);
+		snprintf(C.logf[k], sizeof(C.logf[k]), "%s/node%d.log", C.dir, k);
+		snprintf(C.sock[k], sizeof(C.sock[k]), "%s/node%d/control.sock", C.dir, k);
+		FILE *f = fopen(C.conf[k], "w");
+		tt_assert(f != NULL);
+		fprintf(f,
+			"storeBaseDir: %s/node%d\nheartBeatTimeIntervalMs: 100\n"
+			"electionTimeoutMs: 500\nmappedFileSizeForEntryData: 4194304\n"
+			"mappedFileSizeForEntryIndex: 1048576\n"
+			"DLedgerConfigs:\n  - group: g0\n    id: n%d\n    peers: %s\n"
+			"    preferredLeaderId: n0\n",
+			C.dir, k, k, peers);
+		fclose(f);
+	}
+	for (int k = 0; k < NODES; k++)
+		node_start(k);
+	for (int k = 0; k < NODES; k++) {
+		struct stat sb;
+		tt_assert(stat(C.sock[k], &sb) == 0, "node %d has no control socket", k);
+		tt_assert(S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0600, "mode %o",
+			  sb.st_mode & 0777);
+	}
+	struct dl_client *cl = client_of("g0", 10000);
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append(cl, "first", 5, NULL, NULL, &err) == 0, "%s", err.msg);
+	dl_client_close(cl);
+}
+
+static void a_second_node_on_the_same_socket_is_refused(void)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "%s --config %s >%s/second.log 2>&1", actors_bin, C.conf[1],
+		 C.dir);
+	int st = system(cmd);
+	tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+	snprintf(cmd, sizeof(cmd), "grep -q 'another node is running there' %s/second.log", C.dir);
+	tt_assert(system(cmd) == 0);
+	tt_assert(access(C.sock[1], F_OK) == 0, "the live node's socket was removed");
+}
+
+/* Sends raw bytes to node k's control socket; returns the reply's "ok" and
+ * copies its "error". */
+static bool raw_request(int k, const void *buf, size_t len, char *error, size_t cap)
+{
+	char url[160];
+	snprintf(url, sizeof(url), "ipc://%s", C.sock[k]);
+	nng_socket s;
+	tt_assert(nng_req0_open(&s) == 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	tt_assert(nng_dial(s, url, NULL, 0) == 0);
+	tt_assert(nng_send(s, (void *)buf, len, 0) == 0);
+	nng_msg *m;
+	tt_assert(nng_recvmsg(s, &m, 0) == 0, "no reply to a malformed request");
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	tt_assert(msgpack_unpack_next(&u, nng_msg_body(m), nng_msg_len(m), &off) ==
+		  MSGPACK_UNPACK_SUCCESS);
+	bool ok = true;
+	error[0] = '\0';
+	tt_assert(u.data.type == MSGPACK_OBJECT_MAP);
+	for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+		const msgpack_object *key = &u.data.via.map.ptr[i].key;
+		const msgpack_object *v = &u.data.via.map.ptr[i].val;
+		if (key->via.str.size == 2 && memcmp(key->via.str.ptr, "ok", 2) == 0)
+			ok = v->via.boolean;
+		if (key->via.str.size == 5 && memcmp(key->via.str.ptr, "error", 5) == 0)
+			snprintf(error, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+	}
+	msgpack_unpacked_destroy(&u);
+	nng_msg_free(m);
+	nng_close(s);
+	return ok;
+}
+
+static void malformed_requests_get_an_error_and_the_node_keeps_running(void)
+{
+	char error[256], out[4096];
+	tt_assert(!raw_request(1, "\xc1garbage", 8, error, sizeof(error)));
+	tt_assert(strstr(error, "malformed") != NULL, "error: %s", error);
+	/* A map without a known op; an add-group whose keys are not strings. */
+	static const uint8_t unknown_op[] = {0x81, 0xa2, 'o', 'p', 0xa3, 'x', 'y', 'z'};
+	tt_assert(!raw_request(1, unknown_op, sizeof(unknown_op), error, sizeof(error)));
+	tt_assert(strstr(error, "unknown op") != NULL, "error: %s", error);
+	static const uint8_t bad_keys[] = {0x82, 0xa2, 'o', 'p', 0xa9, 'a', 'd', 'd', '-', 'g',
+					   'r', 'o', 'u', 'p', 0xa4, 'k', 'e', 'y', 's', 0x07};
+	tt_assert(!raw_request(1, bad_keys, sizeof(bad_keys), error, sizeof(error)));
+	int rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], "--json", (char *)NULL);
+	ctl_ok("status", rc, out);
+	tt_assert(strstr(out, "\"bad_requests\": 3") != NULL, "status: %s", out);
+	rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], (char *)NULL);
+	ctl_ok("status", rc, out);
+	tt_assert(strstr(out, "g0") != NULL, "status: %s", out);
+	for (char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		size_t w = strchr(line, '\n') ? (size_t)(strchr(line, '\n') - line) : strlen(line);
+		tt_assert(w <= 80, "status line wider than 80 columns: %.*s", (int)w, line);
+	}
+}
+
+static void groups_added_and_removed_at_run_time_while_appends_go_on(void)
+{
+	atomic_init(&bg.stop, false);
+	tt_assert(pthread_create(&bg.t, NULL, bg_main, NULL) == 0);
+	uint64_t t0 = now_ms();
+	for (int g = 1; g <= ADDED; g++) {
+		char name[16];
+		snprintf(name, sizeof(name), "g%d", g);
+		for (int k = 0; k < NODES; k++)
+			add_group(k, name);
+	}
+	printf("%d groups added on %d nodes in %llu ms\n", ADDED, NODES,
+	       (unsigned long long)(now_ms() - t0));
+	/* Every group elects and takes appends. */
+	for (int g = 1; g <= ADDED; g++) {
+		char name[16], body[32];
+		snprintf(name, sizeof(name), "g%d", g);
+		struct dl_client *cl = client_of(name, 10000);
+		for (int i = 0; i < PER_GROUP; i++) {
+			struct dl_errctx err = {{0}};
+			int len = snprintf(body, sizeof(body), "%s-%d", name, i);
+			int rc = dl_client_append(cl, body, (size_t)len, NULL, NULL, &err);
+			tt_assert(rc == 0, "%s: %s %s", name, dl_strerror(rc), err.msg);
+		}
+		dl_client_close(cl);
+	}
+	for (int g = ADDED - REMOVED + 1; g <= ADDED; g++) {
+		char name[16];
+		snprintf(name, sizeof(name), "g%d", g);
+		for (int k = 0; k < NODES; k++)
+			remove_group(k, name);
+	}
+	for (int k = 0; k < NODES; k++)
+		tt_assert(!node_hosts(k, "g20") && node_hosts(k, "g10"));
+	/* A removed group takes no appends. */
+	struct dl_client *cl = client_of("g20", 500);
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append(cl, "x", 1, NULL, NULL, &err) != 0);
+	dl_client_close(cl);
+	atomic_store(&bg.stop, true);
+	pthread_join(bg.t, NULL);
+	printf("g0: %llu appends during the changes, %llu failed\n",
+	       (unsigned long long)atomic_load(&bg.done), (unsigned long long)atomic_load(&bg.failed));
+	tt_assert(atomic_load(&bg.done) > 0);
+	tt_assert(atomic_load(&bg.failed) == 0, "g0 appends failed: %s", bg.last_error);
+}
+
+static void a_restart_keeps_the_changes_and_a_readded_group_resumes(void)
+{
+	int st = node_stop(2, SIGTERM);
+	tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	node_start(2);
+	uint64_t end = now_ms() + 10000;
+	while (now_ms() < end && !node_hosts(2, "g1"))
+		sleep_ms(20);
+	for (int g = 0; g <= ADDED; g++) {
+		char name[16];
+		snprintf(name, sizeof(name), "g%d", g);
+		bool want = g <= ADDED - REMOVED;
+		tt_assert(node_hosts(2, name) == want, "after restart node 2 %s %s", want ? "lacks" : "has",
+			  name);
+	}
+	/* Re-add g11 everywhere: it resumes from its data. */
+	for (int k = 0; k < NODES; k++)
+		add_group(k, "g11");
+	struct dl_client *cl = client_of("g11", 10000);
+	struct dl_errctx err = {{0}};
+	uint64_t index = 0;
+	int rc = dl_client_append(cl, "g11-again", 9, &index, NULL, &err);
+	tt_assert(rc == 0, "%s %s", dl_strerror(rc), err.msg);
+	tt_assert(index > PER_GROUP, "g11 restarted from index %llu", (unsigned long long)index);
+	dl_client_close(cl);
+}
+
+static int g11_check(void *arg, uint64_t index, uint64_t term, const void *data, size_t len)
+{
+	(void)index;
+	(void)term;
+	int *found = arg;
+	for (int i = 0; i < PER_GROUP; i++) {
+		char body[32];
+		int n = snprintf(body, sizeof(body), "g11-%d", i);
+		if ((size_t)n == len && memcmp(body, data, len) == 0)
+			*found |= 1 << i;
+	}
+	return 0;
+}
+
+static void the_readded_group_has_its_old_entries(void)
+{
+	struct dl_client *cl = client_of("g11", 10000);
+	struct dl_errctx err = {{0}};
+	for (int k = 0; k < NODES; k++) { /* on every member, once it caught up */
+		char member[8];
+		snprintf(member, sizeof(member), "n%d", k);
+		int found = 0, rc = -1;
+		for (uint64_t end = now_ms() + 5000; now_ms() < end && rc != 0; sleep_ms(20)) {
+			found = 0;
+			rc = dl_client_get(cl, 1, PER_GROUP + 1, member, g11_check, &found, &err);
+		}
+		tt_assert(rc == 0, "%s: %s %s", member, dl_strerror(rc), err.msg);
+		tt_assert(found == (1 << PER_GROUP) - 1, "%s: old entries of g11 missing: mask %x",
+			  member, found);
+	}
+	dl_client_close(cl);
+}
+
+/* The node whose member leads g, as node k sees it; -1 if none. */
+static int leader_of(int k, const char *g)
+{
+	struct tp_group_meta *rows;
+	uint32_t n = node_rows(k, &rows);
+	int l = -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(rows[i].group, g) == 0 && rows[i].leader[0] == 'n')
+			l = rows[i].leader[1] - '0';
+	free(rows);
+	return l;
+}
+
+static void transfer_leader_moves_leadership_within_a_second(void)
+{
+	int l = -1;
+	for (uint64_t end = now_ms() + 5000; now_ms() < end && (l = leader_of(0, "g1")) < 0;)
+		sleep_ms(20);
+	tt_assert(l >= 0, "g1 has no leader");
+	int to = (l + 1) % NODES;
+	char id[8], out[1024];
+	snprintf(id, sizeof(id), "n%d", to);
+	/* Asking a node whose member does not lead names the leader. */
+	int rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", C.sock[to], "--group", "g1",
+			 "--to", id, (char *)NULL);
+	char want[32];
+	snprintf(want, sizeof(want), "the leader is 'n%d'", l);
+	tt_assert(rc == 1 && strstr(out, want) != NULL, "exit %d: %s", rc, out);
+	uint64_t t0 = now_ms();
+	rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", C.sock[l], "--group", "g1",
+		     "--to", id, "--timeout", "1000", (char *)NULL);
+	uint64_t took = now_ms() - t0;
+	ctl_ok("transfer-leader", rc, out);
+	printf("g1: n%d -> n%d in %llu ms: %s", l, to, (unsigned long long)took, out);
+	tt_assert(took < 1000, "transfer took %llu ms", (unsigned long long)took);
+	tt_assert(leader_of(to, "g1") == to);
+}
+
+static void a_stale_socket_after_kill9_is_cleaned_up(void)
+{
+	node_stop(1, SIGKILL);
+	tt_assert(access(C.sock[1], F_OK) == 0, "no socket file left behind to test with");
+	node_start(1);
+	char out[4096];
+	int rc = -1;
+	/* The socket file of the killed node is there at once; the new node
+	 * answers once it removed it and listens, and lists each member once
+	 * that member published its first status. */
+	for (uint64_t end = now_ms() + 5000;
+	     now_ms() < end && (rc != 0 || strstr(out, "g11") == NULL); sleep_ms(50))
+		rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], (char *)NULL);
+	ctl_ok("status after kill -9", rc, out);
+	tt_assert(strstr(out, "g11") != NULL && strstr(out, "g12") == NULL, "status: %s", out);
+	for (int k = 0; k < NODES; k++) {
+		int st = node_stop(k, SIGTERM);
+		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", C.dir);
+	tt_assert(system(cmd) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: control_test PATH/TO/dledger-actors PATH/TO/dledger-ctl\n");
+		return 2;
+	}
+	actors_bin = argv[1];
+	ctl_bin = argv[2];
+	signal(SIGPIPE, SIG_IGN);
+	atexit(kill_all);
+	static const struct tt_test tests[] = {
+		{"cluster_starts_with_a_0600_control_socket", cluster_starts_with_a_0600_control_socket},
+		{"a_second_node_on_the_same_socket_is_refused",
+		 a_second_node_on_the_same_socket_is_refused},
+		{"malformed_requests_get_an_error_and_the_node_keeps_running",
+		 malformed_requests_get_an_error_and_the_node_keeps_running},
+		{"groups_added_and_removed_at_run_time_while_appends_go_on",
+		 groups_added_and_removed_at_run_time_while_appends_go_on},
+		{"a_restart_keeps_the_changes_and_a_readded_group_resumes",
+		 a_restart_keeps_the_changes_and_a_readded_group_resumes},
+		{"the_readded_group_has_its_old_entries", the_readded_group_has_its_old_entries},
+		{"transfer_leader_moves_leadership_within_a_second",
+		 transfer_leader_moves_leadership_within_a_second},
+		{"a_stale_socket_after_kill9_is_cleaned_up", a_stale_socket_after_kill9_is_cleaned_up},
+	};
+	return tt_run("control", tests, TT_COUNT(tests));
+}
