@@ -234,7 +234,7 @@ static void *bg_main(void *arg)
 		if (rc == 0) {
 			atomic_fetch_add(&bg.done, 1);
 		} else {
-			snprintf(bg.last_error, sizeof(bg.last_error), "%s %s", dl_strerror(rc),
+			snprintf(bg.last_error, sizeof(bg.last_error), "%.40s %.200s", dl_strerror(rc),
 				 err.msg);
 			atomic_fetch_add(&bg.failed, 1);
 		}
