@@ -1,6 +1,7 @@
 /*
  * dledger-actors - runs one node: every configured member, one endpoint,
- * one flush thread. Logs to stderr; SIGTERM/SIGINT stop it gracefully.
+ * one flush thread. Logs to stderr; SIGTERM/SIGINT stop it gracefully;
+ * SIGHUP reloads the config file (as `dledger-ctl reload`).
  *
  *   dledger-actors --config node0.yaml
  *   dledger-actors --group g0 --id n0 --peers 'n0-127.0.0.1:10000;...' \
@@ -137,8 +138,9 @@ int main(int argc, char **argv)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			dl_log(DL_LOG_WARN, NULL, NULL,
-			       "SIGHUP: configuration reload is not supported yet; ignored");
+			/* The control socket's "reload", serialized with its requests. */
+			dl_log(DL_LOG_INFO, NULL, NULL, "SIGHUP: reloading the configuration");
+			ctl_reload_signal(ctl);
 			continue;
 		}
 		dl_log(DL_LOG_INFO, NULL, NULL, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

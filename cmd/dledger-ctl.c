@@ -2,8 +2,8 @@
  * dledger-ctl - the command-line client: append, get, metadata (data
  * subcommands, on the C client of client/client.h), and status, add-group,
  * remove-group, transfer-leader (control subcommands: one msgpack request
- * to a node's control socket, docs/OPERATIONS.md "Control socket"). reload
- * is still to come (issue 7).
+ * to a node's control socket, docs/OPERATIONS.md "Control socket"), and
+ * reload.
  *
  * Exit status: 0 success, 1 the operation failed (one line on stderr:
  * "dledger-ctl: append: not leader after 3 hops (last tried n1 at ...)"),
@@ -1331,6 +1331,47 @@ static int cmd_status(int argc, char **argv)
 	return rc;
 }
 
+static const char reload_usage[] =
+	"Usage: dledger-ctl reload --control SOCK [--timeout MS]\n"
+	"\n"
+	"Makes the node re-read its config file (as SIGHUP does): groups.yaml still\n"
+	"applies on top; members that appeared start, those that disappeared stop\n"
+	"(their data stays); changed keys of a running member and node-wide keys are\n"
+	"listed, not applied. An invalid file changes nothing; the error names it.\n"
+	"Exit status 1 also when a new member could not be started.\n";
+
+static int cmd_reload(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CTL_OPTS,
+		{NULL, 0, NULL, 0},
+	};
+	struct common co = {0};
+	struct ctl_args a = {0};
+	int rc = ctl_parse(argc, argv, opts, reload_usage, &co, &a);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	mp_pkv(&pk, "op", "reload");
+	struct reply u;
+	rc = ctl_call(a.control, &sb, co.timeout_ms + 30000, &u);
+	if (rc == 0) {
+		const msgpack_object *rep = mp_field(&u.u.data, "report");
+		const msgpack_object *failed = mp_field(&u.u.data, "failed");
+		if (rep != NULL && rep->type == MSGPACK_OBJECT_STR)
+			printf("%.*s\n", (int)rep->via.str.size, rep->via.str.ptr);
+		if (failed != NULL && failed->type == MSGPACK_OBJECT_ARRAY && failed->via.array.size)
+			rc = EXIT_OP;
+	}
+	reply_free(&u);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 struct subcmd {
@@ -1347,7 +1388,7 @@ static const struct subcmd subcmds[] = {
 	{"add-group", "start a member of a group on a node at run time", cmd_add_group},
 	{"remove-group", "stop a member of a group on a node at run time", cmd_remove_group},
 	{"transfer-leader", "hand a group's leadership to another member", cmd_transfer_leader},
-	/* reload: TODO (issue 7 item 6). */
+	{"reload", "re-read a node's config file and apply the group changes", cmd_reload},
 };
 
 static void main_usage(FILE *f)

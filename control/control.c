@@ -37,6 +37,10 @@ struct ctl_server {
 	nng_socket sock;
 	bool sock_open, listening, thread_started;
 	pthread_t thread;
+	/* Held while a request is served and while a SIGHUP reload runs
+	 * (ctl_reload_signal), so reloads and requests never interleave. */
+	pthread_mutex_t lock;
+	struct ctl_balancer *balancer; /* leaderBalance: true; else NULL */
 	atomic_bool stop; /* relaxed: only asks the thread to return; join orders the rest */
 	uint64_t requests, bad_requests;
 	struct rt_member_status *rows; /* RT_MAX_MEMBERS, for status */
@@ -76,7 +80,7 @@ void ctl_member_config(const struct cfg *c, const struct cfg_group *g, struct rt
 
 /* ---- config bookkeeping ------------------------------------------------------- */
 
-static ssize_t cfg_find(const struct cfg *c, const char *group)
+ssize_t ctl_cfg_find(const struct cfg *c, const char *group)
 {
 	for (size_t i = 0; i < c->n_groups; i++)
 		if (strcmp(c->groups[i].group, group) == 0)
@@ -84,7 +88,7 @@ static ssize_t cfg_find(const struct cfg *c, const char *group)
 	return -1;
 }
 
-static void cfg_drop(struct cfg *c, size_t i)
+void ctl_cfg_drop(struct cfg *c, size_t i)
 {
 	CTL_ASSERT(i < c->n_groups);
 	cfg_group_free(&c->groups[i]);
@@ -111,28 +115,26 @@ static int group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg
 	return rc;
 }
 
-/* groups.yaml on top of the config file: removals first, then additions
- * (an addition replaces the file's item of the same group). */
-static int apply_state(struct ctl_server *s, struct dl_errctx *err)
+int ctl_apply_state(struct cfg *c, const struct ctl_state *st, const char *state_path,
+		    struct dl_errctx *err)
 {
-	struct cfg *c = s->cfg;
-	for (size_t i = 0; i < s->st.n_removed; i++) {
-		ssize_t k = cfg_find(c, ctl_rec_get(&s->st.removed[i], "group"));
-		if (k >= 0 && strcmp(c->groups[k].self_id, ctl_rec_get(&s->st.removed[i], "id")) == 0)
-			cfg_drop(c, (size_t)k);
+	for (size_t i = 0; i < st->n_removed; i++) {
+		ssize_t k = ctl_cfg_find(c, ctl_rec_get(&st->removed[i], "group"));
+		if (k >= 0 && strcmp(c->groups[k].self_id, ctl_rec_get(&st->removed[i], "id")) == 0)
+			ctl_cfg_drop(c, (size_t)k);
 	}
-	for (size_t i = 0; i < s->st.n_added; i++) {
-		const struct ctl_rec *r = &s->st.added[i];
-		ssize_t k = cfg_find(c, ctl_rec_get(r, "group"));
+	for (size_t i = 0; i < st->n_added; i++) {
+		const struct ctl_rec *r = &st->added[i];
+		ssize_t k = ctl_cfg_find(c, ctl_rec_get(r, "group"));
 		if (k >= 0)
-			cfg_drop(c, (size_t)k);
+			ctl_cfg_drop(c, (size_t)k);
 		struct cfg_group g;
 		struct dl_errctx e = {{0}};
 		int rc = group_of_rec(c, r, &g, &e);
 		if (rc == DL_OK && (rc = cfg_add_group(c, &g, &e)) != DL_OK)
 			cfg_group_free(&g);
 		if (rc != DL_OK)
-			return dl_errf(err, rc, "%s: added group '%s': %s", s->state_path,
+			return dl_errf(err, rc, "%s: added group '%s': %s", state_path,
 				       ctl_rec_get(r, "group"), e.msg);
 	}
 	return DL_OK;
@@ -161,6 +163,7 @@ int ctl_open(struct cfg *c, struct ctl_server **out, struct dl_errctx *err)
 		return dl_errf(err, DL_ENOMEM, "out of memory");
 	s->cfg = c;
 	atomic_init(&s->stop, false);
+	pthread_mutex_init(&s->lock, NULL);
 	snprintf(s->url, sizeof(s->url), "ipc://%s", c->node.control_socket);
 	snprintf(s->state_path, sizeof(s->state_path), "%s/%s", c->node.store_base_dir,
 		 CTL_STATE_FILE);
@@ -172,7 +175,7 @@ int ctl_open(struct cfg *c, struct ctl_server **out, struct dl_errctx *err)
 	}
 	rc = ctl_state_load(s->state_path, &s->st, err);
 	if (rc == DL_OK)
-		rc = apply_state(s, err);
+		rc = ctl_apply_state(s->cfg, &s->st, s->state_path, err);
 	if (rc != DL_OK)
 		goto err_free;
 	s->rows = calloc(RT_MAX_MEMBERS, sizeof(*s->rows));
@@ -227,6 +230,16 @@ int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 		return dl_errf(err, DL_ENOMEM, "control socket: cannot start its thread");
 	s->thread_started = true;
 	dl_log(DL_LOG_INFO, NULL, NULL, "control socket %s (mode 0600)", path);
+	if (s->cfg->node.leader_balance && s->cfg->node.self_host != NULL) {
+		char addr[CFG_ADDR_STR_MAX];
+		cfg_format_addr(s->cfg->node.self_host, s->cfg->node.self_port, addr, sizeof(addr));
+		/* A round every 5 heartbeats of the node defaults, at least 500 ms. */
+		uint32_t period_ms = 5 * s->cfg->node.defaults.heart_beat_time_interval_ms;
+		int rc = ctl_balance_start(n, addr, period_ms < 500 ? 500 : period_ms, &s->balancer,
+					   err);
+		if (rc != DL_OK)
+			return rc;
+	}
 	return DL_OK;
 }
 
@@ -234,6 +247,7 @@ void ctl_close(struct ctl_server *s)
 {
 	if (s == NULL)
 		return;
+	ctl_balance_stop(s->balancer);
 	if (s->thread_started) {
 		atomic_store_explicit(&s->stop, true, memory_order_relaxed);
 		pthread_join(s->thread, NULL);
@@ -243,6 +257,7 @@ void ctl_close(struct ctl_server *s)
 	if (s->listening)
 		unlink(s->cfg->node.control_socket);
 	ctl_state_free(&s->st);
+	pthread_mutex_destroy(&s->lock);
 	free(s->rows);
 	free(s);
 }
@@ -408,8 +423,8 @@ static int rec_of_request(const msgpack_object *req, struct ctl_rec *r, struct d
 
 /* No membership change: another member's data of the group on this node
  * means a different member once lived here. */
-static int check_no_other_member(const struct cfg *c, const struct cfg_group *g,
-				 struct dl_errctx *err)
+int ctl_check_no_other_member(const struct cfg *c, const struct cfg_group *g,
+			      struct dl_errctx *err)
 {
 	char dir[CFG_PATH_MAX];
 	const char *base = g->o.store_base_dir ? g->o.store_base_dir : c->node.store_base_dir;
@@ -436,14 +451,14 @@ static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packe
 	struct cfg_group g = {0};
 	int rc = rec_of_request(req, &r, err);
 	const char *name = rc == DL_OK ? ctl_rec_get(&r, "group") : NULL;
-	ssize_t k = name != NULL ? cfg_find(s->cfg, name) : -1;
+	ssize_t k = name != NULL ? ctl_cfg_find(s->cfg, name) : -1;
 	if (k >= 0)
 		rc = dl_errf(err, DL_EEXIST, "group '%s' already runs on this node (member '%s')",
 			     name, s->cfg->groups[k].self_id);
 	if (rc == DL_OK)
 		rc = group_of_rec(s->cfg, &r, &g, err);
 	if (rc == DL_OK)
-		rc = check_no_other_member(s->cfg, &g, err);
+		rc = ctl_check_no_other_member(s->cfg, &g, err);
 	if (rc != DL_OK)
 		goto out;
 	struct rt_member_config mc;
@@ -499,7 +514,7 @@ static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_pa
 		return dl_errf(err, DL_EPROTO, "remove-group: 'group' and 'id' are required strings");
 	const msgpack_object *del = mp_get(req, "delete_data");
 	bool delete_data = del != NULL && del->type == MSGPACK_OBJECT_BOOLEAN && del->via.boolean;
-	ssize_t k = cfg_find(s->cfg, group);
+	ssize_t k = ctl_cfg_find(s->cfg, group);
 	if (k < 0 || strcmp(s->cfg->groups[k].self_id, id) != 0)
 		return dl_errf(err, DL_ENOTFOUND, "this node has no member '%s' of group '%s'", id,
 			       group);
@@ -508,7 +523,7 @@ static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_pa
 	int rc = rt_node_remove(s->node, group, id);
 	if (rc != DL_OK && rc != DL_ENOTFOUND) /* not running (failed): still drop it */
 		return dl_errf(err, rc, "cannot stop the member: %s", dl_strerror(rc));
-	cfg_drop(s->cfg, (size_t)k);
+	ctl_cfg_drop(s->cfg, (size_t)k);
 	rc = ctl_state_note_removed(&s->st, group, id);
 	if (rc == DL_OK)
 		rc = ctl_state_save(s->state_path, &s->st, err);
@@ -544,7 +559,7 @@ static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_
 	uint64_t timeout_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 5000;
 	if (timeout_ms > CTL_MAX_WAIT_MS)
 		timeout_ms = CTL_MAX_WAIT_MS;
-	ssize_t k = cfg_find(s->cfg, group);
+	ssize_t k = ctl_cfg_find(s->cfg, group);
 	if (k < 0)
 		return dl_errf(err, DL_ENOTFOUND, "this node has no member of group '%s'", group);
 	const char *self = s->cfg->groups[k].self_id;
@@ -588,6 +603,54 @@ static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_
 	return DL_OK;
 }
 
+/* ---- reload ------------------------------------------------------------------------ */
+
+static void pk_strs(msgpack_packer *pk, const char *key, const struct ctl_strs *l)
+{
+	pk_str(pk, key);
+	msgpack_pack_array(pk, (uint32_t)l->n);
+	for (size_t i = 0; i < l->n; i++)
+		pk_str(pk, l->v[i]);
+}
+
+/* Runs with s->lock held. */
+static int op_reload(struct ctl_server *s, msgpack_packer *pk, struct dl_errctx *err)
+{
+	struct ctl_reload r;
+	int rc = ctl_reload_run(s->cfg, &s->st, s->state_path, s->node, &r, err);
+	if (rc != DL_OK) {
+		dl_log(DL_LOG_WARN, NULL, NULL, "reload refused, nothing changed: %s", err->msg);
+		return rc;
+	}
+	char *text = ctl_reload_text(s->cfg->source, &r);
+	dl_log(DL_LOG_INFO, NULL, NULL, "%s", text ? text : "reload done");
+	pk_ok(pk, 7);
+	pk_kstr(pk, "report", text ? text : "");
+	pk_strs(pk, "added", &r.added);
+	pk_strs(pk, "removed", &r.removed);
+	pk_strs(pk, "unchanged", &r.unchanged);
+	pk_strs(pk, "restart", &r.restart);
+	pk_strs(pk, "node_keys", &r.node_keys);
+	pk_strs(pk, "failed", &r.failed);
+	free(text);
+	ctl_reload_free(&r);
+	return DL_OK;
+}
+
+void ctl_reload_signal(struct ctl_server *s)
+{
+	CTL_ASSERT(s != NULL && s->thread_started);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	struct dl_errctx err = {{0}};
+	pthread_mutex_lock(&s->lock);
+	(void)op_reload(s, &pk, &err); /* logs its report or why it refused */
+	pthread_mutex_unlock(&s->lock);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 /* ---- the server thread ------------------------------------------------------------ */
 
 static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_packer *pk)
@@ -612,6 +675,8 @@ static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_pac
 			rc = op_remove(s, &u.data, pk, &err);
 		else if (strcmp(op, "transfer-leader") == 0)
 			rc = op_transfer(s, &u.data, pk, &err);
+		else if (strcmp(op, "reload") == 0)
+			rc = op_reload(s, pk, &err);
 		else
 			rc = dl_errf(&err, DL_EPROTO, "unknown op '%s'", op);
 	}
@@ -641,7 +706,9 @@ static void *server_main(void *arg)
 		msgpack_sbuffer_clear(&sb);
 		msgpack_packer pk;
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		pthread_mutex_lock(&s->lock);
 		serve(s, nng_msg_body(m), nng_msg_len(m), &pk);
+		pthread_mutex_unlock(&s->lock);
 		nng_msg_clear(m);
 		if (nng_msg_append(m, sb.data, sb.size) != 0 || nng_sendmsg(s->sock, m, 0) != 0)
 			nng_msg_free(m);

@@ -3,19 +3,23 @@
  *
  * An nng rep0 socket on ipc://<controlSocket> (mode 0600) answers msgpack
  * requests from dledger-ctl: status, add-group, remove-group,
- * transfer-leader (docs/OPERATIONS.md, "Control socket", has the shapes).
+ * transfer-leader, reload (docs/OPERATIONS.md, "Control socket", has the shapes).
  * Groups added or removed at run time are recorded in
  * <storeBaseDir>/groups.yaml (rewritten atomically on every change) and
  * applied on top of the config file at the next start: first the
  * `removed` members are dropped from the file's groups, then the `added`
  * ones are added.
  *
- * Threads: one server thread, started by ctl_start(). From then on it alone
- * touches the `struct cfg` handed to ctl_open() (it adds and drops groups
- * there) until ctl_close() joins it; the caller must not use the cfg in
- * between. It calls the rt_node_* functions, which any thread may call.
- * Requests are served one at a time; a transfer-leader waits (bounded by
- * CTL_MAX_WAIT_MS) on the server thread.
+ * Threads: one server thread, started by ctl_start(). From then on only
+ * code holding the server's lock (the server thread serving a request, or
+ * ctl_reload_signal()) touches the `struct cfg` handed to ctl_open() (it
+ * adds and drops groups there) until ctl_close() joins it; the caller must
+ * not use the cfg in between. It calls the rt_node_* functions, which any thread may call.
+ * Requests are served one at a time, under a lock that ctl_reload_signal()
+ * (SIGHUP, on main) takes too; a transfer-leader waits (bounded by
+ * CTL_MAX_WAIT_MS) on the server thread. With leaderBalance, a balancer
+ * thread (balance.c) reads member status and asks for transfers through
+ * the rt_node_* functions only; it never touches the cfg.
  *
  * Limits: CTL_MAX_REQUEST_BYTES per request, CTL_MAX_KV keys per add-group.
  */
@@ -49,6 +53,12 @@ int ctl_open(struct cfg *c, struct ctl_server **out, struct dl_errctx *err);
 /* Removes a stale socket file, listens, and starts the server thread,
  * which serves `n`. Call once the configured members run. */
 int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err);
+
+/* SIGHUP: the "reload" op (docs/OPERATIONS.md, "Reload"), run on the
+ * caller's thread under the lock the server thread holds while serving a
+ * request, so it never interleaves with one. Logs the report, or why
+ * nothing changed. Call only after ctl_start() succeeded. */
+void ctl_reload_signal(struct ctl_server *s);
 
 /* Stops the server thread, closes and unlinks the socket, frees. NULL-safe;
  * safe when ctl_start() was not called or failed. */

@@ -51,4 +51,54 @@ int ctl_state_note_added(struct ctl_state *st, struct ctl_rec *r);
 /* Drops the group's added record and records the removal. */
 int ctl_state_note_removed(struct ctl_state *st, const char *group, const char *id);
 
+/* ---- shared by control.c, reload.c and balance.c ---- */
+
+/* Index of `group` in c->groups, or -1. */
+ssize_t ctl_cfg_find(const struct cfg *c, const char *group);
+/* Frees c->groups[i] and closes the gap. */
+void ctl_cfg_drop(struct cfg *c, size_t i);
+/* groups.yaml on top of `c`: removals first, then additions (an addition
+ * replaces c's item of the same group). DL_ECONFIG names `state_path`. */
+int ctl_apply_state(struct cfg *c, const struct ctl_state *st, const char *state_path,
+		    struct dl_errctx *err);
+/* DL_ECONFIG when another member id of g's group has data on this node. */
+int ctl_check_no_other_member(const struct cfg *c, const struct cfg_group *g,
+			      struct dl_errctx *err);
+
+/* What a reload did. Every list owns its strings. */
+struct ctl_strs {
+	char **v;
+	size_t n;
+};
+struct ctl_reload {
+	struct ctl_strs added;     /* "group/id" started */
+	struct ctl_strs removed;   /* "group/id" stopped, data kept */
+	struct ctl_strs unchanged; /* "group/id" */
+	struct ctl_strs restart;   /* "group/id: key, key" changed; need remove+add or a restart */
+	struct ctl_strs node_keys; /* node-wide keys that changed and were not applied */
+	struct ctl_strs failed;    /* "group/id: reason" could not be started */
+};
+void ctl_reload_free(struct ctl_reload *r);
+
+/* Re-reads c->source, applies groups.yaml on top (`st`), and makes the
+ * running members of `n` and c's groups follow it: starts the new members,
+ * stops the vanished ones (data kept). On any error before that (flags
+ * mode, unreadable or invalid file, a bad groups.yaml against the new file,
+ * a changed node address) nothing changes and `err` says why. Caller holds
+ * whatever serializes use of `c`. */
+int ctl_reload_run(struct cfg *c, const struct ctl_state *st, const char *state_path,
+		   struct rt_node *n, struct ctl_reload *out, struct dl_errctx *err);
+/* The report as one line ("reload of F: added ...; removed ..."), malloc'ed
+ * (NULL on out of memory). */
+char *ctl_reload_text(const char *source, const struct ctl_reload *r);
+
+/* Leader balance (balance.c): a thread that moves leaderships of groups
+ * without a preferred leader from this node to the least-loaded node. */
+struct ctl_balancer;
+/* `self_addr` is this node's "host:port"; `period_ms` between rounds. */
+int ctl_balance_start(struct rt_node *n, const char *self_addr, uint32_t period_ms,
+		      struct ctl_balancer **out, struct dl_errctx *err);
+/* Stops and joins the thread, frees. NULL-safe. */
+void ctl_balance_stop(struct ctl_balancer *b);
+
 #endif

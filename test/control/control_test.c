@@ -499,6 +499,101 @@ static void transfer_leader_moves_leadership_within_a_second(void)
 	tt_assert(leader_of(to, "g1") == to);
 }
 
+/* ---- reload ------------------------------------------------------------------------ */
+
+/* Rewrites node k's config file: g0 (as at start) plus the groups named in
+ * `extra` (space-separated), and `head` (top-level keys) first. */
+static void write_conf(int k, const char *head, const char *extra)
+{
+	char peers[256];
+	peers_of(peers, sizeof(peers));
+	FILE *f = fopen(C.conf[k], "w");
+	tt_assert(f != NULL);
+	fprintf(f,
+		"%sstoreBaseDir: %s/node%d\nheartBeatTimeIntervalMs: 100\n"
+		"electionTimeoutMs: 500\nmappedFileSizeForEntryData: 4194304\n"
+		"mappedFileSizeForEntryIndex: 1048576\n"
+		"DLedgerConfigs:\n  - group: g0\n    id: n%d\n    peers: %s\n"
+		"    preferredLeaderId: n0\n",
+		head, C.dir, k, k, peers);
+	char names[256];
+	snprintf(names, sizeof(names), "%s", extra);
+	for (char *sv, *g = strtok_r(names, " ", &sv); g; g = strtok_r(NULL, " ", &sv))
+		fprintf(f, "  - group: %s\n    id: n%d\n    peers: %s\n", g, k, peers);
+	fclose(f);
+}
+
+static void reload_ok(int k, char *out, size_t cap)
+{
+	int rc = run_ctl(out, cap, "reload", "--control", C.sock[k], (char *)NULL);
+	ctl_ok("reload", rc, out);
+}
+
+static void reload_starts_new_groups_and_stops_vanished_ones(void)
+{
+	char out[4096];
+	for (int k = 0; k < NODES; k++) {
+		write_conf(k, "", "r1");
+		reload_ok(k, out, sizeof(out));
+		tt_assert(strstr(out, "added r1/n") != NULL, "reply: %s", out);
+	}
+	/* Two groups appear, one goes. */
+	for (int k = 0; k < NODES; k++) {
+		write_conf(k, "", "r2 r3");
+		reload_ok(k, out, sizeof(out));
+		printf("node %d: %s", k, out);
+		char want[64];
+		snprintf(want, sizeof(want), "added r2/n%d, r3/n%d", k, k);
+		tt_assert(strstr(out, want) != NULL, "reply: %s", out);
+		snprintf(want, sizeof(want), "removed (data kept) r1/n%d", k);
+		tt_assert(strstr(out, want) != NULL, "reply: %s", out);
+		tt_assert(strstr(out, "FAILED") == NULL, "reply: %s", out);
+	}
+	for (int k = 0; k < NODES; k++)
+		tt_assert(node_hosts(k, "r2") && node_hosts(k, "r3") && !node_hosts(k, "r1") &&
+			  node_hosts(k, "g0") && node_hosts(k, "g1"));
+	struct dl_client *cl = client_of("r2", 10000);
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_append(cl, "r2", 2, NULL, NULL, &err) == 0, "%s", err.msg);
+	dl_client_close(cl);
+}
+
+static void reload_of_a_broken_file_changes_nothing_and_says_why(void)
+{
+	char out[4096];
+	write_conf(0, "heartBeatTimeIntervalMs: banana\n", "r2");
+	int rc = run_ctl(out, sizeof(out), "reload", "--control", C.sock[0], (char *)NULL);
+	tt_assert(rc == 1, "exit %d: %s", rc, out);
+	char want[160];
+	snprintf(want, sizeof(want), "%s:1:", C.conf[0]);
+	tt_assert(strstr(out, want) != NULL && strstr(out, "heartBeatTimeIntervalMs") != NULL,
+		  "reply: %s", out);
+	tt_assert(node_hosts(0, "r2") && node_hosts(0, "r3"), "a broken reload changed groups");
+	write_conf(0, "", "r2 r3"); /* as running */
+}
+
+static void sighup_reloads_like_the_reload_command(void)
+{
+	/* r3 goes, and a node-wide key changes (reported, not applied). */
+	write_conf(0, "logLevel: debug\n", "r2");
+	tt_assert(kill(C.pid[0], SIGHUP) == 0);
+	uint64_t end = now_ms() + 5000;
+	while (now_ms() < end && node_hosts(0, "r3"))
+		sleep_ms(20);
+	tt_assert(!node_hosts(0, "r3") && node_hosts(0, "r2") && node_hosts(0, "g0"));
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "grep 'reload of' %s | grep 'removed (data kept) r3/n0' | "
+		 "grep -q 'node-wide keys changed, not applied (restart the node) logLevel'",
+		 C.logf[0]);
+	tt_assert(system(cmd) == 0, "no reload report in %s", C.logf[0]);
+	/* The data of r3 stays: reloading it back resumes it. */
+	write_conf(0, "", "r2 r3");
+	char out[4096];
+	reload_ok(0, out, sizeof(out));
+	tt_assert(strstr(out, "added r3/n0") != NULL, "reply: %s", out);
+}
+
 static void a_stale_socket_after_kill9_is_cleaned_up(void)
 {
 	node_stop(1, SIGKILL);
@@ -546,6 +641,11 @@ int main(int argc, char **argv)
 		{"the_readded_group_has_its_old_entries", the_readded_group_has_its_old_entries},
 		{"transfer_leader_moves_leadership_within_a_second",
 		 transfer_leader_moves_leadership_within_a_second},
+		{"reload_starts_new_groups_and_stops_vanished_ones",
+		 reload_starts_new_groups_and_stops_vanished_ones},
+		{"reload_of_a_broken_file_changes_nothing_and_says_why",
+		 reload_of_a_broken_file_changes_nothing_and_says_why},
+		{"sighup_reloads_like_the_reload_command", sighup_reloads_like_the_reload_command},
 		{"a_stale_socket_after_kill9_is_cleaned_up", a_stale_socket_after_kill9_is_cleaned_up},
 	};
 	return tt_run("control", tests, TT_COUNT(tests));

@@ -1,0 +1,227 @@
+/*
+ * Multi-process test of leaderBalance: three `dledger-actors` processes
+ * on loopback ports share 30 groups without a preferredLeaderId. Two nodes
+ * start first, so they take every leadership; then the third starts and
+ * the balancers must bring the spread of leaders per node to at most one
+ * within BALANCED_WITHIN_MS, and then leave the leaders alone.
+ * Usage: balance_test PATH/TO/dledger-actors
+ *
+ * Every process started is stopped before the program exits; every wait is
+ * bounded in time.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "test/lib/tt.h"
+#include "test/lib/tt_net.h"
+
+TT_MAIN_STATE;
+
+#define NODES 3
+#define GROUPS 30
+#define BALANCED_WITHIN_MS 20000
+#define QUIET_MS 4000 /* after balance: no leader may change in this long */
+
+static const char *actors_bin;
+
+static struct {
+	char dir[64];
+	uint16_t port[NODES];
+	char conf[NODES][128], logf[NODES][128];
+	pid_t pid[NODES];
+} C;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
+
+static void node_start(int k)
+{
+	tt_assert(C.pid[k] == 0);
+	pid_t pid = fork();
+	tt_assert(pid >= 0);
+	if (pid == 0) {
+		int fd = open(C.logf[k], O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(actors_bin, actors_bin, "--config", C.conf[k], (char *)NULL);
+		_exit(127);
+	}
+	C.pid[k] = pid;
+}
+
+static int node_stop(int k)
+{
+	kill(C.pid[k], SIGTERM);
+	int status = -1;
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(C.pid[k], &status, WNOHANG) == C.pid[k])
+			break;
+		if (i == 999) {
+			kill(C.pid[k], SIGKILL);
+			waitpid(C.pid[k], &status, 0);
+		}
+		sleep_ms(10);
+	}
+	C.pid[k] = 0;
+	return status;
+}
+
+static void kill_all(void)
+{
+	for (int k = 0; k < NODES; k++)
+		if (C.pid[k] != 0)
+			kill(C.pid[k], SIGKILL);
+}
+
+/* leader[g] = the node whose member of group g says it leads (-1: none);
+ * count[k] = how many node k leads. False if a node did not answer. */
+static bool leaders(const bool up[NODES], int leader[GROUPS], int count[NODES])
+{
+	char peers[32];
+	snprintf(peers, sizeof(peers), "n0-127.0.0.1:%u", C.port[0]);
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	struct dl_client_opts o = {.timeout_ms = 1000};
+	tt_assert(dl_client_open(peers, NULL, &o, &cl, &err) == 0, "%s", err.msg);
+	bool ok = true;
+	for (int g = 0; g < GROUPS; g++)
+		leader[g] = -1;
+	for (int k = 0; k < NODES; k++) {
+		count[k] = 0;
+		if (!up[k])
+			continue;
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", C.port[k]);
+		struct tp_group_meta *rows = NULL;
+		uint32_t n = 0;
+		if (dl_client_node_metadata(cl, addr, &rows, &n, &err) != 0) {
+			ok = false;
+			continue;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			int g = atoi(rows[i].group + 1);
+			if (rows[i].role == RAFT_LEADER && g >= 0 && g < GROUPS) {
+				leader[g] = k;
+				count[k]++;
+			}
+		}
+		free(rows);
+	}
+	dl_client_close(cl);
+	return ok;
+}
+
+static int spread(const int count[NODES])
+{
+	int lo = count[0], hi = count[0];
+	for (int k = 1; k < NODES; k++) {
+		lo = count[k] < lo ? count[k] : lo;
+		hi = count[k] > hi ? count[k] : hi;
+	}
+	return hi - lo;
+}
+
+static void write_confs(void)
+{
+	snprintf(C.dir, sizeof(C.dir), "/tmp/dl-bal-XXXXXX");
+	tt_assert(mkdtemp(C.dir) != NULL);
+	for (int k = 0; k < NODES; k++)
+		tt_assert((C.port[k] = tt_free_port()) != 0);
+	char peers[256];
+	snprintf(peers, sizeof(peers), "n0-127.0.0.1:%u;n1-127.0.0.1:%u;n2-127.0.0.1:%u", C.port[0],
+		 C.port[1], C.port[2]);
+	for (int k = 0; k < NODES; k++) {
+		snprintf(C.conf[k], sizeof(C.conf[k]), "%s/node%d.yaml", C.dir, k);
+		snprintf(C.logf[k], sizeof(C.logf[k]), "%s/node%d.log", C.dir, k);
+		FILE *f = fopen(C.conf[k], "w");
+		tt_assert(f != NULL);
+		fprintf(f,
+			"storeBaseDir: %s/node%d\nleaderBalance: true\nmappedFileSizeForEntryData: 4194304\n"
+			"mappedFileSizeForEntryIndex: 1048576\n"
+			"heartBeatTimeIntervalMs: 100\nelectionTimeoutMs: 500\nDLedgerConfigs:\n",
+			C.dir, k);
+		for (int g = 0; g < GROUPS; g++)
+			fprintf(f, "  - group: g%d\n    id: n%d\n    peers: %s\n", g, k, peers);
+		fclose(f);
+	}
+}
+
+static void leaders_spread_evenly_after_a_node_joins_late(void)
+{
+	write_confs();
+	bool up[NODES] = {true, true, false};
+	node_start(0);
+	node_start(1);
+	int leader[GROUPS], count[NODES];
+	/* Two nodes: every group elects one of them. */
+	uint64_t end = now_ms() + 15000;
+	while (now_ms() < end && !(leaders(up, leader, count) && count[0] + count[1] == GROUPS))
+		sleep_ms(100);
+	printf("two nodes: %d/%d/%d leaders\n", count[0], count[1], count[2]);
+	tt_assert(count[0] + count[1] == GROUPS, "only %d groups have a leader",
+		  count[0] + count[1]);
+	node_start(2);
+	up[2] = true;
+	uint64_t t0 = now_ms();
+	end = t0 + BALANCED_WITHIN_MS;
+	bool balanced = false;
+	while (now_ms() < end && !balanced) {
+		sleep_ms(200);
+		balanced = leaders(up, leader, count) &&
+			   count[0] + count[1] + count[2] == GROUPS && spread(count) <= 1;
+	}
+	printf("three nodes: %d/%d/%d leaders after %llu ms\n", count[0], count[1], count[2],
+	       (unsigned long long)(now_ms() - t0));
+	tt_assert(balanced, "leaders %d/%d/%d after %d ms", count[0], count[1], count[2],
+		  BALANCED_WITHIN_MS);
+	/* Balanced: no further transfer. */
+	int before[GROUPS];
+	memcpy(before, leader, sizeof(before));
+	for (end = now_ms() + QUIET_MS; now_ms() < end;) {
+		sleep_ms(250);
+		if (!leaders(up, leader, count))
+			continue;
+		for (int g = 0; g < GROUPS; g++)
+			tt_assert(leader[g] == before[g], "g%d: leader n%d -> n%d after balance", g,
+				  before[g], leader[g]);
+	}
+	for (int k = 0; k < NODES; k++) {
+		int st = node_stop(k);
+		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", C.dir);
+	tt_assert(system(cmd) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: balance_test PATH/TO/dledger-actors\n");
+		return 2;
+	}
+	actors_bin = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	atexit(kill_all);
+	static const struct tt_test tests[] = {
+		{"leaders_spread_evenly_after_a_node_joins_late",
+		 leaders_spread_evenly_after_a_node_joins_late},
+	};
+	return tt_run("balance", tests, TT_COUNT(tests));
+}
