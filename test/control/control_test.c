@@ -33,8 +33,8 @@
 TT_MAIN_STATE;
 
 #define NODES 3
-#define ADDED 20   /* groups added at run time: g1..g20 */
-#define REMOVED 10 /* of which g11..g20 are removed again */
+#define ADDED 100  /* groups added at run time: g1..g100 (the figures) */
+#define REMOVED 50 /* of which g51..g100 are removed again */
 #define PER_GROUP 5
 
 static const char *actors_bin, *ctl_bin;
@@ -387,9 +387,9 @@ static void groups_added_and_removed_at_run_time_while_appends_go_on(void)
 			remove_group(k, name);
 	}
 	for (int k = 0; k < NODES; k++)
-		tt_assert(!node_hosts(k, "g20") && node_hosts(k, "g10"));
+		tt_assert(!node_hosts(k, "g100") && node_hosts(k, "g50"));
 	/* A removed group takes no appends. */
-	struct dl_client *cl = client_of("g20", 500);
+	struct dl_client *cl = client_of("g100", 500);
 	struct dl_errctx err = {{0}};
 	tt_assert(dl_client_append(cl, "x", 1, NULL, NULL, &err) != 0);
 	dl_client_close(cl);
@@ -416,26 +416,26 @@ static void a_restart_keeps_the_changes_and_a_readded_group_resumes(void)
 		tt_assert(node_hosts(2, name) == want, "after restart node 2 %s %s", want ? "lacks" : "has",
 			  name);
 	}
-	/* Re-add g11 everywhere: it resumes from its data. */
+	/* Re-add g51 everywhere: it resumes from its data. */
 	for (int k = 0; k < NODES; k++)
-		add_group(k, "g11");
-	struct dl_client *cl = client_of("g11", 10000);
+		add_group(k, "g51");
+	struct dl_client *cl = client_of("g51", 10000);
 	struct dl_errctx err = {{0}};
 	uint64_t index = 0;
-	int rc = dl_client_append(cl, "g11-again", 9, &index, NULL, &err);
+	int rc = dl_client_append(cl, "g51-again", 9, &index, NULL, &err);
 	tt_assert(rc == 0, "%s %s", dl_strerror(rc), err.msg);
-	tt_assert(index > PER_GROUP, "g11 restarted from index %llu", (unsigned long long)index);
+	tt_assert(index > PER_GROUP, "g51 restarted from index %llu", (unsigned long long)index);
 	dl_client_close(cl);
 }
 
-static int g11_check(void *arg, uint64_t index, uint64_t term, const void *data, size_t len)
+static int g51_check(void *arg, uint64_t index, uint64_t term, const void *data, size_t len)
 {
 	(void)index;
 	(void)term;
 	int *found = arg;
 	for (int i = 0; i < PER_GROUP; i++) {
 		char body[32];
-		int n = snprintf(body, sizeof(body), "g11-%d", i);
+		int n = snprintf(body, sizeof(body), "g51-%d", i);
 		if ((size_t)n == len && memcmp(body, data, len) == 0)
 			*found |= 1 << i;
 	}
@@ -444,7 +444,7 @@ static int g11_check(void *arg, uint64_t index, uint64_t term, const void *data,
 
 static void the_readded_group_has_its_old_entries(void)
 {
-	struct dl_client *cl = client_of("g11", 10000);
+	struct dl_client *cl = client_of("g51", 10000);
 	struct dl_errctx err = {{0}};
 	for (int k = 0; k < NODES; k++) { /* on every member, once it caught up */
 		char member[8];
@@ -452,10 +452,10 @@ static void the_readded_group_has_its_old_entries(void)
 		int found = 0, rc = -1;
 		for (uint64_t end = now_ms() + 5000; now_ms() < end && rc != 0; sleep_ms(20)) {
 			found = 0;
-			rc = dl_client_get(cl, 1, PER_GROUP + 1, member, g11_check, &found, &err);
+			rc = dl_client_get(cl, 1, PER_GROUP + 1, member, g51_check, &found, &err);
 		}
 		tt_assert(rc == 0, "%s: %s %s", member, dl_strerror(rc), err.msg);
-		tt_assert(found == (1 << PER_GROUP) - 1, "%s: old entries of g11 missing: mask %x",
+		tt_assert(found == (1 << PER_GROUP) - 1, "%s: old entries of g51 missing: mask %x",
 			  member, found);
 	}
 	dl_client_close(cl);
@@ -605,10 +605,10 @@ static void a_stale_socket_after_kill9_is_cleaned_up(void)
 	 * answers once it removed it and listens, and lists each member once
 	 * that member published its first status. */
 	for (uint64_t end = now_ms() + 5000;
-	     now_ms() < end && (rc != 0 || strstr(out, "g11") == NULL); sleep_ms(50))
+	     now_ms() < end && (rc != 0 || strstr(out, "g51") == NULL); sleep_ms(50))
 		rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], (char *)NULL);
 	ctl_ok("status after kill -9", rc, out);
-	tt_assert(strstr(out, "g11") != NULL && strstr(out, "g12") == NULL, "status: %s", out);
+	tt_assert(strstr(out, "g51") != NULL && strstr(out, "g52") == NULL, "status: %s", out);
 	for (int k = 0; k < NODES; k++) {
 		int st = node_stop(k, SIGTERM);
 		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
