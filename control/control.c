@@ -624,13 +624,14 @@ static int op_reload(struct ctl_server *s, msgpack_packer *pk, struct dl_errctx 
 	}
 	char *text = ctl_reload_text(s->cfg->source, &r);
 	dl_log(DL_LOG_INFO, NULL, NULL, "%s", text ? text : "reload done");
-	pk_ok(pk, 7);
+	pk_ok(pk, 8);
 	pk_kstr(pk, "report", text ? text : "");
 	pk_strs(pk, "added", &r.added);
 	pk_strs(pk, "removed", &r.removed);
 	pk_strs(pk, "unchanged", &r.unchanged);
 	pk_strs(pk, "restart", &r.restart);
 	pk_strs(pk, "node_keys", &r.node_keys);
+	pk_strs(pk, "applied", &r.applied);
 	pk_strs(pk, "failed", &r.failed);
 	free(text);
 	ctl_reload_free(&r);

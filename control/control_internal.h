@@ -76,6 +76,7 @@ struct ctl_reload {
 	struct ctl_strs unchanged; /* "group/id" */
 	struct ctl_strs restart;   /* "group/id: key, key" changed; need remove+add or a restart */
 	struct ctl_strs node_keys; /* node-wide keys that changed and were not applied */
+	struct ctl_strs applied;   /* node-wide keys that changed and were applied live */
 	struct ctl_strs failed;    /* "group/id: reason" could not be started */
 };
 void ctl_reload_free(struct ctl_reload *r);

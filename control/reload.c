@@ -58,6 +58,7 @@ void ctl_reload_free(struct ctl_reload *r)
 	strs_free(&r->unchanged);
 	strs_free(&r->restart);
 	strs_free(&r->node_keys);
+	strs_free(&r->applied);
 	strs_free(&r->failed);
 }
 
@@ -113,7 +114,8 @@ static void group_diff(const struct cfg_group *a, const struct cfg_group *b, cha
 #undef DIFF
 }
 
-static int node_diff(const struct cfg_node *a, const struct cfg_node *b, struct ctl_strs *out)
+static int node_diff(const struct cfg_node *a, const struct cfg_node *b, struct ctl_strs *out,
+		     struct ctl_strs *applied)
 {
 	int rc = DL_OK;
 	if (rc == DL_OK && str_differs(a->store_base_dir, b->store_base_dir))
@@ -126,8 +128,14 @@ static int node_diff(const struct cfg_node *a, const struct cfg_node *b, struct 
 		rc = strs_add(out, "leaderBalance");
 	if (rc == DL_OK && a->max_frame_bytes != b->max_frame_bytes)
 		rc = strs_add(out, "maxFrameBytes");
-	if (rc == DL_OK && a->log_level != b->log_level)
-		rc = strs_add(out, "logLevel");
+	if (rc == DL_OK && a->log_level != b->log_level) {
+		/* The one node-wide key that can change live. */
+		static const enum dl_log_level map[] = {
+			[CFG_LOG_ERROR] = DL_LOG_ERROR, [CFG_LOG_WARN] = DL_LOG_WARN,
+			[CFG_LOG_INFO] = DL_LOG_INFO, [CFG_LOG_DEBUG] = DL_LOG_DEBUG};
+		dl_log_set_level(map[b->log_level]);
+		rc = strs_add(applied, "logLevel");
+	}
 	return rc;
 }
 
@@ -211,7 +219,7 @@ int ctl_reload_run(struct cfg *c, const struct ctl_state *st, const char *state_
 	int rc = load_new(c, st, state_path, &nc, err);
 	if (rc != DL_OK)
 		return rc;
-	rc = node_diff(&c->node, &nc.node, &out->node_keys);
+	rc = node_diff(&c->node, &nc.node, &out->node_keys, &out->applied);
 	if (rc == DL_OK)
 		rc = stop_vanished(c, &nc, n, out);
 	/* Members in both: unchanged, or changed keys that need a restart. */
@@ -262,6 +270,7 @@ char *ctl_reload_text(const char *source, const struct ctl_reload *r)
 	put_list(f, "changed, need a restart of the member", &r->restart, &first);
 	put_list(f, "node-wide keys changed, not applied (restart the node)", &r->node_keys,
 		 &first);
+	put_list(f, "applied live", &r->applied, &first);
 	put_list(f, "FAILED", &r->failed, &first);
 	if (fclose(f) != 0) {
 		free(buf);

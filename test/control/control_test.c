@@ -574,8 +574,9 @@ static void reload_of_a_broken_file_changes_nothing_and_says_why(void)
 
 static void sighup_reloads_like_the_reload_command(void)
 {
-	/* r3 goes, and a node-wide key changes (reported, not applied). */
-	write_conf(0, "logLevel: debug\n", "r2");
+	/* r3 goes, a node-wide key that cannot change live is reported, and
+	 * logLevel, which can, is applied. */
+	write_conf(0, "logLevel: debug\nmaxFrameBytes: 8388608\n", "r2");
 	tt_assert(kill(C.pid[0], SIGHUP) == 0);
 	uint64_t end = now_ms() + 5000;
 	while (now_ms() < end && node_hosts(0, "r3"))
@@ -584,7 +585,8 @@ static void sighup_reloads_like_the_reload_command(void)
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd),
 		 "grep 'reload of' %s | grep 'removed (data kept) r3/n0' | "
-		 "grep -q 'node-wide keys changed, not applied (restart the node) logLevel'",
+		 "grep 'node-wide keys changed, not applied (restart the node) maxFrameBytes' | "
+		 "grep -q 'applied live logLevel'",
 		 C.logf[0]);
 	tt_assert(system(cmd) == 0, "no reload report in %s", C.logf[0]);
 	/* The data of r3 stays: reloading it back resumes it. */
