@@ -216,7 +216,19 @@ static void a_saved_state_is_reported_durable_by_the_flush_thread(void)
 	struct dl_errctx err;
 	tt_assert(sto_save_state(s, 3, 1, &err) == DL_OK, "%s", err.msg);
 	tt_assert(sto_sync(s, &err) == DL_OK, "%s", err.msg);
-	tt_assert(atomic_load(&t.state_seen), "state reported durable");
+	/* The state file is replaced on the flush thread, reported by its own
+	 * callback, which may come a pass after the data's: wait for it. */
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (atomic_load(&t.state_seen))
+			break;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		tt_assert(now.tv_sec - t0.tv_sec < 10, "state reported durable within 10 s");
+		struct timespec nap = {0, 1000000};
+		nanosleep(&nap, NULL);
+	}
 	sto_close(s);
 	s = open_one(&t, fl, STO_FLUSH_SYNC);
 	uint64_t term;
