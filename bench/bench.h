@@ -32,5 +32,6 @@ bool bench_parse_u64(const char *s, uint64_t *out);
 
 int bench_store_main(int argc, char **argv);
 int bench_crc_main(int argc, char **argv);
+int bench_append_main(int argc, char **argv);
 
 #endif

@@ -2,6 +2,7 @@
  * dledger-bench - benchmarks, one subcommand each:
  *   store   append load on N stores sharing one flush thread
  *   crc     CRC32C (ISA-L) against zlib's CRC32 on 128 B and 4 KiB
+ *   append  closed-loop appends to a running group (client/client.h)
  * More subcommands (a cluster benchmark) come with later issues.
  */
 #include <stdio.h>
@@ -18,6 +19,8 @@ struct subcommand {
 static const struct subcommand commands[] = {
         {"store", "append load on N stores sharing one flush thread", bench_store_main},
         {"crc", "CRC32C (ISA-L) and CRC32 (zlib) speed on 128 B and 4 KiB", bench_crc_main},
+        {"append", "closed-loop appends to a running group through the C client",
+         bench_append_main},
 };
 
 static void usage(FILE *out)
