@@ -925,6 +925,17 @@ static void mp_pkv(msgpack_packer *pk, const char *k, const char *v)
 	mp_pstr(pk, v);
 }
 
+/* Starts a control request: a map holding "op" and `n_more` other fields,
+ * which the caller packs next. */
+static void ctl_request_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t n_more,
+			      const char *op)
+{
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(pk, 1 + n_more);
+	mp_pkv(pk, "op", op);
+}
+
 static const msgpack_object *mp_field(const msgpack_object *map, const char *key)
 {
 	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
@@ -1079,11 +1090,8 @@ static int cmd_add_group(int argc, char **argv)
 	if (co.group == NULL || a.id == NULL || co.peers == NULL)
 		return usage_error("--group, --id and --peers are required");
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 2);
-	mp_pkv(&pk, "op", "add-group");
+	ctl_request_begin(&sb, &pk, 1, "add-group");
 	mp_pstr(&pk, "keys");
 	msgpack_pack_map(&pk, 3 + (a.preferred != NULL) + a.n_set);
 	mp_pkv(&pk, "group", co.group);
@@ -1138,11 +1146,8 @@ static int cmd_remove_group(int argc, char **argv)
 	if (co.group == NULL || a.id == NULL)
 		return usage_error("--group and --id are required");
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
-	mp_pkv(&pk, "op", "remove-group");
+	ctl_request_begin(&sb, &pk, 3, "remove-group");
 	mp_pkv(&pk, "group", co.group);
 	mp_pkv(&pk, "id", a.id);
 	mp_pstr(&pk, "delete_data");
@@ -1185,11 +1190,8 @@ static int cmd_transfer_leader(int argc, char **argv)
 	if (co.group == NULL || a.to == NULL)
 		return usage_error("--group and --to are required");
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 4);
-	mp_pkv(&pk, "op", "transfer-leader");
+	ctl_request_begin(&sb, &pk, 3, "transfer-leader");
 	mp_pkv(&pk, "group", co.group);
 	mp_pkv(&pk, "to", a.to);
 	mp_pstr(&pk, "timeout_ms");
@@ -1300,11 +1302,8 @@ static int cmd_status(int argc, char **argv)
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 1);
-	mp_pkv(&pk, "op", "status");
+	ctl_request_begin(&sb, &pk, 0, "status");
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
 	const msgpack_object *ms = rc == 0 ? mp_field(&u.u.data, "members") : NULL;
@@ -1352,11 +1351,8 @@ static int cmd_reload(int argc, char **argv)
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 1);
-	mp_pkv(&pk, "op", "reload");
+	ctl_request_begin(&sb, &pk, 0, "reload");
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms + 30000, &u);
 	if (rc == 0) {
