@@ -44,11 +44,20 @@ struct mail {
 struct pending {
 	struct tp_frame *frame; /* held: the reply goes back over its pipe */
 	uint64_t request_id;
-	uint64_t first_index;
+	uint64_t first_index; /* 0: in the pass's batch, not proposed yet */
 	uint64_t term;
 	uint32_t n;
-	uint64_t proposed_ns; /* mb_now_ns() at the proposal (commit latency) */
+	uint64_t proposed_ns; /* mb_now_ns() at arrival (commit latency) */
 	uint64_t bytes;       /* body bytes of the n entries */
+};
+
+/* Replies to one client connection, built while answering committed
+ * appends and sent as one frame (one nng message instead of one each). */
+#define RT_REPLY_SLOTS 8
+struct reply_slot {
+	struct tp_frame *frame; /* held: its header routes the reply; NULL: free */
+	uint32_t pipe;
+	struct tp_fb fb;
 };
 
 struct member {
@@ -92,6 +101,12 @@ struct rt_actor {
 	uint32_t pend_head, pend_count;
 	struct raft_entry *ents; /* decode buffer */
 	uint32_t ents_cap;
+	/* The appends of one loop pass, proposed together at its end: entries
+	 * borrow from the frames their pending records hold. */
+	struct raft_entry *prop;
+	uint32_t prop_cap, prop_n;
+	uint32_t prop_reqs; /* the newest pending records, not yet proposed */
+	struct reply_slot rslots[RT_REPLY_SLOTS];
 	uint8_t *scratch;        /* entry copies for encoding */
 	uint32_t scratch_cap;
 	uint64_t tick_ns;
@@ -306,6 +321,66 @@ static void pend_pop(struct rt_actor *a)
 	a->pend_count--;
 }
 
+static void pend_pop_newest(struct rt_actor *a)
+{
+	struct pending *p = pend_at(a, a->pend_count - 1);
+	tp_frame_release(p->frame);
+	p->frame = NULL;
+	a->pend_count--;
+}
+
+/* ---- coalesced replies ---------------------------------------------------------- */
+
+static void rslot_flush(struct rt_actor *a, struct reply_slot *s)
+{
+	if (s->frame == NULL)
+		return;
+	(void)tp_reply(a->node->ep, s->frame, &s->fb); /* a drop is counted there */
+	tp_frame_release(s->frame);
+	s->frame = NULL;
+}
+
+static void rslots_flush(struct rt_actor *a)
+{
+	for (uint32_t i = 0; i < RT_REPLY_SLOTS; i++)
+		rslot_flush(a, &a->rslots[i]);
+}
+
+/* The slot collecting replies for the connection `f` came on; when every
+ * slot is taken by another connection, the first one is sent to make room. */
+static struct reply_slot *rslot_for(struct rt_actor *a, struct tp_frame *f)
+{
+	uint32_t pipe = tp_frame_pipe(f);
+	struct reply_slot *free_slot = NULL;
+	for (uint32_t i = 0; i < RT_REPLY_SLOTS; i++) {
+		struct reply_slot *s = &a->rslots[i];
+		if (s->frame != NULL && s->pipe == pipe)
+			return s;
+		if (s->frame == NULL && free_slot == NULL)
+			free_slot = s;
+	}
+	if (free_slot == NULL) {
+		free_slot = &a->rslots[0];
+		rslot_flush(a, free_slot);
+	}
+	tp_frame_hold(f);
+	free_slot->frame = f;
+	free_slot->pipe = pipe;
+	return free_slot;
+}
+
+static void reply_append_ok(struct rt_actor *a, struct tp_frame *f, const struct tp_addr *ad,
+			    const struct tp_append_resp *r)
+{
+	struct reply_slot *s = rslot_for(a, f);
+	if (tp_fb_add_append_resp(&s->fb, ad, r) == 0)
+		return;
+	/* The frame is full: send it and start the next one. */
+	rslot_flush(a, s);
+	s = rslot_for(a, f);
+	(void)tp_fb_add_append_resp(&s->fb, ad, r);
+}
+
 /* Answers every pending append whose entries are now committed: success if
  * the log still holds them in the term they were given, else they were
  * replaced by another leader's entries. */
@@ -315,7 +390,7 @@ static void pend_resolve(struct rt_actor *a)
 	while (a->pend_count > 0) {
 		struct pending *p = pend_at(a, 0);
 		uint64_t last = p->first_index + p->n - 1;
-		if (last > a->commit)
+		if (p->first_index == 0 || last > a->commit)
 			break;
 		uint64_t t = 0;
 		if (sto_term_at(a->store, p->first_index, &t) && t == p->term) {
@@ -323,9 +398,7 @@ static void pend_resolve(struct rt_actor *a)
 						   .term = p->term, .n = p->n};
 			struct tp_addr ad = {.group = a->cfg.group, .target = "",
 					     .sender = a->cfg.self_id, .request_id = p->request_id};
-			tp_fb_reset(&a->reply_fb);
-			if (tp_fb_add_append_resp(&a->reply_fb, &ad, &r) == 0)
-				(void)tp_reply(a->node->ep, p->frame, &a->reply_fb);
+			reply_append_ok(a, p->frame, &ad, &r);
 			dl_hist_record(&a->node->commit_latency, now_ns - p->proposed_ns);
 			a->committed_bytes += p->bytes;
 		} else {
@@ -335,10 +408,13 @@ static void pend_resolve(struct rt_actor *a)
 		}
 		pend_pop(a);
 	}
+	rslots_flush(a);
 }
 
 static void pend_fail_all(struct rt_actor *a, int code, const char *why)
 {
+	a->prop_n = 0;
+	a->prop_reqs = 0;
 	while (a->pend_count > 0) {
 		struct pending *p = pend_at(a, 0);
 		reply_error(a, p->frame, p->request_id, code, why);
@@ -524,6 +600,67 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 	step(a, &ev, &u);
 }
 
+static bool prop_reserve(struct rt_actor *a, uint32_t n)
+{
+	if (n <= a->prop_cap)
+		return true;
+	uint32_t cap = a->prop_cap ? a->prop_cap : 64;
+	while (cap < n)
+		cap *= 2;
+	struct raft_entry *e = realloc(a->prop, cap * sizeof(*e));
+	if (e == NULL)
+		return false;
+	a->prop = e;
+	a->prop_cap = cap;
+	return true;
+}
+
+/* Proposes the pass's batch of appends as one proposal: one step, one store
+ * append, one APPEND message per follower, however many requests it holds.
+ * On success each pending record learns its indexes; otherwise every request
+ * of the batch is answered with the error. */
+static void propose_batch(struct rt_actor *a)
+{
+	uint32_t reqs = a->prop_reqs, n = a->prop_n;
+	if (reqs == 0)
+		return;
+	a->prop_reqs = 0;
+	a->prop_n = 0;
+	int code = DL_EIO;
+	const char *why = "member stopped by a storage error";
+	if (!a->failed) {
+		struct raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {a->prop, n}};
+		struct raft_update u;
+		raft_step(a->raft, &ev, &u);
+		if (u.propose_rc == RAFT_OK) {
+			uint64_t index = u.propose_index;
+			for (uint32_t i = a->pend_count - reqs; i < a->pend_count; i++) {
+				struct pending *p = pend_at(a, i);
+				p->first_index = index;
+				p->term = u.propose_term;
+				index += p->n;
+			}
+			a->appended_entries += n;
+		}
+		carry_out(a, &u);
+		if (u.propose_rc == RAFT_OK)
+			return;
+		code = u.propose_rc == RAFT_ENOTLEADER ? DL_ENOTLEADER
+		       : u.propose_rc == RAFT_EBUSY    ? DL_EBUSY
+						       : DL_EINVAL;
+		why = u.propose_rc == RAFT_EBUSY ? "leadership transfer in progress" : NULL;
+	}
+	/* Answer in arrival order, then drop the records (the newest ones). */
+	for (uint32_t i = a->pend_count - reqs; i < a->pend_count; i++) {
+		struct pending *p = pend_at(a, i);
+		reply_error(a, p->frame, p->request_id, code, why);
+	}
+	for (uint32_t i = 0; i < reqs; i++)
+		pend_pop_newest(a);
+}
+
+/* An append joins the pass's batch (propose_batch() at the end of the pass);
+ * what can be refused is refused here, at once. */
 static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 {
 	if (a->role != RAFT_LEADER) {
@@ -557,25 +694,20 @@ static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hd
 			return;
 		}
 	}
-	struct raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {a->ents, n}};
-	struct raft_update u;
-	raft_step(a->raft, &ev, &u);
-	if (u.propose_rc == RAFT_OK) {
-		struct pending *p = pend_at(a, a->pend_count);
-		tp_frame_hold(f);
-		*p = (struct pending){.frame = f, .request_id = h->request_id,
-				      .first_index = u.propose_index, .term = u.propose_term,
-				      .n = n, .proposed_ns = mb_now_ns(), .bytes = bytes};
-		a->pend_count++;
-		a->appended_entries += n;
+	if (a->prop_n + n > RT_MAX_PROPOSE)
+		propose_batch(a);
+	if (!prop_reserve(a, a->prop_n + n)) {
+		reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
+		return;
 	}
-	carry_out(a, &u);
-	if (u.propose_rc == RAFT_ENOTLEADER)
-		reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
-	else if (u.propose_rc == RAFT_EBUSY)
-		reply_error(a, f, h->request_id, DL_EBUSY, "leadership transfer in progress");
-	else if (u.propose_rc != RAFT_OK)
-		reply_error(a, f, h->request_id, DL_EINVAL, NULL);
+	memcpy(a->prop + a->prop_n, a->ents, n * sizeof(*a->ents));
+	a->prop_n += n;
+	a->prop_reqs++;
+	struct pending *p = pend_at(a, a->pend_count);
+	tp_frame_hold(f);
+	*p = (struct pending){.frame = f, .request_id = h->request_id, .n = n,
+			      .proposed_ns = mb_now_ns(), .bytes = bytes};
+	a->pend_count++;
 }
 
 static void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
@@ -851,6 +983,7 @@ static void *actor_main(void *arg)
 				break;
 			handle_mail(a, (struct mail *)nd);
 		}
+		propose_batch(a);
 		flush_peers(a);
 		bool idle = mb_empty(&a->mb);
 		uint64_t since = now - a->last_publish_ns;
@@ -900,6 +1033,9 @@ static void actor_free(struct rt_actor *a)
 		tp_peer_put(a->members[i].peer);
 	tp_fb_free(&a->reply_fb);
 	free(a->ents);
+	free(a->prop);
+	for (uint32_t i = 0; i < RT_REPLY_SLOTS; i++)
+		tp_fb_free(&a->rslots[i].fb);
 	free(a->scratch);
 	pthread_mutex_destroy(&a->dur_mu);
 	pthread_mutex_destroy(&a->st_mu);
@@ -953,6 +1089,8 @@ static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struc
 	a->dur_mail.kind = MAIL_DURABLE;
 	a->stop_mail.kind = MAIL_STOP;
 	tp_fb_init(&a->reply_fb, n->cfg.max_frame_bytes);
+	for (uint32_t i = 0; i < RT_REPLY_SLOTS; i++)
+		tp_fb_init(&a->rslots[i].fb, n->cfg.max_frame_bytes);
 	snprintf(a->st.group, sizeof(a->st.group), "%s", mc->group);
 	snprintf(a->st.id, sizeof(a->st.id), "%s", mc->self_id);
 	snprintf(a->st.preferred, sizeof(a->st.preferred), "%s", mc->preferred_id);

@@ -202,6 +202,11 @@ void tp_frame_release(struct tp_frame *f)
 	free(f);
 }
 
+uint32_t tp_frame_pipe(const struct tp_frame *f)
+{
+	return nng_pipe_id(nng_msg_get_pipe(f->msg));
+}
+
 /* ---- router ----------------------------------------------------------------- */
 
 static void reply_error(struct tp_endpoint *ep, const struct tp_frame *f, const struct tp_hdr *h,

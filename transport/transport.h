@@ -72,6 +72,9 @@ void tp_endpoint_quiesce(struct tp_endpoint *ep);
 const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len);
 void tp_frame_hold(struct tp_frame *f);
 void tp_frame_release(struct tp_frame *f);
+/* The connection (nng pipe id) the frame arrived on: replies to frames with
+ * the same pipe may share one reply frame. */
+uint32_t tp_frame_pipe(const struct tp_frame *f);
 
 /* Sends the frame built in `fb` to the client that sent `f` (over the pipe
  * it came on). fb is reset. Returns 0 or DL_ECLOSED / DL_EIO. */
