@@ -56,6 +56,7 @@
  * and joined before its socket is closed, never the other way round. */
 #define RX_POLL_MS 100
 #define DETAIL_MAX 256
+#define PACK_MAX_BYTES (256u * 1024) /* requests packed into one nng message */
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
 
@@ -155,6 +156,10 @@ struct dl_client {
 };
 
 static _Thread_local struct dl_client *tl_client;
+/* Set by a receiver while it runs the completions of one reply frame:
+ * requests the callbacks submit to this client wait (PARKED) and leave
+ * together when the frame is done (see pump()). */
+static _Thread_local struct dl_client *tl_cork;
 
 static void op_detach(struct dl_client *c, struct op *op);
 
@@ -595,43 +600,67 @@ static int retry_later(struct dl_client *c, struct op *op, uint64_t now, const c
 	return 0;
 }
 
-static int send_req(struct dl_client *c, struct op *op, uint64_t now)
+/* Sends ops[0..k) (NEW, all for `cn`) in one nng message: the first
+ * request's frame whole, then the messages of the others without their
+ * frame header. The node answers each on its own. Every op ends SENT, or in
+ * BACKOFF (or failed) when the send does not go through. */
+static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uint32_t k,
+		      uint64_t now)
 {
-	nng_msg *m;
-	CL_ASSERT(op->conn != NULL && op->req != NULL);
-	if (nng_msg_alloc(&m, 0) != 0) {
-		detailf(op->detail, "out of memory");
-		return DL_ENOMEM;
-	}
+	nng_msg *m = NULL;
 	/* Raw REQ: we supply the request-id word nng's REQ would, high bit
-	 * set; the node echoes it, we match on the frame's request_id. */
-	int rv = nng_msg_header_append_u32(m, 0x80000000u | (uint32_t)(op->rid & 0x7fffffffu));
+	 * set; the node echoes it, we match on each message's request_id. */
+	int rv = nng_msg_alloc(&m, 0);
 	if (rv == 0)
-		rv = nng_msg_append(m, op->req, op->req_len);
+		rv = nng_msg_header_append_u32(m, 0x80000000u |
+						     (uint32_t)(ops[0]->rid & 0x7fffffffu));
+	for (uint32_t i = 0; i < k && rv == 0; i++) {
+		struct op *op = ops[i];
+		CL_ASSERT(op->conn == cn && op->req != NULL);
+		size_t off = 0;
+		if (i > 0)
+			CL_ASSERT(tp_frame_begin(op->req, op->req_len, &off) == 0);
+		rv = nng_msg_append(m, op->req + off, op->req_len - off);
+	}
 	if (rv == 0)
-		rv = nng_sendmsg(op->conn->sock, m, NNG_FLAG_NONBLOCK);
+		rv = nng_sendmsg(cn->sock, m, NNG_FLAG_NONBLOCK);
 	if (rv != 0) {
-		nng_msg_free(m);
+		if (m != NULL)
+			nng_msg_free(m);
 		char why[96];
 		snprintf(why, sizeof(why), "send failed: %s", nng_strerror(rv));
-		return retry_later(c, op, now, why);
+		for (uint32_t i = 0; i < k; i++) {
+			int rc = retry_later(c, ops[i], now, why);
+			if (rc != 0)
+				fail_later(c, ops[i], rc);
+		}
+		return;
 	}
-	op->state = OP_SENT;
-	op->conn->n_sent++;
-	CL_ASSERT(op->conn->n_sent <= CONN_WINDOW);
-	return 0;
+	for (uint32_t i = 0; i < k; i++)
+		ops[i]->state = OP_SENT;
+	cn->n_sent += k;
+	CL_ASSERT(cn->n_sent <= CONN_WINDOW);
 }
 
-/* Sends queued ops while the connection is up and its window has room. */
+/* Sends queued ops while the connection is up and its window has room,
+ * as many per nng message as fit in PACK_MAX_BYTES: each message costs
+ * the node a trip through nng's threads, so a burst goes out together. */
 static void pump(struct dl_client *c, struct conn *cn, uint64_t now)
 {
 	while (cn->up && cn->n_sent < CONN_WINDOW && cn->wq_head != NO_SLOT && !c->closing) {
-		struct op *op = &c->ops[cn->wq_head];
-		CL_ASSERT(op->state == OP_PARKED && op->conn == cn);
-		op_detach(c, op);
-		int rc = send_req(c, op, now);
-		if (rc != 0)
-			fail_later(c, op, rc);
+		struct op *batch[CONN_WINDOW];
+		uint32_t k = 0;
+		size_t bytes = 0;
+		while (cn->n_sent + k < CONN_WINDOW && cn->wq_head != NO_SLOT) {
+			struct op *op = &c->ops[cn->wq_head];
+			CL_ASSERT(op->state == OP_PARKED && op->conn == cn);
+			if (k > 0 && bytes + op->req_len > PACK_MAX_BYTES)
+				break;
+			op_detach(c, op);
+			batch[k++] = op;
+			bytes += op->req_len;
+		}
+		send_reqs(c, cn, batch, k, now);
 	}
 }
 
@@ -645,8 +674,10 @@ static int transmit(struct dl_client *c, struct op *op, uint64_t now)
 		return rc;
 	op_detach(c, op);
 	op->conn = cn;
-	if (cn->up && cn->n_sent < CONN_WINDOW && cn->wq_head == NO_SLOT)
-		return send_req(c, op, now);
+	if (cn->up && cn->n_sent < CONN_WINDOW && cn->wq_head == NO_SLOT && tl_cork != c) {
+		send_reqs(c, cn, &op, 1, now);
+		return 0;
+	}
 	if (!cn->up && cn->failed && !op->pinned)
 		return retry_later(c, op, now, "not connected");
 	wq_push(c, cn, op);
@@ -739,7 +770,8 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 		return false; /* a late answer to an earlier attempt */
 	uint64_t now = now_ns();
 	op_detach(c, op);
-	pump(c, cn, now);
+	if (tl_cork != c)
+		pump(c, cn, now);
 	int rc;
 	if (h->type == TP_ERROR) {
 		struct tp_error e;
@@ -801,6 +833,7 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 		nng_msg_free(msg);
 		return;
 	}
+	tl_cork = c;
 	for (uint32_t guard = 0; guard < TP_MAX_ENTRIES && !taken; guard++) {
 		struct tp_hdr h;
 		if (tp_frame_next(buf, len, &off, &h) != 0)
@@ -812,6 +845,13 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 		if (done)
 			run_completion(&cp);
 	}
+	tl_cork = NULL;
+	/* What the completions submitted, and what the answers made room for. */
+	pthread_mutex_lock(&c->mu);
+	uint64_t now = now_ns();
+	for (uint32_t i = 0; i < c->n_conns; i++)
+		pump(c, c->conns[i], now);
+	pthread_mutex_unlock(&c->mu);
 	if (!taken)
 		nng_msg_free(msg);
 }
