@@ -53,6 +53,7 @@ struct tp_peer {
 	uint32_t q_head, q_count;
 	size_t q_bytes;
 	bool flush_requested; /* cur has messages whose pass ended */
+	bool sending;         /* a frame is between the queue and nng (no lock held) */
 	bool stop;
 	uint32_t req_id;
 };
@@ -504,13 +505,43 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 
 static void seal_locked(struct tp_peer *p);
 
+/* Hands one sealed frame to nng and frees it. Returns nng's result; with
+ * NNG_FLAG_NONBLOCK, NNG_EAGAIN leaves the frame with the caller. */
+static int send_sealed(struct tp_peer *p, struct sealed *s, uint32_t id, int flags)
+{
+	struct tp_endpoint *ep = p->ep;
+	nng_msg *m = NULL;
+	int rv = nng_msg_alloc(&m, 0);
+	if (rv == 0)
+		rv = nng_msg_header_append_u32(m, id);
+	if (rv == 0)
+		rv = nng_msg_append(m, s->buf, s->len);
+	if (rv == 0)
+		rv = nng_sendmsg(p->sock, m, flags);
+	if (rv != 0) {
+		if (m != NULL)
+			nng_msg_free(m);
+		if (rv == NNG_EAGAIN && (flags & NNG_FLAG_NONBLOCK))
+			return rv;
+		count(&ep->dropped_sends, s->n_msgs);
+	} else {
+		count(&ep->frames_out, 1);
+		count(&ep->msgs_out, s->n_msgs);
+		count(&ep->bytes_out, s->len);
+	}
+	free(s->buf);
+	s->buf = NULL;
+	return rv;
+}
+
 static void *sender_main(void *arg)
 {
 	struct tp_peer *p = arg;
-	struct tp_endpoint *ep = p->ep;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && p->q_count == 0 && !(p->flush_requested && p->cur.n_msgs > 0))
+		while (!p->stop &&
+		       (p->sending ||
+			(p->q_count == 0 && !(p->flush_requested && p->cur.n_msgs > 0))))
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (p->stop)
 			break;
@@ -525,27 +556,11 @@ static void *sender_main(void *arg)
 		p->q_count--;
 		p->q_bytes -= s.len;
 		uint32_t id = 0x80000000u | (p->req_id++ & 0x7fffffffu);
+		p->sending = true;
 		pthread_mutex_unlock(&p->mu);
-
-		nng_msg *m = NULL;
-		int rv = nng_msg_alloc(&m, 0);
-		if (rv == 0)
-			rv = nng_msg_header_append_u32(m, id);
-		if (rv == 0)
-			rv = nng_msg_append(m, s.buf, s.len);
-		if (rv == 0)
-			rv = nng_sendmsg(p->sock, m, 0);
-		if (rv != 0) {
-			if (m != NULL)
-				nng_msg_free(m);
-			count(&ep->dropped_sends, s.n_msgs);
-		} else {
-			count(&ep->frames_out, 1);
-			count(&ep->msgs_out, s.n_msgs);
-			count(&ep->bytes_out, s.len);
-		}
-		free(s.buf);
+		(void)send_sealed(p, &s, id, 0);
 		pthread_mutex_lock(&p->mu);
+		p->sending = false;
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -696,12 +711,42 @@ drop:
 	return rc;
 }
 
+/* When nothing is queued or being sent, the caller hands its frame to nng
+ * itself (without blocking): that saves waking the sender thread, one
+ * context switch per frame and hop. Otherwise, or when nng's queue is full,
+ * the sender thread sends it, after what is queued before it. */
 void tp_peer_flush(struct tp_peer *p)
 {
 	pthread_mutex_lock(&p->mu);
-	if (p->cur.n_msgs > 0 && !p->flush_requested) {
-		p->flush_requested = true;
-		pthread_cond_signal(&p->cv);
+	if (p->cur.n_msgs == 0) {
+		pthread_mutex_unlock(&p->mu);
+		return;
 	}
+	if (p->sending || p->q_count > 0 || p->stop) {
+		if (!p->flush_requested) {
+			p->flush_requested = true;
+			pthread_cond_signal(&p->cv);
+		}
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
+	struct sealed s = {.n_msgs = p->cur.n_msgs};
+	s.buf = tp_fb_take(&p->cur, &s.len);
+	p->flush_requested = false;
+	uint32_t id = 0x80000000u | (p->req_id++ & 0x7fffffffu);
+	p->sending = true;
+	pthread_mutex_unlock(&p->mu);
+	int rv = send_sealed(p, &s, id, NNG_FLAG_NONBLOCK);
+	pthread_mutex_lock(&p->mu);
+	p->sending = false;
+	if (rv == NNG_EAGAIN) {
+		/* Back to the head of the queue: nothing can have passed it. */
+		p->q_head = (p->q_head + TP_PEER_QUEUE_FRAMES - 1) % TP_PEER_QUEUE_FRAMES;
+		p->q[p->q_head] = s;
+		p->q_count++;
+		p->q_bytes += s.len;
+	}
+	if (p->q_count > 0 || (p->flush_requested && p->cur.n_msgs > 0))
+		pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
