@@ -64,6 +64,7 @@ struct member {
 	struct rt_peer p;
 	struct tp_peer *peer; /* NULL for self */
 	bool touched;         /* has frames to flush at the end of the pass */
+	bool urgent;          /* ... other than heartbeats: send at once */
 };
 
 struct rt_actor {
@@ -447,14 +448,17 @@ static void send_raft(struct rt_actor *a, const struct raft_message *m)
 	struct enc_raft_ctx c = {a, m};
 	(void)tp_peer_enqueue(mem->peer, enc_raft, &c); /* a drop is counted there */
 	mem->touched = true;
+	if (m->type != RAFT_MSG_HEARTBEAT && m->type != RAFT_MSG_HEARTBEAT_RESP)
+		mem->urgent = true;
 }
 
 static void flush_peers(struct rt_actor *a)
 {
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
 		if (a->members[i].touched) {
+			tp_peer_flush(a->members[i].peer, a->members[i].urgent);
 			a->members[i].touched = false;
-			tp_peer_flush(a->members[i].peer);
+			a->members[i].urgent = false;
 		}
 	}
 }

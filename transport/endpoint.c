@@ -711,18 +711,19 @@ drop:
 	return rc;
 }
 
-/* When nothing is queued or being sent, the caller hands its frame to nng
- * itself (without blocking): that saves waking the sender thread, one
- * context switch per frame and hop. Otherwise, or when nng's queue is full,
- * the sender thread sends it, after what is queued before it. */
-void tp_peer_flush(struct tp_peer *p)
+/* With `now`, when nothing is queued or being sent, the caller hands its
+ * frame to nng itself (without blocking): that saves waking the sender
+ * thread, one context switch per frame and hop. Otherwise, or when nng's
+ * queue is full, the sender thread sends it, after what is queued before
+ * it. */
+void tp_peer_flush(struct tp_peer *p, bool now)
 {
 	pthread_mutex_lock(&p->mu);
 	if (p->cur.n_msgs == 0) {
 		pthread_mutex_unlock(&p->mu);
 		return;
 	}
-	if (p->sending || p->q_count > 0 || p->stop) {
+	if (!now || p->sending || p->q_count > 0 || p->stop) {
 		if (!p->flush_requested) {
 			p->flush_requested = true;
 			pthread_cond_signal(&p->cv);

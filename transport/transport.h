@@ -95,7 +95,11 @@ const char *tp_peer_addr(const struct tp_peer *p);
 typedef int (*tp_encode_fn)(void *ctx, struct tp_fb *fb);
 int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx);
 /* Ends a send pass: what was enqueued so far goes out, coalesced. */
-void tp_peer_flush(struct tp_peer *p);
+/* `now`: the messages wait on a round trip (replication, votes), so send
+ * them from the calling thread when the peer's sender is idle; otherwise
+ * (heartbeats) the sender thread sends them, sharing one frame with what
+ * other members queue for the same peer meanwhile. */
+void tp_peer_flush(struct tp_peer *p, bool now);
 
 struct tp_stats {
 	uint64_t frames_in, msgs_in, bytes_in;
