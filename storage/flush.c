@@ -22,7 +22,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -198,25 +197,6 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 		async_merge(s, it, now_ns, force, was_empty);
 }
 
-/* Drops the page table entries of the pages about to be written back
- * (MADV_DONTNEED keeps a shared file mapping's data: the pages stay in the
- * page cache, dirty; an owner that touches one again just faults it back).
- * Writeback must write-protect every page it cleans that is still mapped,
- * at the price of a TLB shootdown (an interrupt to every CPU running this
- * process) per 4 KiB page; unmapped first, a whole range costs one. The
- * mapping cannot go away meanwhile: it belongs to the file, which this
- * pass holds a reference to. */
-static void unmap_range(const struct sto_file *f)
-{
-	if (f->map == NULL || f->fl_hi <= f->fl_lo)
-		return;
-	uint64_t lo = f->fl_lo & ~(uint64_t)4095;
-	uint64_t hi = (f->fl_hi + 4095) & ~(uint64_t)4095;
-	if (hi > f->map_bytes)
-		hi = f->map_bytes;
-	(void)madvise(f->map + lo, hi - lo, MADV_DONTNEED);
-}
-
 static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 {
 	/* Start writeback of every range of every store first, so the disk
@@ -225,7 +205,6 @@ static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next) {
 			if (f->fl_hi <= f->fl_lo)
 				continue;
-			unmap_range(f);
 			(void)sync_file_range(f->fd, (off_t)f->fl_lo, (off_t)(f->fl_hi - f->fl_lo),
 			                      SYNC_FILE_RANGE_WRITE);
 		}

@@ -9,12 +9,17 @@
 #ifndef DLEDGER_MMAP_INTERNAL_H
 #define DLEDGER_MMAP_INTERNAL_H
 
+#include <sys/uio.h>
+
 #include "storage/sto_internal.h"
 
 #define STO_MAX_SEGMENTS       (1u << 20)
 #define STO_PREALLOC_MIN_BYTES (64u << 10)
 #define STO_CLEAN_MAX_PER_PASS 64u
-#define STO_SEQ_AFTER_BYTES    (1u << 20)
+#define STO_WR_STAGE_BYTES     (32u << 10) /* staging buffer of an append's entry bytes */
+#define STO_WR_IOVS            256u        /* iovecs a pwritev takes (IOV_MAX is 1024) */
+#define STO_WR_IDX_STAGE_BYTES (8u << 10)  /* staging buffer of its index records */
+#define STO_WR_COPY_MAX        512u        /* bodies up to this are copied into the stage */
 
 /* One data segment. */
 struct mseg {
@@ -35,6 +40,17 @@ struct imap {
 	uint64_t tick;
 };
 
+/* A run of consecutive file bytes that an append is writing (mmap_store.c,
+ * "writing"), written with pwritev before the batch is handed over. */
+struct mwr {
+	struct sto_file *f; /* file of the run (a reference); NULL: nothing pending */
+	uint64_t off, len;  /* the run is the file bytes [off, off + len) */
+	uint8_t *stage;     /* staging buffer; allocated by the first append */
+	size_t staged, stage_cap;
+	struct iovec *iov;
+	unsigned niov, iov_cap;
+};
+
 struct msto {
 	struct sto base;
 	uint64_t seg_bytes, iseg_bytes;
@@ -52,8 +68,9 @@ struct msto {
 	uint64_t act_base; /* log offset of the mapped segment */
 	uint8_t *act_map;
 	uint64_t act_alloc; /* file offset allocated up to */
-	bool act_seq;       /* the mapping is advised sequential (a busy writer) */
 	bool no_fallocate;  /* the file system cannot preallocate */
+
+	struct mwr wr, iwr; /* entries, index records; empty between calls */
 
 	uint64_t wpos; /* log offset of the next header */
 	uint64_t first, last, last_term;

@@ -51,7 +51,7 @@ static int look(struct msto *m, const struct walk *w, struct sto_hdr *h, const c
 		*rc = msto_activate(m, j, err);
 		if (*rc != DL_OK)
 			return L_BAD;
-		/* the walk reads forward: read ahead (undone in advise_writing) */
+		/* the walk reads forward: read ahead (undone in advise_random) */
 		(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
 	}
 	uint64_t off = w->pos - m->segs[j].base;
@@ -168,12 +168,11 @@ static bool idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
 	return p != NULL && sto_idx_decode(p, index, r);
 }
 
-/* Back to the advice for writing (see map_file in mmap_store.c). */
-static void advise_writing(struct msto *m)
+/* Back to the advice for serving reads (see map_file in mmap_store.c). */
+static void advise_random(struct msto *m)
 {
 	if (m->act_map != NULL)
 		(void)madvise(m->act_map, m->seg_bytes, MADV_RANDOM);
-	m->act_seq = false;
 	for (int i = 0; i < 2; i++)
 		if (m->im[i].used)
 			(void)madvise(m->im[i].map, m->iseg_bytes, MADV_RANDOM);
@@ -191,7 +190,7 @@ static uint64_t index_chain(struct msto *m, uint64_t first, uint64_t commit, str
 		uint64_t off = i * STO_IDX_BYTES;
 		if (i == first || off % m->iseg_bytes == 0) {
 			/* a new index file, read forward: read ahead (undone
-			 * in advise_writing) */
+			 * in advise_random) */
 			int rc;
 			uint8_t *p = msto_idx_rec(m, i, false, &rc, NULL);
 			if (p != NULL)
@@ -431,7 +430,7 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	free(extra);
 	if (rc != DL_OK)
 		return rc;
-	advise_writing(m);
+	advise_random(m);
 	m->first = w.first != 0 ? w.first : 1;
 	m->last = w.n > 0 ? w.n - 1 : 0;
 	m->last_term = w.prev_term;

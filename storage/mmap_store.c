@@ -2,11 +2,14 @@
  * mmap_store.c - the mmap segment store (DLedger's DLedgerMmapFileStore).
  *
  * Layout under <storeBaseDir>/<group>/<selfId>/ (docs/STORAGE.md):
- *   data/<20-digit log offset>   segments of segment_bytes, written through
- *                                one read-write MAP_SHARED mapping (the
- *                                last segment; older ones are read with
- *                                pread into the caller's buffer)
- *   index/<20-digit offset>      32-byte records, entry i at offset 32 * i
+ *   data/<20-digit log offset>   segments of segment_bytes, written with
+ *                                pwritev; the last one is also mapped
+ *                                (MAP_SHARED) and read through the
+ *                                mapping, older ones are read with pread
+ *                                into the caller's buffer
+ *   index/<20-digit offset>      32-byte records, entry i at offset 32 * i,
+ *                                written with pwritev, read through a
+ *                                mapping
  *   state, checkpoint            see state.c
  *
  * Threads: the owner thread makes every call; dirty ranges go to the flush
@@ -18,7 +21,9 @@
  * Bounds: at most STO_MAX_MAPS mappings (the active data segment and two
  * index segments), at most STO_MAX_SEGMENTS segments, space preallocated
  * ahead of the write position in steps from 64 KiB up to
- * prealloc_max_bytes (a store that never writes allocates nothing).
+ * prealloc_max_bytes (a store that never writes allocates nothing), and
+ * write buffers of STO_WR_STAGE_BYTES + STO_WR_IDX_STAGE_BYTES + 4 KiB of
+ * iovecs per store, allocated by its first append.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,9 +106,11 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
 		              strerror(errno));
 		return NULL;
 	}
-	/* No read-around on faults: the first write into a fresh page would
-	 * otherwise make the kernel read (zero) a large window of pages that
-	 * nobody asked for, in every segment of every member. */
+	/* No read-around on faults. Appends do not fault here (they write
+	 * with pwritev, see "writing"); reads do, and a read of one entry or
+	 * index record of a cold segment would otherwise make the kernel read
+	 * a window of pages around it that nobody asked for (recovery's
+	 * forward walk asks for read-ahead itself). */
 	(void)madvise(p, size, MADV_RANDOM);
 	f->map = p;
 	f->map_bytes = size;
@@ -111,9 +118,11 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
 	return p;
 }
 
-/* Allocates file space ahead of the write position so that a write into
- * the mapping can never fault for lack of space (which would be SIGBUS):
- * steps grow with what was used, from 64 KiB up to prealloc_max_bytes. */
+/* Allocates file space ahead of the write position, so that a full disk
+ * is DL_ENOSPC here, before any byte of a batch is written, and the few
+ * writes that go through the mapping (recovery and truncation zeroing a
+ * header) can never fault for lack of space (which would be SIGBUS).
+ * Steps grow with what was used, from 64 KiB up to prealloc_max_bytes. */
 int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
                       uint64_t file_bytes, struct dl_errctx *err)
 {
@@ -168,7 +177,6 @@ void msto_deactivate(struct msto *m)
 	sto_file_unref(m->act);
 	m->act = NULL;
 	m->act_alloc = 0;
-	m->act_seq = false;
 }
 
 /* Makes segment j the mapped one. */
@@ -193,7 +201,6 @@ int msto_activate(struct msto *m, size_t j, struct dl_errctx *err)
 	m->act_base = m->segs[j].base;
 	m->act_map = p;
 	m->act_alloc = 0;
-	m->act_seq = false;
 	return DL_OK;
 }
 
@@ -300,6 +307,168 @@ void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last)
 	free(bases);
 }
 
+/* ------------------------------------------------------------- writing */
+
+/*
+ * Appends write entry bytes into the segment file with pwritev, not
+ * through the mapping. A store through the mapping faults on every fresh
+ * page (filemap_fault zeroes it, ext4_page_mkwrite maps its blocks), which
+ * took about half the CPU of an append; a write into the page cache does
+ * neither. The page cache is one: the MAP_SHARED mapping sees what pwritev
+ * wrote, so reads (a view into the mapping) and recovery still use it.
+ *
+ * A batch's entries are one run of consecutive file bytes, written with
+ * one pwritev: headers, padding and small bodies are copied into a staging
+ * buffer (a 128-byte entry costs no syscall of its own), larger bodies are
+ * written from the caller's memory (no second copy). A full stage or
+ * iovec array, or a roll to the next segment, writes the run so far. Its
+ * index records are a second run (`iwr`), written the same way: records
+ * written through the mapping would bring back the page faults, and the
+ * flush thread would have to drop their page table entries before
+ * writeback to avoid a TLB shootdown per page. m_append writes both runs
+ * before it hands the batch's ranges to the flush thread (which must find
+ * the bytes in the page cache) and before it returns (a read must see
+ * them).
+ */
+
+static int wr_init(struct mwr *w, size_t stage_cap, unsigned iov_cap)
+{
+	if (w->stage != NULL)
+		return DL_OK;
+	w->stage = malloc(stage_cap);
+	w->iov = malloc(iov_cap * sizeof(*w->iov));
+	if (w->stage == NULL || w->iov == NULL) {
+		free(w->stage);
+		free(w->iov);
+		w->stage = NULL;
+		w->iov = NULL;
+		return DL_ENOMEM;
+	}
+	w->stage_cap = stage_cap;
+	w->iov_cap = iov_cap;
+	return DL_OK;
+}
+
+static void wr_fini(struct mwr *w)
+{
+	STO_ASSERT(w->f == NULL);
+	free(w->stage);
+	free(w->iov);
+}
+
+/* Allocated at the first append only: a member that never writes (most of
+ * a thousand on a node may be idle) costs nothing. The index records of a
+ * batch are consecutive, so they are one staged run: one iovec. */
+static int wr_alloc(struct msto *m, struct dl_errctx *err)
+{
+	if (wr_init(&m->wr, STO_WR_STAGE_BYTES, STO_WR_IOVS) != DL_OK ||
+	    wr_init(&m->iwr, STO_WR_IDX_STAGE_BYTES, 1) != DL_OK)
+		return dl_errf(err, DL_ENOMEM, "%s: write buffers", m->data_dir);
+	return DL_OK;
+}
+
+/* Forgets the run without writing it (a failed batch). */
+static void wr_discard(struct mwr *w)
+{
+	sto_file_unref(w->f);
+	w->f = NULL;
+	w->off = w->len = 0;
+	w->staged = 0;
+	w->niov = 0;
+}
+
+/* Writes the run; on return the writer is empty. */
+static int wr_flush(struct mwr *w, struct dl_errctx *err)
+{
+	struct iovec *iov = w->iov;
+	unsigned n = w->niov;
+	uint64_t off = w->off;
+	int rc = DL_OK;
+	while (n > 0) {
+		ssize_t k = pwritev(w->f->fd, iov, (int)n, (off_t)off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			/* The space was allocated, so this is an I/O error
+			 * (or ENOSPC from a file system without fallocate). */
+			int e = k < 0 ? errno : EIO;
+			rc = dl_errf(err, e == ENOSPC ? DL_ENOSPC : DL_EIO,
+			             "write %s at %" PRIu64 ": %s", w->f->path, off, strerror(e));
+			break;
+		}
+		off += (uint64_t)k; /* a short write: go on from where it stopped */
+		size_t done = (size_t)k;
+		while (n > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
+	}
+	wr_discard(w);
+	return rc;
+}
+
+/* Makes the run continue at `off` of f with room for `stage` more staged
+ * bytes and, when `iov`, one more iovec; writes what is pending first
+ * when the run is elsewhere or full. */
+static int wr_room(struct mwr *w, struct sto_file *f, uint64_t off, size_t stage, bool iov,
+                   struct dl_errctx *err)
+{
+	STO_ASSERT(stage <= w->stage_cap);
+	bool joins = w->f == f && w->off + w->len == off;
+	if (w->f != NULL &&
+	    (!joins || w->staged + stage > w->stage_cap || (iov && w->niov == w->iov_cap))) {
+		int rc = wr_flush(w, err);
+		if (rc != DL_OK)
+			return rc;
+	}
+	if (w->f == NULL) {
+		sto_file_ref(f); /* the owner may drop its own (an index file's LRU slot) */
+		w->f = f;
+		w->off = off;
+	}
+	return DL_OK;
+}
+
+/* n bytes of the staging buffer for the caller to fill, to be written at
+ * `off` of f (the end of the run). Bytes staged right after the last
+ * staged ones extend its iovec: a batch of small entries is one iovec. */
+static uint8_t *wr_stage(struct mwr *w, struct sto_file *f, uint64_t off, size_t n, int *rc,
+                         struct dl_errctx *err)
+{
+	struct iovec *last = w->niov > 0 ? &w->iov[w->niov - 1] : NULL;
+	bool extends =
+	        last != NULL && (uint8_t *)last->iov_base + last->iov_len == w->stage + w->staged;
+	*rc = wr_room(w, f, off, n, !extends, err);
+	if (*rc != DL_OK)
+		return NULL;
+	uint8_t *p = w->stage + w->staged;
+	if (w->niov > 0 && extends) /* (niov is 0 if wr_room wrote the run) */
+		w->iov[w->niov - 1].iov_len += n;
+	else if (n > 0)
+		w->iov[w->niov++] = (struct iovec){p, n};
+	w->staged += n;
+	w->len += n;
+	return p;
+}
+
+/* The caller's n bytes at p, to be written at `off` of f (the end of the
+ * run); p must stay valid until the run is written (the end of m_append). */
+static int wr_ref(struct mwr *w, struct sto_file *f, uint64_t off, const void *p, size_t n,
+                  struct dl_errctx *err)
+{
+	int rc = wr_room(w, f, off, 0, true, err);
+	if (rc != DL_OK)
+		return rc;
+	w->iov[w->niov++] = (struct iovec){(void *)p, n};
+	w->len += n;
+	return DL_OK;
+}
+
 /* ------------------------------------------------------------ appending */
 
 /* A range of one file written by this batch, handed over at the end. */
@@ -367,7 +536,10 @@ static int write_marker(struct msto *m, struct acc *a, struct dl_errctx *err)
 	        .pos = m->wpos,
 	        .body_crc = sto_crc32c("", 0),
 	};
-	sto_hdr_encode(m->act_map + off, &h);
+	uint8_t *p = wr_stage(&m->wr, m->act, off, STO_HDR_BYTES, &rc, err);
+	if (p == NULL)
+		return rc;
+	sto_hdr_encode(p, &h);
 	acc_add(&m->base, a, m->act, off, off + STO_HDR_BYTES);
 	return DL_OK;
 }
@@ -381,6 +553,8 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 	uint64_t base = m->wpos;
 	if (m->act != NULL) {
 		rc = write_marker(m, a, err);
+		if (rc == DL_OK)
+			rc = wr_flush(&m->wr, err); /* the segment's last bytes */
 		if (rc != DL_OK)
 			return rc;
 		acc_flush(&m->base, a);
@@ -406,7 +580,6 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 	m->act_base = base;
 	m->act_map = p;
 	m->act_alloc = 0;
-	m->act_seq = false;
 	m->wpos = base;
 	a->f = f; /* the new file's first range also syncs its directory entry */
 	a->lo = a->hi = 0;
@@ -432,13 +605,16 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 	if (rc != DL_OK)
 		return rc;
 	uint64_t index = m->last + 1;
-	uint8_t *rec = msto_idx_rec(m, index, true, &rc, err);
+	/* Creates, maps and allocates the index file as needed; the record
+	 * itself is written with the batch's index run, below. */
+	if (msto_idx_rec(m, index, true, &rc, err) == NULL)
+		return rc;
+	struct imap *im = imap_of(m, index);
+	uint64_t roff = index * STO_IDX_BYTES - im->base;
+	uint8_t *rec = wr_stage(&m->iwr, im->f, roff, STO_IDX_BYTES, &rc, err);
 	if (rec == NULL)
 		return rc;
-	uint8_t *p = m->act_map + off;
-	if (e->len > 0)
-		memcpy(p + STO_HDR_BYTES, e->data, e->len);
-	memset(p + STO_HDR_BYTES + e->len, 0, total - STO_HDR_BYTES - e->len);
+	uint32_t pad = total - STO_HDR_BYTES - e->len;
 	struct sto_hdr h = {
 	        .magic = STO_ENTRY_MAGIC,
 	        .version = STO_FORMAT_VERSION,
@@ -448,13 +624,28 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 	        .index = index,
 	        .term = e->term,
 	        .pos = m->wpos,
-	        .body_crc = sto_crc32c(p + STO_HDR_BYTES, e->len),
+	        .body_crc = e->len > 0 ? sto_crc32c(e->data, e->len) : sto_crc32c("", 0),
 	};
+	uint8_t *p = wr_stage(&m->wr, m->act, off, STO_HDR_BYTES, &rc, err);
+	if (p == NULL)
+		return rc;
 	sto_hdr_encode(p, &h);
+	uint64_t boff = off + STO_HDR_BYTES;
+	if (e->len > STO_WR_COPY_MAX) {
+		rc = wr_ref(&m->wr, m->act, boff, e->data, e->len, err);
+		if (rc != DL_OK)
+			return rc;
+		boff += e->len;
+	}
+	uint32_t copy = e->len > STO_WR_COPY_MAX ? 0 : e->len;
+	p = wr_stage(&m->wr, m->act, boff, copy + pad, &rc, err);
+	if (p == NULL)
+		return rc;
+	if (copy > 0)
+		memcpy(p, e->data, copy);
+	memset(p + copy, 0, pad);
 	struct sto_idx r = {.pos = m->wpos, .term = e->term, .body_bytes = e->len, .type = e->type};
 	sto_idx_encode(rec, index, &r);
-	struct imap *im = imap_of(m, index);
-	uint64_t roff = index * STO_IDX_BYTES - im->base;
 	acc_add(&m->base, ia, im->f, roff, roff + STO_IDX_BYTES);
 	acc_add(&m->base, da, m->act, off, off + total);
 	if (sg->first_index == 0)
@@ -472,6 +663,7 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_term,
                   struct dl_errctx *err)
 {
+	STO_ASSERT(m->wr.f == NULL && m->iwr.f == NULL);
 	size_t keep = 0;
 	if (m->nsegs > 0 && pos >= m->segs[0].base)
 		keep = msto_seg_of(m, pos) + 1;
@@ -553,17 +745,6 @@ static int check_disk(struct msto *m, struct dl_errctx *err)
 	               m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
 }
 
-/* A member that has written this much into a segment is busy: let write
- * faults read ahead (large folios, fewer faults). Idle members, which write
- * little, never pay for a read-ahead window. */
-static void advise_busy(struct msto *m)
-{
-	if (m->act == NULL || m->act_seq || m->wpos - m->act_base < STO_SEQ_AFTER_BYTES)
-		return;
-	(void)madvise(m->act_map, m->seg_bytes, MADV_SEQUENTIAL);
-	m->act_seq = true;
-}
-
 static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
                     struct dl_errctx *err)
 {
@@ -576,11 +757,20 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 		rc = check_disk(m, err);
 	if (rc != DL_OK)
 		return rc;
+	rc = wr_alloc(m, err);
+	if (rc != DL_OK)
+		return rc;
 	uint64_t undo_pos = m->wpos, undo_last = m->last, undo_term = m->last_term;
 	struct acc da = {0}, ia = {0};
 	for (uint32_t i = 0; i < n && rc == DL_OK; i++)
 		rc = put_entry(m, &e[i], &da, &ia, err);
+	if (rc == DL_OK)
+		rc = wr_flush(&m->wr, err); /* before the hand-over and any read */
+	if (rc == DL_OK)
+		rc = wr_flush(&m->iwr, err);
 	if (rc != DL_OK) {
+		wr_discard(&m->wr);
+		wr_discard(&m->iwr);
 		acc_flush(s, &da);
 		acc_flush(s, &ia);
 		(void)cut_to(m, undo_pos, undo_last, undo_term, NULL);
@@ -593,7 +783,6 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 		sto_mark_dirty_locked(s, ia.f, ia.lo, ia.hi, ia.dirsync);
 	sto_publish(s, true, m->last, m->last_term);
 	atomic_fetch_add_explicit(&s->n_appended, n, memory_order_relaxed);
-	advise_busy(m);
 	return DL_OK;
 }
 
@@ -889,6 +1078,8 @@ static void m_free(struct msto *m)
 		close(m->ckpt_fd);
 	if (m->dir_fd >= 0)
 		close(m->dir_fd); /* releases the flock */
+	wr_fini(&m->wr);
+	wr_fini(&m->iwr);
 	free(m->segs);
 	free(m->data_dir);
 	free(m->index_dir);

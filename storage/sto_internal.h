@@ -111,9 +111,10 @@ static inline uint64_t sto_get64(const uint8_t *p)
 
 /* One open file (a data or index segment) and its mapping. Refcounted:
  * the store's table holds one reference while the file is open there, and
- * a pending or in-flight dirty range holds another, so the flush thread can
- * sync (and unmap pages of) a file the owner has already rolled past,
- * truncated or deleted. The last reference unmaps and closes. */
+ * a pending or in-flight dirty range holds another (and so does an
+ * append's pending write run, mmap_store.c), so the flush thread can sync
+ * a file the owner has already rolled past, truncated or deleted. The
+ * last reference unmaps and closes. */
 struct sto_file {
 	atomic_uint refs;
 	int fd;

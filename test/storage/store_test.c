@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "test/storage/helpers.h"
@@ -221,6 +222,56 @@ Test(store_mmap, older_segments_are_read_as_copies_and_the_active_one_as_views)
 	sto_get_info(s, &info);
 	cr_assert_leq(info.maps, STO_MAX_MAPS);
 	cr_assert_gt(info.segments, 2);
+	sto_close(s);
+}
+
+/* Appends entries first..first + n - 1 (lengths th_len(i, max_len), term
+ * 2) in one batch. */
+static void append_one_batch(struct sto *s, uint64_t first, uint32_t n, uint32_t max_len)
+{
+	uint8_t *bodies = malloc((size_t)n * max_len);
+	struct sto_entry *e = calloc(n, sizeof(*e));
+	cr_assert(bodies != NULL && e != NULL);
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *b = bodies + (size_t)i * max_len;
+		uint32_t len = th_len(first + i, max_len);
+		th_body(first + i, 2, b, len);
+		e[i] = (struct sto_entry){
+		        .term = 2, .data = b, .len = len, .type = (uint8_t)((first + i) % 2)};
+	}
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_append(s, first, e, n, &err), DL_OK, "%s", err.msg);
+	free(bodies);
+	free(e);
+}
+
+/* An append writes its entries with pwritev from a staging buffer and the
+ * caller's bodies (mmap_store.c, "writing"). Each batch here outgrows the
+ * buffer (short bodies, copied) or the iovec array (long bodies, written
+ * from the caller's memory), rolls through several segments and index
+ * files, and has entries with padding. */
+Test(store_mmap, batches_larger_than_the_write_buffers_read_back_and_survive_reopen)
+{
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	cfg.segment_bytes = 256 << 10;
+	cfg.max_entry_bytes = 1500;
+	cfg.verify = STO_VERIFY_ALL;
+	struct sto *s = th_open(&cfg, NULL);
+	append_one_batch(s, 1, 2000, 1500);
+	append_one_batch(s, 2001, 3000, 100);
+	th_check_range(s, 1, 2000, 2, 1500);
+	th_check_range(s, 2001, 5000, 2, 100);
+	struct sto_info info;
+	sto_get_info(s, &info);
+	cr_assert_gt(info.segments, 6);
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_sync(s, &err), DL_OK, "%s", err.msg);
+	sto_close(s);
+	s = th_open(&cfg, NULL);
+	cr_assert_eq(sto_last_index(s), 5000);
+	th_check_range(s, 1, 2000, 2, 1500);
+	th_check_range(s, 2001, 5000, 2, 100);
 	sto_close(s);
 }
 
