@@ -3,7 +3,8 @@
  *   store   append load on N stores sharing one flush thread
  *   crc     CRC32C (ISA-L) against zlib's CRC32 on 128 B and 4 KiB
  *   append  closed-loop appends to a running group (client/client.h)
- * More subcommands (a cluster benchmark) come with later issues.
+ *   cluster the cluster benchmark (cluster_bench.c); also what runs when
+ *           the first argument is an option: `dledger-bench --spawn ...`
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,13 +22,18 @@ static const struct subcommand commands[] = {
         {"crc", "CRC32C (ISA-L) and CRC32 (zlib) speed on 128 B and 4 KiB", bench_crc_main},
         {"append", "closed-loop appends to a running group through the C client",
          bench_append_main},
+        {"cluster", "a 3-node cluster under load: throughput, latency, node CPU/memory, CSV",
+         bench_cluster_main},
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: dledger-bench <subcommand> [options]   (--help on each)\n\n");
+	fprintf(out,
+	        "usage: dledger-bench <subcommand> [options]   (--help on each)\n"
+	        "       dledger-bench --spawn|--peers ... [options]  (the cluster benchmark)\n\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
+	fprintf(out, "\n`dledger-bench cluster --help` documents the cluster benchmark.\n");
 }
 
 int main(int argc, char **argv)
@@ -36,6 +42,10 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	/* Options without a subcommand: the cluster benchmark, the main job.
+	 * Like every subcommand it reads its options from argv[1] on. */
+	if (strncmp(argv[1], "--", 2) == 0)
+		return bench_cluster_main(argc, argv);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].main(argc - 1, argv + 1);

@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -180,7 +179,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int disk_figures(const char *dir, double *p50_us, double *p99_us, double *seq_mbs)
+int bench_disk_figures(const char *dir, uint64_t seq_mib, struct bench_disk *out)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/disk-probe", dir);
@@ -196,48 +195,36 @@ static int disk_figures(const char *dir, double *p50_us, double *p99_us, double 
 		if (pwrite(fd, page, sizeof(page), (off_t)i * 4096) != (ssize_t)sizeof(page) ||
 		    fdatasync(fd) != 0) {
 			close(fd);
+			unlink(path);
 			return -1;
 		}
 		lat[i] = bench_now_ns() - t0;
 	}
 	qsort(lat, N, sizeof(lat[0]), cmp_u64);
-	*p50_us = (double)lat[N / 2] / 1e3;
-	*p99_us = (double)lat[N * 99 / 100] / 1e3;
-	if (ftruncate(fd, 0) != 0 || fdatasync(fd) != 0) {
-		close(fd);
-		return -1;
-	}
+	out->fsync_p50_us = (double)lat[N / 2] / 1e3;
+	out->fsync_p99_us = (double)lat[N * 99 / 100] / 1e3;
 	size_t chunk = 1u << 20;
 	uint8_t *buf = malloc(chunk);
-	if (buf == NULL) {
-		close(fd);
-		return -1;
-	}
-	memset(buf, 0xa5, chunk);
+	int rc = buf == NULL || ftruncate(fd, 0) != 0 || fdatasync(fd) != 0 ? -1 : 0;
+	if (buf != NULL)
+		memset(buf, 0xa5, chunk);
 	uint64_t t0 = bench_now_ns();
-	int rc = 0;
-	for (uint64_t done = 0; done < o.disk_mb && rc == 0; done++)
+	for (uint64_t done = 0; done < seq_mib && rc == 0; done++)
 		if (write(fd, buf, chunk) != (ssize_t)chunk)
 			rc = -1;
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -1;
 	double secs = (double)(bench_now_ns() - t0) / 1e9;
-	*seq_mbs = (double)(o.disk_mb << 20) / secs / 1e6;
+	out->seq_mb_per_s = (double)(seq_mib << 20) / secs / 1e6;
+	int saved = errno;
 	free(buf);
 	close(fd);
 	unlink(path);
+	errno = saved;
 	return rc;
 }
 
 /* ------------------------------------------------------------ plumbing */
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void usage(FILE *out)
 {
@@ -420,15 +407,15 @@ int bench_store_main(int argc, char **argv)
 	} else {
 		snprintf(dir, sizeof(dir), "%s", o.dir);
 	}
-	double p50 = 0, p99 = 0, seq = 0;
+	struct bench_disk disk = {0};
 	if (o.disk_figures && o.type == STO_TYPE_MMAP) {
-		if (disk_figures(dir, &p50, &p99, &seq) != 0) {
+		if (bench_disk_figures(dir, o.disk_mb, &disk) != 0) {
 			fprintf(stderr, "disk figures in %s: %s\n", dir, strerror(errno));
 			return 1;
 		}
 		printf("disk (%s): fdatasync of a 4 KiB write p50 %.0f us p99 %.0f us; sequential "
 		       "write %.0f MB/s (%" PRIu64 " MiB in 1 MiB writes + fdatasync)\n",
-		       dir, p50, p99, seq, o.disk_mb);
+		       dir, disk.fsync_p50_us, disk.fsync_p99_us, disk.seq_mb_per_s, o.disk_mb);
 	}
 	uint8_t *payload = malloc(o.payload ? o.payload : 1);
 	struct bstore *bs = calloc(o.stores, sizeof(*bs));
@@ -489,7 +476,7 @@ int bench_store_main(int argc, char **argv)
 		sto_close(bs[i].s);
 	}
 	if (rc == 0)
-		report(bs, fl, d1 - d0, (double)(t1 - t0) / 1e9, c1 - c0, seq);
+		report(bs, fl, d1 - d0, (double)(t1 - t0) / 1e9, c1 - c0, disk.seq_mb_per_s);
 	sto_flusher_stop(fl);
 	for (uint32_t t = 0; t < o.threads; t++)
 		free(ths[t].stores);
@@ -497,6 +484,6 @@ int bench_store_main(int argc, char **argv)
 	free(bs);
 	free(payload);
 	if (made)
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rm_rf(dir);
 	return rc == 0 ? 0 : 1;
 }
