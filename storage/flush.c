@@ -11,6 +11,9 @@
  *    (sync_file_range), fdatasync every file, replace state files, then
  *    complete each store (under its mu) and run its callback.
  *  - Nothing in a pass holds fl->mu, so owners never wait for a sync.
+ *  - The fdatasync() calls of a pass are shared between the flush thread
+ *    and sync_threads - 1 workers (the pool, guarded by pool_mu): they only
+ *    sync; everything else of the pass stays on the flush thread.
  *  - With pending work the thread loops without sleeping; idle, it waits on
  *    fl->cv (no polling), or until the earliest async deadline.
  *
@@ -46,8 +49,26 @@ struct fl_item {
 	int err;
 };
 
+/* One fdatasync() of a pass, done by any thread of the pool. */
+struct fl_job {
+	struct sto_file *f;
+	uint32_t item;
+	int rc; /* errno of fdatasync, 0: synced */
+};
+
+#define FL_MAX_SYNC_THREADS 64
+
 struct sto_flusher {
 	pthread_t thread;
+	/* The sync pool: the pass's jobs, taken in order by whoever is free. */
+	pthread_t workers[FL_MAX_SYNC_THREADS];
+	uint32_t nworkers;
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cv, pool_done;
+	struct fl_job *jobs; /* capacity jobs_cap; flush thread only */
+	size_t jobs_cap;
+	size_t njobs, next, finished; /* guarded by pool_mu */
+	bool pool_stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	/* guarded by mu */
@@ -197,35 +218,126 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 		async_merge(s, it, now_ns, force, was_empty);
 }
 
+static void run_job(struct sto_flusher *fl, struct fl_job *j)
+{
+	uint64_t t0 = fl != NULL && fl->sync_latency ? sto_now_ns() : 0;
+	j->rc = fdatasync(j->f->fd) == 0 ? 0 : errno;
+	if (t0 != 0)
+		dl_hist_record(fl->sync_latency, sto_now_ns() - t0);
+}
+
+/* Takes and runs jobs until none is left; pool_mu held on entry and exit. */
+static void take_jobs(struct sto_flusher *fl)
+{
+	while (fl->next < fl->njobs) {
+		struct fl_job *j = &fl->jobs[fl->next++];
+		pthread_mutex_unlock(&fl->pool_mu);
+		run_job(fl, j);
+		pthread_mutex_lock(&fl->pool_mu);
+		if (++fl->finished == fl->njobs)
+			pthread_cond_signal(&fl->pool_done);
+	}
+}
+
+static void *sync_worker_main(void *arg)
+{
+	struct sto_flusher *fl = arg;
+	pthread_setname_np(pthread_self(), "dl-sync");
+	pthread_mutex_lock(&fl->pool_mu);
+	while (!fl->pool_stop) {
+		if (fl->next >= fl->njobs) {
+			pthread_cond_wait(&fl->pool_cv, &fl->pool_mu);
+			continue;
+		}
+		take_jobs(fl);
+	}
+	pthread_mutex_unlock(&fl->pool_mu);
+	return NULL;
+}
+
+/* Runs jobs[0..n) on the pool (the calling flush thread takes its share)
+ * and returns once all are done. */
+static void run_jobs(struct sto_flusher *fl, struct fl_job *jobs, size_t n)
+{
+	if (fl == NULL || fl->nworkers == 0 || n < 2) {
+		for (size_t i = 0; i < n; i++)
+			run_job(fl, &jobs[i]);
+		return;
+	}
+	pthread_mutex_lock(&fl->pool_mu);
+	fl->njobs = n;
+	fl->next = 0;
+	fl->finished = 0;
+	pthread_cond_broadcast(&fl->pool_cv);
+	take_jobs(fl);
+	while (fl->finished < fl->njobs)
+		pthread_cond_wait(&fl->pool_done, &fl->pool_mu);
+	fl->njobs = fl->next = fl->finished = 0;
+	pthread_mutex_unlock(&fl->pool_mu);
+}
+
+static bool jobs_reserve(struct sto_flusher *fl, size_t n)
+{
+	if (n <= fl->jobs_cap)
+		return true;
+	size_t cap = fl->jobs_cap ? fl->jobs_cap : 64;
+	while (cap < n)
+		cap *= 2;
+	struct fl_job *j = realloc(fl->jobs, cap * sizeof(*j));
+	if (j == NULL)
+		return false;
+	fl->jobs = j;
+	fl->jobs_cap = cap;
+	return true;
+}
+
 static void sync_files(struct fl_item *items, size_t n, struct sto_flusher *fl)
 {
 	/* Start writeback of every range of every store first, so the disk
-	 * sees one stream of writes; then wait and flush file by file. */
+	 * sees one stream of writes; then fdatasync every file, on the pool. */
+	size_t nfiles = 0;
 	for (size_t i = 0; i < n; i++)
 		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next) {
+			nfiles++;
 			if (f->fl_hi <= f->fl_lo)
 				continue;
 			(void)sync_file_range(f->fd, (off_t)f->fl_lo, (off_t)(f->fl_hi - f->fl_lo),
 			                      SYNC_FILE_RANGE_WRITE);
 		}
+	struct fl_job one[1];
+	struct fl_job *jobs = one;
+	if (nfiles > 1 && fl != NULL && jobs_reserve(fl, nfiles))
+		jobs = fl->jobs;
+	else if (nfiles > 1)
+		jobs = NULL; /* no room for the list: sync one by one below */
+	size_t k = 0;
+	for (size_t i = 0; i < n && jobs != NULL; i++)
+		for (struct sto_file *f = items[i].files; f != NULL; f = f->fl_next)
+			jobs[k++] = (struct fl_job){.f = f, .item = (uint32_t)i};
+	if (jobs != NULL)
+		run_jobs(fl, jobs, k);
+	/* Results, directory syncs and the hooks, in order, on this thread. */
+	k = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct sto_file *f = items[i].files;
 		items[i].files = NULL;
 		while (f != NULL) {
 			struct sto_file *next = f->fl_next;
-			if (items[i].err == DL_OK) {
-				uint64_t t0 = fl != NULL && fl->sync_latency ? sto_now_ns() : 0;
-				int src = fdatasync(f->fd);
-				if (t0 != 0)
-					dl_hist_record(fl->sync_latency, sto_now_ns() - t0);
-				if (src != 0)
-					items[i].err = DL_EIO;
-				else
-					sto_hook_file_synced(f->path, f->fl_lo, f->fl_hi);
-				if (fl != NULL)
-					atomic_fetch_add_explicit(&fl->file_syncs, 1,
-					                          memory_order_relaxed);
+			int rc;
+			if (jobs != NULL) {
+				rc = jobs[k++].rc;
+			} else {
+				struct fl_job j = {.f = f};
+				run_job(fl, &j);
+				rc = j.rc;
 			}
+			if (rc != 0) {
+				items[i].err = DL_EIO;
+			} else if (items[i].err == DL_OK) {
+				sto_hook_file_synced(f->path, f->fl_lo, f->fl_hi);
+			}
+			if (fl != NULL)
+				atomic_fetch_add_explicit(&fl->file_syncs, 1, memory_order_relaxed);
 			if (items[i].err == DL_OK && f->fl_dirsync &&
 			    sto_fsync_parent(f->path) != 0)
 				items[i].err = DL_EIO;
@@ -449,6 +561,7 @@ static void wait_for_work(struct sto_flusher *fl)
 
 static void *flusher_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "dl-flush");
 	struct sto_flusher *fl = arg;
 	pthread_mutex_lock(&fl->mu);
 	for (;;) {
@@ -517,6 +630,18 @@ void sto_flusher_config_defaults(struct sto_flusher_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_stores = 4096;
+	cfg->sync_threads = 8;
+}
+
+static void pool_stop(struct sto_flusher *fl)
+{
+	pthread_mutex_lock(&fl->pool_mu);
+	fl->pool_stop = true;
+	pthread_cond_broadcast(&fl->pool_cv);
+	pthread_mutex_unlock(&fl->pool_mu);
+	for (uint32_t i = 0; i < fl->nworkers; i++)
+		pthread_join(fl->workers[i], NULL);
+	fl->nworkers = 0;
 }
 
 int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher **out,
@@ -526,6 +651,9 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 	if (cfg->max_stores == 0 || cfg->max_stores > (1u << 20))
 		return dl_errf(err, DL_EINVAL, "max_stores %u not in 1..%u", cfg->max_stores,
 		               1u << 20);
+	if (cfg->sync_threads == 0 || cfg->sync_threads > FL_MAX_SYNC_THREADS)
+		return dl_errf(err, DL_EINVAL, "sync_threads %u not in 1..%u", cfg->sync_threads,
+		               FL_MAX_SYNC_THREADS);
 	struct sto_flusher *fl = calloc(1, sizeof(*fl));
 	if (fl == NULL)
 		return dl_errf(err, DL_ENOMEM, "flusher");
@@ -542,8 +670,22 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 	pthread_cond_init(&fl->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&fl->mu, NULL);
-	int e = pthread_create(&fl->thread, NULL, flusher_main, fl);
+	pthread_mutex_init(&fl->pool_mu, NULL);
+	pthread_cond_init(&fl->pool_cv, NULL);
+	pthread_cond_init(&fl->pool_done, NULL);
+	int e = 0;
+	for (uint32_t i = 0; i + 1 < cfg->sync_threads && e == 0; i++) {
+		e = pthread_create(&fl->workers[i], NULL, sync_worker_main, fl);
+		if (e == 0)
+			fl->nworkers++;
+	}
+	if (e == 0)
+		e = pthread_create(&fl->thread, NULL, flusher_main, fl);
 	if (e != 0) {
+		pool_stop(fl);
+		pthread_cond_destroy(&fl->pool_cv);
+		pthread_cond_destroy(&fl->pool_done);
+		pthread_mutex_destroy(&fl->pool_mu);
 		pthread_cond_destroy(&fl->cv);
 		pthread_mutex_destroy(&fl->mu);
 		free(fl->items);
@@ -564,9 +706,14 @@ void sto_flusher_stop(struct sto_flusher *fl)
 	pthread_cond_signal(&fl->cv);
 	pthread_mutex_unlock(&fl->mu);
 	pthread_join(fl->thread, NULL);
+	pool_stop(fl);
 	STO_ASSERT(fl->qhead == NULL && fl->deferred == NULL);
+	pthread_cond_destroy(&fl->pool_cv);
+	pthread_cond_destroy(&fl->pool_done);
+	pthread_mutex_destroy(&fl->pool_mu);
 	pthread_cond_destroy(&fl->cv);
 	pthread_mutex_destroy(&fl->mu);
+	free(fl->jobs);
 	free(fl->items);
 	free(fl);
 }

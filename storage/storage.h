@@ -290,6 +290,12 @@ void sto_close(struct sto *s);
 struct dl_hist; /* common/dl_hist.h */
 struct sto_flusher_config {
 	uint32_t max_stores; /* stores served at once (4096) */
+	/* Threads that call fdatasync() in a pass, the flush thread included
+	 * (8; 1: the flush thread alone). A disk serves concurrent syncs of
+	 * different files together (one cache flush for several), so a pass
+	 * over many stores takes about as long as its slowest sync instead of
+	 * their sum. */
+	uint32_t sync_threads;
 	/* Optional: the flush thread records the duration of each fdatasync()
 	 * of a pass here (NULL: not measured). Borrowed; must outlive the
 	 * flusher. */
