@@ -1,5 +1,5 @@
 /*
- * endpoint.c - the node's nng endpoint: listener + router thread, and the
+ * endpoint.c - the node's nng endpoint: listener + router callback, and the
  * per-peer senders. See transport.h.
  *
  * Ownership:
@@ -62,12 +62,12 @@ struct tp_endpoint {
 	struct tp_config cfg;
 	char listen_addr[TP_ADDR_MAX + 1];
 	nng_socket sock;
-	pthread_t router;
+	nng_aio *rx_aio; /* the router's receive (router_cb) */
 	bool router_started;
 
 	pthread_mutex_t deliver_mu;
 	bool paused;
-	_Atomic bool stopping; /* the router exits at its next receive timeout */
+	_Atomic bool stopping; /* the router asks for no further frame */
 
 	pthread_mutex_t peers_mu;
 	struct tp_peer *peers;
@@ -268,39 +268,45 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 	}
 }
 
-/* The router never has a receive pending while the socket is closed:
- * nng (1.5 to 1.7) can deadlock in nng_close() against a concurrent
- * nng_recvmsg() (nng issues #1813, #1827). It waits in slices of
- * ROUTER_POLL_MS and exits on `stopping`; the socket is closed after. */
-#define ROUTER_POLL_MS 1000
-
-static void *router_main(void *arg)
+/* The router is nng's receive callback: it runs on one of nng's own
+ * threads as each frame arrives, routes it and asks for the next one, so a
+ * frame reaches its actors' mailboxes without a hop through a thread of
+ * ours. One receive is pending at a time, so deliveries never overlap (the
+ * runtime's table swap relies on one deliverer). The callback never
+ * blocks: delivery is a mailbox push, a refusal a non-blocking send.
+ * Closing stops the aio first (nng_aio_stop waits for a running callback),
+ * so no receive is pending when the socket closes: nng 1.5 to 1.7 can
+ * deadlock in nng_close() against a pending receive (nng issues #1813,
+ * #1827). */
+static void router_cb(void *arg)
 {
 	struct tp_endpoint *ep = arg;
-	while (!atomic_load_explicit(&ep->stopping, memory_order_relaxed)) {
-		nng_msg *msg;
-		int rv = nng_recvmsg(ep->sock, &msg, 0);
-		if (rv == NNG_ECLOSED)
-			break;
-		if (rv != 0)
-			continue;
+	int rv = nng_aio_result(ep->rx_aio);
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED ||
+	    atomic_load_explicit(&ep->stopping, memory_order_relaxed)) {
+		if (rv == 0)
+			nng_msg_free(nng_aio_get_msg(ep->rx_aio));
+		return;
+	}
+	if (rv == 0) {
+		nng_msg *msg = nng_aio_get_msg(ep->rx_aio);
 		count(&ep->frames_in, 1);
 		count(&ep->bytes_in, nng_msg_len(msg));
 		struct tp_frame *f = malloc(sizeof(*f));
 		if (f == NULL) {
 			nng_msg_free(msg);
 			count(&ep->rejected, 1);
-			continue;
+		} else {
+			atomic_init(&f->refs, 1);
+			f->msg = msg;
+			pthread_mutex_lock(&ep->deliver_mu);
+			if (!ep->paused)
+				route_frame(ep, f);
+			pthread_mutex_unlock(&ep->deliver_mu);
+			tp_frame_release(f);
 		}
-		atomic_init(&f->refs, 1);
-		f->msg = msg;
-		pthread_mutex_lock(&ep->deliver_mu);
-		if (!ep->paused)
-			route_frame(ep, f);
-		pthread_mutex_unlock(&ep->deliver_mu);
-		tp_frame_release(f);
 	}
-	return NULL;
+	nng_recv_aio(ep->sock, ep->rx_aio);
 }
 
 int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
@@ -404,7 +410,6 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 		goto err_free;
 	}
 	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
-	nng_socket_set_ms(ep->sock, NNG_OPT_RECVTIMEO, ROUTER_POLL_MS);
 	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
@@ -415,11 +420,14 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
 		goto err_sock;
 	}
-	if (pthread_create(&ep->router, NULL, router_main, ep) != 0) {
-		rc = dl_errf(err, DL_ENOMEM, "transport: cannot start the router thread");
+	rv = nng_aio_alloc(&ep->rx_aio, router_cb, ep);
+	if (rv != 0) {
+		rc = dl_errf(err, DL_ENOMEM, "transport: cannot start the router: %s",
+			     nng_strerror(rv));
 		goto err_sock;
 	}
 	ep->router_started = true;
+	nng_recv_aio(ep->sock, ep->rx_aio);
 	*out = ep;
 	return 0;
 
@@ -447,27 +455,10 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		return;
 	tp_endpoint_quiesce(ep);
 	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
-	/* Wake the router now rather than at its next receive timeout: one
-	 * empty frame from a throw-away connection (the router counts it as a
-	 * decode error, which no longer matters). */
-	nng_socket wake;
-	bool woke = false;
-	char url[TP_ADDR_MAX + 16];
-	if (ep->router_started && make_url(ep->listen_addr, url, sizeof(url)) == 0 &&
-	    nng_req0_open_raw(&wake) == 0) {
-		nng_msg *m;
-		nng_socket_set_ms(wake, NNG_OPT_SENDTIMEO, 500);
-		if (nng_dial(wake, url, NULL, 0) == 0 && nng_msg_alloc(&m, 0) == 0) {
-			nng_msg_header_append_u32(m, 0x80000000u);
-			if (nng_sendmsg(wake, m, 0) != 0)
-				nng_msg_free(m);
-		}
-		woke = true;
+	if (ep->router_started) {
+		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
+		nng_aio_free(ep->rx_aio);
 	}
-	if (ep->router_started)
-		pthread_join(ep->router, NULL);
-	if (woke)
-		close_bounded(wake, "wake-up", NULL);
 	bool closed = close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
@@ -537,6 +528,7 @@ static int send_sealed(struct tp_peer *p, struct sealed *s, uint32_t id, int fla
 static void *sender_main(void *arg)
 {
 	struct tp_peer *p = arg;
+	pthread_setname_np(pthread_self(), "dl-send");
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (!p->stop &&
@@ -574,7 +566,7 @@ static void peer_destroy(struct tp_peer *p)
 		pthread_cond_signal(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 		/* A send in progress ends within send_timeout_ms; closing the
-		 * socket under it could deadlock nng (see router_main). */
+		 * socket under it could deadlock nng (see router_cb). */
 		pthread_join(p->thread, NULL);
 	}
 	if (!close_bounded(p->sock, "peer", p)) {

@@ -1,12 +1,13 @@
 /*
  * transport.h - one nng endpoint per node: the listening socket and its
- * router thread, per-peer outbound connections with coalescing senders,
+ * router, per-peer outbound connections with coalescing senders,
  * and the wire codec (codec.h).
  *
  * Threads:
- *  - the router thread reads every inbound frame, decodes only the message
- *    headers and hands each one to the delivery callback (runtime/ finds the
- *    actor and fills its mailbox); it never blocks on an actor;
+ *  - the router (nng's receive callback, on one of nng's threads; one
+ *    frame at a time) takes every inbound frame, decodes only the message
+ *    headers and hands each one to the delivery callback (runtime/ finds
+ *    the actor and fills its mailbox); it never blocks on an actor;
  *  - one sender thread per remote node takes the frames that actors built
  *    for that node and sends them; a dead or slow peer only fills its own
  *    bounded queue, after which its messages are dropped and counted (Raft
@@ -32,7 +33,7 @@ struct tp_endpoint;
 struct tp_peer;
 struct tp_frame; /* an inbound frame, reference counted */
 
-/* Called on the router thread for each message of an inbound frame. `f`
+/* Called by the router (never twice at once) for each message of an inbound frame. `f`
  * and `h->body` stay valid for the call; to keep them longer take a
  * reference with tp_frame_hold(). Returns 0 when the message was taken,
  * DL_ENOTFOUND when no member matches (the router answers clients with
