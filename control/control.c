@@ -11,6 +11,8 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -192,11 +194,39 @@ err_free:
 
 static void *server_main(void *arg);
 
+/* mkdir -p of the directory holding `path` (with storeType memory nothing
+ * else creates storeBaseDir, where the socket lives by default). */
+static int make_parent_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return ENAMETOOLONG;
+	char *slash = strrchr(buf, '/');
+	if (slash == NULL || slash == buf)
+		return 0;
+	*slash = '\0';
+	for (char *p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return errno;
+	return 0;
+}
+
 int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 {
 	CTL_ASSERT(s != NULL && n != NULL && !s->thread_started);
 	const char *path = s->cfg->node.control_socket;
 	s->node = n;
+	int e = make_parent_dirs(path);
+	if (e != 0)
+		return dl_errf(err, DL_EIO, "control socket %s: cannot create its directory: %s",
+			       path, strerror(e));
 	struct stat sb;
 	if (lstat(path, &sb) == 0) {
 		if (!S_ISSOCK(sb.st_mode))

@@ -972,6 +972,15 @@ static uint64_t next_wake_ns(struct rt_actor *a)
 static void *actor_main(void *arg)
 {
 	struct rt_actor *a = arg;
+	/* "g0/n1" in top -H and perf (at most 15 characters are kept). */
+	char name[16];
+	size_t g = strnlen(a->cfg.group, 14);
+	memcpy(name, a->cfg.group, g);
+	name[g] = '/';
+	size_t k = strnlen(a->cfg.self_id, 14 - g);
+	memcpy(name + g + 1, a->cfg.self_id, k);
+	name[g + 1 + k] = '\0';
+	pthread_setname_np(pthread_self(), name);
 	uint64_t now = mb_now_ns();
 	a->last_tick_ns = now / a->tick_ns * a->tick_ns;
 	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
