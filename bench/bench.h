@@ -144,6 +144,7 @@ struct bench_cluster_cfg {
 	bool flush_async;
 	bool store_memory;
 	bool keep; /* leave the directory in place on stop */
+	uint32_t heartbeat_ms, election_ms; /* 0: 200 and 1000 */
 };
 
 struct bench_cluster {

@@ -95,7 +95,9 @@ static int write_config(const struct bench_cluster *c, unsigned node, struct dl_
 	        "storeBaseDir: %s/node%u\nmetricsAddress: 127.0.0.1:%u\n"
 	        "heartBeatTimeIntervalMs: %d\nelectionTimeoutMs: %d\n"
 	        "flushMode: %s\nstoreType: %s\nDLedgerConfigs:\n",
-	        c->dir, node, c->metrics_port[node], HEARTBEAT_MS, ELECTION_MS,
+	        c->dir, node, c->metrics_port[node],
+	        c->cfg.heartbeat_ms ? (int)c->cfg.heartbeat_ms : HEARTBEAT_MS,
+	        c->cfg.election_ms ? (int)c->cfg.election_ms : ELECTION_MS,
 	        c->cfg.flush_async ? "async" : "sync", c->cfg.store_memory ? "memory" : "file");
 	for (uint32_t k = 0; k < c->cfg.groups; k++)
 		put_group(f, 'g', k, node, c->peers);

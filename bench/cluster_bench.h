@@ -21,6 +21,7 @@ struct cb_row {
 	uint32_t payload, clients, inflight, batch;
 	uint32_t rate_pct; /* sweep: open loop at this % of the best closed-loop rate so far */
 	uint64_t rate_rps; /* open loop when > 0 */
+	uint32_t heartbeat_ms; /* of the spawned cluster; 0: --heartbeat-ms */
 };
 
 /* The disk's figures, when --calibrate measured them. */

@@ -153,6 +153,7 @@ static const char *const csv_cols[] = {
         "store_type",
         "groups",
         "idle_groups",
+        "heartbeat_ms",
         "payload_bytes",
         "clients",
         "inflight_per_client",
@@ -263,6 +264,10 @@ static void params(struct fields *f, const struct cb_result *r)
 	field(f, "%s", !r->spawned ? "" : r->store_memory ? "memory" : "mmap");
 	field(f, "%u", w->groups);
 	field(f, "%u", w->idle_groups);
+	if (w->heartbeat_ms > 0)
+		field(f, "%u", w->heartbeat_ms);
+	else
+		field(f, "%s", "");
 	field(f, "%u", w->payload);
 	field(f, "%u", w->clients);
 	field(f, "%u", w->inflight);
