@@ -205,9 +205,14 @@ static void *pacer(void *arg)
 		while (bench_now_ns() < due && !atomic_load(&l->stop))
 			sleep_until(due);
 		struct lclient *c = &l->cl[j % l->n_cl];
+		/* What is due leaves in one frame per connection. */
+		for (uint32_t i = 0; i < c->n_dcs; i++)
+			dl_client_cork(c->dcs[i]);
 		pthread_mutex_lock(&c->mu);
 		issue_due(c, bench_now_ns());
 		pthread_mutex_unlock(&c->mu);
+		for (uint32_t i = 0; i < c->n_dcs; i++)
+			dl_client_uncork(c->dcs[i]);
 	}
 	return NULL;
 }

@@ -230,6 +230,8 @@ static int resolve_opts(const struct dl_client_opts *in, struct dl_client_opts *
 /* ---- slots ---------------------------------------------------------------------- */
 
 /* Takes a free slot, waiting (unless `wait` is false) until `deadline`. */
+static void pump(struct dl_client *c, struct conn *cn, uint64_t now);
+
 static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op **out,
 		    struct dl_errctx *err)
 {
@@ -244,6 +246,13 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 			return dl_errf(err, DL_ETIMEDOUT,
 				       "no free in-flight slot within %u ms (%u in flight)",
 				       c->o.timeout_ms, c->o.max_inflight);
+		if (tl_cork == c) {
+			/* Corked: what waits for the uncork must go now, or
+			 * no slot would ever come free. */
+			tl_cork = NULL;
+			for (uint32_t i = 0; i < c->n_conns; i++)
+				pump(c, c->conns[i], now);
+		}
 		struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
 				      .tv_nsec = (long)(deadline % 1000000000ull)};
 		pthread_cond_timedwait(&c->slot_cv, &c->mu, &ts);
@@ -871,6 +880,25 @@ static void *rx_main(void *arg)
 		on_frame(cn->c, cn, msg);
 	}
 	return NULL;
+}
+
+void dl_client_cork(struct dl_client *c)
+{
+	if (tl_client == c)
+		return; /* a callback: its reply frame corks already */
+	tl_cork = c;
+}
+
+void dl_client_uncork(struct dl_client *c)
+{
+	if (tl_client == c || tl_cork != c)
+		return;
+	tl_cork = NULL;
+	pthread_mutex_lock(&c->mu);
+	uint64_t now = now_ns();
+	for (uint32_t i = 0; i < c->n_conns; i++)
+		pump(c, c->conns[i], now);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Ends an op from a context that must not run callbacks: the timer does. */

@@ -116,6 +116,17 @@ typedef void (*dl_client_append_fn)(void *arg, const struct dl_client_result *r)
 int dl_client_append_async(struct dl_client *c, const struct dl_client_buf *entries, uint32_t n,
 			   dl_client_append_fn fn, void *arg, struct dl_errctx *err);
 
+/* Between dl_client_cork(c) and dl_client_uncork(c), the requests this
+ * thread submits to `c` wait and leave together, at the latest when it
+ * uncorks (earlier if the connection comes up or an answer makes room and
+ * sends what waits), packed into
+ * as few frames as possible: a burst then costs the node one receive, not
+ * one per request (callbacks get this on their own: what they submit leaves
+ * after the reply frame that ran them). Not nested; on a client thread both
+ * are no-ops. A thread corks at most one client at a time. */
+void dl_client_cork(struct dl_client *c);
+void dl_client_uncork(struct dl_client *c);
+
 /* Blocking: appends one entry and waits until it is committed. Returns 0 with
  * its index and term (either pointer may be NULL), or the error with a detail
  * in err, e.g. DL_ENOTLEADER "not leader after 3 hops (last tried n1 at

@@ -739,6 +739,64 @@ static void no_leader_known_tries_members_until_the_timeout(void)
 	fake_stop(&f[1]);
 }
 
+/* Corked requests wait for the uncork; a corked submitter that finds the
+ * window full sends what waits instead of waiting for itself. */
+static void corked_appends_wait_for_the_uncork_and_a_full_window_drains(void)
+{
+	enum { W = 8, N = 2 * W };
+	int l = wait_leader(2, 10000);
+	tt_assert(l >= 0);
+	struct dl_client_opts o = {.max_inflight = W, .timeout_ms = 10000};
+	struct dl_client *c = open_client((uint32_t)l, "g2", &o);
+	struct many *m = calloc(1, sizeof(*m));
+	struct many_arg *args = calloc(N, sizeof(*args));
+	tt_assert(m && args);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	/* Connected first: a connection coming up sends what waits for it. */
+	struct dl_errctx err0 = {{0}};
+	tt_assert(dl_client_append(c, "warm", 4, NULL, NULL, &err0) == 0, "%s", err0.msg);
+	dl_client_cork(c);
+	for (uint32_t i = 0; i < N; i++) {
+		if (i == W) {
+			/* Nothing left while corked: no answer in 300 ms,
+			 * where an uncorked append takes a few. */
+			uint64_t t0 = now_ms();
+			while (now_ms() - t0 < 300) {
+				pthread_mutex_lock(&m->mu);
+				uint32_t done = m->done;
+				pthread_mutex_unlock(&m->mu);
+				tt_assert(done == 0, "%u answers while corked", done);
+				usleep(10000);
+			}
+		}
+		char body[32];
+		body_of(i, body, sizeof(body));
+		struct dl_client_buf b = {body, strlen(body)};
+		args[i] = (struct many_arg){m, i};
+		struct dl_errctx err = {{0}};
+		int rc = dl_client_append_async(c, &b, 1, many_cb, &args[i], &err);
+		tt_assert(rc == 0, "submit %u: %s", i, err.msg);
+	}
+	dl_client_uncork(c);
+	pthread_mutex_lock(&m->mu);
+	while (m->done < N)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+	for (uint32_t i = 0; i < N; i++) {
+		tt_assert(m->code[i] == 0, "append %u: %s", i, dl_strerror(m->code[i]));
+		if (i > 0)
+			tt_assert(m->index[i] == m->index[i - 1] + 1, "append %u at %llu after %llu",
+				  i, (unsigned long long)m->index[i],
+				  (unsigned long long)m->index[i - 1]);
+	}
+	dl_client_close(c);
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	free(args);
+	free(m);
+}
+
 static const struct tt_test tt_tests[] = {
 	{"redirects_stop_after_the_hop_limit", redirects_stop_after_the_hop_limit},
 	{"no_leader_known_tries_members_until_the_timeout",
@@ -753,6 +811,8 @@ static const struct tt_test tt_tests[] = {
 	{"unknown_group_is_not_found", unknown_group_is_not_found},
 	{"node_metadata_lists_every_group", node_metadata_lists_every_group},
 	{"callbacks_may_submit_but_not_block", callbacks_may_submit_but_not_block},
+	{"corked_appends_wait_for_the_uncork_and_a_full_window_drains",
+	 corked_appends_wait_for_the_uncork_and_a_full_window_drains},
 	{"unreachable_member_times_out_and_close_fails_pending",
 	 unreachable_member_times_out_and_close_fails_pending},
 	{"appends_fail_over_when_the_leaders_node_stops",
