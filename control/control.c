@@ -247,8 +247,16 @@ int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 	rv = nng_listener_create(&l, s->sock, s->url);
 	if (rv == 0)
 		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
-	if (rv == 0)
+	if (rv == 0) {
+		/* nng applies the permissions after bind(): until then the
+		 * socket would have the umask's mode, open to anyone who can
+		 * reach the directory. Created 0600 from the start instead. (The
+		 * umask is the process's: a file another thread creates in
+		 * these microseconds is only more private.) */
+		mode_t old = umask(0177);
 		rv = nng_listener_start(l, 0);
+		umask(old);
+	}
 	if (rv == 0 && chmod(path, 0600) != 0) /* nng sets it too; make sure */
 		rv = NNG_ESYSERR + errno;
 	if (rv == 0)
