@@ -1160,7 +1160,11 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 	r->cfg = *cfg;
 	r->ops = ops;
 	r->ctx = ctx;
-	r->out = calloc(cfg->max_outbox, sizeof(*r->out));
+	/* malloc, not calloc: msg_new() clears each message it hands out and
+	 * in-flight records are written before they are read, so pages a
+	 * member never uses (an idle follower's outbox) stay untouched, not
+	 * resident. */
+	r->out = malloc(cfg->max_outbox * sizeof(*r->out));
 	if (r->out == NULL)
 		goto err_free;
 	for (uint32_t i = 0; i < cfg->n_members; i++) {
@@ -1169,7 +1173,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 			r->self_slot = i;
 			continue;
 		}
-		r->prs[i].infl = calloc(cfg->max_inflight_msgs, sizeof(struct inflight));
+		r->prs[i].infl = malloc(cfg->max_inflight_msgs * sizeof(struct inflight));
 		if (r->prs[i].infl == NULL)
 			goto err_free;
 	}

@@ -30,6 +30,7 @@
 #define RT_PUBLISH_INTERVAL_NS 10000000ull /* at most this often while busy */
 #define RT_MAX_PROPOSE STO_MAX_BATCH
 #define RT_TICKS_PER_HEARTBEAT 10
+#define RT_PEND_INITIAL 16 /* pending appends a member has room for before it grows */
 
 enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
 
@@ -98,8 +99,8 @@ struct rt_actor {
 	raft_id leader;
 	uint64_t commit;
 	uint64_t applied;
-	struct pending *pend;
-	uint32_t pend_head, pend_count;
+	struct pending *pend; /* ring of pend_cap, grown up to max_pending_appends */
+	uint32_t pend_head, pend_count, pend_cap;
 	struct raft_entry *ents; /* decode buffer */
 	uint32_t ents_cap;
 	/* The appends of one loop pass, proposed together at its end: entries
@@ -310,7 +311,7 @@ static void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request
 
 static struct pending *pend_at(struct rt_actor *a, uint32_t i)
 {
-	return &a->pend[(a->pend_head + i) % a->cfg.max_pending_appends];
+	return &a->pend[(a->pend_head + i) % a->pend_cap];
 }
 
 static void pend_pop(struct rt_actor *a)
@@ -318,7 +319,7 @@ static void pend_pop(struct rt_actor *a)
 	struct pending *p = pend_at(a, 0);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
-	a->pend_head = (a->pend_head + 1) % a->cfg.max_pending_appends;
+	a->pend_head = (a->pend_head + 1) % a->pend_cap;
 	a->pend_count--;
 }
 
@@ -619,6 +620,28 @@ static bool prop_reserve(struct rt_actor *a, uint32_t n)
 	return true;
 }
 
+/* Room for one more pending record: the ring starts small (an idle member
+ * keeps 1 KiB, not max_pending_appends records) and doubles, in order,
+ * up to max_pending_appends. */
+static bool pend_reserve(struct rt_actor *a)
+{
+	if (a->pend_count < a->pend_cap)
+		return true;
+	uint32_t cap = a->pend_cap * 2;
+	if (cap > a->cfg.max_pending_appends)
+		cap = a->cfg.max_pending_appends;
+	struct pending *p = malloc((size_t)cap * sizeof(*p));
+	if (p == NULL)
+		return false;
+	for (uint32_t i = 0; i < a->pend_count; i++)
+		p[i] = *pend_at(a, i);
+	free(a->pend);
+	a->pend = p;
+	a->pend_head = 0;
+	a->pend_cap = cap;
+	return true;
+}
+
 /* Proposes the pass's batch of appends as one proposal: one step, one store
  * append, one APPEND message per follower, however many requests it holds.
  * On success each pending record learns its indexes; otherwise every request
@@ -671,7 +694,7 @@ static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hd
 		reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
 		return;
 	}
-	if (a->pend_count >= a->cfg.max_pending_appends) {
+	if (a->pend_count >= a->cfg.max_pending_appends || !pend_reserve(a)) {
 		reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
 		return;
 	}
@@ -1107,7 +1130,9 @@ static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struc
 	snprintf(a->st.group, sizeof(a->st.group), "%s", mc->group);
 	snprintf(a->st.id, sizeof(a->st.id), "%s", mc->self_id);
 	snprintf(a->st.preferred, sizeof(a->st.preferred), "%s", mc->preferred_id);
-	a->pend = calloc(mc->max_pending_appends, sizeof(*a->pend));
+	a->pend_cap = mc->max_pending_appends < RT_PEND_INITIAL ? mc->max_pending_appends
+								   : RT_PEND_INITIAL;
+	a->pend = calloc(a->pend_cap, sizeof(*a->pend));
 	if (a->pend == NULL) {
 		rc = dl_errf(err, DL_ENOMEM, "out of memory");
 		goto err_free;

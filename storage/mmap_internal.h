@@ -20,6 +20,8 @@
 #define STO_WR_IOVS            256u        /* iovecs a pwritev takes (IOV_MAX is 1024) */
 #define STO_WR_IDX_STAGE_BYTES (8u << 10)  /* staging buffer of its index records */
 #define STO_WR_COPY_MAX        512u        /* bodies up to this are copied into the stage */
+#define STO_WR_STAGE_MIN       1024u       /* the buffers start this small and double */
+#define STO_WR_IOVS_MIN        8u
 
 /* One data segment. */
 struct mseg {
@@ -46,9 +48,9 @@ struct mwr {
 	struct sto_file *f; /* file of the run (a reference); NULL: nothing pending */
 	uint64_t off, len;  /* the run is the file bytes [off, off + len) */
 	uint8_t *stage;     /* staging buffer; allocated by the first append */
-	size_t staged, stage_cap;
+	size_t staged, stage_cap, stage_max;
 	struct iovec *iov;
-	unsigned niov, iov_cap;
+	unsigned niov, iov_cap, iov_max;
 };
 
 struct msto {

@@ -331,10 +331,15 @@ void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last)
  * them).
  */
 
-static int wr_init(struct mwr *w, size_t stage_cap, unsigned iov_cap)
+/* The buffers start small and double on demand up to stage_max and
+ * iov_max: a member that appends only now and then (a term's no-op entry)
+ * keeps about 1 KiB, a busy one reaches the full sizes. */
+static int wr_init(struct mwr *w, size_t stage_max, unsigned iov_max)
 {
 	if (w->stage != NULL)
 		return DL_OK;
+	size_t stage_cap = stage_max < STO_WR_STAGE_MIN ? stage_max : STO_WR_STAGE_MIN;
+	unsigned iov_cap = iov_max < STO_WR_IOVS_MIN ? iov_max : STO_WR_IOVS_MIN;
 	w->stage = malloc(stage_cap);
 	w->iov = malloc(iov_cap * sizeof(*w->iov));
 	if (w->stage == NULL || w->iov == NULL) {
@@ -345,8 +350,39 @@ static int wr_init(struct mwr *w, size_t stage_cap, unsigned iov_cap)
 		return DL_ENOMEM;
 	}
 	w->stage_cap = stage_cap;
+	w->stage_max = stage_max;
 	w->iov_cap = iov_cap;
+	w->iov_max = iov_max;
 	return DL_OK;
+}
+
+/* A bigger staging buffer, for an empty run only (iovecs point into it). */
+static bool wr_grow_stage(struct mwr *w, size_t need)
+{
+	STO_ASSERT(w->staged == 0 && w->niov == 0);
+	size_t cap = w->stage_cap * 2;
+	while (cap < need)
+		cap *= 2;
+	if (cap > w->stage_max)
+		cap = w->stage_max;
+	uint8_t *p = malloc(cap);
+	if (p == NULL)
+		return false;
+	free(w->stage);
+	w->stage = p;
+	w->stage_cap = cap;
+	return true;
+}
+
+static bool wr_grow_iov(struct mwr *w)
+{
+	unsigned cap = w->iov_cap * 2 > w->iov_max ? w->iov_max : w->iov_cap * 2;
+	struct iovec *v = realloc(w->iov, cap * sizeof(*v));
+	if (v == NULL)
+		return false;
+	w->iov = v;
+	w->iov_cap = cap;
+	return true;
 }
 
 static void wr_fini(struct mwr *w)
@@ -418,14 +454,19 @@ static int wr_flush(struct mwr *w, struct dl_errctx *err)
 static int wr_room(struct mwr *w, struct sto_file *f, uint64_t off, size_t stage, bool iov,
                    struct dl_errctx *err)
 {
-	STO_ASSERT(stage <= w->stage_cap);
+	STO_ASSERT(stage <= w->stage_max);
 	bool joins = w->f == f && w->off + w->len == off;
-	if (w->f != NULL &&
-	    (!joins || w->staged + stage > w->stage_cap || (iov && w->niov == w->iov_cap))) {
+	if (iov && w->niov == w->iov_cap && w->iov_cap < w->iov_max)
+		(void)wr_grow_iov(w); /* else the run is written below */
+	bool stage_full = w->staged + stage > w->stage_cap;
+	if (w->f != NULL && (!joins || stage_full || (iov && w->niov == w->iov_cap))) {
 		int rc = wr_flush(w, err);
 		if (rc != DL_OK)
 			return rc;
 	}
+	/* Outgrown: a bigger stage for what follows (the run is empty now). */
+	if (stage_full && w->stage_cap < w->stage_max && !wr_grow_stage(w, stage))
+		return dl_errf(err, DL_ENOMEM, "%s: write buffer", f->path);
 	if (w->f == NULL) {
 		sto_file_ref(f); /* the owner may drop its own (an index file's LRU slot) */
 		w->f = f;
