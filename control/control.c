@@ -28,7 +28,6 @@
 #include "common/dl_log.h"
 #include "control/control_internal.h"
 
-#define CTL_RECV_POLL_MS 100 /* how often the server thread looks at `stop` */
 
 struct ctl_server {
 	struct cfg *cfg;      /* borrowed; the server thread's once started */
@@ -37,6 +36,9 @@ struct ctl_server {
 	char state_path[CFG_PATH_MAX + 32];
 	char url[CFG_SOCKPATH_MAX + 8];
 	nng_socket sock;
+	/* The server thread's receive: waited on without a timeout (no
+	 * polling while idle); ctl_close() stops it, which ends the wait. */
+	nng_aio *rx_aio;
 	bool sock_open, listening, thread_started;
 	pthread_t thread;
 	/* Held while a request is served and while a SIGHUP reload runs
@@ -260,7 +262,7 @@ int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 	if (rv == 0 && chmod(path, 0600) != 0) /* nng sets it too; make sure */
 		rv = NNG_ESYSERR + errno;
 	if (rv == 0)
-		rv = nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, CTL_RECV_POLL_MS);
+		rv = nng_aio_alloc(&s->rx_aio, NULL, NULL);
 	if (rv != 0)
 		return dl_errf(err, DL_EIO, "control socket %s: %s", path, nng_strerror(rv));
 	s->listening = true;
@@ -288,8 +290,11 @@ void ctl_close(struct ctl_server *s)
 	ctl_balance_stop(s->balancer);
 	if (s->thread_started) {
 		atomic_store_explicit(&s->stop, true, memory_order_relaxed);
+		nng_aio_stop(s->rx_aio); /* its wait ends; later receives fail at once */
 		pthread_join(s->thread, NULL);
 	}
+	if (s->rx_aio != NULL)
+		nng_aio_free(s->rx_aio);
 	if (s->sock_open)
 		nng_close(s->sock); /* no receive is pending: the thread is gone */
 	if (s->listening)
@@ -735,12 +740,14 @@ static void *server_main(void *arg)
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
-		nng_msg *m;
-		int rv = nng_recvmsg(s->sock, &m, 0);
-		if (rv == NNG_ETIMEDOUT)
-			continue;
-		if (rv != 0)
+		nng_recv_aio(s->sock, s->rx_aio);
+		nng_aio_wait(s->rx_aio);
+		int rv = nng_aio_result(s->rx_aio);
+		if (rv == NNG_ECANCELED || rv == NNG_ECLOSED)
 			break;
+		if (rv != 0)
+			continue;
+		nng_msg *m = nng_aio_get_msg(s->rx_aio);
 		s->requests++;
 		msgpack_sbuffer_clear(&sb);
 		msgpack_packer pk;
