@@ -14,7 +14,6 @@
  * the node starts inherits the mask) and then waits in sigwait(); the
  * node's own threads never see a signal.
  */
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,13 +66,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	dl_log_set_level((enum dl_log_level)log_level_of(cfg.node.log_level));
-
-	/* Large transient buffers (a metrics page, a metadata answer for a
-	 * thousand groups) always get their own mapping and go back to the
-	 * system when freed. By default glibc raises this threshold after the
-	 * first such free, and later ones then grow the heaps for good, in a
-	 * process that has a thread (and so possibly an arena) per member. */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
 	/* Block the signals we wait for before any thread exists. */
 	sigset_t set;
