@@ -29,6 +29,7 @@
 
 #include "client/client.h"
 #include "test/lib/tt.h"
+#include "test/lib/tt_proc.h"
 
 TT_MAIN_STATE;
 
@@ -75,17 +76,8 @@ static void peers_of(char *buf, size_t cap)
 static void node_start(int k)
 {
 	tt_assert(C.pid[k] == 0);
-	pid_t pid = fork();
-	tt_assert(pid >= 0);
-	if (pid == 0) {
-		int fd = open(C.logf[k], O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(actors_bin, actors_bin, "--config", C.conf[k], (char *)NULL);
-		_exit(127);
-	}
+	pid_t pid = tt_spawn_node(actors_bin, C.conf[k], C.logf[k]);
+	tt_assert(pid > 0);
 	C.pid[k] = pid;
 	/* Up once its control socket answers. */
 	for (int i = 0; i < 500 && access(C.sock[k], F_OK) != 0; i++)
@@ -96,17 +88,7 @@ static int node_stop(int k, int sig)
 {
 	if (C.pid[k] == 0)
 		return -1;
-	kill(C.pid[k], sig);
-	int status = -1;
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(C.pid[k], &status, WNOHANG) == C.pid[k])
-			break;
-		if (i == 999) {
-			kill(C.pid[k], SIGKILL);
-			waitpid(C.pid[k], &status, 0);
-		}
-		sleep_ms(10);
-	}
+	int status = tt_stop_pid(C.pid[k], sig);
 	C.pid[k] = 0;
 	return status;
 }

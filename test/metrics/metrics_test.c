@@ -24,6 +24,7 @@
 #include "client/client.h"
 #include "runtime/mailbox.h"
 #include "test/lib/tt.h"
+#include "test/lib/tt_proc.h"
 
 TT_MAIN_STATE;
 
@@ -63,17 +64,7 @@ static void kill_node(void)
 /* SIGTERM, bounded wait, SIGKILL; returns the wait status. */
 static int stop_node(void)
 {
-	kill(node_pid, SIGTERM);
-	int status = -1;
-	for (int i = 0; i < 1000; i++) {
-		if (waitpid(node_pid, &status, WNOHANG) == node_pid)
-			break;
-		if (i == 999) {
-			kill(node_pid, SIGKILL);
-			waitpid(node_pid, &status, 0);
-		}
-		sleep_ms(10);
-	}
+	int status = tt_stop_pid(node_pid, SIGTERM);
 	node_pid = 0;
 	return status;
 }
@@ -183,17 +174,8 @@ static void scrape_passes_promtool_and_counters_move(void)
 	fputs(text, f);
 	fclose(f);
 
-	node_pid = fork();
-	tt_assert(node_pid >= 0);
-	if (node_pid == 0) {
-		int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(actors_bin, actors_bin, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
+	node_pid = tt_spawn_node(actors_bin, conf, logf);
+	tt_assert(node_pid > 0);
 
 	/* Up and leading: the scrape says role 3 (bounded: 10 s). */
 	char *body = NULL;

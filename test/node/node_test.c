@@ -25,6 +25,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "test/lib/tt_net.h"
+#include "test/lib/tt_proc.h"
 #include "client/client.h"
 #include "runtime/mailbox.h"
 #include "test/lib/tt.h"
@@ -100,17 +101,8 @@ static void cluster_init(struct cluster *c)
 
 static pid_t spawn(const char *conf, const char *logf)
 {
-	pid_t pid = fork();
-	tt_assert(pid >= 0);
-	if (pid == 0) {
-		int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(actors_bin, actors_bin, "--config", conf, (char *)NULL);
-		_exit(127);
-	}
+	pid_t pid = tt_spawn_node(actors_bin, conf, logf);
+	tt_assert(pid > 0);
 	return pid;
 }
 
@@ -125,18 +117,7 @@ static int node_stop(struct cluster *c, int k, int sig)
 {
 	if (c->pid[k] == 0)
 		return -1;
-	kill(c->pid[k], sig);
-	int status = -1;
-	for (int i = 0; i < 1000; i++) {
-		pid_t r = waitpid(c->pid[k], &status, WNOHANG);
-		if (r == c->pid[k])
-			break;
-		if (i == 999) {
-			kill(c->pid[k], SIGKILL);
-			waitpid(c->pid[k], &status, 0);
-		}
-		sleep_ms(10);
-	}
+	int status = tt_stop_pid(c->pid[k], sig);
 	c->pid[k] = 0;
 	return status;
 }
