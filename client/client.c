@@ -231,6 +231,7 @@ static int resolve_opts(const struct dl_client_opts *in, struct dl_client_opts *
 
 /* Takes a free slot, waiting (unless `wait` is false) until `deadline`. */
 static void pump(struct dl_client *c, struct conn *cn, uint64_t now);
+static void pump_all(struct dl_client *c, uint64_t now);
 
 static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op **out,
 		    struct dl_errctx *err)
@@ -250,8 +251,7 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 			/* Corked: what waits for the uncork must go now, or
 			 * no slot would ever come free. */
 			tl_cork = NULL;
-			for (uint32_t i = 0; i < c->n_conns; i++)
-				pump(c, c->conns[i], now);
+			pump_all(c, now);
 		}
 		struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
 				      .tv_nsec = (long)(deadline % 1000000000ull)};
@@ -673,6 +673,12 @@ static void pump(struct dl_client *c, struct conn *cn, uint64_t now)
 	}
 }
 
+static void pump_all(struct dl_client *c, uint64_t now)
+{
+	for (uint32_t i = 0; i < c->n_conns; i++)
+		pump(c, c->conns[i], now);
+}
+
 /* Sends the op's current request to its target, or parks it until the
  * connection is up. Returns 0, or an error that ends the op. */
 static int transmit(struct dl_client *c, struct op *op, uint64_t now)
@@ -857,9 +863,7 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 	tl_cork = NULL;
 	/* What the completions submitted, and what the answers made room for. */
 	pthread_mutex_lock(&c->mu);
-	uint64_t now = now_ns();
-	for (uint32_t i = 0; i < c->n_conns; i++)
-		pump(c, c->conns[i], now);
+	pump_all(c, now_ns());
 	pthread_mutex_unlock(&c->mu);
 	if (!taken)
 		nng_msg_free(msg);
@@ -895,9 +899,7 @@ void dl_client_uncork(struct dl_client *c)
 		return;
 	tl_cork = NULL;
 	pthread_mutex_lock(&c->mu);
-	uint64_t now = now_ns();
-	for (uint32_t i = 0; i < c->n_conns; i++)
-		pump(c, c->conns[i], now);
+	pump_all(c, now_ns());
 	pthread_mutex_unlock(&c->mu);
 }
 

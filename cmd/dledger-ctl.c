@@ -29,6 +29,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "client/client.h"
+#include "control/ctl_pack.h"
 
 #ifndef DLEDGER_VERSION
 #define DLEDGER_VERSION "dev"
@@ -912,19 +913,6 @@ static int ctl_opt(void *ctx, int id, const char *arg)
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
 	{"help", no_argument, NULL, OPT_HELP}
 
-static void mp_pstr(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
-static void mp_pkv(msgpack_packer *pk, const char *k, const char *v)
-{
-	mp_pstr(pk, k);
-	mp_pstr(pk, v);
-}
-
 /* Starts a control request: a map holding "op" and `n_more` other fields,
  * which the caller packs next. */
 static void ctl_request_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t n_more,
@@ -933,7 +921,7 @@ static void ctl_request_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t 
 	msgpack_sbuffer_init(sb);
 	msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
 	msgpack_pack_map(pk, 1 + n_more);
-	mp_pkv(pk, "op", op);
+	ctl_pack_kstr(pk, "op", op);
 }
 
 static const msgpack_object *mp_field(const msgpack_object *map, const char *key)
@@ -1092,18 +1080,18 @@ static int cmd_add_group(int argc, char **argv)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	ctl_request_begin(&sb, &pk, 1, "add-group");
-	mp_pstr(&pk, "keys");
+	ctl_pack_str(&pk, "keys");
 	msgpack_pack_map(&pk, 3 + (a.preferred != NULL) + a.n_set);
-	mp_pkv(&pk, "group", co.group);
-	mp_pkv(&pk, "id", a.id);
-	mp_pkv(&pk, "peers", co.peers);
+	ctl_pack_kstr(&pk, "group", co.group);
+	ctl_pack_kstr(&pk, "id", a.id);
+	ctl_pack_kstr(&pk, "peers", co.peers);
 	if (a.preferred != NULL)
-		mp_pkv(&pk, "preferredLeaderId", a.preferred);
+		ctl_pack_kstr(&pk, "preferredLeaderId", a.preferred);
 	for (uint32_t i = 0; i < a.n_set; i++) {
 		const char *eq = strchr(a.set[i], '=');
 		msgpack_pack_str(&pk, (size_t)(eq - a.set[i]));
 		msgpack_pack_str_body(&pk, a.set[i], (size_t)(eq - a.set[i]));
-		mp_pstr(&pk, eq + 1);
+		ctl_pack_str(&pk, eq + 1);
 	}
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
@@ -1148,9 +1136,9 @@ static int cmd_remove_group(int argc, char **argv)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	ctl_request_begin(&sb, &pk, 3, "remove-group");
-	mp_pkv(&pk, "group", co.group);
-	mp_pkv(&pk, "id", a.id);
-	mp_pstr(&pk, "delete_data");
+	ctl_pack_kstr(&pk, "group", co.group);
+	ctl_pack_kstr(&pk, "id", a.id);
+	ctl_pack_str(&pk, "delete_data");
 	if (a.delete_data)
 		msgpack_pack_true(&pk);
 	else
@@ -1192,9 +1180,9 @@ static int cmd_transfer_leader(int argc, char **argv)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	ctl_request_begin(&sb, &pk, 3, "transfer-leader");
-	mp_pkv(&pk, "group", co.group);
-	mp_pkv(&pk, "to", a.to);
-	mp_pstr(&pk, "timeout_ms");
+	ctl_pack_kstr(&pk, "group", co.group);
+	ctl_pack_kstr(&pk, "to", a.to);
+	ctl_pack_str(&pk, "timeout_ms");
 	msgpack_pack_uint32(&pk, co.timeout_ms);
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms + 2000, &u);

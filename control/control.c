@@ -27,6 +27,7 @@
 
 #include "common/dl_log.h"
 #include "control/control_internal.h"
+#include "control/ctl_pack.h"
 
 
 struct ctl_server {
@@ -334,38 +335,25 @@ static bool mp_str(const msgpack_object *map, const char *key, char *buf, size_t
 	return true;
 }
 
-static void pk_str(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
-static void pk_kstr(msgpack_packer *pk, const char *k, const char *v)
-{
-	pk_str(pk, k);
-	pk_str(pk, v);
-}
-
 static void pk_ku64(msgpack_packer *pk, const char *k, uint64_t v)
 {
-	pk_str(pk, k);
+	ctl_pack_str(pk, k);
 	msgpack_pack_uint64(pk, v);
 }
 
 static void pk_error(msgpack_packer *pk, int code, const char *msg)
 {
 	msgpack_pack_map(pk, 3);
-	pk_str(pk, "ok");
+	ctl_pack_str(pk, "ok");
 	msgpack_pack_false(pk);
 	pk_ku64(pk, "code", (uint64_t)code);
-	pk_kstr(pk, "error", msg[0] ? msg : dl_strerror(code));
+	ctl_pack_kstr(pk, "error", msg[0] ? msg : dl_strerror(code));
 }
 
 static void pk_ok(msgpack_packer *pk, uint32_t extra)
 {
 	msgpack_pack_map(pk, 1 + extra);
-	pk_str(pk, "ok");
+	ctl_pack_str(pk, "ok");
 	msgpack_pack_true(pk);
 }
 
@@ -385,18 +373,18 @@ static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
 {
 	bool lead = m->role == RAFT_LEADER;
 	msgpack_pack_map(pk, 13);
-	pk_kstr(pk, "group", m->group);
-	pk_kstr(pk, "id", m->id);
-	pk_kstr(pk, "role", role_name(m->role));
+	ctl_pack_kstr(pk, "group", m->group);
+	ctl_pack_kstr(pk, "id", m->id);
+	ctl_pack_kstr(pk, "role", role_name(m->role));
 	pk_ku64(pk, "term", m->term);
-	pk_kstr(pk, "leader", m->leader);
+	ctl_pack_kstr(pk, "leader", m->leader);
 	pk_ku64(pk, "first", m->first_index);
 	pk_ku64(pk, "last", m->last_index);
 	pk_ku64(pk, "committed", m->commit_index);
 	pk_ku64(pk, "durable", m->durable_index);
 	pk_ku64(pk, "pending", m->pending_appends);
-	pk_kstr(pk, "preferred", m->preferred);
-	pk_str(pk, "failed");
+	ctl_pack_kstr(pk, "preferred", m->preferred);
+	ctl_pack_str(pk, "failed");
 	if (m->failed)
 		msgpack_pack_true(pk);
 	else
@@ -405,17 +393,17 @@ static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
 	uint32_t nf = 0;
 	for (uint32_t i = 0; lead && i < m->n_peers; i++)
 		nf += strcmp(m->peers[i].id, m->id) != 0;
-	pk_str(pk, "followers");
+	ctl_pack_str(pk, "followers");
 	msgpack_pack_array(pk, nf);
 	for (uint32_t i = 0; lead && i < m->n_peers; i++) {
 		const struct rt_peer_status *p = &m->peers[i];
 		if (strcmp(p->id, m->id) == 0)
 			continue;
 		msgpack_pack_map(pk, 4);
-		pk_kstr(pk, "id", p->id);
+		ctl_pack_kstr(pk, "id", p->id);
 		pk_ku64(pk, "match", p->match_index);
 		pk_ku64(pk, "lag", m->last_index > p->match_index ? m->last_index - p->match_index : 0);
-		pk_str(pk, "active");
+		ctl_pack_str(pk, "active");
 		if (p->active)
 			msgpack_pack_true(pk);
 		else
@@ -435,7 +423,7 @@ static void op_status(struct ctl_server *s, msgpack_packer *pk)
 	pk_ku64(pk, "leaders", leaders);
 	pk_ku64(pk, "requests", s->requests);
 	pk_ku64(pk, "bad_requests", s->bad_requests);
-	pk_str(pk, "members");
+	ctl_pack_str(pk, "members");
 	msgpack_pack_array(pk, n);
 	for (uint32_t i = 0; i < n; i++)
 		pk_member(pk, &s->rows[i]);
@@ -530,7 +518,7 @@ static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packe
 	dl_log(DL_LOG_INFO, mc.group, mc.self_id, "added at run time%s",
 	       resumed ? " (resuming from its data)" : "");
 	pk_ok(pk, 1);
-	pk_str(pk, "resumed");
+	ctl_pack_str(pk, "resumed");
 	if (resumed)
 		msgpack_pack_true(pk);
 	else
@@ -579,7 +567,7 @@ static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_pa
 			       strerror(errno));
 	dl_log(DL_LOG_INFO, group, id, "removed at run time%s", delete_data ? ", data deleted" : "");
 	pk_ok(pk, 1);
-	pk_kstr(pk, "data", delete_data ? "deleted" : dir);
+	ctl_pack_kstr(pk, "data", delete_data ? "deleted" : dir);
 	return DL_OK;
 }
 
@@ -640,7 +628,7 @@ static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_
 		nanosleep(&ts, NULL);
 	}
 	pk_ok(pk, 3);
-	pk_kstr(pk, "leader", st->leader);
+	ctl_pack_kstr(pk, "leader", st->leader);
 	pk_ku64(pk, "term", st->term);
 	pk_ku64(pk, "elapsed_ms", now_ms() - t0);
 	return DL_OK;
@@ -650,10 +638,10 @@ static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_
 
 static void pk_strs(msgpack_packer *pk, const char *key, const struct ctl_strs *l)
 {
-	pk_str(pk, key);
+	ctl_pack_str(pk, key);
 	msgpack_pack_array(pk, (uint32_t)l->n);
 	for (size_t i = 0; i < l->n; i++)
-		pk_str(pk, l->v[i]);
+		ctl_pack_str(pk, l->v[i]);
 }
 
 /* Runs with s->lock held. */
@@ -668,7 +656,7 @@ static int op_reload(struct ctl_server *s, msgpack_packer *pk, struct dl_errctx 
 	char *text = ctl_reload_text(s->cfg->source, &r);
 	dl_log(DL_LOG_INFO, NULL, NULL, "%s", text ? text : "reload done");
 	pk_ok(pk, 8);
-	pk_kstr(pk, "report", text ? text : "");
+	ctl_pack_kstr(pk, "report", text ? text : "");
 	pk_strs(pk, "added", &r.added);
 	pk_strs(pk, "removed", &r.removed);
 	pk_strs(pk, "unchanged", &r.unchanged);

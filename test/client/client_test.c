@@ -210,6 +210,46 @@ static void many_cb(void *arg, const struct dl_client_result *r)
 
 static void body_of(uint32_t i, char *buf, size_t cap) { snprintf(buf, cap, "entry-%04u", i); }
 
+/* Answers of n async appends: *args[i] goes with append i. */
+static struct many *many_new(uint32_t n, struct many_arg **args)
+{
+	struct many *m = calloc(1, sizeof(*m));
+	*args = calloc(n, sizeof(**args));
+	tt_assert(m && *args);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	for (uint32_t i = 0; i < n; i++)
+		(*args)[i] = (struct many_arg){m, i};
+	return m;
+}
+
+static void many_wait(struct many *m, uint32_t n)
+{
+	pthread_mutex_lock(&m->mu);
+	while (m->done < n)
+		pthread_cond_wait(&m->cv, &m->mu);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static void many_free(struct many *m, struct many_arg *args)
+{
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	free(args);
+	free(m);
+}
+
+/* Submits append i (body_of(i)) of m; the test fails if it is refused. */
+static void submit_numbered(struct dl_client *c, struct many_arg *args, uint32_t i)
+{
+	char body[32];
+	body_of(i, body, sizeof(body));
+	struct dl_client_buf b = {body, strlen(body)};
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_append_async(c, &b, 1, many_cb, &args[i], &err);
+	tt_assert(rc == 0, "submit %u: %s", i, err.msg);
+}
+
 /* ---- the tests --------------------------------------------------------------------- */
 
 static uint64_t g_first, g_last; /* the MANY entries of g0 */
@@ -253,24 +293,11 @@ static void thousand_appends_64_in_flight_get_contiguous_indexes(void)
 	tt_assert(l >= 0);
 	struct dl_client_opts o = {.max_inflight = WINDOW, .timeout_ms = 20000};
 	struct dl_client *c = open_client(((uint32_t)l + 2) % NODES, "g0", &o);
-	struct many *m = calloc(1, sizeof(*m));
-	struct many_arg *args = calloc(MANY, sizeof(*args));
-	tt_assert(m && args);
-	pthread_mutex_init(&m->mu, NULL);
-	pthread_cond_init(&m->cv, NULL);
-	for (uint32_t i = 0; i < MANY; i++) {
-		char body[32];
-		body_of(i, body, sizeof(body));
-		struct dl_client_buf b = {body, strlen(body)};
-		args[i] = (struct many_arg){m, i};
-		struct dl_errctx err = {{0}};
-		int rc = dl_client_append_async(c, &b, 1, many_cb, &args[i], &err);
-		tt_assert(rc == 0, "submit %u: %s", i, err.msg);
-	}
-	pthread_mutex_lock(&m->mu);
-	while (m->done < MANY)
-		pthread_cond_wait(&m->cv, &m->mu);
-	pthread_mutex_unlock(&m->mu);
+	struct many_arg *args;
+	struct many *m = many_new(MANY, &args);
+	for (uint32_t i = 0; i < MANY; i++)
+		submit_numbered(c, args, i);
+	many_wait(m, MANY);
 	uint64_t lo = UINT64_MAX, hi = 0;
 	uint64_t term = term_of((uint32_t)l, 0);
 	for (uint32_t i = 0; i < MANY; i++) {
@@ -293,10 +320,7 @@ static void thousand_appends_64_in_flight_get_contiguous_indexes(void)
 	g_first = lo;
 	g_last = hi;
 	dl_client_close(c);
-	pthread_cond_destroy(&m->cv);
-	pthread_mutex_destroy(&m->mu);
-	free(args);
-	free(m);
+	many_free(m, args);
 }
 
 struct collect {
@@ -566,12 +590,9 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	tt_assert(dl_client_append(c, "before", 6, &idx0, &term0, &err) == 0, "%s", err.msg);
 
 	/* Appends in flight while the node stops, and after. */
-	struct many *m = calloc(1, sizeof(*m));
-	struct many_arg *args = calloc(200, sizeof(*args));
-	pthread_mutex_init(&m->mu, NULL);
-	pthread_cond_init(&m->cv, NULL);
+	struct many_arg *args;
+	struct many *m = many_new(200, &args);
 	for (uint32_t i = 0; i < 100; i++) {
-		args[i] = (struct many_arg){m, i};
 		struct dl_client_buf b = {"during", 6};
 		tt_assert(dl_client_append_async(c, &b, 1, many_cb, &args[i], &err) == 0);
 	}
@@ -579,14 +600,10 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	rt_node_stop(cl.node[l]);
 	cl.node[l] = NULL;
 	for (uint32_t i = 100; i < 200; i++) {
-		args[i] = (struct many_arg){m, i};
 		struct dl_client_buf b = {"after", 5};
 		tt_assert(dl_client_append_async(c, &b, 1, many_cb, &args[i], &err) == 0);
 	}
-	pthread_mutex_lock(&m->mu);
-	while (m->done < 200)
-		pthread_cond_wait(&m->cv, &m->mu);
-	pthread_mutex_unlock(&m->mu);
+	many_wait(m, 200);
 	uint64_t took = now_ms() - t0;
 	int nl = leader_of(1);
 	tt_assert(nl >= 0 && nl != l, "new leader %d, old %d", nl, l);
@@ -605,10 +622,7 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	tt_assert(dl_client_append(c, "later", 5, &idx, &term, &err) == 0, "%s", err.msg);
 	tt_assert(idx > idx0 && term > term0);
 	dl_client_close(c);
-	pthread_cond_destroy(&m->cv);
-	pthread_mutex_destroy(&m->mu);
-	free(args);
-	free(m);
+	many_free(m, args);
 }
 
 /* ---- fake nodes: answer every request with DL_ENOTLEADER ----------------------------- */
@@ -752,26 +766,13 @@ static void corked_appends_all_leave_and_a_full_window_drains(void)
 	tt_assert(l >= 0);
 	struct dl_client_opts o = {.max_inflight = W, .timeout_ms = 10000};
 	struct dl_client *c = open_client((uint32_t)l, "g2", &o);
-	struct many *m = calloc(1, sizeof(*m));
-	struct many_arg *args = calloc(N, sizeof(*args));
-	tt_assert(m && args);
-	pthread_mutex_init(&m->mu, NULL);
-	pthread_cond_init(&m->cv, NULL);
+	struct many_arg *args;
+	struct many *m = many_new(N, &args);
 	dl_client_cork(c);
-	for (uint32_t i = 0; i < N; i++) {
-		char body[32];
-		body_of(i, body, sizeof(body));
-		struct dl_client_buf b = {body, strlen(body)};
-		args[i] = (struct many_arg){m, i};
-		struct dl_errctx err = {{0}};
-		int rc = dl_client_append_async(c, &b, 1, many_cb, &args[i], &err);
-		tt_assert(rc == 0, "submit %u: %s", i, err.msg);
-	}
+	for (uint32_t i = 0; i < N; i++)
+		submit_numbered(c, args, i);
 	dl_client_uncork(c);
-	pthread_mutex_lock(&m->mu);
-	while (m->done < N)
-		pthread_cond_wait(&m->cv, &m->mu);
-	pthread_mutex_unlock(&m->mu);
+	many_wait(m, N);
 	for (uint32_t i = 0; i < N; i++) {
 		tt_assert(m->code[i] == 0, "append %u: %s", i, dl_strerror(m->code[i]));
 		if (i > 0)
@@ -780,10 +781,7 @@ static void corked_appends_all_leave_and_a_full_window_drains(void)
 				  (unsigned long long)m->index[i - 1]);
 	}
 	dl_client_close(c);
-	pthread_cond_destroy(&m->cv);
-	pthread_mutex_destroy(&m->mu);
-	free(args);
-	free(m);
+	many_free(m, args);
 }
 
 static const struct tt_test tt_tests[] = {
