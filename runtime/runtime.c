@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/dl_hist.h"
@@ -140,6 +141,9 @@ struct rt_node {
 	_Atomic uint32_t router_in;
 	_Atomic uint64_t router_epoch;
 	_Atomic bool closing;
+	/* Where this node's tick grid starts: random, so that two nodes on one
+	 * machine (one CLOCK_MONOTONIC) do not tick at the same instants. */
+	uint64_t grid_seed;
 	/* Recorded by the flush thread and the actors, read by anyone. */
 	struct dl_hist fsync_latency, commit_latency;
 };
@@ -952,9 +956,25 @@ static void handle_mail(struct rt_actor *a, struct mail *m)
 	}
 }
 
-/* Steps the ticks that elapsed since the last one. Ticks sit on a grid of
- * multiples of tick_ns shared by every actor of the node, so the heartbeats
- * of all groups leave together and coalesce into one frame per peer. An
+/* The newest instant on or before `now` of the node's tick grid for this
+ * actor's tick_ns: phase + k * tick_ns, where the phase comes from the
+ * node's random grid_seed. Every actor of a node with the same tick_ns shares
+ * the grid; nodes do not. Were the grids of two nodes on one machine the
+ * same (plain multiples of tick_ns), two followers that drew the same
+ * randomized timeout would campaign in the same instant and split the vote
+ * (one fail-over in N, for N distinct timeouts); with distinct
+ * phases one of them sees the other's request first. */
+static uint64_t grid_start(const struct rt_actor *a, uint64_t now)
+{
+	uint64_t phase = a->node->grid_seed % a->tick_ns;
+	if (now < phase)
+		return phase; /* not reached in practice: the clock counts from boot */
+	return now - (now - phase) % a->tick_ns;
+}
+
+/* Steps the ticks that elapsed since the last one. Ticks sit on a grid
+ * (grid_start) shared by every actor of the node, so the heartbeats of all
+ * groups leave together and coalesce into one frame per peer. An
  * idle member sleeps until raft_ticks_until_due() says a tick matters and
  * then steps all the ticks it slept through. */
 static void run_ticks(struct rt_actor *a, uint64_t now)
@@ -963,7 +983,7 @@ static void run_ticks(struct rt_actor *a, uint64_t now)
 		return;
 	uint64_t k = (now - a->last_tick_ns) / a->tick_ns;
 	a->last_tick_ns += k * a->tick_ns;
-	uint64_t grid = a->last_tick_ns / a->tick_ns; /* the node-wide tick count */
+	uint64_t grid = a->last_tick_ns / a->tick_ns; /* the node-wide tick count (phase < tick_ns) */
 	if (k > a->max_catchup_ticks) /* a long stall: do not replay it all */
 		k = a->max_catchup_ticks;
 	struct raft_update u;
@@ -1005,7 +1025,7 @@ static void *actor_main(void *arg)
 	name[g + 1 + k] = '\0';
 	pthread_setname_np(pthread_self(), name);
 	uint64_t now = mb_now_ns();
-	a->last_tick_ns = now / a->tick_ns * a->tick_ns;
+	a->last_tick_ns = grid_start(a, now);
 	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
 	while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
 		now = mb_now_ns();
@@ -1324,6 +1344,8 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 	if (n == NULL)
 		return dl_errf(err, DL_ENOMEM, "out of memory");
 	n->cfg = *nc;
+	if (getrandom(&n->grid_seed, sizeof(n->grid_seed), GRND_NONBLOCK) != sizeof(n->grid_seed))
+		n->grid_seed = mb_now_ns() * 0x9e3779b97f4a7c15ull;
 	if (n->cfg.stack_bytes < 64 * 1024)
 		n->cfg.stack_bytes = 64 * 1024;
 	pthread_mutex_init(&n->mu, NULL);

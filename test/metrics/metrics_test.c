@@ -24,6 +24,7 @@
 #include "client/client.h"
 #include "runtime/mailbox.h"
 #include "test/lib/tt.h"
+#include "test/lib/tt_net.h"
 #include "test/lib/tt_proc.h"
 
 TT_MAIN_STATE;
@@ -37,13 +38,9 @@ static pid_t node_pid;
 
 static uint16_t free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	socklen_t len = sizeof(sa);
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	close(fd);
-	return ntohs(sa.sin_port);
+	uint16_t port = tt_free_port();
+	tt_assert(port != 0, "no free port");
+	return port;
 }
 
 static void sleep_ms(unsigned ms)
