@@ -20,13 +20,6 @@
 
 #include "common/dl_err.h"
 
-/* On in every build: a bench that breaks its own bookkeeping must not
- * print figures. */
-#define BENCH_ASSERT(x)                                                                            \
-	((x) ? (void)0                                                                             \
-	     : (fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x),          \
-	        abort()))
-
 uint64_t bench_now_ns(void);
 
 /* Log-linear histogram of nanosecond values: 64 sub-buckets per power of

@@ -55,7 +55,7 @@ static void sleep_ms(unsigned ms)
 static int free_ports(uint16_t *ports, unsigned n, struct dl_errctx *err)
 {
 	int fds[2 * BENCH_NODES];
-	BENCH_ASSERT(n <= 2 * BENCH_NODES);
+	DL_ASSERT(n <= 2 * BENCH_NODES);
 	int rc = 0;
 	unsigned made = 0;
 	for (; made < n && rc == 0; made++) {

@@ -308,7 +308,7 @@ static bool given_opt(const bool *given, const char *name)
 	for (size_t d = 0; d < N_OPTS; d++)
 		if (strcmp(opt_defs[d].name, name) == 0)
 			return given[d];
-	BENCH_ASSERT(!"option in the table");
+	DL_ASSERT(!"option in the table");
 	return false;
 }
 

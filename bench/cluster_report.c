@@ -246,7 +246,7 @@ static void header(char *out, size_t cap)
 	size_t len = 0;
 	for (size_t i = 0; i < N_COLS; i++)
 		len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", csv_cols[i]);
-	BENCH_ASSERT(len < cap);
+	DL_ASSERT(len < cap);
 }
 
 static void params(struct fields *f, const struct cb_result *r)
@@ -419,7 +419,7 @@ int cb_csv_append(const char *path, struct cb_result *r, const struct cb_calib *
 	node_figures(&f, r, cal);
 	field(&f, "%s", r->cdf_file);
 	text(&f, r->load.first_error);
-	BENCH_ASSERT(f.n == N_COLS && f.len < sizeof(f.s) - 1);
+	DL_ASSERT(f.n == N_COLS && f.len < sizeof(f.s) - 1);
 	FILE *out = fopen(path, "a");
 	int rc = out == NULL || fprintf(out, "%s\n", f.s) < 0 ? 1 : 0;
 	if (out != NULL && fclose(out) != 0)
@@ -466,7 +466,7 @@ static void throughput_plot(FILE *f, const char *stem_base, const struct cb_resu
 	        "set key left top\n",
 	        stem_base);
 	bool *done = calloc(n, sizeof(*done));
-	BENCH_ASSERT(done != NULL);
+	DL_ASSERT(done != NULL);
 	char plot[8192] = "plot";
 	size_t len = strlen(plot);
 	unsigned series = 0;
@@ -491,7 +491,7 @@ static void throughput_plot(FILE *f, const char *stem_base, const struct cb_resu
 		                        series ? "," : "", series, w->payload, w->batch, w->groups,
 		                        w->groups == 1 ? "" : "s", w->idle_groups,
 		                        w->rate_rps ? ", open loop" : "", series);
-		BENCH_ASSERT(len < sizeof(plot));
+		DL_ASSERT(len < sizeof(plot));
 		series++;
 	}
 	free(done);

@@ -78,11 +78,11 @@ static void note_error(struct lclient *c, int code, const char *detail)
 /* Under c->mu: the slot's request is over and no new one follows. */
 static void release(struct lclient *c, struct lslot *s)
 {
-	BENCH_ASSERT(c->outstanding > 0);
+	DL_ASSERT(c->outstanding > 0);
 	c->outstanding--;
 	if (open_loop(c->l)) {
 		c->free_slot[c->n_free++] = (uint32_t)(s - c->slots);
-		BENCH_ASSERT(c->n_free <= c->l->cfg.inflight);
+		DL_ASSERT(c->n_free <= c->l->cfg.inflight);
 	}
 	pthread_cond_broadcast(&c->cv);
 }
@@ -186,7 +186,7 @@ static void issue_due(struct lclient *c, uint64_t now)
 		struct lslot *s = &c->slots[c->free_slot[--c->n_free]];
 		c->outstanding++;
 		bool due_now = next_due(c, s, now, &due);
-		BENCH_ASSERT(due_now);
+		DL_ASSERT(due_now);
 		pthread_mutex_unlock(&c->mu);
 		submit(s, due);
 		pthread_mutex_lock(&c->mu);
@@ -238,7 +238,7 @@ static int client_open(struct bench_load *l, struct lclient *c, uint32_t k, stru
 	c->l = l;
 	c->k = k;
 	c->n_dcs = groups_of(cfg, k, &first, &step);
-	BENCH_ASSERT(c->n_dcs >= 1 && c->n_dcs <= cfg->inflight);
+	DL_ASSERT(c->n_dcs >= 1 && c->n_dcs <= cfg->inflight);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	c->dcs = calloc(c->n_dcs, sizeof(*c->dcs));

@@ -43,8 +43,6 @@
 
 #include "config/config.h"
 
-#define CL_ASSERT(x) ((x) ? (void)0 : cl_assert_fail(__FILE__, __LINE__, #x))
-
 #define SLOT_BITS 16
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define NO_WAKE   UINT64_MAX
@@ -163,12 +161,6 @@ static _Thread_local struct dl_client *tl_cork;
 
 static void op_detach(struct dl_client *c, struct op *op);
 
-static void cl_assert_fail(const char *file, int line, const char *expr)
-{
-	fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
-	abort();
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -260,7 +252,7 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 	if (c->closing)
 		return dl_errf(err, DL_ECLOSED, "client closing");
 	struct op *op = &c->ops[c->free_head];
-	CL_ASSERT(op->state == OP_FREE);
+	DL_ASSERT(op->state == OP_FREE);
 	c->free_head = op->next_free;
 	uint32_t slot = op->slot;
 	memset(op, 0, sizeof(*op));
@@ -274,8 +266,8 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 
 static void op_release(struct dl_client *c, struct op *op)
 {
-	CL_ASSERT(op->state != OP_FREE);
-	CL_ASSERT(c->n_active > 0);
+	DL_ASSERT(op->state != OP_FREE);
+	DL_ASSERT(c->n_active > 0);
 	free(op->req);
 	op->req = NULL;
 	op->state = OP_FREE;
@@ -320,7 +312,7 @@ static void run_completion(struct completion *cp)
 			nng_msg_free(cp->msg);
 		return;
 	}
-	CL_ASSERT(cp->done != NULL);
+	DL_ASSERT(cp->done != NULL);
 	cp->done(cp->arg, cp);
 }
 
@@ -339,7 +331,7 @@ static void timer_kick(struct dl_client *c, uint64_t when)
 static void set_target(struct dl_client *c, struct op *op, const char *id, const char *addr,
 		       int peer)
 {
-	CL_ASSERT(peer < (int)c->peers.n_members);
+	DL_ASSERT(peer < (int)c->peers.n_members);
 	snprintf(op->id, sizeof(op->id), "%s", id);
 	snprintf(op->addr, sizeof(op->addr), "%s", addr);
 	op->peer = peer;
@@ -347,7 +339,7 @@ static void set_target(struct dl_client *c, struct op *op, const char *id, const
 
 static void set_target_peer(struct dl_client *c, struct op *op, int i)
 {
-	CL_ASSERT(i >= 0 && (uint32_t)i < c->peers.n_members);
+	DL_ASSERT(i >= 0 && (uint32_t)i < c->peers.n_members);
 	set_target(c, op, c->peers.members[i].id, c->addrs[i], i);
 }
 
@@ -446,7 +438,7 @@ static int encode_req(struct dl_client *c, struct op *op, const struct dl_client
 	if (rc == 0) {
 		free(op->req);
 		op->req = tp_fb_take(&fb, &op->req_len);
-		CL_ASSERT(op->req != NULL && op->req_len > 0);
+		DL_ASSERT(op->req != NULL && op->req_len > 0);
 	} else {
 		detailf(op->detail, "cannot encode the request: %s", dl_strerror(rc));
 	}
@@ -568,7 +560,7 @@ static void wq_remove(struct dl_client *c, struct conn *cn, struct op *op)
 static void op_detach(struct dl_client *c, struct op *op)
 {
 	if (op->state == OP_SENT) {
-		CL_ASSERT(op->conn->n_sent > 0);
+		DL_ASSERT(op->conn->n_sent > 0);
 		op->conn->n_sent--;
 	} else if (op->state == OP_PARKED) {
 		wq_remove(c, op->conn, op);
@@ -625,10 +617,10 @@ static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uin
 						     (uint32_t)(ops[0]->rid & 0x7fffffffu));
 	for (uint32_t i = 0; i < k && rv == 0; i++) {
 		struct op *op = ops[i];
-		CL_ASSERT(op->conn == cn && op->req != NULL);
+		DL_ASSERT(op->conn == cn && op->req != NULL);
 		size_t off = 0;
 		if (i > 0)
-			CL_ASSERT(tp_frame_begin(op->req, op->req_len, &off) == 0);
+			DL_ASSERT(tp_frame_begin(op->req, op->req_len, &off) == 0);
 		rv = nng_msg_append(m, op->req + off, op->req_len - off);
 	}
 	if (rv == 0)
@@ -648,7 +640,7 @@ static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uin
 	for (uint32_t i = 0; i < k; i++)
 		ops[i]->state = OP_SENT;
 	cn->n_sent += k;
-	CL_ASSERT(cn->n_sent <= CONN_WINDOW);
+	DL_ASSERT(cn->n_sent <= CONN_WINDOW);
 }
 
 /* Sends queued ops while the connection is up and its window has room,
@@ -662,7 +654,7 @@ static void pump(struct dl_client *c, struct conn *cn, uint64_t now)
 		size_t bytes = 0;
 		while (cn->n_sent + k < CONN_WINDOW && cn->wq_head != NO_SLOT) {
 			struct op *op = &c->ops[cn->wq_head];
-			CL_ASSERT(op->state == OP_PARKED && op->conn == cn);
+			DL_ASSERT(op->state == OP_PARKED && op->conn == cn);
 			if (k > 0 && bytes + op->req_len > PACK_MAX_BYTES)
 				break;
 			op_detach(c, op);
@@ -1135,7 +1127,7 @@ void dl_client_close(struct dl_client *c)
 {
 	if (c == NULL)
 		return;
-	CL_ASSERT(tl_client != c);
+	DL_ASSERT(tl_client != c);
 	pthread_mutex_lock(&c->mu);
 	c->closing = true;
 	pthread_cond_broadcast(&c->timer_cv);
@@ -1386,7 +1378,7 @@ int dl_client_append_batch(struct dl_client *c, const struct dl_client_buf *entr
 		rc = aw.code;
 		if (rc != 0)
 			dl_errf(err, rc, "%s", aw.detail);
-		CL_ASSERT(rc != 0 || aw.first_index > 0);
+		DL_ASSERT(rc != 0 || aw.first_index > 0);
 	}
 	pthread_cond_destroy(&aw.cv);
 	pthread_mutex_destroy(&aw.mu);

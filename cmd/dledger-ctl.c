@@ -924,30 +924,16 @@ static void ctl_request_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t 
 	ctl_pack_kstr(pk, "op", op);
 }
 
-static const msgpack_object *mp_field(const msgpack_object *map, const char *key)
-{
-	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	size_t klen = strlen(key);
-	for (uint32_t i = 0; i < map->via.map.size; i++) {
-		const msgpack_object *k = &map->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    memcmp(k->via.str.ptr, key, klen) == 0)
-			return &map->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
 static uint64_t mp_u64(const msgpack_object *map, const char *key)
 {
-	const msgpack_object *v = mp_field(map, key);
+	const msgpack_object *v = ctl_map_get(map, key);
 	return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
 }
 
 /* The string at `key` (cut to fit), "" if absent. */
 static const char *mp_s(const msgpack_object *map, const char *key, char *buf, size_t cap)
 {
-	const msgpack_object *v = mp_field(map, key);
+	const msgpack_object *v = ctl_map_get(map, key);
 	buf[0] = '\0';
 	if (v != NULL && v->type == MSGPACK_OBJECT_STR)
 		snprintf(buf, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
@@ -1013,7 +999,7 @@ static int ctl_call(const char *path, const msgpack_sbuffer *sb, uint32_t timeou
 		fail_msg("control socket %s: undecodable reply", path);
 		rc = EXIT_OP;
 	} else {
-		const msgpack_object *ok = mp_field(&u->data, "ok");
+		const msgpack_object *ok = ctl_map_get(&u->data, "ok");
 		if (ok == NULL || ok->type != MSGPACK_OBJECT_BOOLEAN || !ok->via.boolean) {
 			char e[512];
 			fail_msg("%s", mp_s(&u->data, "error", e, sizeof(e)));
@@ -1096,7 +1082,7 @@ static int cmd_add_group(int argc, char **argv)
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
 	if (rc == 0) {
-		const msgpack_object *r = mp_field(&u.u.data, "resumed");
+		const msgpack_object *r = ctl_map_get(&u.u.data, "resumed");
 		printf("added group %s member %s%s\n", co.group, a.id,
 		       r && r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean
 			       ? " (resumed from its data)"
@@ -1251,7 +1237,7 @@ static void status_row(const msgpack_object *m)
 	mp_s(m, "id", id, sizeof(id));
 	mp_s(m, "role", role, sizeof(role));
 	mp_s(m, "leader", leader, sizeof(leader));
-	const msgpack_object *f = mp_field(m, "followers");
+	const msgpack_object *f = ctl_map_get(m, "followers");
 	size_t n = 0;
 	for (uint32_t i = 0; f && f->type == MSGPACK_OBJECT_ARRAY && i < f->via.array.size; i++) {
 		char fid[CTL_TEXT_MAX], b4[16];
@@ -1262,7 +1248,7 @@ static void status_row(const msgpack_object *m)
 		if (n >= sizeof(lag))
 			break;
 	}
-	const msgpack_object *failed = mp_field(m, "failed");
+	const msgpack_object *failed = ctl_map_get(m, "failed");
 	if (failed && failed->type == MSGPACK_OBJECT_BOOLEAN && failed->via.boolean)
 		snprintf(role, sizeof(role), "FAIL");
 	else if (role[0] == 'p')
@@ -1294,7 +1280,7 @@ static int cmd_status(int argc, char **argv)
 	ctl_request_begin(&sb, &pk, 0, "status");
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
-	const msgpack_object *ms = rc == 0 ? mp_field(&u.u.data, "members") : NULL;
+	const msgpack_object *ms = rc == 0 ? ctl_map_get(&u.u.data, "members") : NULL;
 	uint32_t n = ms && ms->type == MSGPACK_OBJECT_ARRAY ? ms->via.array.size : 0;
 	if (rc == 0 && co.json) {
 		json_t *j = mp_to_json(&u.u.data);
@@ -1344,8 +1330,8 @@ static int cmd_reload(int argc, char **argv)
 	struct reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms + 30000, &u);
 	if (rc == 0) {
-		const msgpack_object *rep = mp_field(&u.u.data, "report");
-		const msgpack_object *failed = mp_field(&u.u.data, "failed");
+		const msgpack_object *rep = ctl_map_get(&u.u.data, "report");
+		const msgpack_object *failed = ctl_map_get(&u.u.data, "failed");
 		if (rep != NULL && rep->type == MSGPACK_OBJECT_STR)
 			printf("%.*s\n", (int)rep->via.str.size, rep->via.str.ptr);
 		if (failed != NULL && failed->type == MSGPACK_OBJECT_ARRAY && failed->via.array.size)

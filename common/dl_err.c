@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char *const dl_err_text[] = {
 #define DL_ERR_TEXT(code, text) [code] = text,
@@ -25,4 +26,10 @@ int dl_errf(struct dl_errctx *ctx, int code, const char *fmt, ...)
 	vsnprintf(ctx->msg, sizeof(ctx->msg), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+void dl_assert_fail(const char *file, int line, const char *expr)
+{
+	fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
+	abort();
 }

@@ -50,4 +50,12 @@ struct dl_errctx {
 int dl_errf(struct dl_errctx *ctx, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* An invariant of our own code, checked in every build: a failure is a bug
+ * here, never bad input (bad input is always an error return), and going on
+ * could persist or send garbage. Prints file, line and expression, then
+ * aborts. (raft/ depends on nothing and has its own; storage/ has one with
+ * a hook for its crash tests.) */
+_Noreturn void dl_assert_fail(const char *file, int line, const char *expr);
+#define DL_ASSERT(x) ((x) ? (void)0 : dl_assert_fail(__FILE__, __LINE__, #x))
+
 #endif

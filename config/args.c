@@ -161,7 +161,7 @@ static int scan(int argc, char *const *argv, struct arg *args, size_t *n_args,
 		}
 		if (f->special == FL_KEY) {
 			ar->k = cfg_key_find(f->key, &ar->ki);
-			CFG_ASSERT(ar->k != NULL);
+			DL_ASSERT(ar->k != NULL);
 		} else if (f->special == FL_SET) {
 			int rc = resolve_set(ar, err);
 			if (rc != DL_OK)
@@ -231,7 +231,7 @@ static int build(const struct arg *args, size_t n, struct cfg *out, struct dl_er
 
 int cfg_from_args(int argc, char *const *argv, struct cfg *out, struct dl_errctx *err)
 {
-	CFG_ASSERT(out != NULL && argc >= 0);
+	DL_ASSERT(out != NULL && argc >= 0);
 	memset(out, 0, sizeof(*out));
 	struct arg args[ARGS_MAX];
 	size_t n = 0;
@@ -264,7 +264,7 @@ int cfg_from_args(int argc, char *const *argv, struct cfg *out, struct dl_errctx
 	rc = build(args, n, out, err);
 	if (rc != DL_OK)
 		goto err_free;
-	CFG_ASSERT(out->n_groups == 1);
+	DL_ASSERT(out->n_groups == 1);
 	return DL_OK;
 
 err_free:

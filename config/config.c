@@ -290,7 +290,7 @@ static int set_number(const struct cfg_key *k, void *field, const char *val, cha
 		         (unsigned long long)k->min, (unsigned long long)k->max, unit);
 		return DL_ECONFIG;
 	}
-	CFG_ASSERT(x <= k->max);
+	DL_ASSERT(x <= k->max);
 	if (k->kind == CFG_K_U64 || k->kind == CFG_K_BYTES)
 		*(uint64_t *)field = x;
 	else
@@ -391,7 +391,7 @@ static int set_enum(const struct cfg_key *k, void *field, const char *val, char 
 			i = CFG_LOG_WARN;
 		allowed = "error, warn, info, debug";
 		break;
-	default: CFG_ASSERT(0);
+	default: DL_ASSERT(0);
 	}
 	if (i < 0) {
 		snprintf(why, why_len, "'%.40s' is not one of: %s", val, allowed);
@@ -464,7 +464,7 @@ static int set_text(const struct cfg_key *k, char **field, const char *val, bool
 			return DL_ECONFIG;
 		break;
 	}
-	default: CFG_ASSERT(0);
+	default: DL_ASSERT(0);
 	}
 	return set_string(field, val, why, why_len);
 }
@@ -472,7 +472,7 @@ static int set_text(const struct cfg_key *k, char **field, const char *val, bool
 int cfg_set_value(const struct cfg_key *k, void *base, const char *val, bool is_null, char *why,
                   size_t why_len)
 {
-	CFG_ASSERT(k != NULL && base != NULL && val != NULL);
+	DL_ASSERT(k != NULL && base != NULL && val != NULL);
 	void *field = (char *)base + k->off;
 	bool number = k->kind == CFG_K_U32 || k->kind == CFG_K_U64 || k->kind == CFG_K_BYTES ||
 	              k->kind == CFG_K_BYTES32 || k->kind == CFG_K_RATIO || k->kind == CFG_K_BOOL;
@@ -661,7 +661,7 @@ int cfg_group_finish(struct cfg_group *g, const struct cfg_node *node, const str
                      const struct cfg_lines *nl, const char *src, uint32_t item_line, bool flags,
                      struct dl_errctx *err)
 {
-	CFG_ASSERT(g != NULL);
+	DL_ASSERT(g != NULL);
 	int rc = group_ids(g, gl, src, item_line, flags, err);
 	if (rc != DL_OK)
 		return rc;
@@ -675,8 +675,8 @@ int cfg_group_finish(struct cfg_group *g, const struct cfg_node *node, const str
 	rc = opts_derive(&g->o, gl, nl, src, item_line, flags, err);
 	if (rc != DL_OK)
 		return rc;
-	CFG_ASSERT(g->self_index < g->peers.n_members);
-	CFG_ASSERT(g->o.election_timeout_ms > g->o.heart_beat_time_interval_ms);
+	DL_ASSERT(g->self_index < g->peers.n_members);
+	DL_ASSERT(g->o.election_timeout_ms > g->o.heart_beat_time_interval_ms);
 	return DL_OK;
 }
 
@@ -700,7 +700,7 @@ int cfg_node_defaults_finish(struct cfg_node *n, struct dl_errctx *err)
 int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struct dl_errctx *err)
 {
 	struct cfg_node *n = &c->node;
-	CFG_ASSERT(n->store_base_dir != NULL);
+	DL_ASSERT(n->store_base_dir != NULL);
 	if (n->control_socket == NULL) {
 		size_t len = strlen(n->store_base_dir) + sizeof("/control.sock");
 		struct cfg_loc loc = {c->source, nl ? nl->key[CFG_KI_STORE_BASE_DIR] : 0, flags};
@@ -731,7 +731,7 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 int cfg_check_dup(const struct cfg_group *o, const struct cfg_group *g, const struct cfg_loc *loc,
                   size_t o_pos, struct dl_errctx *err)
 {
-	CFG_ASSERT(strcmp(o->group, g->group) == 0);
+	DL_ASSERT(strcmp(o->group, g->group) == 0);
 	if (strcmp(o->self_id, g->self_id) == 0)
 		return cfg_key_err(err, loc, &cfg_keys[CFG_KI_GROUP],
 		                   "group '%s' with id '%s' is listed twice (first at item %zu, "
@@ -764,7 +764,7 @@ int cfg_check_addr(const struct cfg_group *f, const struct cfg_group *g, const s
 int cfg_group_from_kv(const struct cfg_node *node, const struct cfg_kv *kv, size_t n_kv,
                       struct cfg_group *out, struct dl_errctx *err)
 {
-	CFG_ASSERT(out != NULL);
+	DL_ASSERT(out != NULL);
 	memset(out, 0, sizeof(*out));
 	struct cfg_lines seen = {{0}};
 	char why[200];
@@ -812,7 +812,7 @@ err_free:
 
 int cfg_check_new_group(const struct cfg *c, const struct cfg_group *g, struct dl_errctx *err)
 {
-	CFG_ASSERT(c != NULL && g != NULL);
+	DL_ASSERT(c != NULL && g != NULL);
 	struct cfg_loc loc = {NULL, 0, false};
 	for (size_t i = 0; i < c->n_groups; i++) /* O(n): one add-group at a time */
 		if (strcmp(c->groups[i].group, g->group) == 0)

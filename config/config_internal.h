@@ -11,16 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Stays on in release builds: a failed invariant here means a bug in this
- * module, not bad input (bad input is always an error return). */
-#define CFG_ASSERT(x)                                                                              \
-	do {                                                                                       \
-		if (!(x)) {                                                                        \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x);  \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
-
 #define CFG_DEFAULT_STORE_BASE_DIR "/tmp/dledgerstore" /* DLedger's default */
 #define CFG_DEFAULT_GROUP          "default"           /* DLedger's --group default */
 

@@ -58,7 +58,7 @@ static size_t name_slot(const struct loader *ld, const char *name)
 		if (v == 0 || strcmp(ld->c->groups[v - 1].group, name) == 0)
 			return i;
 	}
-	CFG_ASSERT(0); /* never full: cap > 2 x groups */
+	DL_ASSERT(0); /* never full: cap > 2 x groups */
 	return 0;
 }
 
@@ -274,7 +274,7 @@ static int load_groups(struct loader *ld, const yaml_node_t *list, uint32_t key_
 		if (rc != DL_OK)
 			return rc;
 	}
-	CFG_ASSERT(ld->c->n_groups == n);
+	DL_ASSERT(ld->c->n_groups == n);
 	return DL_OK;
 }
 
@@ -479,7 +479,7 @@ err_parser:
 int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *out,
                     struct dl_errctx *err)
 {
-	CFG_ASSERT(out != NULL && name != NULL);
+	DL_ASSERT(out != NULL && name != NULL);
 	memset(out, 0, sizeof(*out));
 	cfg_node_init(&out->node);
 	int rc;
@@ -509,7 +509,7 @@ int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *o
 	rc = parse_doc(out->source, buf, len, out, err);
 	if (rc != DL_OK)
 		goto err_free;
-	CFG_ASSERT(out->n_groups >= 1 && out->node.self_host != NULL);
+	DL_ASSERT(out->n_groups >= 1 && out->node.self_host != NULL);
 	return DL_OK;
 
 err_free:
@@ -557,7 +557,7 @@ err_close:
 
 int cfg_load_file(const char *path, struct cfg *out, struct dl_errctx *err)
 {
-	CFG_ASSERT(path != NULL && out != NULL);
+	DL_ASSERT(path != NULL && out != NULL);
 	memset(out, 0, sizeof(*out));
 	char *buf = NULL;
 	size_t len = 0;

@@ -152,7 +152,7 @@ static int check_host(const char *s, size_t n, const char *host, size_t hn, bool
 int cfg_parse_addr(const char *s, size_t n, char *host, size_t host_size, uint16_t *port, char *why,
                    size_t why_len)
 {
-	CFG_ASSERT(host_size > CFG_HOST_MAX);
+	DL_ASSERT(host_size > CFG_HOST_MAX);
 	const char *hs = s, *rest;
 	size_t hn;
 	bool v6 = n > 0 && s[0] == '[';
@@ -295,7 +295,7 @@ static int parse_member(const char *m, size_t n, uint32_t pos, struct cfg_peers 
 
 int cfg_parse_peers(const char *s, struct cfg_peers *out, struct dl_errctx *err)
 {
-	CFG_ASSERT(out != NULL);
+	DL_ASSERT(out != NULL);
 	memset(out, 0, sizeof(*out));
 	if (s == NULL)
 		return dl_errf(err, DL_ECONFIG, "no peers given");
@@ -339,7 +339,7 @@ int cfg_parse_peers(const char *s, struct cfg_peers *out, struct dl_errctx *err)
 		rc = dl_errf(err, DL_ENOMEM, "out of memory");
 		goto err_free;
 	}
-	CFG_ASSERT(out->n_members >= 1 && out->n_members <= CFG_MAX_MEMBERS);
+	DL_ASSERT(out->n_members >= 1 && out->n_members <= CFG_MAX_MEMBERS);
 	return DL_OK;
 
 err_free:

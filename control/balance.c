@@ -85,7 +85,7 @@ static int node_index(struct ctl_balancer *b, const char *addr, bool add)
 static bool gather(struct ctl_balancer *b)
 {
 	nodes_clear(b);
-	CTL_ASSERT(node_index(b, b->self_addr, true) == 0);
+	DL_ASSERT(node_index(b, b->self_addr, true) == 0);
 	for (uint32_t i = 0; i < b->n_nodes; i++) { /* n_nodes grows as addresses are learnt */
 		struct bal_node *nd = &b->nodes[i];
 		struct dl_errctx err = {{0}};
@@ -206,7 +206,7 @@ static void *balance_main(void *arg)
 int ctl_balance_start(struct rt_node *n, const char *self_addr, uint32_t period_ms,
 		      struct ctl_balancer **out, struct dl_errctx *err)
 {
-	CTL_ASSERT(n != NULL && self_addr != NULL && out != NULL && period_ms > 0);
+	DL_ASSERT(n != NULL && self_addr != NULL && out != NULL && period_ms > 0);
 	*out = NULL;
 	struct ctl_balancer *b = calloc(1, sizeof(*b));
 	if (b == NULL || (b->st = calloc(RT_MAX_MEMBERS, sizeof(*b->st))) == NULL) {

@@ -95,7 +95,7 @@ ssize_t ctl_cfg_find(const struct cfg *c, const char *group)
 
 void ctl_cfg_drop(struct cfg *c, size_t i)
 {
-	CTL_ASSERT(i < c->n_groups);
+	DL_ASSERT(i < c->n_groups);
 	cfg_group_free(&c->groups[i]);
 	memmove(&c->groups[i], &c->groups[i + 1], (c->n_groups - i - 1) * sizeof(c->groups[0]));
 	c->n_groups--;
@@ -160,8 +160,8 @@ static bool socket_live(const char *url)
 
 int ctl_open(struct cfg *c, struct ctl_server **out, struct dl_errctx *err)
 {
-	CTL_ASSERT(c != NULL && out != NULL);
-	CTL_ASSERT(c->node.control_socket != NULL && c->node.store_base_dir != NULL);
+	DL_ASSERT(c != NULL && out != NULL);
+	DL_ASSERT(c->node.control_socket != NULL && c->node.store_base_dir != NULL);
 	*out = NULL;
 	struct ctl_server *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -223,7 +223,7 @@ static int make_parent_dirs(const char *path)
 
 int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 {
-	CTL_ASSERT(s != NULL && n != NULL && !s->thread_started);
+	DL_ASSERT(s != NULL && n != NULL && !s->thread_started);
 	const char *path = s->cfg->node.control_socket;
 	s->node = n;
 	int e = make_parent_dirs(path);
@@ -308,25 +308,11 @@ void ctl_close(struct ctl_server *s)
 
 /* ---- msgpack helpers ---------------------------------------------------------- */
 
-static const msgpack_object *mp_get(const msgpack_object *map, const char *key)
-{
-	if (map->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	size_t klen = strlen(key);
-	for (uint32_t i = 0; i < map->via.map.size; i++) {
-		const msgpack_object *k = &map->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    memcmp(k->via.str.ptr, key, klen) == 0)
-			return &map->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
 /* The string at `key` into buf (NUL-terminated); false if absent, not a
  * string, empty or too long. */
 static bool mp_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
 {
-	const msgpack_object *v = mp_get(map, key);
+	const msgpack_object *v = ctl_map_get(map, key);
 	if (v == NULL || v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
 	    v->via.str.size >= cap || memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
 		return false;
@@ -415,7 +401,7 @@ static void op_status(struct ctl_server *s, msgpack_packer *pk)
 {
 	uint32_t total = 0;
 	uint32_t n = rt_node_status(s->node, s->rows, RT_MAX_MEMBERS, &total);
-	CTL_ASSERT(n <= RT_MAX_MEMBERS);
+	DL_ASSERT(n <= RT_MAX_MEMBERS);
 	uint64_t leaders = 0;
 	for (uint32_t i = 0; i < n; i++)
 		leaders += s->rows[i].role == RAFT_LEADER;
@@ -434,7 +420,7 @@ static void op_status(struct ctl_server *s, msgpack_packer *pk)
 /* The keys of an add-group request ("keys": map of string to string). */
 static int rec_of_request(const msgpack_object *req, struct ctl_rec *r, struct dl_errctx *err)
 {
-	const msgpack_object *keys = mp_get(req, "keys");
+	const msgpack_object *keys = ctl_map_get(req, "keys");
 	if (keys == NULL || keys->type != MSGPACK_OBJECT_MAP)
 		return dl_errf(err, DL_EPROTO, "add-group: 'keys' is missing or not a map");
 	for (uint32_t i = 0; i < keys->via.map.size; i++) {
@@ -543,7 +529,7 @@ static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_pa
 	char group[CFG_NAME_MAX + 1], id[CFG_NAME_MAX + 1];
 	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "id", id, sizeof(id)))
 		return dl_errf(err, DL_EPROTO, "remove-group: 'group' and 'id' are required strings");
-	const msgpack_object *del = mp_get(req, "delete_data");
+	const msgpack_object *del = ctl_map_get(req, "delete_data");
 	bool delete_data = del != NULL && del->type == MSGPACK_OBJECT_BOOLEAN && del->via.boolean;
 	ssize_t k = ctl_cfg_find(s->cfg, group);
 	if (k < 0 || strcmp(s->cfg->groups[k].self_id, id) != 0)
@@ -586,7 +572,7 @@ static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_
 	char group[CFG_NAME_MAX + 1], to[CFG_NAME_MAX + 1];
 	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "to", to, sizeof(to)))
 		return dl_errf(err, DL_EPROTO, "transfer-leader: 'group' and 'to' are required");
-	const msgpack_object *t = mp_get(req, "timeout_ms");
+	const msgpack_object *t = ctl_map_get(req, "timeout_ms");
 	uint64_t timeout_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 5000;
 	if (timeout_ms > CTL_MAX_WAIT_MS)
 		timeout_ms = CTL_MAX_WAIT_MS;
@@ -671,7 +657,7 @@ static int op_reload(struct ctl_server *s, msgpack_packer *pk, struct dl_errctx 
 
 void ctl_reload_signal(struct ctl_server *s)
 {
-	CTL_ASSERT(s != NULL && s->thread_started);
+	DL_ASSERT(s != NULL && s->thread_started);
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer pk;

@@ -10,15 +10,6 @@
 
 #include "control/control.h"
 
-/* Stays on in release builds: a broken record list would persist wrongly. */
-#define CTL_ASSERT(x)                                                                     \
-	do {                                                                              \
-		if (!(x)) {                                                               \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x); \
-			abort();                                                          \
-		}                                                                         \
-	} while (0)
-
 /* One group of groups.yaml: its keys as given ("group" and "id" among them).
  * Owns every string. */
 struct ctl_rec {

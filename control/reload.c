@@ -213,7 +213,7 @@ static int start_new(struct cfg *c, struct cfg_group *g, struct rt_node *n,
 int ctl_reload_run(struct cfg *c, const struct ctl_state *st, const char *state_path,
 		   struct rt_node *n, struct ctl_reload *out, struct dl_errctx *err)
 {
-	CTL_ASSERT(c != NULL && st != NULL && n != NULL && out != NULL);
+	DL_ASSERT(c != NULL && st != NULL && n != NULL && out != NULL);
 	memset(out, 0, sizeof(*out));
 	struct cfg nc;
 	int rc = load_new(c, st, state_path, &nc, err);

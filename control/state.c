@@ -99,7 +99,7 @@ static int rec_push(struct ctl_rec **v, size_t *n, struct ctl_rec *r)
 
 static void rec_drop(struct ctl_rec *v, size_t *n, size_t i)
 {
-	CTL_ASSERT(i < *n);
+	DL_ASSERT(i < *n);
 	ctl_rec_free(&v[i]);
 	memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof(*v));
 	(*n)--;
@@ -108,7 +108,7 @@ static void rec_drop(struct ctl_rec *v, size_t *n, size_t i)
 int ctl_state_note_added(struct ctl_state *st, struct ctl_rec *r)
 {
 	const char *g = ctl_rec_get(r, "group");
-	CTL_ASSERT(g != NULL);
+	DL_ASSERT(g != NULL);
 	ssize_t i = rec_find(st->added, st->n_added, g);
 	if (i >= 0)
 		rec_drop(st->added, &st->n_added, (size_t)i);

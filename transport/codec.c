@@ -24,15 +24,6 @@
 
 #include "common/dl_err.h"
 
-static _Noreturn void tp_assert_fail(const char *file, int line, const char *expr)
-{
-	fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
-	abort();
-}
-
-/* Always on: a broken frame buffer would send garbage to every peer. */
-#define TP_ASSERT(x) ((x) ? (void)0 : tp_assert_fail(__FILE__, __LINE__, #x))
-
 #define TP_CODE_MAX 255     /* error codes travel as uint <= 255 */
 #define TP_FB_MIN_CAP 4096u /* first allocation of a frame buffer */
 
@@ -82,16 +73,9 @@ static bool group_may_be_empty(uint8_t type)
 
 const char *tp_type_name(uint8_t type)
 {
+	if (type <= RAFT_MSG_TYPE_MAX)
+		return raft_msg_type_name(type); /* "unknown" for 0 */
 	static const char *const names[TP_TYPE_MAX + 1] = {
-		[RAFT_MSG_PREVOTE] = "prevote",
-		[RAFT_MSG_PREVOTE_RESP] = "prevote_resp",
-		[RAFT_MSG_VOTE] = "vote",
-		[RAFT_MSG_VOTE_RESP] = "vote_resp",
-		[RAFT_MSG_APPEND] = "append",
-		[RAFT_MSG_APPEND_RESP] = "append_resp",
-		[RAFT_MSG_HEARTBEAT] = "heartbeat",
-		[RAFT_MSG_HEARTBEAT_RESP] = "heartbeat_resp",
-		[RAFT_MSG_TIMEOUT_NOW] = "timeout_now",
 		[TP_APPEND] = "client_append",
 		[TP_APPEND_RESP] = "client_append_resp",
 		[TP_GET] = "client_get",
@@ -276,7 +260,7 @@ static int rd_end(const struct rd *r)
 
 static void rd_body(struct rd *r, const struct tp_hdr *h)
 {
-	TP_ASSERT(h->body != NULL || h->body_len == 0);
+	DL_ASSERT(h->body != NULL || h->body_len == 0);
 	r->p = h->body;
 	r->len = h->body_len;
 	r->off = 0;
@@ -292,7 +276,7 @@ static int rd_entries(struct rd *r, bool with_term, struct raft_entry *entries,
 		return DL_EPROTO;
 	if (n > max_entries || n > TP_MAX_ENTRIES)
 		return DL_ETOOBIG;
-	TP_ASSERT(entries != NULL || n == 0);
+	DL_ASSERT(entries != NULL || n == 0);
 	for (uint32_t i = 0; i < n; i++) {
 		struct raft_entry *e = &entries[i];
 		uint64_t term = 0, type = RAFT_ENTRY_NORMAL;
@@ -316,8 +300,8 @@ static int rd_entries(struct rd *r, bool with_term, struct raft_entry *entries,
 
 int tp_frame_begin(const uint8_t *buf, size_t len, size_t *off)
 {
-	TP_ASSERT(off != NULL);
-	TP_ASSERT(buf != NULL || len == 0);
+	DL_ASSERT(off != NULL);
+	DL_ASSERT(buf != NULL || len == 0);
 	struct rd r = {buf, len, 0};
 	uint64_t version;
 	if (rd_uint(&r, &version) != 0)
@@ -330,9 +314,9 @@ int tp_frame_begin(const uint8_t *buf, size_t len, size_t *off)
 
 int tp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct tp_hdr *h)
 {
-	TP_ASSERT(off != NULL && h != NULL);
-	TP_ASSERT(buf != NULL || len == 0);
-	TP_ASSERT(*off <= len);
+	DL_ASSERT(off != NULL && h != NULL);
+	DL_ASSERT(buf != NULL || len == 0);
+	DL_ASSERT(*off <= len);
 	h->type = 0;
 	h->group[0] = h->target[0] = h->sender[0] = '\0';
 	h->request_id = 0;
@@ -356,7 +340,7 @@ int tp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct tp_hdr *h)
 	/* An unknown type with a sound header is skipped whole, so the caller
 	 * can answer it (h is filled) and read on. */
 	*off = r.off + (size_t)body_len;
-	TP_ASSERT(*off <= len);
+	DL_ASSERT(*off <= len);
 	return type_is_known(h->type) ? 0 : DL_EPROTO;
 }
 
@@ -425,8 +409,8 @@ static int rd_raft_body(struct rd *r, struct raft_message *m, struct raft_entry 
 int tp_decode_raft(const struct tp_hdr *h, struct raft_message *m, struct raft_entry *entries,
 		   uint32_t max_entries)
 {
-	TP_ASSERT(h != NULL && m != NULL);
-	TP_ASSERT(entries != NULL || max_entries == 0);
+	DL_ASSERT(h != NULL && m != NULL);
+	DL_ASSERT(entries != NULL || max_entries == 0);
 	if (h->type < TP_RAFT_MIN || h->type > TP_RAFT_MAX)
 		return DL_EINVAL;
 	raft_id from = m->from, to = m->to; /* the caller's to fill */
@@ -443,8 +427,8 @@ int tp_decode_raft(const struct tp_hdr *h, struct raft_message *m, struct raft_e
 int tp_decode_append(const struct tp_hdr *h, struct raft_entry *entries, uint32_t max_entries,
 		     uint32_t *n)
 {
-	TP_ASSERT(h != NULL && n != NULL);
-	TP_ASSERT(entries != NULL || max_entries == 0);
+	DL_ASSERT(h != NULL && n != NULL);
+	DL_ASSERT(entries != NULL || max_entries == 0);
 	if (h->type != TP_APPEND)
 		return DL_EINVAL;
 	struct rd r;
@@ -462,7 +446,7 @@ int tp_decode_append(const struct tp_hdr *h, struct raft_entry *entries, uint32_
 
 int tp_decode_append_resp(const struct tp_hdr *h, struct tp_append_resp *out)
 {
-	TP_ASSERT(h != NULL && out != NULL);
+	DL_ASSERT(h != NULL && out != NULL);
 	if (h->type != TP_APPEND_RESP)
 		return DL_EINVAL;
 	struct rd r;
@@ -482,7 +466,7 @@ int tp_decode_append_resp(const struct tp_hdr *h, struct tp_append_resp *out)
 
 int tp_decode_get(const struct tp_hdr *h, struct tp_get *g)
 {
-	TP_ASSERT(h != NULL && g != NULL);
+	DL_ASSERT(h != NULL && g != NULL);
 	if (h->type != TP_GET)
 		return DL_EINVAL;
 	struct rd r;
@@ -499,8 +483,8 @@ int tp_decode_get(const struct tp_hdr *h, struct tp_get *g)
 int tp_decode_get_resp(const struct tp_hdr *h, struct tp_get_resp *out,
 		       struct raft_entry *entries, uint32_t max_entries)
 {
-	TP_ASSERT(h != NULL && out != NULL);
-	TP_ASSERT(entries != NULL || max_entries == 0);
+	DL_ASSERT(h != NULL && out != NULL);
+	DL_ASSERT(entries != NULL || max_entries == 0);
 	if (h->type != TP_GET_RESP)
 		return DL_EINVAL;
 	struct rd r;
@@ -523,7 +507,7 @@ int tp_decode_get_resp(const struct tp_hdr *h, struct tp_get_resp *out,
 
 int tp_decode_metadata(const struct tp_hdr *h)
 {
-	TP_ASSERT(h != NULL);
+	DL_ASSERT(h != NULL);
 	if (h->type != TP_METADATA)
 		return DL_EINVAL;
 	struct rd r;
@@ -565,7 +549,7 @@ static int rd_group(struct rd *r, struct tp_group_meta *g)
 
 int tp_decode_metadata_resp(const struct tp_hdr *h, size_t *cursor, struct tp_group_meta *g)
 {
-	TP_ASSERT(h != NULL && cursor != NULL && g != NULL);
+	DL_ASSERT(h != NULL && cursor != NULL && g != NULL);
 	if (h->type != TP_METADATA_RESP)
 		return DL_EINVAL;
 	struct rd r;
@@ -584,7 +568,7 @@ int tp_decode_metadata_resp(const struct tp_hdr *h, size_t *cursor, struct tp_gr
 		if (rd_end(&r) != 0)
 			return DL_EPROTO;
 		*cursor = n == 0 ? r.len : first;
-		TP_ASSERT(*cursor > 0);
+		DL_ASSERT(*cursor > 0);
 		r.off = first;
 	} else {
 		if (*cursor > r.len)
@@ -602,7 +586,7 @@ int tp_decode_metadata_resp(const struct tp_hdr *h, size_t *cursor, struct tp_gr
 
 int tp_decode_error(const struct tp_hdr *h, struct tp_error *e)
 {
-	TP_ASSERT(h != NULL && e != NULL);
+	DL_ASSERT(h != NULL && e != NULL);
 	if (h->type != TP_ERROR)
 		return DL_EINVAL;
 	struct rd r;
@@ -626,14 +610,14 @@ int tp_decode_error(const struct tp_hdr *h, struct tp_error *e)
 
 void tp_fb_init(struct tp_fb *fb, size_t max_bytes)
 {
-	TP_ASSERT(fb != NULL);
+	DL_ASSERT(fb != NULL);
 	memset(fb, 0, sizeof(*fb));
 	fb->max_bytes = max_bytes != 0 ? max_bytes : TP_DEFAULT_MAX_FRAME_BYTES;
 }
 
 void tp_fb_reset(struct tp_fb *fb)
 {
-	TP_ASSERT(fb != NULL);
+	DL_ASSERT(fb != NULL);
 	fb->len = 0;
 	fb->n_msgs = 0;
 }
@@ -650,7 +634,7 @@ void tp_fb_free(struct tp_fb *fb)
 
 uint8_t *tp_fb_take(struct tp_fb *fb, size_t *len)
 {
-	TP_ASSERT(fb != NULL && len != NULL);
+	DL_ASSERT(fb != NULL && len != NULL);
 	uint8_t *buf = fb->buf;
 	*len = fb->len;
 	if (fb->len == 0) {
@@ -765,7 +749,7 @@ static size_t enc_reserve32(struct enc *e, uint8_t marker)
 
 static void enc_patch32(struct enc *e, size_t at, uint32_t v)
 {
-	TP_ASSERT(at + 4 <= e->fb->len);
+	DL_ASSERT(at + 4 <= e->fb->len);
 	uint8_t *p = e->fb->buf + at;
 	p[0] = (uint8_t)(v >> 24);
 	p[1] = (uint8_t)(v >> 16);
@@ -796,8 +780,8 @@ static bool addr_ok(const char *s, size_t size)
 
 static int enc_begin(struct enc *e, struct tp_fb *fb, const struct tp_addr *a, uint8_t type)
 {
-	TP_ASSERT(fb != NULL && a != NULL);
-	TP_ASSERT(fb->len <= fb->max_bytes && fb->len <= fb->cap);
+	DL_ASSERT(fb != NULL && a != NULL);
+	DL_ASSERT(fb->len <= fb->max_bytes && fb->len <= fb->cap);
 	if (!name_ok(a->group, group_may_be_empty(type)) || !name_ok(a->target, true) ||
 	    !name_ok(a->sender, true))
 		return DL_EINVAL;
@@ -830,7 +814,7 @@ static int enc_end(struct enc *e)
 	}
 	enc_patch32(e, e->len_at, (uint32_t)(fb->len - e->body_at));
 	fb->n_msgs++;
-	TP_ASSERT(fb->len <= fb->max_bytes);
+	DL_ASSERT(fb->len <= fb->max_bytes);
 	return 0;
 }
 
@@ -886,7 +870,7 @@ static void enc_entry(struct enc *e, const struct raft_entry *ent)
 		p = put_be(p, 0xc6, ent->len, 4);
 	if (ent->len != 0)
 		memcpy(p, ent->data, ent->len);
-	TP_ASSERT((size_t)(p - start) + ent->len == size);
+	DL_ASSERT((size_t)(p - start) + ent->len == size);
 	e->fb->len += size;
 }
 
@@ -978,14 +962,14 @@ static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_
 		enc_uint(e, m->term);
 		break;
 	default:
-		TP_ASSERT(false && "raft message type checked by the caller");
+		DL_ASSERT(false && "raft message type checked by the caller");
 	}
 }
 
 int tp_fb_add_raft(struct tp_fb *fb, const struct tp_addr *a, const struct raft_message *m,
 		   tp_entry_reader read, void *read_ctx)
 {
-	TP_ASSERT(m != NULL);
+	DL_ASSERT(m != NULL);
 	if (m->type < TP_RAFT_MIN || m->type > TP_RAFT_MAX)
 		return DL_EINVAL;
 	if (m->type == RAFT_MSG_APPEND) {
@@ -1034,7 +1018,7 @@ static bool code_ok(int code)
 int tp_fb_add_append_resp(struct tp_fb *fb, const struct tp_addr *a,
 			  const struct tp_append_resp *r)
 {
-	TP_ASSERT(r != NULL);
+	DL_ASSERT(r != NULL);
 	if (!code_ok(r->code) || r->n > TP_MAX_ENTRIES ||
 	    (r->n > 0 && r->first_index > UINT64_MAX - (r->n - 1)))
 		return DL_EINVAL;
@@ -1052,7 +1036,7 @@ int tp_fb_add_append_resp(struct tp_fb *fb, const struct tp_addr *a,
 
 int tp_fb_add_get(struct tp_fb *fb, const struct tp_addr *a, const struct tp_get *g)
 {
-	TP_ASSERT(g != NULL);
+	DL_ASSERT(g != NULL);
 	if (g->to < g->index)
 		return DL_EINVAL;
 	struct enc e;
@@ -1070,7 +1054,7 @@ int tp_fb_add_get_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint
 		       uint32_t n, uint32_t max_bytes, tp_entry_reader read, void *read_ctx,
 		       uint32_t *n_added)
 {
-	TP_ASSERT(n_added != NULL);
+	DL_ASSERT(n_added != NULL);
 	*n_added = 0;
 	if (!code_ok(code) || (n > 0 && (read == NULL || first_index > UINT64_MAX - (n - 1))))
 		return DL_EINVAL;
@@ -1177,7 +1161,7 @@ int tp_fb_add_metadata_resp(struct tp_fb *fb, const struct tp_addr *a,
 
 int tp_fb_add_error(struct tp_fb *fb, const struct tp_addr *a, const struct tp_error *err)
 {
-	TP_ASSERT(err != NULL);
+	DL_ASSERT(err != NULL);
 	size_t msg_len = field_len(err->message, sizeof(err->message));
 	if (!code_ok(err->code) || msg_len == SIZE_MAX || !name_ok(err->leader, true) ||
 	    !addr_ok(err->leader_addr, sizeof(err->leader_addr)))

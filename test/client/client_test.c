@@ -49,13 +49,6 @@ static uint64_t now_ms(void)
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000); }
 
-static uint16_t free_port(void)
-{
-	uint16_t port = tt_free_port();
-	tt_assert(port != 0, "no free port");
-	return port;
-}
-
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
 static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
 
@@ -554,7 +547,7 @@ static void count_cb(void *arg, const struct dl_client_result *r)
 static void unreachable_member_times_out_and_close_fails_pending(void)
 {
 	char peers[64];
-	snprintf(peers, sizeof(peers), "x0-127.0.0.1:%u", free_port());
+	snprintf(peers, sizeof(peers), "x0-127.0.0.1:%u", tt_port());
 	struct dl_client_opts o = {.timeout_ms = 300};
 	struct dl_client *c = NULL;
 	struct dl_errctx err = {{0}};
@@ -682,7 +675,7 @@ static void *fake_main(void *arg)
 static void fake_start(struct fake *f, const char *self)
 {
 	snprintf(f->self, sizeof(f->self), "%s", self);
-	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", free_port());
+	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", tt_port());
 	char url[64];
 	snprintf(url, sizeof(url), "tcp://%s", f->addr);
 	tt_assert(nng_rep0_open_raw(&f->s) == 0);
@@ -825,7 +818,7 @@ int main(void)
 	tt_assert(mkdtemp(cl.dir) != NULL);
 	atexit(remove_dir);
 	for (uint32_t k = 0; k < NODES; k++)
-		snprintf(cl.addr[k], sizeof(cl.addr[k]), "127.0.0.1:%u", free_port());
+		snprintf(cl.addr[k], sizeof(cl.addr[k]), "127.0.0.1:%u", tt_port());
 	for (uint32_t k = 0; k < NODES; k++)
 		start_node(k);
 	int rc = tt_run("client", tt_tests, TT_COUNT(tt_tests));

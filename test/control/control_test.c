@@ -29,6 +29,7 @@
 
 #include "client/client.h"
 #include "test/lib/tt.h"
+#include "test/lib/tt_net.h"
 #include "test/lib/tt_proc.h"
 
 TT_MAIN_STATE;
@@ -55,17 +56,6 @@ static uint64_t now_ms(void)
 }
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
-
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	tt_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	socklen_t len = sizeof(sa);
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
 
 static void peers_of(char *buf, size_t cap)
 {
@@ -233,7 +223,7 @@ static void cluster_starts_with_a_0600_control_socket(void)
 	snprintf(C.dir, sizeof(C.dir), "/tmp/dl-ctl-XXXXXX");
 	tt_assert(mkdtemp(C.dir) != NULL);
 	for (int k = 0; k < NODES; k++)
-		C.port[k] = free_port();
+		C.port[k] = tt_port();
 	char peers[256];
 	peers_of(peers, sizeof(peers));
 	for (int k = 0; k < NODES; k++) {

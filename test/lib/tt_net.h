@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "test/lib/tt.h"
+
 /* 0 when no port could be had. A port this process was handed before is
  * never handed out again (the kernel may offer a just-released port twice,
  * which gave two members of one test cluster the same address). */
@@ -39,6 +41,13 @@ static inline uint16_t tt_free_port(void)
 	if (port != 0)
 		given[port / 8] |= (uint8_t)(1u << (port % 8));
 	pthread_mutex_unlock(&mu);
+	return port;
+}
+/* tt_free_port(), or the test fails. */
+static inline uint16_t tt_port(void)
+{
+	uint16_t port = tt_free_port();
+	tt_assert(port != 0, "no free port");
 	return port;
 }
 

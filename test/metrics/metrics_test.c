@@ -36,13 +36,6 @@ static const char *actors_bin;
 static char dir[64];
 static pid_t node_pid;
 
-static uint16_t free_port(void)
-{
-	uint16_t port = tt_free_port();
-	tt_assert(port != 0, "no free port");
-	return port;
-}
-
 static void sleep_ms(unsigned ms)
 {
 	usleep(ms * 1000u);
@@ -155,7 +148,7 @@ static void scrape_passes_promtool_and_counters_move(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/dl-metrics-XXXXXX");
 	tt_assert(mkdtemp(dir) != NULL);
-	uint16_t port = free_port(), mport = free_port();
+	uint16_t port = tt_port(), mport = tt_port();
 	char peers[64], conf[128], logf[128], text[512];
 	snprintf(peers, sizeof(peers), "n0-127.0.0.1:%u", port);
 	snprintf(conf, sizeof(conf), "%s/node.yaml", dir);

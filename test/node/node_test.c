@@ -52,13 +52,6 @@ struct cluster {
 
 static struct cluster *live; /* for the exit handler */
 
-static uint16_t free_port(void)
-{
-	uint16_t port = tt_free_port();
-	tt_assert(port != 0, "no free port");
-	return port;
-}
-
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
 static uint64_t now_ms(void) { return mb_now_ns() / 1000000u; }
 
@@ -76,7 +69,7 @@ static void cluster_init(struct cluster *c)
 	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-node-XXXXXX");
 	tt_assert(mkdtemp(c->dir) != NULL);
 	for (int k = 0; k < NODES; k++)
-		c->port[k] = free_port();
+		c->port[k] = tt_port();
 	for (int g = 0; g < GROUPS; g++)
 		snprintf(c->peers[g], sizeof(c->peers[g]), "%s0-127.0.0.1:%u;%s1-127.0.0.1:%u;%s2-127.0.0.1:%u",
 			 prefix[g], c->port[0], prefix[g], c->port[1], prefix[g], c->port[2]);

@@ -30,13 +30,6 @@ struct cluster {
 	struct rt_node *node[NODES];
 };
 
-static uint16_t free_port(void)
-{
-	uint16_t port = tt_free_port();
-	tt_assert(port != 0, "no free port");
-	return port;
-}
-
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
 static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
 
@@ -75,7 +68,7 @@ static void cluster_start(struct cluster *c)
 	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-rt-XXXXXX");
 	tt_assert(mkdtemp(c->dir) != NULL);
 	for (uint32_t k = 0; k < NODES; k++)
-		snprintf(c->addr[k], sizeof(c->addr[k]), "127.0.0.1:%u", free_port());
+		snprintf(c->addr[k], sizeof(c->addr[k]), "127.0.0.1:%u", tt_port());
 	for (uint32_t k = 0; k < NODES; k++)
 		start_node(c, k);
 }
