@@ -21,24 +21,18 @@
 
 #include "client/client.h"
 #include "test/lib/tt.h"
-#include "test/lib/tt_net.h"
-#include "test/lib/tt_proc.h"
+#include "test/lib/tt_cluster.h"
 
 TT_MAIN_STATE;
 
-#define NODES 3
+#define NODES TT_NODES
 #define GROUPS 30
 #define BALANCED_WITHIN_MS 20000
 #define QUIET_MS 4000 /* after balance: no leader may change in this long */
 
 static const char *actors_bin;
 
-static struct {
-	char dir[64];
-	uint16_t port[NODES];
-	char conf[NODES][128], logf[NODES][128];
-	pid_t pid[NODES];
-} C;
+static struct tt_cluster C;
 
 static uint64_t now_ms(void)
 {
@@ -48,28 +42,6 @@ static uint64_t now_ms(void)
 }
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
-
-static void node_start(int k)
-{
-	tt_assert(C.pid[k] == 0);
-	pid_t pid = tt_spawn_node(actors_bin, C.conf[k], C.logf[k]);
-	tt_assert(pid > 0);
-	C.pid[k] = pid;
-}
-
-static int node_stop(int k)
-{
-	int status = tt_stop_pid(C.pid[k], SIGTERM);
-	C.pid[k] = 0;
-	return status;
-}
-
-static void kill_all(void)
-{
-	for (int k = 0; k < NODES; k++)
-		if (C.pid[k] != 0)
-			kill(C.pid[k], SIGKILL);
-}
 
 /* leader[g] = the node whose member of group g says it leads (-1: none);
  * count[k] = how many node k leads. False if a node did not answer. */
@@ -121,16 +93,10 @@ static int spread(const int count[NODES])
 
 static void write_confs(void)
 {
-	snprintf(C.dir, sizeof(C.dir), "/tmp/dl-bal-XXXXXX");
-	tt_assert(mkdtemp(C.dir) != NULL);
-	for (int k = 0; k < NODES; k++)
-		C.port[k] = tt_port();
+	tt_cluster_init(&C, actors_bin, "dl-bal");
 	char peers[256];
-	snprintf(peers, sizeof(peers), "n0-127.0.0.1:%u;n1-127.0.0.1:%u;n2-127.0.0.1:%u", C.port[0],
-		 C.port[1], C.port[2]);
+	tt_cluster_peers(&C, "n", peers, sizeof(peers));
 	for (int k = 0; k < NODES; k++) {
-		snprintf(C.conf[k], sizeof(C.conf[k]), "%s/node%d.yaml", C.dir, k);
-		snprintf(C.logf[k], sizeof(C.logf[k]), "%s/node%d.log", C.dir, k);
 		FILE *f = fopen(C.conf[k], "w");
 		tt_assert(f != NULL);
 		fprintf(f,
@@ -148,8 +114,8 @@ static void leaders_spread_evenly_after_a_node_joins_late(void)
 {
 	write_confs();
 	bool up[NODES] = {true, true, false};
-	node_start(0);
-	node_start(1);
+	tt_cluster_start(&C, 0);
+	tt_cluster_start(&C, 1);
 	int leader[GROUPS], count[NODES];
 	/* Two nodes: every group elects one of them. */
 	uint64_t end = now_ms() + 15000;
@@ -158,7 +124,7 @@ static void leaders_spread_evenly_after_a_node_joins_late(void)
 	printf("two nodes: %d/%d/%d leaders\n", count[0], count[1], count[2]);
 	tt_assert(count[0] + count[1] == GROUPS, "only %d groups have a leader",
 		  count[0] + count[1]);
-	node_start(2);
+	tt_cluster_start(&C, 2);
 	up[2] = true;
 	uint64_t t0 = now_ms();
 	end = t0 + BALANCED_WITHIN_MS;
@@ -183,13 +149,7 @@ static void leaders_spread_evenly_after_a_node_joins_late(void)
 			tt_assert(leader[g] == before[g], "g%d: leader n%d -> n%d after balance", g,
 				  before[g], leader[g]);
 	}
-	for (int k = 0; k < NODES; k++) {
-		int st = node_stop(k);
-		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
-	}
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", C.dir);
-	tt_assert(system(cmd) == 0);
+	tt_cluster_fini(&C);
 }
 
 int main(int argc, char **argv)
@@ -200,7 +160,7 @@ int main(int argc, char **argv)
 	}
 	actors_bin = argv[1];
 	signal(SIGPIPE, SIG_IGN);
-	atexit(kill_all);
+	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
 		{"leaders_spread_evenly_after_a_node_joins_late",
 		 leaders_spread_evenly_after_a_node_joins_late},

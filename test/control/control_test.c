@@ -29,24 +29,19 @@
 
 #include "client/client.h"
 #include "test/lib/tt.h"
-#include "test/lib/tt_net.h"
-#include "test/lib/tt_proc.h"
+#include "test/lib/tt_cluster.h"
 
 TT_MAIN_STATE;
 
-#define NODES 3
+#define NODES TT_NODES
 #define ADDED 100  /* groups added at run time: g1..g100 (the figures) */
 #define REMOVED 50 /* of which g51..g100 are removed again */
 #define PER_GROUP 5
 
 static const char *actors_bin, *ctl_bin;
 
-static struct {
-	char dir[64];
-	uint16_t port[NODES];
-	char conf[NODES][128], logf[NODES][128], sock[NODES][128];
-	pid_t pid[NODES];
-} C;
+static struct tt_cluster C;
+static char sock[NODES][128]; /* node k's control socket: DIR/nodeK/control.sock */
 
 static uint64_t now_ms(void)
 {
@@ -57,37 +52,14 @@ static uint64_t now_ms(void)
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
 
-static void peers_of(char *buf, size_t cap)
-{
-	snprintf(buf, cap, "n0-127.0.0.1:%u;n1-127.0.0.1:%u;n2-127.0.0.1:%u", C.port[0], C.port[1],
-		 C.port[2]);
-}
+static void peers_of(char *buf, size_t cap) { tt_cluster_peers(&C, "n", buf, cap); }
 
 static void node_start(int k)
 {
-	tt_assert(C.pid[k] == 0);
-	pid_t pid = tt_spawn_node(actors_bin, C.conf[k], C.logf[k]);
-	tt_assert(pid > 0);
-	C.pid[k] = pid;
+	tt_cluster_start(&C, k);
 	/* Up once its control socket answers. */
-	for (int i = 0; i < 500 && access(C.sock[k], F_OK) != 0; i++)
+	for (int i = 0; i < 500 && access(sock[k], F_OK) != 0; i++)
 		sleep_ms(10);
-}
-
-static int node_stop(int k, int sig)
-{
-	if (C.pid[k] == 0)
-		return -1;
-	int status = tt_stop_pid(C.pid[k], sig);
-	C.pid[k] = 0;
-	return status;
-}
-
-static void kill_all(void)
-{
-	for (int k = 0; k < NODES; k++)
-		if (C.pid[k] != 0)
-			kill(C.pid[k], SIGKILL);
 }
 
 /* Runs dledger-ctl with the arguments (NULL-terminated); its stdout and
@@ -134,7 +106,7 @@ static void add_group(int k, const char *g)
 	char peers[256], id[8], out[1024];
 	peers_of(peers, sizeof(peers));
 	snprintf(id, sizeof(id), "n%d", k);
-	int rc = run_ctl(out, sizeof(out), "add-group", "--control", C.sock[k], "--group", g, "--id",
+	int rc = run_ctl(out, sizeof(out), "add-group", "--control", sock[k], "--group", g, "--id",
 			 id, "--peers", peers, (char *)NULL);
 	ctl_ok("add-group", rc, out);
 }
@@ -143,7 +115,7 @@ static void remove_group(int k, const char *g)
 {
 	char id[8], out[1024];
 	snprintf(id, sizeof(id), "n%d", k);
-	int rc = run_ctl(out, sizeof(out), "remove-group", "--control", C.sock[k], "--group", g,
+	int rc = run_ctl(out, sizeof(out), "remove-group", "--control", sock[k], "--group", g,
 			 "--id", id, (char *)NULL);
 	ctl_ok("remove-group", rc, out);
 }
@@ -220,16 +192,11 @@ static void *bg_main(void *arg)
 
 static void cluster_starts_with_a_0600_control_socket(void)
 {
-	snprintf(C.dir, sizeof(C.dir), "/tmp/dl-ctl-XXXXXX");
-	tt_assert(mkdtemp(C.dir) != NULL);
-	for (int k = 0; k < NODES; k++)
-		C.port[k] = tt_port();
+	tt_cluster_init(&C, actors_bin, "dl-ctl");
 	char peers[256];
 	peers_of(peers, sizeof(peers));
 	for (int k = 0; k < NODES; k++) {
-		snprintf(C.conf[k], sizeof(C.conf[k]), "%s/node%d.yaml", C.dir, k);
-		snprintf(C.logf[k], sizeof(C.logf[k]), "%s/node%d.log", C.dir, k);
-		snprintf(C.sock[k], sizeof(C.sock[k]), "%s/node%d/control.sock", C.dir, k);
+		snprintf(sock[k], sizeof(sock[k]), "%s/node%d/control.sock", C.dir, k);
 		FILE *f = fopen(C.conf[k], "w");
 		tt_assert(f != NULL);
 		fprintf(f,
@@ -245,7 +212,7 @@ static void cluster_starts_with_a_0600_control_socket(void)
 		node_start(k);
 	for (int k = 0; k < NODES; k++) {
 		struct stat sb;
-		tt_assert(stat(C.sock[k], &sb) == 0, "node %d has no control socket", k);
+		tt_assert(stat(sock[k], &sb) == 0, "node %d has no control socket", k);
 		tt_assert(S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0600, "mode %o",
 			  sb.st_mode & 0777);
 	}
@@ -264,7 +231,7 @@ static void a_second_node_on_the_same_socket_is_refused(void)
 	tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
 	snprintf(cmd, sizeof(cmd), "grep -q 'another node is running there' %s/second.log", C.dir);
 	tt_assert(system(cmd) == 0);
-	tt_assert(access(C.sock[1], F_OK) == 0, "the live node's socket was removed");
+	tt_assert(access(sock[1], F_OK) == 0, "the live node's socket was removed");
 }
 
 /* Sends raw bytes to node k's control socket; returns the reply's "ok" and
@@ -272,7 +239,7 @@ static void a_second_node_on_the_same_socket_is_refused(void)
 static bool raw_request(int k, const void *buf, size_t len, char *error, size_t cap)
 {
 	char url[160];
-	snprintf(url, sizeof(url), "ipc://%s", C.sock[k]);
+	snprintf(url, sizeof(url), "ipc://%s", sock[k]);
 	nng_socket s;
 	tt_assert(nng_req0_open(&s) == 0);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
@@ -314,10 +281,10 @@ static void malformed_requests_get_an_error_and_the_node_keeps_running(void)
 	static const uint8_t bad_keys[] = {0x82, 0xa2, 'o', 'p', 0xa9, 'a', 'd', 'd', '-', 'g',
 					   'r', 'o', 'u', 'p', 0xa4, 'k', 'e', 'y', 's', 0x07};
 	tt_assert(!raw_request(1, bad_keys, sizeof(bad_keys), error, sizeof(error)));
-	int rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], "--json", (char *)NULL);
+	int rc = run_ctl(out, sizeof(out), "status", "--control", sock[1], "--json", (char *)NULL);
 	ctl_ok("status", rc, out);
 	tt_assert(strstr(out, "\"bad_requests\": 3") != NULL, "status: %s", out);
-	rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], (char *)NULL);
+	rc = run_ctl(out, sizeof(out), "status", "--control", sock[1], (char *)NULL);
 	ctl_ok("status", rc, out);
 	tt_assert(strstr(out, "g0") != NULL, "status: %s", out);
 	for (char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
@@ -375,7 +342,7 @@ static void groups_added_and_removed_at_run_time_while_appends_go_on(void)
 
 static void a_restart_keeps_the_changes_and_a_readded_group_resumes(void)
 {
-	int st = node_stop(2, SIGTERM);
+	int st = tt_cluster_stop(&C, 2, SIGTERM);
 	tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 	node_start(2);
 	uint64_t end = now_ms() + 10000;
@@ -456,13 +423,13 @@ static void transfer_leader_moves_leadership_within_a_second(void)
 	char id[8], out[1024];
 	snprintf(id, sizeof(id), "n%d", to);
 	/* Asking a node whose member does not lead names the leader. */
-	int rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", C.sock[to], "--group", "g1",
+	int rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", sock[to], "--group", "g1",
 			 "--to", id, (char *)NULL);
 	char want[32];
 	snprintf(want, sizeof(want), "the leader is 'n%d'", l);
 	tt_assert(rc == 1 && strstr(out, want) != NULL, "exit %d: %s", rc, out);
 	uint64_t t0 = now_ms();
-	rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", C.sock[l], "--group", "g1",
+	rc = run_ctl(out, sizeof(out), "transfer-leader", "--control", sock[l], "--group", "g1",
 		     "--to", id, "--timeout", "1000", (char *)NULL);
 	uint64_t took = now_ms() - t0;
 	ctl_ok("transfer-leader", rc, out);
@@ -497,7 +464,7 @@ static void write_conf(int k, const char *head, const char *extra)
 
 static void reload_ok(int k, char *out, size_t cap)
 {
-	int rc = run_ctl(out, cap, "reload", "--control", C.sock[k], (char *)NULL);
+	int rc = run_ctl(out, cap, "reload", "--control", sock[k], (char *)NULL);
 	ctl_ok("reload", rc, out);
 }
 
@@ -534,7 +501,7 @@ static void reload_of_a_broken_file_changes_nothing_and_says_why(void)
 {
 	char out[4096];
 	write_conf(0, "heartBeatTimeIntervalMs: banana\n", "r2");
-	int rc = run_ctl(out, sizeof(out), "reload", "--control", C.sock[0], (char *)NULL);
+	int rc = run_ctl(out, sizeof(out), "reload", "--control", sock[0], (char *)NULL);
 	tt_assert(rc == 1, "exit %d: %s", rc, out);
 	char want[160];
 	snprintf(want, sizeof(want), "%s:1:", C.conf[0]);
@@ -570,8 +537,8 @@ static void sighup_reloads_like_the_reload_command(void)
 
 static void a_stale_socket_after_kill9_is_cleaned_up(void)
 {
-	node_stop(1, SIGKILL);
-	tt_assert(access(C.sock[1], F_OK) == 0, "no socket file left behind to test with");
+	tt_cluster_stop(&C, 1, SIGKILL);
+	tt_assert(access(sock[1], F_OK) == 0, "no socket file left behind to test with");
 	node_start(1);
 	char out[4096];
 	int rc = -1;
@@ -580,16 +547,10 @@ static void a_stale_socket_after_kill9_is_cleaned_up(void)
 	 * that member published its first status. */
 	for (uint64_t end = now_ms() + 5000;
 	     now_ms() < end && (rc != 0 || strstr(out, "g51") == NULL); sleep_ms(50))
-		rc = run_ctl(out, sizeof(out), "status", "--control", C.sock[1], (char *)NULL);
+		rc = run_ctl(out, sizeof(out), "status", "--control", sock[1], (char *)NULL);
 	ctl_ok("status after kill -9", rc, out);
 	tt_assert(strstr(out, "g51") != NULL && strstr(out, "g52") == NULL, "status: %s", out);
-	for (int k = 0; k < NODES; k++) {
-		int st = node_stop(k, SIGTERM);
-		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
-	}
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", C.dir);
-	tt_assert(system(cmd) == 0);
+	tt_cluster_fini(&C);
 }
 
 int main(int argc, char **argv)
@@ -601,7 +562,7 @@ int main(int argc, char **argv)
 	actors_bin = argv[1];
 	ctl_bin = argv[2];
 	signal(SIGPIPE, SIG_IGN);
-	atexit(kill_all);
+	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
 		{"cluster_starts_with_a_0600_control_socket", cluster_starts_with_a_0600_control_socket},
 		{"a_second_node_on_the_same_socket_is_refused",

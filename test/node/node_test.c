@@ -24,15 +24,14 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "test/lib/tt_net.h"
-#include "test/lib/tt_proc.h"
 #include "client/client.h"
 #include "runtime/mailbox.h"
 #include "test/lib/tt.h"
+#include "test/lib/tt_cluster.h"
 
 TT_MAIN_STATE;
 
-#define NODES 3
+#define NODES TT_NODES
 #define GROUPS 3
 #define HEARTBEAT_MS 100
 #define ELECTION_MS 500
@@ -42,97 +41,39 @@ static const char *const gname[GROUPS] = {"g0", "g1", "g2"};
 static const char *const prefix[GROUPS] = {"n", "a", "b"};
 
 struct cluster {
-	char dir[64];
-	uint16_t port[NODES];
-	char conf[NODES][128];
-	char logf[NODES][128];
-	pid_t pid[NODES];
+	struct tt_cluster n;
 	char peers[GROUPS][256];
 };
-
-static struct cluster *live; /* for the exit handler */
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
 static uint64_t now_ms(void) { return mb_now_ns() / 1000000u; }
 
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	tt_assert(f != NULL, "%s", path);
-	fputs(text, f);
-	fclose(f);
-}
-
+/* The seed's three groups on three nodes, each group's preferred leader
+ * on its own node. */
 static void cluster_init(struct cluster *c)
 {
-	memset(c, 0, sizeof(*c));
-	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-node-XXXXXX");
-	tt_assert(mkdtemp(c->dir) != NULL);
-	for (int k = 0; k < NODES; k++)
-		c->port[k] = tt_port();
+	tt_cluster_init(&c->n, actors_bin, "dl-node");
 	for (int g = 0; g < GROUPS; g++)
-		snprintf(c->peers[g], sizeof(c->peers[g]), "%s0-127.0.0.1:%u;%s1-127.0.0.1:%u;%s2-127.0.0.1:%u",
-			 prefix[g], c->port[0], prefix[g], c->port[1], prefix[g], c->port[2]);
+		tt_cluster_peers(&c->n, prefix[g], c->peers[g], sizeof(c->peers[g]));
 	for (int k = 0; k < NODES; k++) {
 		char text[2048];
 		int n = snprintf(text, sizeof(text),
 				 "storeBaseDir: %s/node%d\nheartBeatTimeIntervalMs: %d\n"
 				 "electionTimeoutMs: %d\nmappedFileSizeForEntryData: 4194304\n"
 				 "DLedgerConfigs:\n",
-				 c->dir, k, HEARTBEAT_MS, ELECTION_MS);
+				 c->n.dir, k, HEARTBEAT_MS, ELECTION_MS);
 		for (int g = 0; g < GROUPS; g++)
 			n += snprintf(text + n, sizeof(text) - (size_t)n,
 				      "  - DLedgerConfig:\n      group: %s\n      id: %s%d\n"
 				      "      peers: %s\n      preferredLeaderId: %s%d\n",
 				      gname[g], prefix[g], k, c->peers[g], prefix[g], g);
-		snprintf(c->conf[k], sizeof(c->conf[k]), "%s/node%d.yaml", c->dir, k);
-		snprintf(c->logf[k], sizeof(c->logf[k]), "%s/node%d.log", c->dir, k);
-		write_file(c->conf[k], text);
+		tt_cluster_write(c->n.conf[k], text);
 	}
-	live = c;
 }
 
-static pid_t spawn(const char *conf, const char *logf)
-{
-	pid_t pid = tt_spawn_node(actors_bin, conf, logf);
-	tt_assert(pid > 0);
-	return pid;
-}
-
-static void node_start(struct cluster *c, int k)
-{
-	tt_assert(c->pid[k] == 0);
-	c->pid[k] = spawn(c->conf[k], c->logf[k]);
-}
-
-/* Signals node k and waits (bounded) for it to exit; returns its status. */
-static int node_stop(struct cluster *c, int k, int sig)
-{
-	if (c->pid[k] == 0)
-		return -1;
-	int status = tt_stop_pid(c->pid[k], sig);
-	c->pid[k] = 0;
-	return status;
-}
-
-static void cluster_fini(struct cluster *c)
-{
-	for (int k = 0; k < NODES; k++)
-		node_stop(c, k, SIGTERM);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
-	tt_assert(system(cmd) == 0);
-	live = NULL;
-}
-
-static void kill_all(void)
-{
-	if (live == NULL)
-		return;
-	for (int k = 0; k < NODES; k++)
-		if (live->pid[k] != 0)
-			kill(live->pid[k], SIGKILL);
-}
+static void node_start(struct cluster *c, int k) { tt_cluster_start(&c->n, k); }
+static int node_stop(struct cluster *c, int k, int sig) { return tt_cluster_stop(&c->n, k, sig); }
+static void cluster_fini(struct cluster *c) { tt_cluster_fini(&c->n); }
 
 /* ---- observing the cluster through node metadata ---------------------------- */
 
@@ -152,10 +93,10 @@ static int agreed_leader(struct cluster *c, int g, uint64_t *commit_min)
 	int leader = -2;
 	uint64_t cmin = UINT64_MAX;
 	for (int k = 0; k < NODES && leader != -1; k++) {
-		if (c->pid[k] == 0)
+		if (c->n.pid[k] == 0)
 			continue;
 		char addr[32];
-		snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->port[k]);
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", c->n.port[k]);
 		struct tp_group_meta *rows = NULL;
 		uint32_t n = 0;
 		if (dl_client_node_metadata(cl, addr, &rows, &n, &err) != 0) {
@@ -463,7 +404,7 @@ static void graceful_stop_under_load_loses_nothing_acknowledged(void)
 	}
 	for (int k = 0; k < NODES; k++) {
 		char cmd[256];
-		snprintf(cmd, sizeof(cmd), "grep -q 'torn tail' %s", c.logf[k]);
+		snprintf(cmd, sizeof(cmd), "grep -q 'torn tail' %s", c.n.logf[k]);
 		tt_assert(system(cmd) != 0, "node %d reported a torn tail after a graceful stop", k);
 	}
 	cluster_fini(&c);
@@ -522,7 +463,7 @@ static void bad_configs_exit_2_naming_file_line_and_key(void)
 		char path[128], out[160];
 		snprintf(path, sizeof(path), "%s/bad%zu.yaml", dir, i);
 		snprintf(out, sizeof(out), "%s/bad%zu.err", dir, i);
-		write_file(path, cases[i].yaml);
+		tt_cluster_write(path, cases[i].yaml);
 		pid_t pid = fork();
 		tt_assert(pid >= 0);
 		if (pid == 0) {
@@ -566,7 +507,7 @@ static void garbage_is_counted_and_the_node_keeps_serving(void)
 		node_start(&c, k);
 	tt_assert(wait_preferred(&c, 5000));
 	char url[64];
-	snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", c.port[1]);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", c.n.port[1]);
 	nng_socket s;
 	tt_assert(nng_req0_open_raw(&s) == 0);
 	tt_assert(nng_dial(s, url, NULL, 0) == 0);
@@ -635,8 +576,8 @@ static void garbage_is_counted_and_the_node_keeps_serving(void)
 	tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "grep -Eq 'decode errors [1-9][0-9]*, unknown group or member [1-9]' %s",
-		 c.logf[1]);
-	tt_assert(system(cmd) == 0, "the node's counters did not rise (see %s)", c.logf[1]);
+		 c.n.logf[1]);
+	tt_assert(system(cmd) == 0, "the node's counters did not rise (see %s)", c.n.logf[1]);
 	cluster_fini(&c);
 }
 
@@ -648,7 +589,7 @@ int main(int argc, char **argv)
 	}
 	actors_bin = argv[1];
 	signal(SIGPIPE, SIG_IGN);
-	atexit(kill_all);
+	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
 		{"bad_configs_exit_2_naming_file_line_and_key",
 		 bad_configs_exit_2_naming_file_line_and_key},
