@@ -25,6 +25,7 @@
 
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
+#include "common/dl_trim.h"
 
 struct met_server {
 	pthread_mutex_t mu;
@@ -351,6 +352,7 @@ static void on_scrape(nng_aio *aio)
 	}
 	free(text);
 	nng_aio_finish(aio, rv);
+	dl_trim_after(len);
 }
 
 /* "host:port" with a port in 1..65535 -> "http://host:port". */

@@ -24,6 +24,7 @@
 
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
+#include "common/dl_trim.h"
 #include "runtime/mailbox.h"
 #include "transport/transport.h"
 
@@ -1279,8 +1280,10 @@ static int node_metadata(struct rt_node *n, const struct rt_table *t, struct tp_
 	int rc = gm == NULL ? DL_ENOMEM : tp_fb_add_metadata_resp(&fb, &ad, gm, k);
 	if (rc == 0)
 		(void)tp_reply(n->ep, f, &fb);
+	size_t bytes = fb.len + (size_t)k * sizeof(*gm);
 	free(gm);
 	tp_fb_free(&fb);
+	dl_trim_after(bytes);
 	return rc;
 }
 

@@ -77,7 +77,7 @@ void sto_file_unref(struct sto_file *f)
  * nothing. */
 int sto_mkdirs(const char *path, struct dl_errctx *err)
 {
-	char buf[4096];
+	char buf[STO_PATH_MAX];
 	size_t n = strlen(path);
 	if (n == 0 || n >= sizeof(buf))
 		return dl_errf(err, DL_EINVAL, "path too long: %s", path);
@@ -114,7 +114,7 @@ int sto_fsync_dir(const char *dir)
 
 int sto_fsync_parent(const char *path)
 {
-	char buf[4096];
+	char buf[STO_PATH_MAX];
 	size_t n = strlen(path);
 	if (n >= sizeof(buf))
 		return ENAMETOOLONG;
@@ -206,7 +206,7 @@ static uint64_t blocks_bytes(const char *path, int depth)
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		char sub[4096];
+		char sub[STO_PATH_MAX];
 		int k = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
 		if (k > 0 && (size_t)k < sizeof(sub))
 			total += blocks_bytes(sub, depth + 1);

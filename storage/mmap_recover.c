@@ -114,7 +114,7 @@ static int put_record(struct msto *m, const struct sto_hdr *h, struct dl_errctx 
 static int durable_damage(struct msto *m, const struct walk *w, const char *why,
                           struct dl_errctx *err)
 {
-	char path[4096];
+	char path[STO_PATH_MAX];
 	size_t j = msto_seg_of(m, w->pos);
 	msto_seg_path(m, m->segs[j].base, path, sizeof(path));
 	return dl_errf(err, DL_ECORRUPT,
@@ -288,7 +288,7 @@ static int load_table(struct msto *m, uint64_t **extra, size_t *nextra, struct d
 			m->segs = t;
 			m->cap = ncap;
 		}
-		char path[4096];
+		char path[STO_PATH_MAX];
 		msto_seg_path(m, bases[i], path, sizeof(path));
 		struct stat st;
 		uint64_t mtime_ms = 0;
@@ -314,7 +314,7 @@ static void fill_first_indexes(struct msto *m)
 	for (size_t i = 0; i < m->nsegs; i++) {
 		if (m->segs[i].first_index != 0)
 			continue;
-		char path[4096];
+		char path[STO_PATH_MAX];
 		msto_seg_path(m, m->segs[i].base, path, sizeof(path));
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -349,7 +349,7 @@ static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra
 {
 	size_t j = msto_seg_of(m, w->pos);
 	bool deleted = nextra > 0;
-	char path[4096];
+	char path[STO_PATH_MAX];
 	for (size_t i = 0; i < nextra; i++) {
 		msto_seg_path(m, extra[i], path, sizeof(path));
 		(void)unlink(path);

@@ -184,7 +184,7 @@ int msto_activate(struct msto *m, size_t j, struct dl_errctx *err)
 {
 	STO_ASSERT(j < m->nsegs);
 	msto_deactivate(m);
-	char path[4096];
+	char path[STO_PATH_MAX];
 	msto_seg_path(m, m->segs[j].base, path, sizeof(path));
 	struct sto_file *f;
 	int rc = msto_open_file(path, m->seg_bytes, false, &f, err);
@@ -232,7 +232,7 @@ uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc, struc
 		     : !m->im[1].used ? &m->im[1]
 		                      : (m->im[0].tick < m->im[1].tick ? &m->im[0] : &m->im[1]);
 		imap_drop(im);
-		char path[4096];
+		char path[STO_PATH_MAX];
 		msto_idx_path(m, base, path, sizeof(path));
 		struct sto_file *f;
 		*rc = msto_open_file(path, m->iseg_bytes, write, &f, err);
@@ -300,7 +300,7 @@ void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last)
 				m->im[k].written = false;
 				imap_drop(&m->im[k]);
 			}
-		char path[4096];
+		char path[STO_PATH_MAX];
 		msto_idx_path(m, bases[i], path, sizeof(path));
 		(void)unlink(path);
 	}
@@ -604,7 +604,7 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 		msto_deactivate(m);
 	}
 	STO_ASSERT(base % m->seg_bytes == 0);
-	char path[4096];
+	char path[STO_PATH_MAX];
 	msto_seg_path(m, base, path, sizeof(path));
 	struct sto_file *f;
 	rc = msto_open_file(path, m->seg_bytes, true, &f, err);
@@ -713,7 +713,7 @@ static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_ter
 		msto_deactivate(m);
 	while (m->nsegs > keep) {
 		uint64_t base = m->segs[--m->nsegs].base;
-		char path[4096];
+		char path[STO_PATH_MAX];
 		msto_seg_path(m, base, path, sizeof(path));
 		if (m->rd != NULL && m->rd_base == base) {
 			sto_file_unref(m->rd);
@@ -858,7 +858,7 @@ static int read_copy(struct msto *m, const struct mseg *sg, const struct sto_idx
 	if (cap < r->body_bytes)
 		return dl_errf(err, DL_ETOOBIG, "entry %" PRIu64 " has %u bytes, buffer %u", index,
 		               r->body_bytes, cap);
-	char path[4096];
+	char path[STO_PATH_MAX];
 	msto_seg_path(m, sg->base, path, sizeof(path));
 	if (m->rd == NULL || m->rd_base != sg->base) {
 		sto_file_unref(m->rd);
@@ -908,7 +908,7 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 		               m->first);
 	struct sto_idx r;
 	if (!idx_get(m, index, &r)) {
-		char path[4096];
+		char path[STO_PATH_MAX];
 		uint64_t off = index * STO_IDX_BYTES;
 		msto_idx_path(m, off - off % m->iseg_bytes, path, sizeof(path));
 		return corrupt(m, err, path, off % m->iseg_bytes, index, "bad index record");
@@ -999,7 +999,7 @@ static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err
 static void delete_first_segment(struct msto *m)
 {
 	STO_ASSERT(m->nsegs >= 2);
-	char path[4096];
+	char path[STO_PATH_MAX];
 	msto_seg_path(m, m->segs[0].base, path, sizeof(path));
 	if (m->rd != NULL && m->rd_base == m->segs[0].base) {
 		sto_file_unref(m->rd);
@@ -1135,7 +1135,7 @@ static void m_close(struct sto *s)
 	struct msto *m = M(s);
 	sto_detach(s);
 	if (m->ckpt_dirty && fdatasync(m->ckpt_fd) == 0) {
-		char path[4096];
+		char path[STO_PATH_MAX];
 		snprintf(path, sizeof(path), "%s/checkpoint", s->dir);
 		sto_hook_file_synced(path, 0, UINT64_MAX);
 	}
@@ -1208,7 +1208,7 @@ static int open_meta(struct msto *m, struct dl_errctx *err)
 	int rc = sto_state_load(s->dir, &found, &s->st_term, &s->st_vote, err);
 	if (rc != DL_OK)
 		return rc;
-	char path[4096];
+	char path[STO_PATH_MAX];
 	snprintf(path, sizeof(path), "%s/checkpoint", s->dir);
 	m->ckpt_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (m->ckpt_fd < 0)

@@ -44,7 +44,7 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
  * the name points at it). Returns 0 or an errno. */
 int sto_state_store(const char *dir, uint64_t term, uint32_t vote)
 {
-	char tmp[4096], path[4096];
+	char tmp[STO_PATH_MAX], path[STO_PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir) >= (int)sizeof(tmp) ||
 	    snprintf(path, sizeof(path), "%s/state", dir) >= (int)sizeof(path))
 		return ENAMETOOLONG;
@@ -69,7 +69,7 @@ int sto_state_store(const char *dir, uint64_t term, uint32_t vote)
 int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
                    struct dl_errctx *err)
 {
-	char tmp[4096], path[4096];
+	char tmp[STO_PATH_MAX], path[STO_PATH_MAX];
 	*found = false;
 	*term = 0;
 	*vote = 0;

@@ -326,6 +326,14 @@ Test(store_mmap, a_bad_config_is_refused_naming_the_key)
 	th_config(&cfg, STO_TYPE_MMAP, th_dir);
 	cfg.group = "../escape";
 	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECONFIG);
+	/* A directory too long for the store's path buffers. */
+	static char longdir[1200];
+	memset(longdir, 'd', sizeof(longdir) - 1);
+	longdir[0] = '/';
+	th_config(&cfg, STO_TYPE_MMAP, longdir);
+	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECONFIG);
+	cr_assert(strstr(msg, "storeBaseDir") != NULL && strstr(msg, "at most 960") != NULL, "%s",
+	          msg);
 }
 
 Test(store_memory, bodies_past_the_memory_bound_are_refused_with_no_space)

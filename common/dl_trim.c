@@ -1,0 +1,25 @@
+#include "common/dl_trim.h"
+
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+static _Atomic uint64_t last_trim_ns;
+
+void dl_trim_after(size_t bytes)
+{
+	if (bytes < DL_TRIM_MIN_BYTES)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	uint64_t last = atomic_load_explicit(&last_trim_ns, memory_order_relaxed);
+	if (last != 0 && now - last < 1000000000u)
+		return;
+	/* One caller wins the second; the others go on. */
+	if (!atomic_compare_exchange_strong_explicit(&last_trim_ns, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
+	(void)malloc_trim(0);
+}
