@@ -672,6 +672,17 @@ int cfg_group_finish(struct cfg_group *g, const struct cfg_node *node, const str
 		if (g->o.store_base_dir == NULL)
 			return dl_errf(err, DL_ENOMEM, "out of memory");
 	}
+	size_t dir_len = strlen(g->o.store_base_dir) + strlen(g->group) + strlen(g->self_id) + 2;
+	if (dir_len > CFG_MEMBER_DIR_MAX) {
+		uint32_t line = gl && gl->key[CFG_KI_STORE_BASE_DIR] ? gl->key[CFG_KI_STORE_BASE_DIR]
+		                : nl && nl->key[CFG_KI_STORE_BASE_DIR] ? nl->key[CFG_KI_STORE_BASE_DIR]
+		                                                       : item_line;
+		struct cfg_loc loc = {src, line, flags};
+		return cfg_key_err(err, &loc, &cfg_keys[CFG_KI_STORE_BASE_DIR],
+		                   "the directory of %s/%s under it would be %zu bytes long, at most "
+		                   "%d",
+		                   g->group, g->self_id, dir_len, CFG_MEMBER_DIR_MAX);
+	}
 	rc = opts_derive(&g->o, gl, nl, src, item_line, flags, err);
 	if (rc != DL_OK)
 		return rc;

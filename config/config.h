@@ -35,6 +35,7 @@
 #define CFG_NAME_MAX       64  /* bytes of a group name or a member id */
 #define CFG_HOST_MAX       253 /* bytes of a host name (RFC 1035) */
 #define CFG_PATH_MAX       4096
+#define CFG_MEMBER_DIR_MAX 960 /* <storeBaseDir>/<group>/<id>: the store's STO_DIR_MAX */
 #define CFG_SOCKPATH_MAX   107 /* sizeof(sockaddr_un.sun_path) - 1 */
 #define CFG_FILE_MAX_BYTES (4u << 20)
 #define CFG_ADDR_STR_MAX   (CFG_HOST_MAX + 9) /* "[host]:65535" + NUL */

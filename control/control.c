@@ -51,6 +51,10 @@ struct ctl_server {
 	struct rt_member_status *rows; /* RT_MAX_MEMBERS, for status */
 };
 
+/* The config module checks a member's directory against its own copy of
+ * the store's limit (config/ does not depend on storage/). */
+_Static_assert(CFG_MEMBER_DIR_MAX == STO_DIR_MAX, "CFG_MEMBER_DIR_MAX must be STO_DIR_MAX");
+
 void ctl_member_config(const struct cfg *c, const struct cfg_group *g, struct rt_member_config *mc)
 {
 	rt_member_config_defaults(mc);

@@ -25,13 +25,13 @@ _Noreturn void sto_assert_fail(const char *file, int line, const char *expr);
 /* ---- paths ----
  * Every path the store builds is its directory plus at most
  * STO_SUFFIX_MAX bytes ("/index/" and 20 digits, "/state.tmp", ...), and
- * sto_common_init() refuses a directory longer than STO_PATH_MAX -
- * STO_SUFFIX_MAX, so a buffer of STO_PATH_MAX bytes always holds one. The
+ * sto_common_init() refuses a directory longer than STO_DIR_MAX, so a
+ * buffer of STO_PATH_MAX bytes always holds one. The
  * buffers live on the stacks of the member threads, which keep every page
  * they ever touched: with 4 KiB ones, two nested on the append and read
  * paths, each member's stack held 8 KiB more. */
-#define STO_PATH_MAX   1024u
 #define STO_SUFFIX_MAX 64u
+#define STO_PATH_MAX   (STO_DIR_MAX + STO_SUFFIX_MAX)
 
 /* ---- on-disk format (docs/STORAGE.md; all integers little-endian) ---- */
 #define STO_ENTRY_MAGIC       0x31454c44u /* bytes "DLE1" */

@@ -38,6 +38,7 @@
 #define STO_MAX_BATCH 65536u /* entries per append */
 #define STO_MAX_MAPS  3u     /* mappings an mmap store holds at once */
 #define STO_NAME_MAX  128u   /* bytes of a group or member id */
+#define STO_DIR_MAX   960u   /* bytes of a member's directory, <base>/<group>/<id> */
 
 enum sto_type { STO_TYPE_MMAP = 0, STO_TYPE_MEMORY };
 

@@ -56,13 +56,12 @@ static int check_config(const struct sto_config *c, struct dl_errctx *err)
 	if (c->type == STO_TYPE_MMAP && (c->base_dir == NULL || c->base_dir[0] == '\0'))
 		return dl_errf(err, DL_ECONFIG, "storeBaseDir is empty");
 	if (c->base_dir != NULL) {
-		/* STO_PATH_MAX: the member's directory and what goes in it. */
 		size_t len = strlen(c->base_dir) + strlen(c->group) + strlen(c->self_id) + 2;
-		if (len > STO_PATH_MAX - STO_SUFFIX_MAX)
+		if (len > STO_DIR_MAX)
 			return dl_errf(err, DL_ECONFIG,
 			               "storeBaseDir: the member's directory would be %zu bytes long, "
 			               "at most %u (%.80s...)",
-			               len, STO_PATH_MAX - STO_SUFFIX_MAX, c->base_dir);
+			               len, STO_DIR_MAX, c->base_dir);
 	}
 	if (c->segment_bytes < 4096 || c->segment_bytes % 4096 != 0 ||
 	    c->segment_bytes > (1ull << 40))

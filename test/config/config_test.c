@@ -482,6 +482,27 @@ Test(config_bad, socket_path_too_long)
 	expect_err(text, 1, "controlSocket", "unix socket path limit");
 }
 
+Test(config_bad, member_directory_too_long)
+{
+	/* <storeBaseDir>/g0/n0 at 961 bytes is refused, at 960 taken. */
+	char text[2048], dir[1024];
+	size_t n = CFG_MEMBER_DIR_MAX - strlen("/g0/n0");
+	memset(dir, 'd', n + 1);
+	dir[0] = '/';
+	dir[n + 1] = '\0';
+	snprintf(text, sizeof(text),
+	         "controlSocket: /tmp/c.sock\nstoreBaseDir: %s\nDLedgerConfigs:\n" ITEM_G0, dir);
+	expect_err(text, 2, "storeBaseDir", "would be 961 bytes long, at most 960");
+	snprintf(text, sizeof(text),
+	         "controlSocket: /tmp/c.sock\nDLedgerConfigs:\n" ITEM_G0 "    storeBaseDir: %s\n", dir);
+	expect_err(text, 6, "storeBaseDir", "would be 961 bytes long");
+	dir[n] = '\0';
+	snprintf(text, sizeof(text),
+	         "controlSocket: /tmp/c.sock\nstoreBaseDir: %s\nDLedgerConfigs:\n" ITEM_G0, dir);
+	struct cfg c = load_ok(text);
+	cfg_free(&c);
+}
+
 Test(config_bad, yaml_syntax_errors_name_the_line)
 {
 	expect_err("DLedgerConfigs:\n" ITEM_G0 "    id: [n0\n", 6, NULL, "YAML syntax error");
