@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "transport/transport.h"
 
 #define SLOT_BITS 16
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
@@ -1143,8 +1144,13 @@ void dl_client_close(struct dl_client *c)
 	for (uint32_t i = 0; i < n_conns; i++)
 		if (c->conns[i]->rx_started)
 			pthread_join(c->conns[i]->rx, NULL);
+	/* nng 1.5.2 can block in nng_close() for good (tp_close_bounded);
+	 * a close left to finish in the background may still call pipe_cb(),
+	 * which uses the client: then the client is kept, not freed. */
+	bool keep = false;
 	for (uint32_t i = 0; i < n_conns; i++)
-		nng_close(c->conns[i]->sock);
+		if (!tp_close_bounded(c->conns[i]->sock, "client", c))
+			keep = true;
 	tl_client = c;
 	pthread_mutex_lock(&c->mu);
 	for (uint32_t i = 0; i < c->cap; i++) {
@@ -1160,6 +1166,8 @@ void dl_client_close(struct dl_client *c)
 	}
 	pthread_mutex_unlock(&c->mu);
 	tl_client = NULL;
+	if (keep)
+		return;
 	for (uint32_t i = 0; i < c->n_conns; i++)
 		free(c->conns[i]);
 	for (uint32_t i = 0; i < c->cap; i++)

@@ -88,7 +88,10 @@ int dl_client_open(const char *peers, const char *group, const struct dl_client_
 
 /* Fails every pending request with DL_ECLOSED (their callbacks run here),
  * closes the connections, joins the threads, frees. NULL-safe. No other call
- * on `c` may be in progress or follow. */
+ * on `c` may be in progress or follow. Bounded: nng 1.5.2 can block in
+ * closing a socket for good; a connection whose close takes over 2 s is left
+ * to finish in the background (a line on stderr says so), and the client's
+ * memory is then kept, not freed. */
 void dl_client_close(struct dl_client *c);
 
 /* ---- append --------------------------------------------------------------- */

@@ -136,8 +136,7 @@ static void *closer_main(void *arg)
 	return NULL;
 }
 
-/* Returns true when the socket closed in time. */
-static bool close_bounded(nng_socket sock, const char *what, void *keep)
+bool tp_close_bounded(nng_socket sock, const char *what, void *keep)
 {
 	struct closer *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -459,7 +458,7 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
 		nng_aio_free(ep->rx_aio);
 	}
-	bool closed = close_bounded(ep->sock, "listening", ep);
+	bool closed = tp_close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
 	ep->peers = NULL;
@@ -569,7 +568,7 @@ static void peer_destroy(struct tp_peer *p)
 		 * socket under it could deadlock nng (see router_cb). */
 		pthread_join(p->thread, NULL);
 	}
-	if (!close_bounded(p->sock, "peer", p)) {
+	if (!tp_close_bounded(p->sock, "peer", p)) {
 		/* nng may still call outbound_pipe_cb with p: keep it. */
 		return;
 	}

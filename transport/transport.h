@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nng/nng.h>
+
 #include "common/dl_err.h"
 #include "transport/codec.h"
 
@@ -112,5 +114,12 @@ struct tp_stats {
 	uint64_t peers_connected;  /* outbound connections up now */
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
+
+/* nng_close() with a bound, for every nng socket of ours (nng 1.5.2 can
+ * block in it for good; see endpoint.c). True when the socket closed in
+ * time. False: the close goes on on a thread of its own, a line on stderr
+ * says so (naming `what`), and `keep`, what nng's callbacks of this socket
+ * may still be handed, stays reachable and must not be freed. */
+bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
 
 #endif

@@ -367,10 +367,10 @@ static void graceful_stop_under_load_loses_nothing_acknowledged(void)
 		int st = node_stop(&c, k, SIGTERM);
 		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
 	}
-	for (int g = 0; g < GROUPS; g++) {
+	for (int g = 0; g < GROUPS; g++)
 		b[g].stop = true;
+	for (int g = 0; g < GROUPS; g++)
 		pthread_join(b[g].t, NULL);
-	}
 	for (int k = 0; k < NODES; k++)
 		node_start(&c, k);
 	tt_assert(wait_preferred(&c, 10000));
