@@ -25,7 +25,7 @@
 
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
-#include "common/dl_trim.h"
+#include "common/dl_mem.h"
 
 struct met_server {
 	pthread_mutex_t mu;

@@ -24,7 +24,7 @@
 
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
-#include "common/dl_trim.h"
+#include "common/dl_mem.h"
 #include "runtime/mailbox.h"
 #include "transport/transport.h"
 
@@ -104,11 +104,12 @@ struct rt_actor {
 	struct pending *pend; /* ring of pend_cap, grown up to max_pending_appends */
 	uint32_t pend_head, pend_count, pend_cap;
 	struct raft_entry *ents; /* decode buffer */
-	uint32_t ents_cap;
+	size_t ents_cap;
 	/* The appends of one loop pass, proposed together at its end: entries
 	 * borrow from the frames their pending records hold. */
 	struct raft_entry *prop;
-	uint32_t prop_cap, prop_n;
+	size_t prop_cap;
+	uint32_t prop_n;
 	uint32_t prop_reqs; /* the newest pending records, not yet proposed */
 	struct reply_slot rslots[RT_REPLY_SLOTS];
 	uint8_t *scratch;        /* entry copies for encoding */
@@ -568,18 +569,14 @@ static void step(struct rt_actor *a, const struct raft_event *ev, struct raft_up
 
 /* ---- inbound messages --------------------------------------------------------------- */
 
-static bool ents_reserve(struct rt_actor *a, uint32_t n)
+static bool ents_reserve(struct rt_actor *a, size_t n)
 {
 	if (n <= a->ents_cap)
 		return true;
-	uint32_t cap = a->ents_cap ? a->ents_cap : 64;
-	while (cap < n)
-		cap *= 2;
-	struct raft_entry *e = realloc(a->ents, cap * sizeof(*e));
+	struct raft_entry *e = dl_grow(a->ents, &a->ents_cap, n, sizeof(*e));
 	if (e == NULL)
 		return false;
 	a->ents = e;
-	a->ents_cap = cap;
 	return true;
 }
 
@@ -610,18 +607,14 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 	step(a, &ev, &u);
 }
 
-static bool prop_reserve(struct rt_actor *a, uint32_t n)
+static bool prop_reserve(struct rt_actor *a, size_t n)
 {
 	if (n <= a->prop_cap)
 		return true;
-	uint32_t cap = a->prop_cap ? a->prop_cap : 64;
-	while (cap < n)
-		cap *= 2;
-	struct raft_entry *e = realloc(a->prop, cap * sizeof(*e));
+	struct raft_entry *e = dl_grow(a->prop, &a->prop_cap, n, sizeof(*e));
 	if (e == NULL)
 		return false;
 	a->prop = e;
-	a->prop_cap = cap;
 	return true;
 }
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/dl_hist.h"
+#include "common/dl_mem.h"
 #include "storage/sto_internal.h"
 
 struct fl_item {
@@ -280,14 +281,10 @@ static bool jobs_reserve(struct sto_flusher *fl, size_t n)
 {
 	if (n <= fl->jobs_cap)
 		return true;
-	size_t cap = fl->jobs_cap ? fl->jobs_cap : 64;
-	while (cap < n)
-		cap *= 2;
-	struct fl_job *j = realloc(fl->jobs, cap * sizeof(*j));
+	struct fl_job *j = dl_grow(fl->jobs, &fl->jobs_cap, n, sizeof(*j));
 	if (j == NULL)
 		return false;
 	fl->jobs = j;
-	fl->jobs_cap = cap;
 	return true;
 }
 

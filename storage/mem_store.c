@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dl_mem.h"
 #include "storage/sto_internal.h"
 
 struct ment {
@@ -61,14 +62,10 @@ static int reserve(struct mem *m, size_t more, struct dl_errctx *err)
 		if (m->n + more <= m->cap)
 			return DL_OK;
 	}
-	size_t ncap = m->cap ? m->cap : 64;
-	while (ncap < m->n + more)
-		ncap *= 2;
-	struct ment *e = realloc(m->ents, ncap * sizeof(*e));
+	struct ment *e = dl_grow(m->ents, &m->cap, m->n + more, sizeof(*e));
 	if (e == NULL)
-		return dl_errf(err, DL_ENOMEM, "memory store of %zu entries", ncap);
+		return dl_errf(err, DL_ENOMEM, "memory store of %zu entries", m->n + more);
 	m->ents = e;
-	m->cap = ncap;
 	return DL_OK;
 }
 

@@ -1,9 +1,28 @@
-#include "common/dl_trim.h"
+#include "common/dl_mem.h"
 
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
+
+void *dl_grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return arr;
+	size_t n = *cap ? *cap : DL_GROW_FIRST;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return NULL;
+		n *= 2;
+	}
+	if (elem != 0 && n > SIZE_MAX / elem)
+		return NULL;
+	void *p = realloc(arr, n * elem);
+	if (p != NULL)
+		*cap = n;
+	return p;
+}
 
 static _Atomic uint64_t last_trim_ns;
 
