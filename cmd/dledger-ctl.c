@@ -755,13 +755,13 @@ static json_t *meta_json(const struct tp_group_meta *gm, const char *addr)
 						m->addr, "role", role_name(m->role),
 						"match_index", (json_int_t)m->match_index));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:o}",
 			 "group", gm->group, "member", gm->self, "address", addr, "role",
 			 role_name(gm->role), "term", (json_int_t)gm->term, "leader", gm->leader,
 			 "leader_address", gm->leader_addr, "first_index",
 			 (json_int_t)gm->first_index, "last_index", (json_int_t)gm->last_index,
 			 "commit_index", (json_int_t)gm->commit_index, "durable_index",
-			 (json_int_t)gm->durable_index, "members", members);
+			 (json_int_t)gm->durable_index, "voter", gm->voter, "members", members);
 }
 
 struct meta_out {
@@ -779,15 +779,16 @@ static void meta_row(struct meta_out *mo, const struct tp_group_meta *gm, const 
 		return;
 	}
 	if (!mo->header_done) {
-		printf("%-16s %-8s %-21s %-12s %6s %-8s %10s %10s %10s %10s\n", "GROUP", "MEMBER",
-		       "ADDRESS", "ROLE", "TERM", "LEADER", "FIRST", "LAST", "COMMIT", "DURABLE");
+		printf("%-16s %-8s %-21s %-12s %6s %-8s %10s %10s %10s %10s %5s\n", "GROUP",
+		       "MEMBER", "ADDRESS", "ROLE", "TERM", "LEADER", "FIRST", "LAST", "COMMIT",
+		       "DURABLE", "VOTER");
 		mo->header_done = true;
 	}
 	printf("%-16s %-8s %-21s %-12s %6" PRIu64 " %-8s %10" PRIu64 " %10" PRIu64 " %10" PRIu64
-	       " %10" PRIu64 "\n",
+	       " %10" PRIu64 " %5s\n",
 	       gm->group, gm->self, addr, role_name(gm->role), gm->term,
 	       gm->leader[0] ? gm->leader : "-", gm->first_index, gm->last_index,
-	       gm->commit_index, gm->durable_index);
+	       gm->commit_index, gm->durable_index, gm->voter ? "yes" : "no");
 }
 
 static int meta_group(struct dl_client *c, struct meta_out *mo)

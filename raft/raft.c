@@ -40,6 +40,12 @@ struct progress {
 	bool vote_responded;
 	bool vote_granted;
 	bool want_lead;       /* its last heartbeat answer asked to lead */
+	bool vote_voter;      /* its vote answer came from a voter */
+	bool voter;           /* counts towards commit (raft.h, "Voters") */
+	bool genesis;         /* granted our unanimous election (this incarnation) */
+	uint64_t incarnation; /* the newest heard from it */
+	bool heard;           /* incarnation is known */
+	uint64_t first_seen_last; /* our last index when we first heard it */
 	uint32_t stall_ticks; /* replicate: ticks without progress while busy */
 	uint64_t hole;        /* replicate: resent from here after a gap; 0: none */
 	/* Ring of in-flight appends (replicate state). */
@@ -61,6 +67,12 @@ struct raft {
 	raft_id confirmed_vote;
 	uint64_t reported_term; /* last handed out in an update */
 	raft_id reported_vote;
+	bool reported_voter;
+
+	/* Our store's incarnation, and whether we count as a voter. */
+	uint64_t incarnation;
+	bool voter;
+	uint64_t term_start; /* leader: index of this term's first entry */
 
 	uint8_t role;
 	raft_id leader;
@@ -114,6 +126,8 @@ struct raft {
 	uint64_t leader_changes;
 	uint64_t dropped_msgs;
 	uint64_t ignored_msgs;
+	uint64_t member_resets;
+	uint64_t promotions;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -128,6 +142,15 @@ static uint64_t rng_next(struct raft *r)
 }
 
 static uint32_t quorum(const struct raft *r) { return r->cfg.n_members / 2 + 1; }
+
+/* Counts towards commit and check-quorum (raft.h, "Voters"). With a fixed
+ * leader there are no elections, and every member counts. */
+static bool counts(const struct raft *r, const struct progress *pr)
+{
+	if (r->cfg.fixed_leader != 0)
+		return true;
+	return pr->id == r->cfg.self ? r->voter : pr->voter;
+}
 
 static struct progress *progress_of(struct raft *r, raft_id id)
 {
@@ -189,6 +212,8 @@ static struct raft_message *msg_new(struct raft *r, uint8_t type, raft_id to)
 	m->from = r->cfg.self;
 	m->to = to;
 	m->term = r->term;
+	m->incarnation = r->incarnation;
+	m->voter = r->voter;
 	return m;
 }
 
@@ -246,6 +271,20 @@ static void inflight_reset(struct progress *pr)
 	pr->stall_ticks = 0;
 }
 
+/* Leader: forget what a member held beyond `match` and probe it again from
+ * there (its store was replaced, or it lost entries it acknowledged). The
+ * one place where a match index goes down. */
+static void progress_restart(struct raft *r, struct progress *pr, uint64_t match)
+{
+	RAFT_ASSERT(match <= pr->match);
+	pr->match = match;
+	pr->next = match + 1;
+	pr->state = PR_PROBE;
+	pr->probe_sent = false;
+	inflight_reset(pr);
+	RAFT_ASSERT(pr->next <= r->last_index + 1);
+}
+
 static void inflight_free_to(struct raft *r, struct progress *pr, uint64_t index)
 {
 	uint32_t cap = r->cfg.max_inflight_msgs;
@@ -288,14 +327,17 @@ static void become_follower(struct raft *r, uint64_t term, raft_id leader)
 {
 	RAFT_ASSERT(term >= r->term);
 	end_takeover(r, false);
+	/* What we agreed with a leader holds for that leader in that term
+	 * only: a new term of the same leader may have lost and rewritten the
+	 * entries we agreed on (decided before the term moves below). */
+	if (term != r->term || leader != r->leader || r->role != RAFT_FOLLOWER) {
+		r->leader_match = 0;
+		r->acked_match = 0;
+	}
 	if (term > r->term) {
 		r->term = term;
 		r->vote = 0;
 		outbox_purge_stale(r);
-	}
-	if (term != r->term || leader != r->leader || r->role != RAFT_FOLLOWER) {
-		r->leader_match = 0;
-		r->acked_match = 0;
 	}
 	r->role = RAFT_FOLLOWER;
 	set_leader(r, leader);
@@ -307,7 +349,12 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty);
 static void bcast_append(struct raft *r);
 static void maybe_commit(struct raft *r);
 
-static void become_leader(struct raft *r)
+/* `unanimous`: every member granted the vote, so every member's log is
+ * behind ours and ours holds every committed entry; each member is vouched
+ * for once it holds our log up to this term's first entry (raft.h,
+ * "Voters", (a)). A leader is a voter: elected by voters or by all, its log
+ * holds every committed entry. */
+static void become_leader(struct raft *r, bool unanimous)
 {
 	end_takeover(r, true);
 	r->role = RAFT_LEADER;
@@ -315,6 +362,8 @@ static void become_leader(struct raft *r)
 	r->transferee = 0;
 	r->heartbeat_elapsed = 0;
 	r->election_elapsed = 0;
+	r->voter = true;
+	r->term_start = r->last_index + 1;
 	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 		struct progress *pr = &r->prs[i];
 		pr->next = r->last_index + 1;
@@ -323,6 +372,7 @@ static void become_leader(struct raft *r)
 		pr->probe_sent = false;
 		pr->active = true;
 		pr->want_lead = false;
+		pr->genesis = unanimous && pr->id != r->cfg.self;
 		inflight_reset(pr);
 	}
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */
@@ -347,29 +397,33 @@ static void reset_votes(struct raft *r)
 		bool self = r->prs[i].id == r->cfg.self;
 		r->prs[i].vote_responded = self;
 		r->prs[i].vote_granted = self;
+		r->prs[i].vote_voter = self && r->voter;
 	}
 }
 
 static void become_candidate(struct raft *r, bool transfer);
 
-/* Counts answers; wins or gives up as soon as a majority decided. */
+/* Counts answers; wins or gives up as soon as the outcome is certain. A
+ * win takes the grants of a majority of voters, or the grants of every
+ * member (raft.h, "Voters"). */
 static void tally_votes(struct raft *r)
 {
-	uint32_t granted = 0, rejected = 0;
-	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
-		if (!r->prs[i].vote_responded)
-			continue;
-		if (r->prs[i].vote_granted)
-			granted++;
-		else
-			rejected++;
+	uint32_t granted = 0, granted_voters = 0, pending = 0;
+	const uint32_t n = r->cfg.n_members, q = quorum(r);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct progress *pr = &r->prs[i];
+		if (!pr->vote_responded)
+			pending++;
+		else if (pr->vote_granted)
+			granted++, granted_voters += pr->vote_voter;
 	}
-	if (granted >= quorum(r)) {
+	RAFT_ASSERT(granted_voters <= granted && granted + pending <= n);
+	if (granted_voters >= q || granted == n) {
 		if (r->role == RAFT_PRECANDIDATE)
 			become_candidate(r, false);
 		else
-			become_leader(r);
-	} else if (rejected >= quorum(r)) {
+			become_leader(r, granted == n);
+	} else if (granted_voters + pending < q && granted + pending < n) {
 		/* Lost: back to follower, so a member that cannot win never
 		 * stays a candidate (DLedger #85, #247). */
 		become_follower(r, r->term, 0);
@@ -470,6 +524,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	m->append.prev_index = prev;
 	m->append.prev_term = prev_term;
 	m->append.commit = r->commit;
+	m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
 	m->append.n_entries = n;
 	m->append.entries = NULL;
 	if (pr->state == PR_PROBE) {
@@ -518,6 +573,7 @@ static void bcast_heartbeat(struct raft *r)
 			continue;
 		/* etcd: never tell a member to commit what it may not hold. */
 		m->heartbeat.commit = pr->match < r->commit ? pr->match : r->commit;
+		m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
 	}
 }
 
@@ -527,12 +583,17 @@ static int cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void maybe_commit(struct raft *r)
+/* The highest index durable on a majority of voters (a non-voter counts as
+ * holding nothing). */
+static void commit_by_count(struct raft *r)
 {
 	uint64_t m[RAFT_MAX_MEMBERS];
 	uint32_t n = r->cfg.n_members;
-	for (uint32_t i = 0; i < n; i++)
-		m[i] = r->prs[i].id == r->cfg.self ? r->durable : r->prs[i].match;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct progress *pr = &r->prs[i];
+		uint64_t held = pr->id == r->cfg.self ? r->durable : pr->match;
+		m[i] = counts(r, pr) ? held : 0;
+	}
 	qsort(m, n, sizeof(m[0]), cmp_desc);
 	uint64_t idx = m[quorum(r) - 1];
 	/* Raft §5.4.2: only an entry of the current term commits by count. */
@@ -540,6 +601,59 @@ static void maybe_commit(struct raft *r)
 		RAFT_ASSERT(idx <= r->last_index);
 		r->commit = idx;
 	}
+}
+
+/* raft.h, "Voters": (a) this incarnation granted our unanimous election and
+ * holds our log up to this term's first entry; (b) it holds our commit
+ * index, which is of our term (so above every entry committed before) and
+ * was counted by voters after we first heard of it (so our term was still
+ * current after its store was made: no newer leader had committed anything
+ * it may have held before). */
+static bool can_vouch(const struct raft *r, const struct progress *pr)
+{
+	if (counts(r, pr) || pr->id == r->cfg.self || pr->incarnation == 0)
+		return false;
+	if (pr->genesis && pr->match >= r->term_start)
+		return true;
+	return r->commit >= r->term_start && r->commit > pr->first_seen_last &&
+	       pr->match >= r->commit;
+}
+
+static void maybe_commit(struct raft *r)
+{
+	commit_by_count(r);
+	if (r->role != RAFT_LEADER)
+		return;
+	bool vouched = false;
+	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
+		struct progress *pr = &r->prs[i];
+		if (can_vouch(r, pr)) {
+			pr->voter = true;
+			r->promotions++;
+			vouched = true;
+		}
+	}
+	/* A new voter can only raise the count; vouching again needs a
+	 * higher match, which a later answer brings. */
+	if (vouched)
+		commit_by_count(r);
+}
+
+/* A member caught up but not yet vouched for, because nothing was
+ * committed since we first heard of it (an idle group): append a no-op,
+ * whose commit by the voters vouches for it (raft.h, "Voters", (b)). */
+static void maybe_certify(struct raft *r, const struct progress *pr)
+{
+	if (counts(r, pr) || pr->incarnation == 0 || r->transferee != 0 || r->u->n_entries != 0)
+		return;
+	if (pr->match < r->last_index || r->last_index > pr->first_seen_last)
+		return;
+	r->noop.term = r->term;
+	r->noop.data = NULL;
+	r->noop.len = 0;
+	r->noop.type = RAFT_ENTRY_NOOP;
+	log_append(r, &r->noop, 1);
+	bcast_append(r);
 }
 
 static void maybe_send_timeout_now(struct raft *r, struct progress *pr)
@@ -593,6 +707,14 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 		uint64_t rej = m->append_resp.rejected_index;
 		if (rej < pr->match || (pr->state == PR_PROBE && rej != pr->next - 1))
 			return; /* stale */
+		if (m->append_resp.last_index < pr->match) {
+			/* Its log ends below what it acknowledged: it lost
+			 * entries (a disk that lied). Repair from its end. */
+			r->member_resets++;
+			progress_restart(r, pr, m->append_resp.last_index);
+			send_append(r, pr, true);
+			return;
+		}
 		if (pr->state == PR_REPLICATE && m->append_resp.last_index < rej) {
 			handle_gap(r, pr, m->append_resp.last_index);
 			return;
@@ -621,6 +743,7 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 		pr->stall_ticks = 0;
 		maybe_commit(r);
 	}
+	maybe_certify(r, pr);
 	if (pr->state == PR_PROBE) {
 		if (last + 1 >= pr->next || match + 1 >= pr->next) {
 			pr->state = PR_REPLICATE;
@@ -649,6 +772,7 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 		pr->match = match;
 		maybe_commit(r);
 	}
+	maybe_certify(r, pr);
 	if (pr->state == PR_PROBE) {
 		pr->probe_sent = false;
 		send_append(r, pr, true);
@@ -804,6 +928,7 @@ static void handle_vote_resp(struct raft *r, const struct raft_message *m)
 		return;
 	pr->vote_responded = true;
 	pr->vote_granted = m->vote_resp.granted;
+	pr->vote_voter = m->voter || r->cfg.fixed_leader != 0;
 	tally_votes(r);
 }
 
@@ -867,12 +992,48 @@ static bool handle_term(struct raft *r, const struct raft_message *m)
 	return true;
 }
 
+/* Tracks the sender's incarnation. Returns false for a message of an older
+ * incarnation than one already heard (from before its store was replaced). */
+static bool note_incarnation(struct raft *r, struct progress *pr, const struct raft_message *m)
+{
+	if (m->incarnation < pr->incarnation) {
+		r->ignored_msgs++;
+		return false;
+	}
+	if (m->incarnation > pr->incarnation || !pr->heard) {
+		bool replaced = pr->heard;
+		pr->heard = true;
+		pr->incarnation = m->incarnation;
+		pr->first_seen_last = r->last_index;
+		pr->genesis = false;
+		if (replaced) {
+			pr->voter = false;
+			if (r->role == RAFT_LEADER) {
+				r->member_resets++;
+				progress_restart(r, pr, 0);
+			}
+		}
+	}
+	if (m->voter)
+		pr->voter = true;
+	return true;
+}
+
+/* Follower: the leader vouches for this incarnation (raft.h, "Voters"). */
+static void note_vouched(struct raft *r, const struct raft_message *m)
+{
+	if (!r->voter && m->peer_voter_inc != 0 && m->peer_voter_inc == r->incarnation)
+		r->voter = true;
+}
+
 static void handle_message(struct raft *r, const struct raft_message *m)
 {
 	if (!message_is_valid(r, m)) {
 		r->ignored_msgs++;
 		return;
 	}
+	if (!note_incarnation(r, progress_of(r, m->from), m))
+		return;
 	if (!handle_term(r, m))
 		return;
 	switch (m->type) {
@@ -894,6 +1055,7 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 		if (r->role != RAFT_FOLLOWER || r->leader != m->from)
 			become_follower(r, m->term, m->from);
 		r->election_elapsed = 0;
+		note_vouched(r, m);
 		if (m->type == RAFT_MSG_APPEND)
 			handle_append(r, m);
 		else
@@ -949,7 +1111,8 @@ static void maybe_transfer_to_preferred(struct raft *r)
 	if (p == 0 || p == r->cfg.self || r->transferee != 0 || r->preferred_backoff_ticks > 0)
 		return;
 	struct progress *pr = progress_of(r, p);
-	if (pr == NULL || !pr->active || !pr->want_lead || pr->state != PR_REPLICATE)
+	if (pr == NULL || !pr->active || !pr->want_lead || pr->state != PR_REPLICATE ||
+	    !counts(r, pr))
 		return;
 	/* Close enough: the transfer pauses proposals and tops it up. */
 	if (r->last_index - pr->match <= r->cfg.max_append_entries)
@@ -967,7 +1130,10 @@ static void tick_leader(struct raft *r)
 		uint32_t active = 0;
 		for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 			struct progress *pr = &r->prs[i];
-			if (pr->id == r->cfg.self || pr->active)
+			/* A member that does not count towards commit does not
+			 * keep a leader in office either, but for one that
+			 * granted our unanimous election and is catching up. */
+			if (pr->id == r->cfg.self || (pr->active && (counts(r, pr) || pr->genesis)))
 				active++;
 			pr->active = false;
 		}
@@ -1075,7 +1241,7 @@ static void fixed_boot(struct raft *r)
 	 * in the crash cannot clash with what it sends now. */
 	r->term = (r->term > r->last_term ? r->term : r->last_term) + 1;
 	r->vote = r->cfg.self;
-	become_leader(r);
+	become_leader(r, false);
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -1180,6 +1346,9 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 	r->rng = cfg->seed ^ ((uint64_t)cfg->self << 32);
 	r->term = r->confirmed_term = r->reported_term = boot->term;
 	r->vote = r->confirmed_vote = r->reported_vote = boot->vote;
+	r->incarnation = boot->incarnation;
+	r->voter = r->reported_voter = boot->voter;
+	r->prs[r->self_slot].incarnation = boot->incarnation;
 	r->first_index = boot->first_index;
 	r->last_index = boot->last_index;
 	r->last_term = boot->last_term;
@@ -1271,13 +1440,16 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 	RAFT_ASSERT(r->commit >= commit0);
 	RAFT_ASSERT(r->commit <= r->last_index);
 
-	if (r->term != r->reported_term || r->vote != r->reported_vote) {
+	if (r->term != r->reported_term || r->vote != r->reported_vote ||
+	    r->voter != r->reported_voter) {
 		u->hard_state_changed = true;
 		r->reported_term = r->term;
 		r->reported_vote = r->vote;
+		r->reported_voter = r->voter;
 	}
 	u->term = r->term;
 	u->vote = r->vote;
+	u->voter = r->voter;
 	if (r->term == r->confirmed_term && r->vote == r->confirmed_vote) {
 		u->msgs = r->out;
 		u->n_msgs = r->n_out;
@@ -1305,6 +1477,8 @@ void raft_get_status(const struct raft *r, struct raft_status *st)
 	st->last_term = r->last_term;
 	st->commit_index = r->commit;
 	st->durable_index = r->durable;
+	st->incarnation = r->incarnation;
+	st->voter = r->voter;
 	st->transferee = r->transferee;
 	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 		const struct progress *pr = &r->prs[i];
@@ -1316,11 +1490,15 @@ void raft_get_status(const struct raft *r, struct raft_status *st)
 		ps->next_index = pr->next;
 		ps->replicating = pr->state == PR_REPLICATE;
 		ps->active = pr->active;
+		ps->voter = counts(r, pr);
+		ps->incarnation = pr->incarnation;
 	}
 	st->elections = r->elections;
 	st->leader_changes = r->leader_changes;
 	st->dropped_msgs = r->dropped_msgs;
 	st->ignored_msgs = r->ignored_msgs;
+	st->member_resets = r->member_resets;
+	st->promotions = r->promotions;
 }
 
 uint32_t raft_ticks_until_due(const struct raft *r)

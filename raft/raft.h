@@ -33,7 +33,11 @@
  *  - commit: highest index durable on a majority whose entry is of the
  *    current term; the local member counts only what storage reported
  *    durable;
- *  - leadership transfer (on request and towards preferred_id).
+ *  - leadership transfer (on request and towards preferred_id);
+ *  - members whose store was lost or replaced (a new incarnation) are
+ *    repaired from the leader and do not vote or count towards commit until
+ *    a leader vouches that they hold every committed entry (see "Voters"
+ *    below and docs/ARCHITECTURE.md, "A member that lost its disk").
  *
  * Limits: at most RAFT_MAX_MEMBERS members per group; every queue is bounded
  * (see struct raft_config), and drops are counted in struct raft_status.
@@ -90,11 +94,39 @@ enum raft_msg_type {
 	RAFT_MSG_TYPE_MAX = RAFT_MSG_TIMEOUT_NOW,
 };
 
+/*
+ * Voters. Raft's safety assumes a member never forgets its vote or an entry
+ * it acknowledged. A store made afresh (a new disk, a wiped directory, the
+ * memory store at every start) has forgotten both, so each store carries an
+ * incarnation, drawn when it is created and larger than any earlier one of
+ * the same member (raft_boot.incarnation), and a durable `voter` flag that a
+ * new store starts without. A member that is not a voter:
+ *  - grants votes as usual, but a candidate counts such a grant only when
+ *    every member of the group granted (a unanimous election);
+ *  - does not count towards commit, nor towards the leader's check-quorum;
+ *  - becomes a voter when a leader vouches for it (peer_voter_inc in an
+ *    append or heartbeat): the leader does so once the member durably holds
+ *    (a) the leader's log up to its term's first entry, when the leader won
+ *    a unanimous election that this incarnation took part in, or (b) the
+ *    leader's commit index, once that index is of the leader's term and was
+ *    counted by voters after the leader first heard of this incarnation.
+ * A leader that hears a new incarnation of a member (or a log shorter than
+ * the member acknowledged) forgets what it knew of it and repairs it from
+ * the start. With incarnation 0 everywhere and voter set at boot, the core
+ * behaves as plain Raft.
+ */
 struct raft_message {
 	uint8_t type; /* enum raft_msg_type */
 	raft_id from;
 	raft_id to;
 	uint64_t term;
+	/* Every message: the sender's incarnation (0: none) and whether it is
+	 * a voter. */
+	uint64_t incarnation;
+	bool voter;
+	/* RAFT_MSG_APPEND and RAFT_MSG_HEARTBEAT: the recipient's incarnation
+	 * that the leader counts as a voter (0: none). */
+	uint64_t peer_voter_inc;
 	union {
 		/* RAFT_MSG_PREVOTE, RAFT_MSG_VOTE. `term` is the term the
 		 * candidate would take (pre-vote) or has taken (vote). */
@@ -194,6 +226,8 @@ struct raft_boot {
 	uint64_t last_index;  /* 0: empty log */
 	uint64_t last_term;
 	uint64_t commit;      /* checkpoint; <= last_index */
+	uint64_t incarnation; /* the store's (0: none); see "Voters" */
+	bool voter;           /* durable flag; false for a store made afresh */
 };
 
 enum raft_event_type {
@@ -236,10 +270,13 @@ struct raft_event {
 /* The outcome of one step. Valid until the next raft_step() on the same
  * core; pointers in it borrow from the core or from the event. */
 struct raft_update {
-	/* Hard state: persist before step RAFT_EV_STATE_PERSISTED. */
+	/* Hard state: persist before step RAFT_EV_STATE_PERSISTED. `voter`
+	 * is persisted with it; messages wait for (term, vote) only, since a
+	 * voter's claim rests on its log, which survives with the store. */
 	bool hard_state_changed;
 	uint64_t term;
 	raft_id vote;
+	bool voter;
 
 	/* Log changes, in order: truncate, then append. */
 	bool truncate;
@@ -276,6 +313,8 @@ struct raft_peer_status {
 	uint64_t next_index;
 	bool replicating; /* false: probing */
 	bool active;      /* heard from within the last election timeout */
+	bool voter;       /* counts towards commit (leader's view) */
+	uint64_t incarnation; /* last heard (0: none) */
 };
 
 struct raft_status {
@@ -289,6 +328,8 @@ struct raft_status {
 	uint64_t last_term;
 	uint64_t commit_index;
 	uint64_t durable_index;
+	uint64_t incarnation;
+	bool voter;
 	raft_id transferee; /* 0: no transfer in progress */
 	uint32_t n_peers;
 	struct raft_peer_status peers[RAFT_MAX_MEMBERS];
@@ -297,6 +338,9 @@ struct raft_status {
 	uint64_t leader_changes; /* times leader_id moved to a non-zero id */
 	uint64_t dropped_msgs;   /* outbox overflow */
 	uint64_t ignored_msgs;   /* from non-members, malformed, or stale */
+	uint64_t member_resets;  /* leader: a member came back with a new
+	                          * incarnation or a shorter log than it acked */
+	uint64_t promotions;     /* leader: members vouched for as voters */
 };
 
 struct raft;

@@ -535,7 +535,7 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		a->dirty = true;
 	struct dl_errctx err = {{0}};
 	if (u->hard_state_changed) {
-		int rc = sto_save_state(a->store, u->term, u->vote, &err);
+		int rc = sto_save_hard_state(a->store, u->term, u->vote, u->voter, &err);
 		if (rc != 0) {
 			actor_fail(a, rc, "saving term and vote", err.msg);
 			return;
@@ -783,6 +783,7 @@ static void fill_meta(struct rt_actor *a, const struct rt_member_status *st,
 	gm->last_index = st->last_index;
 	gm->commit_index = st->commit_index;
 	gm->durable_index = st->durable_index;
+	gm->voter = st->voter;
 	gm->n_members = a->cfg.n_peers;
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
 		struct tp_member_meta *mm = &gm->members[i];
@@ -912,6 +913,10 @@ static void publish(struct rt_actor *a)
 	st->elections = rs.elections;
 	st->leader_changes = rs.leader_changes;
 	st->failed = a->failed;
+	st->voter = rs.voter;
+	st->incarnation = rs.incarnation;
+	st->member_resets = rs.member_resets;
+	st->promotions = rs.promotions;
 	st->n_peers = rs.n_peers;
 	for (uint32_t i = 0; i < rs.n_peers; i++) {
 		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rid_name(a, rs.peers[i].id));
@@ -1172,7 +1177,18 @@ static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struc
 				 .last_index = info.last_index,
 				 .last_term = info.last_term,
 				 .commit = sto_recovered_commit(a->store)};
-	sto_get_state(a->store, &boot.term, &boot.vote);
+	struct sto_hard hard;
+	bool afresh;
+	sto_get_hard_state(a->store, &hard, &afresh);
+	boot.term = hard.term;
+	boot.vote = hard.vote;
+	boot.voter = hard.voter;
+	boot.incarnation = hard.incarnation;
+	if (afresh)
+		dl_log(DL_LOG_INFO, mc->group, mc->self_id,
+		       "store made afresh (incarnation %llx): not a voter until a leader "
+		       "vouches for it",
+		       (unsigned long long)hard.incarnation);
 	if (boot.commit > boot.last_index)
 		boot.commit = boot.last_index;
 	a->commit = a->applied = boot.commit;

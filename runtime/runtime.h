@@ -111,6 +111,11 @@ struct rt_member_status {
 	uint64_t committed_bytes;  /* bodies of client appends committed and acknowledged as leader */
 	uint64_t elections, leader_changes;
 	bool failed; /* stopped by a storage error; see the log */
+	/* raft/raft.h, "Voters": false while a store made afresh waits for a
+	 * leader to vouch for it; member_resets and promotions as leader. */
+	bool voter;
+	uint64_t incarnation;
+	uint64_t member_resets, promotions;
 	uint32_t n_peers;
 	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
 };

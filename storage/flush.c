@@ -44,6 +44,7 @@ struct fl_item {
 	bool state;
 	uint64_t st_term;
 	uint32_t st_vote;
+	bool st_voter;
 	bool leaving;
 	bool ckpt_ok; /* data and index synced together: the checkpoint may move */
 	bool done;    /* completed */
@@ -192,6 +193,7 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 	it->state = s->state_pend;
 	it->st_term = s->state_term;
 	it->st_vote = s->state_vote;
+	it->st_voter = s->state_voter;
 	s->state_busy = s->state_pend;
 	s->state_pend = false;
 	it->leaving = s->leaving;
@@ -436,7 +438,7 @@ static void run_pass(struct sto_flusher *fl, struct fl_item *items, size_t n)
 		struct fl_item *it = &items[i];
 		if (!it->state || it->err != DL_OK)
 			continue;
-		if (it->s->impl->persist_state(it->s, it->st_term, it->st_vote) != 0)
+		if (it->s->impl->persist_state(it->s, it->st_term, it->st_vote, it->st_voter) != 0)
 			it->err = DL_EIO;
 		if (fl != NULL)
 			atomic_fetch_add_explicit(&fl->state_syncs, 1, memory_order_relaxed);

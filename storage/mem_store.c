@@ -223,11 +223,12 @@ static int mem_clean(struct sto *s, uint64_t allowed, struct sto_clean_result *r
 	return DL_OK;
 }
 
-static int mem_persist_state(struct sto *s, uint64_t term, uint32_t vote)
+static int mem_persist_state(struct sto *s, uint64_t term, uint32_t vote, bool voter)
 {
 	(void)s;
 	(void)term;
 	(void)vote;
+	(void)voter;
 	return 0;
 }
 
@@ -307,6 +308,9 @@ int sto_mem_open(const struct sto_config *cfg, struct sto_flusher *fl, struct st
 		return rc;
 	}
 	m->first = 1;
+	/* Nothing survives a restart: every open makes the store afresh. */
+	m->base.incarnation = sto_new_incarnation();
+	m->base.made_afresh = true;
 	rc = sto_attach(&m->base, fl, err);
 	if (rc != DL_OK) {
 		mem_free(m);

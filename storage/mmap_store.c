@@ -1074,9 +1074,11 @@ static int m_clean(struct sto *s, uint64_t allowed, struct sto_clean_result *res
 
 /* --------------------------------------------------- state, info, close */
 
-static int m_persist_state(struct sto *s, uint64_t term, uint32_t vote)
+static int m_persist_state(struct sto *s, uint64_t term, uint32_t vote, bool voter)
 {
-	return sto_state_store(s->dir, term, vote);
+	struct sto_hard h = {
+	        .term = term, .vote = vote, .voter = voter, .incarnation = s->incarnation};
+	return sto_state_store(s->dir, &h);
 }
 
 static void m_write_checkpoint(struct sto *s, uint64_t commit)
@@ -1205,9 +1207,23 @@ static int open_meta(struct msto *m, struct dl_errctx *err)
 {
 	struct sto *s = &m->base;
 	bool found;
-	int rc = sto_state_load(s->dir, &found, &s->st_term, &s->st_vote, err);
+	struct sto_hard h;
+	int rc = sto_state_load(s->dir, &found, &h, err);
 	if (rc != DL_OK)
 		return rc;
+	if (found) {
+		s->st_term = h.term;
+		s->st_vote = h.vote;
+		s->st_voter = h.voter;
+		s->incarnation = h.incarnation;
+	} else {
+		/* No state file: a new store, or one that never took part
+		 * (every message a member sends waits for its state file).
+		 * Either way it holds nothing it acknowledged: a new
+		 * incarnation, not a voter (raft/raft.h, "Voters"). */
+		s->incarnation = sto_new_incarnation();
+		s->made_afresh = true;
+	}
 	char path[STO_PATH_MAX];
 	snprintf(path, sizeof(path), "%s/checkpoint", s->dir);
 	m->ckpt_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -1,5 +1,6 @@
 /*
- * state.c - the state file (current term, voted-for), replaced atomically,
+ * state.c - the state file (current term, voted-for, voter flag, incarnation),
+ * replaced atomically,
  * and the checkpoint file (committed index) in two alternating slots.
  * Formats in docs/STORAGE.md. No state of its own: the caller's thread
  * (the flush thread for writes, the owner thread at open).
@@ -12,14 +13,43 @@
 
 #include "storage/sto_internal.h"
 
-static void state_encode(uint8_t out[STO_STATE_BYTES], uint64_t term, uint32_t vote)
+/* Version 2, 48 bytes (docs/STORAGE.md, "State file"). */
+static void state_encode(uint8_t out[STO_STATE_V2_BYTES], const struct sto_hard *h)
 {
-	memset(out, 0, STO_STATE_BYTES);
+	memset(out, 0, STO_STATE_V2_BYTES);
 	sto_put32(out + 0, STO_STATE_MAGIC);
-	sto_put32(out + 4, STO_FORMAT_VERSION);
-	sto_put64(out + 8, term);
-	sto_put32(out + 16, vote);
-	sto_put32(out + 28, sto_crc32c(out, 28));
+	sto_put32(out + 4, STO_STATE_VERSION);
+	sto_put64(out + 8, h->term);
+	sto_put32(out + 16, h->vote);
+	sto_put32(out + 20, h->voter ? 1u : 0u);
+	sto_put64(out + 24, h->incarnation);
+	sto_put32(out + 44, sto_crc32c(out, 44));
+}
+
+/* Version 1 (32 bytes: term, vote) from before incarnations: a store that
+ * has taken part all along, so a voter, incarnation 0. */
+static int state_decode(const uint8_t *buf, ssize_t k, const char *path, struct sto_hard *h,
+                        struct dl_errctx *err)
+{
+	if (k >= (ssize_t)STO_STATE_BYTES && sto_get32(buf) == STO_STATE_MAGIC &&
+	    sto_get32(buf + 4) == 1u && sto_get32(buf + 28) == sto_crc32c(buf, 28)) {
+		*h = (struct sto_hard){.term = sto_get64(buf + 8), .vote = sto_get32(buf + 16),
+		                       .voter = true};
+		return DL_OK;
+	}
+	if (k < (ssize_t)STO_STATE_V2_BYTES)
+		return dl_errf(err, DL_ECORRUPT, "state file %s: short (%zd bytes) at offset 0",
+		               path, k);
+	if (sto_get32(buf) != STO_STATE_MAGIC || sto_get32(buf + 4) != STO_STATE_VERSION ||
+	    sto_get32(buf + 44) != sto_crc32c(buf, 44) || (sto_get32(buf + 20) & ~1u) != 0)
+		return dl_errf(err, DL_ECORRUPT,
+		               "state file %s: bad magic, version, flags or checksum at offset 0",
+		               path);
+	*h = (struct sto_hard){.term = sto_get64(buf + 8),
+	                       .vote = sto_get32(buf + 16),
+	                       .voter = (sto_get32(buf + 20) & 1u) != 0,
+	                       .incarnation = sto_get64(buf + 24)};
+	return DL_OK;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
@@ -42,14 +72,14 @@ static int write_all(int fd, const uint8_t *p, size_t n, off_t off)
  * directory: after a crash at any point the file named `state` is the old
  * one or the new one, whole (rename is atomic; the data is synced before
  * the name points at it). Returns 0 or an errno. */
-int sto_state_store(const char *dir, uint64_t term, uint32_t vote)
+int sto_state_store(const char *dir, const struct sto_hard *h)
 {
 	char tmp[STO_PATH_MAX], path[STO_PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir) >= (int)sizeof(tmp) ||
 	    snprintf(path, sizeof(path), "%s/state", dir) >= (int)sizeof(path))
 		return ENAMETOOLONG;
-	uint8_t buf[STO_STATE_BYTES];
-	state_encode(buf, term, vote);
+	uint8_t buf[STO_STATE_V2_BYTES];
+	state_encode(buf, h);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return errno;
@@ -66,13 +96,11 @@ int sto_state_store(const char *dir, uint64_t term, uint32_t vote)
 	return rc;
 }
 
-int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
-                   struct dl_errctx *err)
+int sto_state_load(const char *dir, bool *found, struct sto_hard *out, struct dl_errctx *err)
 {
 	char tmp[STO_PATH_MAX], path[STO_PATH_MAX];
 	*found = false;
-	*term = 0;
-	*vote = 0;
+	memset(out, 0, sizeof(*out));
 	if (snprintf(tmp, sizeof(tmp), "%s/state.tmp", dir) >= (int)sizeof(tmp) ||
 	    snprintf(path, sizeof(path), "%s/state", dir) >= (int)sizeof(path))
 		return dl_errf(err, DL_EINVAL, "path too long: %s", dir);
@@ -86,22 +114,16 @@ int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
 			return DL_OK;
 		return dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
 	}
-	uint8_t buf[STO_STATE_BYTES];
+	uint8_t buf[STO_STATE_V2_BYTES];
 	ssize_t k = pread(fd, buf, sizeof(buf), 0);
 	int e = errno;
 	close(fd);
 	if (k < 0)
 		return dl_errf(err, DL_EIO, "read %s: %s", path, strerror(e));
-	if ((size_t)k < sizeof(buf))
-		return dl_errf(err, DL_ECORRUPT, "state file %s: short (%zd bytes) at offset 0",
-		               path, k);
-	if (sto_get32(buf) != STO_STATE_MAGIC || sto_get32(buf + 4) != STO_FORMAT_VERSION ||
-	    sto_get32(buf + 28) != sto_crc32c(buf, 28))
-		return dl_errf(err, DL_ECORRUPT,
-		               "state file %s: bad magic, version or checksum at offset 0", path);
+	int rc = state_decode(buf, k, path, out, err);
+	if (rc != DL_OK)
+		return rc;
 	*found = true;
-	*term = sto_get64(buf + 8);
-	*vote = sto_get32(buf + 16);
 	return DL_OK;
 }
 

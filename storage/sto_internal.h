@@ -42,7 +42,9 @@ _Noreturn void sto_assert_fail(const char *file, int line, const char *expr);
 #define STO_FLAG_SEG_END      0x0001u     /* end-of-segment marker: continue in the next file */
 #define STO_STATE_MAGIC       0x54534c44u /* "DLST" */
 #define STO_CKPT_MAGIC        0x4b434c44u /* "DLCK" */
-#define STO_STATE_BYTES       32u
+#define STO_STATE_BYTES       32u /* version 1: no incarnation, a voter */
+#define STO_STATE_V2_BYTES    48u
+#define STO_STATE_VERSION     2u
 #define STO_CKPT_SLOT_BYTES   32u
 #define STO_CKPT_SLOT1_OFFSET 4096u /* slot 0 at 0; separate pages */
 #define STO_SEG_NAME_DIGITS   20
@@ -155,7 +157,7 @@ void sto_file_unref(struct sto_file *f); /* unmaps and closes on the last refere
  * owner thread for a store without a flusher). */
 struct sto_impl {
 	/* Replace the state file atomically and sync it. */
-	int (*persist_state)(struct sto *s, uint64_t term, uint32_t vote);
+	int (*persist_state)(struct sto *s, uint64_t term, uint32_t vote, bool voter);
 	/* Record `commit` in the checkpoint (no sync needed: see STORAGE.md). */
 	void (*write_checkpoint)(struct sto *s, uint64_t commit);
 };
@@ -190,6 +192,7 @@ struct sto {
 	bool state_pend;
 	uint64_t state_term;
 	uint32_t state_vote;
+	bool state_voter;
 	uint64_t commit;
 	uint64_t ckpt_written;                /* last checkpoint value written */
 	uint64_t synced_index, synced_term;   /* on disk */
@@ -199,8 +202,11 @@ struct sto {
 	int io_err;
 
 	/* owner thread */
-	uint64_t st_term; /* last (term, vote) given or recovered */
+	uint64_t st_term; /* last (term, vote, voter) given or recovered */
 	uint32_t st_vote;
+	bool st_voter;
+	uint64_t incarnation; /* drawn when the store was made; fixed */
+	bool made_afresh;     /* no state file found at open */
 	uint64_t recovered_commit;
 
 	/* flusher */
@@ -279,9 +285,14 @@ int sto_list_segments(const char *dir, uint64_t **bases, size_t *n, struct dl_er
 uint64_t sto_path_blocks_bytes(const char *path);
 
 /* State file and checkpoint (state.c). */
-int sto_state_load(const char *dir, bool *found, uint64_t *term, uint32_t *vote,
+/* A new incarnation: wall-clock milliseconds in the high bits, random low
+ * bits, never 0; larger than any drawn earlier on a clock that moved on. */
+uint64_t sto_new_incarnation(void);
+/* The state file: (term, vote, voter, incarnation). A version-1 file
+ * (no incarnation) loads as incarnation 0, a voter. */
+int sto_state_load(const char *dir, bool *found, struct sto_hard *out,
                    struct dl_errctx *err);
-int sto_state_store(const char *dir, uint64_t term, uint32_t vote);
+int sto_state_store(const char *dir, const struct sto_hard *h);
 int sto_ckpt_load(int fd, uint64_t *seq, uint64_t *commit);
 int sto_ckpt_write(int fd, uint64_t seq, uint64_t commit);
 

@@ -86,6 +86,17 @@ struct sto_durable {
 };
 
 typedef void (*sto_durable_fn)(void *ctx, const struct sto_durable *d);
+
+/* A member's hard state as the state file holds it (raft/raft.h,
+ * "Voters"): the incarnation is drawn when the store is made (no state
+ * file at open: a new disk, a wiped directory, the memory store at every
+ * open) and never changes; `voter` starts false in a store made afresh. */
+struct sto_hard {
+	uint64_t term;
+	uint32_t vote;
+	bool voter;
+	uint64_t incarnation;
+};
 /* Wall clock in milliseconds since the epoch (segment ages). */
 typedef uint64_t (*sto_clock_fn)(void *ctx);
 /* Fraction of the disk holding `path` that is in use, in [0, 1]. Returns
@@ -280,6 +291,12 @@ void sto_durable(const struct sto *s, uint64_t *index, uint64_t *term);
 void sto_set_commit(struct sto *s, uint64_t commit);
 int sto_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl_errctx *err);
 void sto_get_state(const struct sto *s, uint64_t *term, uint32_t *vote);
+/* The same with the voter flag (sto_save_state() keeps the flag as it
+ * is); get also tells the incarnation and whether the store was made
+ * afresh at this open. Owner thread. */
+int sto_save_hard_state(struct sto *s, uint64_t term, uint32_t vote, bool voter,
+                        struct dl_errctx *err);
+void sto_get_hard_state(const struct sto *s, struct sto_hard *out, bool *made_afresh);
 uint64_t sto_recovered_commit(const struct sto *s);
 int sto_sync(struct sto *s, struct dl_errctx *err);
 int sto_clean(struct sto *s, uint64_t allowed_index, struct sto_clean_result *res,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -282,6 +283,7 @@ int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl
 	s->state_pend = true;
 	s->state_term = term;
 	s->state_vote = vote;
+	s->state_voter = s->st_voter;
 	sto_publish(s, false, 0, 0);
 	if (s->fl == NULL) {
 		sto_flush_pass_inline(s);
@@ -496,6 +498,39 @@ void sto_set_commit(struct sto *s, uint64_t commit)
 int sto_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl_errctx *err)
 {
 	return s->ops->save_state(s, term, vote, err);
+}
+
+int sto_save_hard_state(struct sto *s, uint64_t term, uint32_t vote, bool voter,
+                        struct dl_errctx *err)
+{
+	bool was = s->st_voter;
+	s->st_voter = voter;
+	int rc = s->ops->save_state(s, term, vote, err);
+	if (rc != DL_OK)
+		s->st_voter = was;
+	return rc;
+}
+
+void sto_get_hard_state(const struct sto *s, struct sto_hard *out, bool *made_afresh)
+{
+	*out = (struct sto_hard){.term = s->st_term,
+	                         .vote = s->st_vote,
+	                         .voter = s->st_voter,
+	                         .incarnation = s->incarnation};
+	if (made_afresh != NULL)
+		*made_afresh = s->made_afresh;
+}
+
+uint64_t sto_new_incarnation(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	uint16_t rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		rnd = (uint16_t)ts.tv_nsec;
+	uint64_t inc = (ms << 16) | rnd;
+	return inc != 0 ? inc : 1;
 }
 
 void sto_get_state(const struct sto *s, uint64_t *term, uint32_t *vote)

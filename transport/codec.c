@@ -346,17 +346,30 @@ int tp_frame_next(const uint8_t *buf, size_t len, size_t *off, struct tp_hdr *h)
 
 /* ---- body decoders ------------------------------------------------------- */
 
+/* Every Raft message ends with the sender's incarnation and voter flag and
+ * the recipient's incarnation that the sender counts as a voter
+ * (raft/raft.h, "Voters"). */
+#define RAFT_COMMON_FIELDS 3u
+
+static int rd_raft_common(struct rd *r, struct raft_message *m)
+{
+	return rd_uint(r, &m->incarnation) || rd_bool(r, &m->voter) ||
+	       rd_uint(r, &m->peer_voter_inc);
+}
+
 static int rd_raft_append(struct rd *r, struct raft_message *m, struct raft_entry *entries,
 			  uint32_t max_entries)
 {
 	uint32_t n = 0;
-	if (rd_array_n(r, 5) != 0 || rd_uint(r, &m->term) != 0 ||
+	if (rd_array_n(r, 5 + RAFT_COMMON_FIELDS) != 0 || rd_uint(r, &m->term) != 0 ||
 	    rd_uint(r, &m->append.prev_index) != 0 || rd_uint(r, &m->append.prev_term) != 0 ||
 	    rd_uint(r, &m->append.commit) != 0)
 		return DL_EPROTO;
 	int rc = rd_entries(r, true, entries, max_entries, &n);
 	if (rc != 0)
 		return rc;
+	if (rd_raft_common(r, m) != 0)
+		return DL_EPROTO;
 	if (m->append.prev_index > UINT64_MAX - n)
 		return DL_EPROTO; /* the last index would not fit */
 	m->append.n_entries = n;
@@ -371,17 +384,19 @@ static int rd_raft_body(struct rd *r, struct raft_message *m, struct raft_entry 
 	switch (m->type) {
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
-		bad = rd_array_n(r, 4) || rd_uint(r, &m->term) || rd_uint(r, &m->vote.last_index) ||
-		      rd_uint(r, &m->vote.last_term) || rd_bool(r, &m->vote.transfer);
+		bad = rd_array_n(r, 4 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term) ||
+		      rd_uint(r, &m->vote.last_index) || rd_uint(r, &m->vote.last_term) ||
+		      rd_bool(r, &m->vote.transfer);
 		break;
 	case RAFT_MSG_PREVOTE_RESP:
 	case RAFT_MSG_VOTE_RESP:
-		bad = rd_array_n(r, 2) || rd_uint(r, &m->term) || rd_bool(r, &m->vote_resp.granted);
+		bad = rd_array_n(r, 2 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term) ||
+		      rd_bool(r, &m->vote_resp.granted);
 		break;
 	case RAFT_MSG_APPEND:
 		return rd_raft_append(r, m, entries, max_entries);
 	case RAFT_MSG_APPEND_RESP:
-		bad = rd_array_n(r, 7) || rd_uint(r, &m->term) ||
+		bad = rd_array_n(r, 7 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term) ||
 		      rd_bool(r, &m->append_resp.reject) ||
 		      rd_uint(r, &m->append_resp.match_index) ||
 		      rd_uint(r, &m->append_resp.last_index) ||
@@ -390,20 +405,21 @@ static int rd_raft_body(struct rd *r, struct raft_message *m, struct raft_entry 
 		      rd_uint(r, &m->append_resp.hint_term);
 		break;
 	case RAFT_MSG_HEARTBEAT:
-		bad = rd_array_n(r, 2) || rd_uint(r, &m->term) || rd_uint(r, &m->heartbeat.commit);
+		bad = rd_array_n(r, 2 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term) ||
+		      rd_uint(r, &m->heartbeat.commit);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
-		bad = rd_array_n(r, 3) || rd_uint(r, &m->term) ||
+		bad = rd_array_n(r, 3 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term) ||
 		      rd_uint(r, &m->heartbeat_resp.match_index) ||
 		      rd_bool(r, &m->heartbeat_resp.want_lead);
 		break;
 	case RAFT_MSG_TIMEOUT_NOW:
-		bad = rd_array_n(r, 1) || rd_uint(r, &m->term);
+		bad = rd_array_n(r, 1 + RAFT_COMMON_FIELDS) || rd_uint(r, &m->term);
 		break;
 	default:
 		return DL_EINVAL;
 	}
-	return bad ? DL_EPROTO : 0;
+	return bad || rd_raft_common(r, m) ? DL_EPROTO : 0;
 }
 
 int tp_decode_raft(const struct tp_hdr *h, struct raft_message *m, struct raft_entry *entries,
@@ -526,12 +542,12 @@ static int rd_member(struct rd *r, struct tp_member_meta *mm)
 }
 
 /* [group, self, leader, leader_addr, role, term, first_index, last_index,
- *  commit_index, durable_index, [member, ...]] */
+ *  commit_index, durable_index, [member, ...], voter] */
 static int rd_group(struct rd *r, struct tp_group_meta *g)
 {
 	uint64_t role;
 	uint32_t n;
-	if (rd_array_n(r, 11) != 0 || rd_name(r, false, g->group) != 0 ||
+	if (rd_array_n(r, 12) != 0 || rd_name(r, false, g->group) != 0 ||
 	    rd_name(r, false, g->self) != 0 || rd_name(r, true, g->leader) != 0 ||
 	    rd_addr(r, g->leader_addr) != 0 || rd_uint_max(r, RAFT_LEADER, &role) != 0 ||
 	    rd_uint(r, &g->term) != 0 || rd_uint(r, &g->first_index) != 0 ||
@@ -544,7 +560,7 @@ static int rd_group(struct rd *r, struct tp_group_meta *g)
 		if (rd_member(r, &g->members[i]) != 0)
 			return DL_EPROTO;
 	}
-	return 0;
+	return rd_bool(r, &g->voter) != 0 ? DL_EPROTO : 0;
 }
 
 int tp_decode_metadata_resp(const struct tp_hdr *h, size_t *cursor, struct tp_group_meta *g)
@@ -893,7 +909,7 @@ static void enc_raft_append(struct enc *e, const struct raft_message *m, tp_entr
 			    void *ctx)
 {
 	uint32_t n = m->append.n_entries;
-	msgpack_pack_array(&e->pk, 5);
+	msgpack_pack_array(&e->pk, 5 + RAFT_COMMON_FIELDS);
 	enc_uint(e, m->term);
 	enc_uint(e, m->append.prev_index);
 	enc_uint(e, m->append.prev_term);
@@ -914,6 +930,13 @@ static void enc_raft_append(struct enc *e, const struct raft_message *m, tp_entr
 	}
 }
 
+static void enc_raft_common(struct enc *e, const struct raft_message *m)
+{
+	enc_uint(e, m->incarnation);
+	enc_bool(e, m->voter);
+	enc_uint(e, m->peer_voter_inc);
+}
+
 static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_reader read,
 			  void *ctx)
 {
@@ -921,7 +944,7 @@ static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_
 	switch (m->type) {
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
-		msgpack_pack_array(pk, 4);
+		msgpack_pack_array(pk, 4 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		enc_uint(e, m->vote.last_index);
 		enc_uint(e, m->vote.last_term);
@@ -929,7 +952,7 @@ static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_
 		break;
 	case RAFT_MSG_PREVOTE_RESP:
 	case RAFT_MSG_VOTE_RESP:
-		msgpack_pack_array(pk, 2);
+		msgpack_pack_array(pk, 2 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		enc_bool(e, m->vote_resp.granted);
 		break;
@@ -937,7 +960,7 @@ static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_
 		enc_raft_append(e, m, read, ctx);
 		break;
 	case RAFT_MSG_APPEND_RESP:
-		msgpack_pack_array(pk, 7);
+		msgpack_pack_array(pk, 7 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		enc_bool(e, m->append_resp.reject);
 		enc_uint(e, m->append_resp.match_index);
@@ -947,18 +970,18 @@ static void enc_raft_body(struct enc *e, const struct raft_message *m, tp_entry_
 		enc_uint(e, m->append_resp.hint_term);
 		break;
 	case RAFT_MSG_HEARTBEAT:
-		msgpack_pack_array(pk, 2);
+		msgpack_pack_array(pk, 2 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		enc_uint(e, m->heartbeat.commit);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
-		msgpack_pack_array(pk, 3);
+		msgpack_pack_array(pk, 3 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		enc_uint(e, m->heartbeat_resp.match_index);
 		enc_bool(e, m->heartbeat_resp.want_lead);
 		break;
 	case RAFT_MSG_TIMEOUT_NOW:
-		msgpack_pack_array(pk, 1);
+		msgpack_pack_array(pk, 1 + RAFT_COMMON_FIELDS);
 		enc_uint(e, m->term);
 		break;
 	default:
@@ -985,6 +1008,7 @@ int tp_fb_add_raft(struct tp_fb *fb, const struct tp_addr *a, const struct raft_
 	if (rc != 0)
 		return rc;
 	enc_raft_body(&e, m, read, read_ctx);
+	enc_raft_common(&e, m);
 	return enc_end(&e);
 }
 
@@ -1118,7 +1142,7 @@ static bool group_meta_ok(const struct tp_group_meta *g)
 
 static void enc_group_meta(struct enc *e, const struct tp_group_meta *g)
 {
-	msgpack_pack_array(&e->pk, 11);
+	msgpack_pack_array(&e->pk, 12);
 	enc_str(e, g->group, strlen(g->group));
 	enc_str(e, g->self, strlen(g->self));
 	enc_str(e, g->leader, strlen(g->leader));
@@ -1138,6 +1162,7 @@ static void enc_group_meta(struct enc *e, const struct tp_group_meta *g)
 		enc_uint(e, mm->role);
 		enc_uint(e, mm->match_index);
 	}
+	enc_bool(e, g->voter);
 }
 
 int tp_fb_add_metadata_resp(struct tp_fb *fb, const struct tp_addr *a,

@@ -127,6 +127,7 @@ struct tp_group_meta {
 	char leader_addr[TP_ADDR_MAX + 1];
 	uint8_t role;
 	uint64_t term, first_index, last_index, commit_index, durable_index;
+	bool voter; /* the answering member (raft/raft.h, "Voters") */
 	uint32_t n_members;
 	struct tp_member_meta members[RAFT_MAX_MEMBERS];
 };

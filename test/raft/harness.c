@@ -121,8 +121,11 @@ void h_init(struct h_cluster *c, uint32_t n)
 	c->cfg.max_inflight_bytes = 1ull << 26;
 	c->cfg.max_outbox = 4096;
 	c->cfg.seed = 1;
-	for (raft_id id = 1; id <= n; id++)
+	for (raft_id id = 1; id <= n; id++) {
 		c->nodes[id].id = id;
+		c->nodes[id].dur_voter = c->nodes[id].hs_voter = true;
+	}
+	c->next_incarnation = 1000;
 }
 
 struct h_node *h_node(struct h_cluster *c, raft_id id)
@@ -179,11 +182,14 @@ static void boot_node(struct h_node *n)
 	        .last_index = n->log.last,
 	        .last_term = n->log.last ? n->log.e[n->log.last - 1].term : 0,
 	        .commit = n->commit < n->log.last ? n->commit : n->log.last,
+	        .incarnation = n->incarnation,
+	        .voter = n->dur_voter,
 	};
 	n->commit = boot.commit;
 	n->applied = boot.commit;
 	n->hs_term = n->dur_term;
 	n->hs_vote = n->dur_vote;
+	n->hs_voter = n->dur_voter;
 	n->hs_dirty = false;
 	int rc = raft_new(&n->cfg, &h_ops, n, &boot, &n->r);
 	cr_assert_eq(rc, RAFT_OK, "raft_new of member %u failed: %d", n->id, rc);
@@ -355,6 +361,7 @@ static void carry_out(struct h_cluster *c, struct h_node *n, const struct raft_u
 		          (unsigned long long)n->hs_term, (unsigned long long)u->term);
 		n->hs_term = u->term;
 		n->hs_vote = u->vote;
+		n->hs_voter = u->voter;
 		n->hs_dirty = true;
 		n->hs_changes++;
 	}
@@ -435,6 +442,7 @@ static void persist_state(struct h_cluster *c, struct h_node *n)
 	struct raft_update u;
 	n->dur_term = n->hs_term;
 	n->dur_vote = n->hs_vote;
+	n->dur_voter = n->hs_voter;
 	n->hs_dirty = false;
 	struct raft_event ev = {.type = RAFT_EV_STATE_PERSISTED};
 	ev.state.term = n->dur_term;
@@ -603,6 +611,47 @@ void h_restart(struct h_cluster *c, raft_id id)
 {
 	struct h_node *n = h_node(c, id);
 	boot_node(n);
+}
+
+void h_fresh(struct h_cluster *c)
+{
+	cr_assert(!c->started);
+	for (raft_id id = 1; id <= c->n; id++) {
+		struct h_node *n = h_node(c, id);
+		cr_assert(n->log.last == 0 && n->dur_term == 0);
+		n->incarnation = ++c->next_incarnation;
+		n->dur_voter = n->hs_voter = false;
+	}
+}
+
+void h_lose_tail(struct h_cluster *c, raft_id id, uint64_t keep)
+{
+	struct h_node *n = h_node(c, id);
+	bool was_up = n->up;
+	if (was_up)
+		h_crash(c, id);
+	log_truncate(&n->log, keep);
+	if (n->commit > keep)
+		n->commit = n->applied = keep;
+	if (was_up)
+		h_restart(c, id);
+}
+
+void h_wipe(struct h_cluster *c, raft_id id)
+{
+	struct h_node *n = h_node(c, id);
+	bool was_up = n->up;
+	if (was_up)
+		h_crash(c, id);
+	log_truncate(&n->log, 0);
+	n->log.durable = 0;
+	n->dur_term = n->hs_term = 0;
+	n->dur_vote = n->hs_vote = 0;
+	n->dur_voter = n->hs_voter = false;
+	n->commit = n->applied = 0;
+	n->incarnation = ++c->next_incarnation;
+	if (was_up)
+		h_restart(c, id);
 }
 
 /* ---- network ---------------------------------------------------------- */

@@ -82,6 +82,12 @@ struct h_node {
 	bool hs_dirty;
 	uint64_t dur_term;
 	raft_id dur_vote;
+	/* The store's incarnation (0 by default: plain Raft) and its voter
+	 * flag as last handed out and as durable (true by default; h_wipe()
+	 * and h_fresh() make a store afresh, without it). */
+	uint64_t incarnation;
+	bool hs_voter;
+	bool dur_voter;
 
 	bool manual_state; /* test calls h_persist_state() */
 	bool manual_log;   /* test calls h_persist_log() */
@@ -128,6 +134,7 @@ struct h_cluster {
 
 	uint64_t delivered;
 	uint64_t dropped;
+	uint64_t next_incarnation; /* handed out by h_fresh() and h_wipe() */
 
 	raft_id leader_of_term[H_MAX_TERMS];
 	struct h_applied *applied; /* by index, [0] unused */
@@ -174,6 +181,17 @@ void h_confirm_state(struct h_cluster *c, raft_id id, uint64_t term, raft_id vot
 
 void h_crash(struct h_cluster *c, raft_id id);
 void h_restart(struct h_cluster *c, raft_id id);
+/* Before h_start(): every member's store is new (a new incarnation each,
+ * not a voter), as when a group is created. */
+void h_fresh(struct h_cluster *c);
+/* The member's store is lost and replaced by a new, empty one (a new,
+ * higher incarnation, not a voter; term, vote and log gone); a running
+ * member is crashed first and restarted after. */
+void h_wipe(struct h_cluster *c, raft_id id);
+/* The member's store keeps only its first `keep` entries (a disk that lied
+ * about its syncs): same incarnation, voter flag, term and vote. A running
+ * member is crashed first and restarted after. */
+void h_lose_tail(struct h_cluster *c, raft_id id, uint64_t keep);
 
 /* Network. from/to 0 means "any". */
 void h_block(struct h_cluster *c, raft_id from, raft_id to, uint32_t type_mask);

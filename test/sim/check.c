@@ -30,6 +30,7 @@ struct chk_member {
 	struct chk_log dur; /* what survives a crash */
 	uint64_t d_term;
 	uint32_t d_vote;
+	bool non_voter; /* durable voter flag cleared (a new store) */
 };
 
 enum { COM_SET = 1, COM_ACKED = 2 };
@@ -286,7 +287,32 @@ bool chk_durable_truncate(struct chk *c, uint32_t group, uint32_t member, uint64
 	struct chk_member *m = member_of(c, group, member);
 	if (m == NULL)
 		return false;
-	return truncate_checked(c, group, member, &m->dur, "durable log", after_index);
+	/* Judged by chk_durable_majority(), not here (check.h). */
+	if (after_index < m->dur.len)
+		m->dur.len = after_index;
+	return true;
+}
+
+bool chk_durable_voter(struct chk *c, uint32_t group, uint32_t member, bool voter)
+{
+	struct chk_member *m = member_of(c, group, member);
+	if (m == NULL)
+		return false;
+	m->non_voter = !voter;
+	return true;
+}
+
+bool chk_wipe(struct chk *c, uint32_t group, uint32_t member)
+{
+	struct chk_member *m = member_of(c, group, member);
+	if (m == NULL)
+		return false;
+	m->vol.len = 0;
+	m->dur.len = 0;
+	m->d_term = 0;
+	m->d_vote = 0;
+	m->non_voter = true;
+	return true;
 }
 
 bool chk_durable_state(struct chk *c, uint32_t group, uint32_t member, uint64_t term,
@@ -321,6 +347,50 @@ static uint64_t common_prefix(const struct chk_log *a, const struct chk_log *b)
 			hi = mid - 1;
 	}
 	return lo;
+}
+
+/* How much of the committed prefix 1..com_contig the log holds. */
+static uint64_t committed_prefix_held(const struct chk_group *grp, const struct chk_log *l)
+{
+	uint64_t lo = 0, hi = l->len < grp->com_contig ? l->len : grp->com_contig;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (l->e[mid - 1].chain == grp->com[mid - 1].chain)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+bool chk_durable_majority(struct chk *c, uint32_t group)
+{
+	struct chk_group *grp = group_of(c, group);
+	if (grp == NULL || grp->com_contig == 0)
+		return grp != NULL;
+	const uint64_t need = grp->com_contig;
+	const uint32_t q = c->n_members / 2 + 1;
+	uint64_t held[CHK_MAX_MEMBERS];
+	for (uint32_t id = 1; id <= c->n_members; id++) {
+		const struct chk_member *m = &grp->m[id];
+		held[id - 1] = m->non_voter ? need : committed_prefix_held(grp, &m->dur);
+	}
+	/* The q-th largest: what a majority holds. */
+	for (uint32_t i = 0; i < q; i++)
+		for (uint32_t j = i + 1; j < c->n_members; j++)
+			if (held[j] > held[i]) {
+				uint64_t t = held[i];
+				held[i] = held[j];
+				held[j] = t;
+			}
+	if (held[q - 1] >= need)
+		return true;
+	uint64_t lost = held[q - 1] + 1;
+	return violate(c, "committed_not_durable",
+		       "g%u: committed entry %llu (term %llu) is durable on fewer than %u of %u "
+		       "members (counting members that are not voters)",
+		       group, (unsigned long long)lost, (unsigned long long)grp->com[lost - 1].term,
+		       q, c->n_members);
 }
 
 bool chk_restart(struct chk *c, uint32_t group, uint32_t member)
@@ -401,8 +471,9 @@ bool chk_ack(struct chk *c, uint32_t group, uint64_t index, uint64_t term, uint6
 	uint32_t durable = 0;
 	for (uint32_t m = 1; m <= c->n_members; m++) {
 		const struct chk_log *d = &grp->m[m].dur;
-		if (index >= 1 && d->len >= index && d->e[index - 1].term == term &&
-		    d->e[index - 1].hash == body_hash)
+		if (grp->m[m].non_voter ||
+		    (index >= 1 && d->len >= index && d->e[index - 1].term == term &&
+		     d->e[index - 1].hash == body_hash))
 			durable++;
 	}
 	if (durable < c->n_members / 2 + 1)

@@ -20,10 +20,20 @@
  *   ack_contradicted     an acknowledged entry is never contradicted by a
  *                        later apply or acknowledgement;
  *   ack_not_durable      at acknowledgement the entry is durable on a majority
- *                        (flush mode sync);
+ *                        (flush mode sync), a member that is not a voter
+ *                        counting as if it held it (see below);
  *   committed_truncated  no member ever truncates a committed entry from its
- *                        log or from its durable log (so acknowledged entries
- *                        survive crashes);
+ *                        log (what its core sees);
+ *   committed_not_durable every committed entry is durable on a majority of
+ *                        the members, a member that is not a voter (raft.h,
+ *                        "Voters": its store was made afresh and no leader
+ *                        vouched for it yet) counting as if it held it;
+ *                        checked whenever the caller says a durable log may
+ *                        have shrunk (chk_durable_majority(): after a disk
+ *                        completion, a crash, a restart). A durable
+ *                        truncation of a committed entry is not itself a
+ *                        violation: one decided while the entry was not yet
+ *                        committed may land after it committed elsewhere;
  *   ack_missing_at_end   chk_holds_committed(): a member holds every committed
  *                        entry (the end of the liveness phase);
  *   vote_safety          a member's durable term never goes down and its
@@ -80,6 +90,15 @@ bool chk_durable_truncate(struct chk *c, uint32_t group, uint32_t member, uint64
 /* The member's (term, vote) became durable. */
 bool chk_durable_state(struct chk *c, uint32_t group, uint32_t member, uint64_t term,
 		       uint32_t vote);
+
+/* The member's voter flag became durable (members start as voters: plain
+ * Raft; a caller that models new stores says otherwise at the start). */
+bool chk_durable_voter(struct chk *c, uint32_t group, uint32_t member, bool voter);
+/* The member's store was lost and replaced by an empty one (not a voter):
+ * its logs, term and vote are gone. */
+bool chk_wipe(struct chk *c, uint32_t group, uint32_t member);
+/* committed_not_durable, for the group's committed prefix. */
+bool chk_durable_majority(struct chk *c, uint32_t group);
 
 /* The member crashed and restarted: its log is now exactly its durable log. */
 bool chk_restart(struct chk *c, uint32_t group, uint32_t member);

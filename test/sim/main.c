@@ -123,6 +123,7 @@ static void add_stats(struct sim_stats *sum, const struct sim_stats *s)
 	sum->dropped += s->dropped;
 	sum->duplicated += s->duplicated;
 	sum->truncations += s->truncations;
+	sum->wipes += s->wipes;
 	sum->slow_writes += s->slow_writes;
 	if (s->peak_in_flight > sum->peak_in_flight)
 		sum->peak_in_flight = s->peak_in_flight;
@@ -211,11 +212,11 @@ int main(int argc, char **argv)
 		snprintf(nodes, sizeof(nodes), "%u", o.nodes);
 	printf("sim: %" PRIu64 " seeds passed, %" PRIu64 " steps each, nodes %s, groups %u, "
 	       "%" PRIu64 " commits, %" PRIu64 " elections, %" PRIu64 " crashes, %" PRIu64
-	       " partitions, %" PRIu64 " drops, %" PRIu64 " dups, %" PRIu64 " truncations, %" PRIu64
+	       " wiped stores, %" PRIu64 " partitions, %" PRIu64 " drops, %" PRIu64 " dups, %" PRIu64 " truncations, %" PRIu64
 	       " transfers, %" PRIu64 " msgs, peak %" PRIu64 " msgs in flight, slowest heal %" PRIu64
 	       " ticks\n",
 	       o.seeds, o.steps, nodes, o.groups, sum.commits, sum.elections, sum.crashes,
-	       sum.partitions, sum.dropped, sum.duplicated, sum.truncations, sum.transfers,
+	       sum.wipes, sum.partitions, sum.dropped, sum.duplicated, sum.truncations, sum.transfers,
 	       sum.msgs, sum.peak_in_flight, sum.liveness_ticks);
 	return 0;
 }

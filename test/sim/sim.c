@@ -119,6 +119,7 @@ struct disk_op {
 	uint32_t n;          /* DISK_APPEND: entries */
 	uint64_t arg;        /* term, truncate-after index, or first index */
 	raft_id vote;        /* DISK_STATE */
+	bool voter;          /* DISK_STATE */
 	struct sim_entry *ents; /* DISK_APPEND: owned copy */
 };
 
@@ -138,6 +139,8 @@ struct sim_member {
 	struct sim_log dlog; /* durable */
 	uint64_t d_term;
 	raft_id d_vote;
+	bool d_voter;          /* durable voter flag (raft.h, "Voters") */
+	uint64_t incarnation;  /* of its store; a wipe draws a higher one */
 	uint64_t commit; /* applied up to here */
 	uint64_t ckpt;   /* durable commit checkpoint, the boot commit */
 	uint8_t role;
@@ -175,6 +178,8 @@ struct sim_params {
 	double fault;                 /* per step */
 	uint32_t down_max, partition_max; /* ticks */
 	double propose, misdirect, transfer; /* per group per step */
+	double wipe;                  /* per member restart: its store is lost */
+	double leader_bias;           /* per crash: the leader, back at once */
 	bool crash_drops_outbound;
 	uint32_t heartbeat_ticks;
 	uint32_t max_append_entries, max_inflight_msgs, max_outbox;
@@ -197,6 +202,7 @@ struct sim {
 	struct sim_msg *wheel_tail[SIM_WHEEL_SLOTS];
 	uint64_t in_flight;
 	uint64_t msg_seq;
+	uint64_t next_incarnation;
 	struct sim_msg *free_msgs;
 	struct raft_entry *scratch; /* inbound append entries */
 	uint32_t scratch_cap;
@@ -467,7 +473,9 @@ static void store_state(struct sim *s, struct sim_member *m, const struct raft_u
 		return;
 	op->arg = u->term;
 	op->vote = u->vote;
-	TRACE(s, "g%u m%u state term=%llu vote=%u", m->group, m->id, (ull)u->term, u->vote);
+	op->voter = u->voter;
+	TRACE(s, "g%u m%u state term=%llu vote=%u voter=%d", m->group, m->id, (ull)u->term, u->vote,
+	      u->voter);
 }
 
 static void store_truncate(struct sim *s, struct sim_member *m, uint64_t after)
@@ -841,7 +849,9 @@ static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *o
 	if (op->kind == DISK_STATE) {
 		m->d_term = op->arg;
 		m->d_vote = op->vote;
+		m->d_voter = op->voter;
 		chk_durable_state(s->chk, m->group, m->id, op->arg, op->vote);
+		chk_durable_voter(s->chk, m->group, m->id, op->voter);
 		ev.type = RAFT_EV_STATE_PERSISTED;
 		ev.state.term = op->arg;
 		ev.state.vote = op->vote;
@@ -849,6 +859,7 @@ static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *o
 		if (op->arg < m->dlog.len)
 			m->dlog.len = op->arg;
 		chk_durable_truncate(s->chk, m->group, m->id, op->arg);
+		chk_durable_majority(s->chk, m->group);
 		return;
 	} else {
 		/* The durable log is the log as it was when this write was queued,
@@ -864,6 +875,7 @@ static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *o
 			chk_durable_append(s->chk, m->group, m->id, m->dlog.len, op->ents[i].term,
 					   op->ents[i].hash);
 		}
+		chk_durable_majority(s->chk, m->group);
 		ev.type = RAFT_EV_PERSISTED;
 		ev.persisted.index = m->dlog.len;
 		ev.persisted.term = op->ents[op->n - 1].term;
@@ -920,7 +932,8 @@ static bool member_boot(struct sim *s, struct sim_member *m)
 		     inc_of(s, m);
 	cfg.seed = splitmix64(&x);
 	struct raft_boot boot = {.term = m->d_term, .vote = m->d_vote, .first_index = 1,
-				 .last_index = m->dlog.len, .commit = m->ckpt};
+				 .last_index = m->dlog.len, .commit = m->ckpt,
+				 .incarnation = m->incarnation, .voter = m->d_voter};
 	if (m->dlog.len)
 		boot.last_term = log_at(&m->dlog, m->dlog.len)->term;
 	int rc = raft_new(&cfg, &sim_log_ops, m, &boot, &m->r);
@@ -950,8 +963,34 @@ static void member_crash(struct sim *s, struct sim_member *m)
 	m->leader = 0;
 }
 
+/* Its store is lost and a new one made (a replaced disk): log, term, vote,
+ * checkpoint and voter flag gone, a new and higher incarnation. Drawn only
+ * while every other member of the group is a voter, so at most one member of
+ * a group is ever short of what it acknowledged (more is a loss no protocol
+ * can undo). */
+static void maybe_wipe(struct sim *s, struct sim_member *m)
+{
+	if (s->p.wipe == 0 || !rng_chance(&s->rng, s->p.wipe))
+		return;
+	for (raft_id id = 1; id <= s->n; id++)
+		if (id != m->id && !member_of(s, m->group, id)->d_voter)
+			return;
+	TRACE(s, "g%u m%u store wiped (last %llu, term %llu)", m->group, m->id,
+	      (ull)m->dlog.len, (ull)m->d_term);
+	m->dlog.len = 0;
+	m->d_term = 0;
+	m->d_vote = 0;
+	m->d_voter = false;
+	m->ckpt = 0;
+	m->commit = 0;
+	m->incarnation = ++s->next_incarnation;
+	s->res->stats.wipes++;
+	chk_wipe(s->chk, m->group, m->id);
+}
+
 static void member_restart(struct sim *s, struct sim_member *m)
 {
+	maybe_wipe(s, m);
 	log_copy(&m->log, &m->dlog);
 	chk_restart(s->chk, m->group, m->id);
 	TRACE(s, "g%u m%u boot term=%llu vote=%u last=%llu commit=%llu", m->group, m->id,
@@ -970,8 +1009,10 @@ static void node_crash(struct sim *s, uint32_t k, uint64_t down_ticks)
 	nd->stall_until = 0;
 	s->res->stats.crashes++;
 	TRACE(s, "crash node %u for %llu ticks", k + 1, (ull)down_ticks);
-	for (uint32_t g = 0; g < s->cfg.n_groups; g++)
+	for (uint32_t g = 0; g < s->cfg.n_groups; g++) {
 		member_crash(s, member_of(s, g, k + 1));
+		chk_durable_majority(s->chk, g);
+	}
 }
 
 static void node_restart(struct sim *s, uint32_t k)
@@ -979,8 +1020,10 @@ static void node_restart(struct sim *s, uint32_t k)
 	struct sim_node *nd = &s->node[k];
 	nd->up = true;
 	TRACE(s, "restart node %u", k + 1);
-	for (uint32_t g = 0; g < s->cfg.n_groups && healthy(s); g++)
+	for (uint32_t g = 0; g < s->cfg.n_groups && healthy(s); g++) {
 		member_restart(s, member_of(s, g, k + 1));
+		chk_durable_majority(s->chk, g);
+	}
 }
 
 static void block(struct sim *s, uint32_t a, uint32_t b, uint64_t until)
@@ -1066,9 +1109,15 @@ static void maybe_fault(struct sim *s)
 	uint64_t until = s->tick + 10 + rng_below(&s->rng, s->p.partition_max);
 	int32_t k;
 	if (r < 30) {
-		k = rng_chance(&s->rng, 0.5) ? leader_node(s) : random_node(s, true);
+		/* Leader bias: a leader that crashes with an unsynced tail and
+		 * comes back at once is often elected again, in a new term,
+		 * with other entries where its followers hold the old ones. */
+		bool bounce = rng_chance(&s->rng, s->p.leader_bias);
+		k = bounce || rng_chance(&s->rng, 0.5) ? leader_node(s) : random_node(s, true);
+		uint64_t down = bounce ? 1 + rng_below(&s->rng, 2 * SIM_ELECTION_TICKS)
+				       : 1 + rng_below(&s->rng, s->p.down_max);
 		if (k >= 0)
-			node_crash(s, (uint32_t)k, 1 + rng_below(&s->rng, s->p.down_max));
+			node_crash(s, (uint32_t)k, down);
 	} else if (r < 38) {
 		if ((k = random_node(s, false)) >= 0)
 			node_restart(s, (uint32_t)k);
@@ -1428,6 +1477,11 @@ static void params_draw(struct sim *s)
 	p->max_append_entries = entries[rng_below(r, 3)];
 	p->max_inflight_msgs = inflight[rng_below(r, 3)];
 	p->max_outbox = rng_chance(r, 0.2) ? 16 : 256;
+	p->wipe = rng_chance(r, 0.5) ? rng_range(r, 0.02, 0.3) : 0;
+	/* Three-member groups are where a re-elected leader meets followers
+	 * that hold its lost tail most often: bias half of those seeds. */
+	p->leader_bias = s->n == 3 && rng_chance(r, 0.5) ? rng_range(r, 0.3, 0.9) : 0;
+
 }
 
 static void sim_free(struct sim *s)
@@ -1482,8 +1536,11 @@ static struct sim *sim_new(const struct sim_config *cfg, struct sim_result *res)
 	for (uint32_t g = 0; g < cfg->n_groups; g++) {
 		for (raft_id id = 1; id <= s->n; id++) {
 			struct sim_member *m = member_of(s, g, id);
-			*m = (struct sim_member){.group = g, .id = id};
+			/* A new group: every store is new, none a voter. */
+			*m = (struct sim_member){.group = g, .id = id,
+						 .incarnation = ++s->next_incarnation};
 			member_boot(s, m);
+			chk_durable_voter(s->chk, g, id, false);
 		}
 	}
 	return s;

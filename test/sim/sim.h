@@ -69,6 +69,7 @@ struct sim_stats {
 	uint64_t peak_in_flight; /* messages on the wire at once */
 	uint64_t truncations;
 	uint64_t slow_writes;
+	uint64_t wipes;          /* stores lost at a restart */
 };
 
 /* A group as the run left it (after the liveness phase). */

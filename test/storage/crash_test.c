@@ -402,7 +402,7 @@ Test(crash, a_torn_state_file_replace_leaves_the_old_or_the_new_state_never_garb
 	struct dl_errctx err;
 	cr_assert_eq(sto_save_state(s, 9, 4, &err), DL_OK);
 	sto_close(s);
-	uint8_t new_bytes[STO_STATE_BYTES], old_bytes[STO_STATE_BYTES];
+	uint8_t new_bytes[STO_STATE_V2_BYTES], old_bytes[STO_STATE_V2_BYTES];
 	read_file(state, new_bytes, sizeof(new_bytes));
 	s = th_open(&cfg, NULL);
 	sto_close(s);
@@ -412,12 +412,12 @@ Test(crash, a_torn_state_file_replace_leaves_the_old_or_the_new_state_never_garb
 	sto_close(s);
 	read_file(state, old_bytes, sizeof(old_bytes));
 	/* crash while state.tmp was being written: every prefix, and garbage */
-	for (size_t n = 0; n <= STO_STATE_BYTES; n++) {
+	for (size_t n = 0; n <= STO_STATE_V2_BYTES; n++) {
 		write_file(tmp, new_bytes, n);
 		expect_state(&cfg, 5, 2, "torn temp file");
 		cr_assert_eq(access(tmp, F_OK), -1, "the leftover is removed");
 	}
-	uint8_t junk[STO_STATE_BYTES];
+	uint8_t junk[STO_STATE_V2_BYTES];
 	memset(junk, 0xa7, sizeof(junk));
 	write_file(tmp, junk, sizeof(junk));
 	expect_state(&cfg, 5, 2, "garbage temp file");
@@ -425,7 +425,7 @@ Test(crash, a_torn_state_file_replace_leaves_the_old_or_the_new_state_never_garb
 	write_file(state, new_bytes, sizeof(new_bytes));
 	expect_state(&cfg, 9, 4, "renamed");
 	/* a state file that is itself damaged is an error naming it */
-	for (size_t n = 0; n < STO_STATE_BYTES; n += 5) {
+	for (size_t n = 0; n < STO_STATE_V2_BYTES; n += 5) {
 		write_file(state, old_bytes, sizeof(old_bytes));
 		th_flip_bit(state, n, 3);
 		char msg[256];

@@ -121,6 +121,9 @@ static void raft_roundtrip(const struct raft_message *m, struct mlog *log, struc
 
 static void assert_raft_fields_equal(const struct raft_message *a, const struct raft_message *b)
 {
+	cr_assert_eq(a->incarnation, b->incarnation);
+	cr_assert_eq(a->voter, b->voter);
+	cr_assert_eq(a->peer_voter_inc, b->peer_voter_inc);
 	switch (a->type) {
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
@@ -161,6 +164,9 @@ static struct raft_message raft_filled(uint8_t type, uint64_t v, bool flag)
 	memset(&m, 0, sizeof(m));
 	m.type = type;
 	m.term = v;
+	m.incarnation = v ^ 0x1234567890ull;
+	m.voter = flag;
+	m.peer_voter_inc = flag ? v : 0;
 	switch (type) {
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
@@ -499,7 +505,7 @@ Test(codec_raft, an_append_frame_is_byte_for_byte_what_msgpack_c_packs)
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&body);
 	msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, 5);
+	msgpack_pack_array(&pk, 8);
 	msgpack_pack_uint64(&pk, m.term);
 	msgpack_pack_uint64(&pk, m.append.prev_index);
 	msgpack_pack_uint64(&pk, m.append.prev_term);
@@ -511,6 +517,12 @@ Test(codec_raft, an_append_frame_is_byte_for_byte_what_msgpack_c_packs)
 		msgpack_pack_uint64(&pk, ents[i].type);
 		msgpack_pack_bin_with_body(&pk, ents[i].data, ents[i].len);
 	}
+	msgpack_pack_uint64(&pk, m.incarnation);
+	if (m.voter)
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
+	msgpack_pack_uint64(&pk, m.peer_voter_inc);
 	msgpack_sbuffer_init(&want);
 	msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
 	msgpack_pack_uint64(&pk, TP_VERSION);
@@ -546,18 +558,20 @@ Test(codec_raft, append_past_the_last_index_is_refused_by_both_sides)
 	cr_assert_eq(tp_fb_add_raft(&fb, &addr_g0, &m, NULL, NULL), DL_EINVAL);
 	cr_assert_eq(fb.len, 0);
 	/* Hand-made: prev_index UINT64_MAX with one entry. */
-	static const uint8_t body[] = {0x95, 0x03, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	                               0xff, 0x00, 0x00, 0x91, 0x93, 0x01, 0x00, 0xc4, 0x01, 'x'};
+	static const uint8_t body[] = {0x98, 0x03, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	                               0xff, 0xff, 0x00, 0x00, 0x91, 0x93, 0x01, 0x00, 0xc4,
+	                               0x01, 'x',  0x00, 0xc2, 0x00};
 	struct tp_hdr h = {.type = RAFT_MSG_APPEND, .body = body, .body_len = sizeof(body)};
 	struct raft_message out;
 	struct raft_entry got[1];
 	cr_assert_eq(tp_decode_raft(&h, &out, got, 1), DL_EPROTO);
-	h.body_len = sizeof(body) - 7; /* same with no entries: fine */
+	/* same with no entries: fine */
 	uint8_t b2[sizeof(body)];
-	memcpy(b2, body, sizeof(body));
+	memcpy(b2, body, 14);
 	b2[13] = 0x90;
+	memcpy(b2 + 14, "\x00\xc2\x00", 3);
 	h.body = b2;
-	h.body_len = 14;
+	h.body_len = 17;
 	cr_assert_eq(tp_decode_raft(&h, &out, got, 1), 0);
 	cr_assert_eq(out.append.prev_index, UINT64_MAX);
 	tp_fb_free(&fb);
@@ -1050,8 +1064,8 @@ Test(codec_frame, an_unknown_type_is_reported_and_skipped_with_its_header)
 	uint8_t buf[64];
 	size_t len = frame_with_type(buf, 0xcc, 10); /* 10: between raft and client */
 	/* and then a sound TIMEOUT_NOW */
-	memcpy(buf + len, "\x96\x09\xa2g0\xa2n1\xa2n0\x00\x02\x91\x05", 15);
-	len += 15;
+	memcpy(buf + len, "\x96\x09\xa2g0\xa2n1\xa2n0\x00\x05\x94\x05\x00\xc2\x00", 18);
+	len += 18;
 	size_t off;
 	struct tp_hdr h;
 	cr_assert_eq(tp_frame_begin(buf, len, &off), 0);
@@ -1218,51 +1232,51 @@ static int decode_raft_body(uint8_t type, const uint8_t *body, size_t len)
 Test(codec_bodies, wrongly_typed_fields_are_protocol_errors)
 {
 	/* sound, for reference */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0x01, 0x02, 0x03, 0xc2), 0);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0x01, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), 0);
 	/* a bool given as a uint */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0x01, 0x02, 0x03, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0x01, 0x02, 0x03, 0x00, 0x00, 0xc2, 0x00), DL_EPROTO);
 	/* a term given as a string, as nil, as a float, as a negative int */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xa1, '1', 0x02, 0x03, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xc0, 0x02, 0x03, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xca, 0, 0, 0, 0, 0x02, 0x03, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xff, 0x02, 0x03, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xd0, 0x80, 0x02, 0x03, 0xc2), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xa1, '1', 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xc0, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xca, 0, 0, 0, 0, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xff, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xd0, 0x80, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
 	/* a signed format holding a non-negative value is a uint */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0xd0, 0x7f, 0x02, 0x03, 0xc2), 0);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0xd0, 0x7f, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), 0);
 	/* wrong arity, a map instead of an array, a trailing byte, nothing */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x93, 0x01, 0x02, 0x03), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x95, 0x01, 0x02, 0x03, 0xc2, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x84, 0x01, 0x02, 0x03, 0xc2), DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x94, 0x01, 0x02, 0x03, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x96, 0x01, 0x02, 0x03, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x98, 0x01, 0x02, 0x03, 0xc2, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x84, 0x01, 0x02, 0x03, 0xc2, 0x00, 0xc2, 0x00), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_VOTE, 0x97, 0x01, 0x02, 0x03, 0xc2, 0x00, 0x00, 0xc2, 0x00), DL_EPROTO);
 	cr_assert_eq(decode_raft_body(RAFT_MSG_VOTE, NULL, 0), DL_EPROTO);
 	/* two values where one is expected */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_TIMEOUT_NOW, 0x91, 0x01, 0x91, 0x01), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_TIMEOUT_NOW, 0x94, 0x01, 0x91, 0x01, 0x00, 0xc2, 0x00), DL_EPROTO);
 	/* entry data as a str instead of bin; entry type unknown; entry not an array */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xc4, 1, 'x'),
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xc4, 1, 'x', 0x00, 0xc2, 0x00),
 	             0);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xa1, 'x'),
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xa1, 'x', 0x00, 0xc2, 0x00),
 	             DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x91, 0x93, 1, 2, 0xc4, 1, 'x'),
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x91, 0x93, 1, 2, 0xc4, 1, 'x', 0x00, 0xc2, 0x00),
 	             DL_EPROTO);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x91, 0xc4, 1, 'x'), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x91, 0xc4, 1, 'x', 0x00, 0xc2, 0x00), DL_EPROTO);
 	/* a bin longer than the body */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xc6, 0xff,
-	                       0xff, 0xff, 0xff, 'x'),
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x91, 0x93, 1, 0, 0xc6, 0xff,
+	                       0xff, 0xff, 0xff, 'x', 0x00, 0xc2, 0x00),
 	             DL_EPROTO);
 	/* APPEND_RESP with reject as uint */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND_RESP, 0x97, 1, 0xc3, 1, 1, 1, 1, 1), 0);
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND_RESP, 0x97, 1, 1, 1, 1, 1, 1, 1), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND_RESP, 0x9a, 1, 0xc3, 1, 1, 1, 1, 1, 0x00, 0xc2, 0x00), 0);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND_RESP, 0x9a, 1, 1, 1, 1, 1, 1, 1, 0x00, 0xc2, 0x00), DL_EPROTO);
 }
 
 Test(codec_bodies, oversized_entry_counts_are_too_big_before_anything_is_read)
 {
 	/* array32 claiming 4 billion entries, then nothing */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0xdd, 0xff, 0xff, 0xff, 0xff),
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0xdd, 0xff, 0xff, 0xff, 0xff, 0x00, 0xc2, 0x00),
 	             DL_ETOOBIG);
 	/* five entries for a caller holding four */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x95), DL_ETOOBIG);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x95, 0x00, 0xc2, 0x00), DL_ETOOBIG);
 	/* four claimed, none there */
-	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x95, 1, 0, 0, 0, 0x94), DL_EPROTO);
+	cr_assert_eq(RAFT_BODY(RAFT_MSG_APPEND, 0x98, 1, 0, 0, 0, 0x94, 0x00, 0xc2, 0x00), DL_EPROTO);
 	/* past TP_MAX_ENTRIES even for a caller with room for more */
 	uint32_t cap = TP_MAX_ENTRIES + 1;
 	struct raft_entry *e = calloc(cap, sizeof(*e));
