@@ -43,6 +43,7 @@ Test(raft_disk_loss, a_wiped_follower_is_repaired_from_the_start)
 	cr_assert_geq(h_status(&c, 1)->member_resets, 1);
 	cr_assert(h_status(&c, 3)->voter, "caught up and vouched for: a voter again");
 	cr_assert(h_peer(&c, 1, 3)->voter);
+	h_fini(&c);
 }
 
 /* The same without a new incarnation: a disk that lied about a sync (the
@@ -64,6 +65,7 @@ Test(raft_disk_loss, a_follower_whose_log_ends_below_its_match_is_repaired)
 	cr_assert(h_logs_equal(&c, 1, 3), "not repaired: last %llu of %llu",
 	          (unsigned long long)h_last(&c, 3), (unsigned long long)h_last(&c, 1));
 	cr_assert_geq(h_status(&c, 1)->member_resets, 1);
+	h_fini(&c);
 }
 
 /* Finding 2 of issue 12. An entry committed on {1, 2} only; 2 then loses its
@@ -98,6 +100,7 @@ Test(raft_disk_loss, a_member_that_lost_its_log_does_not_vote_a_committed_entry_
 	cr_assert_geq(h_last(&c, l), committed);
 	cr_assert(h_logs_equal(&c, l, 2));
 	cr_assert(h_logs_equal(&c, l, 3));
+	h_fini(&c);
 }
 
 /* A new group: every store is new. The first election takes every
@@ -127,6 +130,7 @@ Test(raft_disk_loss, a_new_group_elects_once_every_member_grants)
 	h_crash(&c, l);
 	h_run(&c, 20 * T);
 	cr_assert_neq(h_leader(&c), 0);
+	h_fini(&c);
 }
 
 /* A wiped member of an idle group: nothing new is committed, so the leader
@@ -147,6 +151,7 @@ Test(raft_disk_loss, an_idle_leader_vouches_for_a_repaired_member)
 	             (unsigned long long)h_last(&c, 1), (unsigned long long)before);
 	cr_assert(h_logs_equal(&c, 1, 2));
 	cr_assert_eq(h_status(&c, 1)->promotions, 1);
+	h_fini(&c);
 }
 
 /* A message of an older incarnation (sent before the store was replaced)
@@ -184,6 +189,7 @@ Test(raft_disk_loss, a_late_message_of_an_old_incarnation_is_ignored)
 	cr_assert_eq(h_status(&c, l)->ignored_msgs, ignored + 1);
 	cr_assert_eq(h_peer(&c, l, f)->match_index, match);
 	cr_assert_eq(h_peer(&c, l, f)->voter, voter);
+	h_fini(&c);
 }
 
 /* A follower that had agreed up to index 10 with leader 1 in term 2, and then
@@ -235,6 +241,7 @@ Test(raft_disk_loss, a_new_term_of_the_same_leader_forgets_the_old_agreed_index)
 	h_run(&c, 4 * T);
 	cr_assert(h_logs_equal(&c, 1, 3));
 	cr_assert_eq(h_status(&c, 1)->commit_index, h_last(&c, 1));
+	h_fini(&c);
 }
 
 /* A PERSISTED report for entries that a truncation since replaced is
@@ -264,6 +271,7 @@ Test(raft_disk_loss, a_stale_persisted_after_a_truncation_is_ignored)
 	h_persist_log(&c, 3, 0);
 	h_run(&c, 2);
 	cr_assert_eq(h_peer(&c, 1, 3)->match_index, h_last(&c, 1));
+	h_fini(&c);
 }
 
 /* A member already durable in term 5 with no vote grants a vote in term 5:
@@ -307,4 +315,5 @@ Test(raft_disk_loss, a_vote_in_an_already_durable_term_waits_for_the_vote)
 	raft_id l = h_leader(&c);
 	cr_assert(l == 2 || l == 3);
 	cr_assert_neq(h_status(&c, 1)->role, RAFT_LEADER);
+	h_fini(&c);
 }
