@@ -755,13 +755,14 @@ static json_t *meta_json(const struct tp_group_meta *gm, const char *addr)
 						m->addr, "role", role_name(m->role),
 						"match_index", (json_int_t)m->match_index));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:o}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:s, s:o}",
 			 "group", gm->group, "member", gm->self, "address", addr, "role",
-			 role_name(gm->role), "term", (json_int_t)gm->term, "leader", gm->leader,
+			 gm->stopped[0] ? "stopped" : role_name(gm->role), "term", (json_int_t)gm->term, "leader", gm->leader,
 			 "leader_address", gm->leader_addr, "first_index",
 			 (json_int_t)gm->first_index, "last_index", (json_int_t)gm->last_index,
 			 "commit_index", (json_int_t)gm->commit_index, "durable_index",
-			 (json_int_t)gm->durable_index, "voter", gm->voter, "members", members);
+			 (json_int_t)gm->durable_index, "voter", gm->voter, "stopped", gm->stopped,
+			 "members", members);
 }
 
 struct meta_out {
@@ -786,7 +787,7 @@ static void meta_row(struct meta_out *mo, const struct tp_group_meta *gm, const 
 	}
 	printf("%-16s %-8s %-21s %-12s %6" PRIu64 " %-8s %10" PRIu64 " %10" PRIu64 " %10" PRIu64
 	       " %10" PRIu64 " %5s\n",
-	       gm->group, gm->self, addr, role_name(gm->role), gm->term,
+	       gm->group, gm->self, addr, gm->stopped[0] ? "stopped" : role_name(gm->role), gm->term,
 	       gm->leader[0] ? gm->leader : "-", gm->first_index, gm->last_index,
 	       gm->commit_index, gm->durable_index, gm->voter ? "yes" : "no");
 }
@@ -1232,7 +1233,8 @@ static const char *abbrev(const char *s, size_t width, char *buf, size_t cap)
 
 static void status_row(const msgpack_object *m)
 {
-	char group[CTL_TEXT_MAX], id[CTL_TEXT_MAX], role[16], leader[CTL_TEXT_MAX];
+	char group[CTL_TEXT_MAX], id[CTL_TEXT_MAX], role[128], leader[CTL_TEXT_MAX];
+	char note[160] = "";
 	char b1[16], b2[16], b3[16], lag[256] = "";
 	mp_s(m, "group", group, sizeof(group));
 	mp_s(m, "id", id, sizeof(id));
@@ -1250,18 +1252,25 @@ static void status_row(const msgpack_object *m)
 			break;
 	}
 	const msgpack_object *failed = ctl_map_get(m, "failed");
-	if (failed && failed->type == MSGPACK_OBJECT_BOOLEAN && failed->via.boolean)
-		snprintf(role, sizeof(role), "FAIL");
+	const msgpack_object *voter = ctl_map_get(m, "voter");
+	if (failed && failed->type == MSGPACK_OBJECT_BOOLEAN && failed->via.boolean) {
+		snprintf(note, sizeof(note), "  [%s]", role); /* "stopped: disk full" */
+		snprintf(role, sizeof(role), "STOP");
+	} else if (voter && voter->type == MSGPACK_OBJECT_BOOLEAN && !voter->via.boolean) {
+		snprintf(note, sizeof(note), "  [not a voter yet]");
+	}
+	if (strcmp(role, "STOP") == 0)
+		;
 	else if (role[0] == 'p')
 		snprintf(role, sizeof(role), "pre");
 	else
 		role[4] = '\0'; /* lead, foll, cand */
 	printf("%-8s %-5s %-4s %4" PRIu64 " %-5s %6" PRIu64 " %7" PRIu64 " %7" PRIu64 " %7" PRIu64
-	       " %4" PRIu64 " %s\n",
+	       " %4" PRIu64 " %s%s\n",
 	       abbrev(group, 8, b1, sizeof(b1)), abbrev(id, 5, b2, sizeof(b2)), role,
 	       mp_u64(m, "term"), abbrev(leader[0] ? leader : "-", 5, b3, sizeof(b3)),
 	       mp_u64(m, "first"), mp_u64(m, "last"), mp_u64(m, "committed"), mp_u64(m, "durable"),
-	       mp_u64(m, "pending"), lag);
+	       mp_u64(m, "pending"), lag, note);
 }
 
 static int cmd_status(int argc, char **argv)

@@ -362,10 +362,17 @@ static const char *role_name(uint8_t role)
 static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
 {
 	bool lead = m->role == RAFT_LEADER;
-	msgpack_pack_map(pk, 13);
+	msgpack_pack_map(pk, 14);
 	ctl_pack_kstr(pk, "group", m->group);
 	ctl_pack_kstr(pk, "id", m->id);
-	ctl_pack_kstr(pk, "role", role_name(m->role));
+	char stopped[128];
+	snprintf(stopped, sizeof(stopped), "stopped: %s", m->stopped);
+	ctl_pack_kstr(pk, "role", m->failed ? stopped : role_name(m->role));
+	ctl_pack_str(pk, "voter");
+	if (m->voter)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
 	pk_ku64(pk, "term", m->term);
 	ctl_pack_kstr(pk, "leader", m->leader);
 	pk_ku64(pk, "first", m->first_index);

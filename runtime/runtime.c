@@ -33,6 +33,9 @@
 #define RT_MAX_PROPOSE STO_MAX_BATCH
 #define RT_TICKS_PER_HEARTBEAT 10
 #define RT_PEND_INITIAL 16 /* pending appends a member has room for before it grows */
+/* A member stopped by a storage error retries after 1 s, doubling to 16 s. */
+#define RT_RETRY_MIN_NS 1000000000ull
+#define RT_RETRY_MAX_NS 16000000000ull
 
 enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
 
@@ -120,7 +123,16 @@ struct rt_actor {
 	uint64_t next_clean_ns;
 	uint64_t last_publish_ns;
 	bool dirty; /* something the status shows may have changed */
+	/* Stopped by a storage error (actor_fail): takes no part in Raft,
+	 * answers appends with DL_ENOTLEADER, and retries (actor_resume) at
+	 * retry_ns: reopens the store and boots a new core, as a restart of
+	 * this member alone would. */
 	bool failed;
+	int fail_code;
+	char fail_reason[TP_REASON_MAX + 1];
+	uint64_t retry_ns;
+	uint32_t retries;
+	struct raft_config raft_cfg;
 	uint64_t appended_entries;
 	uint64_t committed_bytes;
 	struct tp_fb reply_fb;
@@ -276,14 +288,67 @@ static int read_entry(void *ctx, uint64_t index, struct raft_entry *out)
 	return 0;
 }
 
+static void pend_fail_all(struct rt_actor *a, int code, const char *why);
+static void send_raft(struct rt_actor *a, const struct raft_message *m);
+
+/* What status, metadata and metrics show for a stopped member. */
+static const char *fail_reason_of(int rc)
+{
+	switch (rc) {
+	case DL_ENOSPC: return "disk full";
+	case DL_ECORRUPT: return "damaged data";
+	case DL_EIO: return "I/O error";
+	default: return dl_strerror(rc);
+	}
+}
+
+/* A leader that cannot persist hands leadership to a member that holds its
+ * whole log, if one does: TIMEOUT_NOW leaves now, the others elect anyway
+ * once it is silent. */
+static void hand_off(struct rt_actor *a)
+{
+	struct raft_status st;
+	raft_get_status(a->raft, &st);
+	if (st.role != RAFT_LEADER)
+		return;
+	raft_id best = 0;
+	for (uint32_t i = 0; i < st.n_peers; i++)
+		if (st.peers[i].voter && st.peers[i].match_index == st.last_index)
+			best = st.peers[i].id;
+	if (best == 0)
+		return;
+	struct raft_event ev = {.type = RAFT_EV_TRANSFER, .target = best};
+	struct raft_update u;
+	raft_step(a->raft, &ev, &u);
+	for (uint32_t i = 0; i < u.n_msgs; i++)
+		send_raft(a, &u.msgs[i]);
+	dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id, "handing leadership to %s",
+	       a->members[best - 1].p.id);
+}
+
+/* A storage error: the member stops taking part (a crash of this member
+ * alone: nothing it did not persist counts) and tries again later. */
 static void actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail)
 {
 	if (a->failed)
 		return;
+	hand_off(a);
 	a->failed = true;
+	a->fail_code = rc;
+	snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", fail_reason_of(rc));
+	a->retries = 0;
+	a->retry_ns = mb_now_ns() + RT_RETRY_MIN_NS;
+	a->role = RAFT_FOLLOWER;
+	a->leader = 0;
+	a->dirty = true;
 	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
-	       "%s failed: %s%s%s; this member stops taking part until restarted", what,
+	       "%s failed: %s%s%s; this member stops taking part and retries by itself", what,
 	       dl_strerror(rc), detail && *detail ? ": " : "", detail ? detail : "");
+	char why[160];
+	snprintf(why, sizeof(why),
+		 "member stopped (%s); an append already in its log may still commit",
+		 a->fail_reason);
+	pend_fail_all(a, DL_ENOTLEADER, why);
 }
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -651,7 +716,7 @@ static void propose_batch(struct rt_actor *a)
 		return;
 	a->prop_reqs = 0;
 	a->prop_n = 0;
-	int code = DL_EIO;
+	int code = DL_ENOTLEADER;
 	const char *why = "member stopped by a storage error";
 	if (!a->failed) {
 		struct raft_event ev = {.type = RAFT_EV_PROPOSE, .propose = {a->prop, n}};
@@ -668,8 +733,8 @@ static void propose_batch(struct rt_actor *a)
 			a->appended_entries += n;
 		}
 		carry_out(a, &u);
-		if (u.propose_rc == RAFT_OK)
-			return;
+		if (u.propose_rc == RAFT_OK || a->failed)
+			return; /* a failure answered the whole batch */
 		code = u.propose_rc == RAFT_ENOTLEADER ? DL_ENOTLEADER
 		       : u.propose_rc == RAFT_EBUSY    ? DL_EBUSY
 						       : DL_EINVAL;
@@ -784,6 +849,7 @@ static void fill_meta(struct rt_actor *a, const struct rt_member_status *st,
 	gm->commit_index = st->commit_index;
 	gm->durable_index = st->durable_index;
 	gm->voter = st->voter;
+	snprintf(gm->stopped, sizeof(gm->stopped), "%s", st->failed ? st->stopped : "");
 	gm->n_members = a->cfg.n_peers;
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
 		struct tp_member_meta *mm = &gm->members[i];
@@ -825,8 +891,11 @@ static void on_frame_mail(struct rt_actor *a, struct mail *m)
 			on_raft_msg(a, h);
 		return;
 	}
-	if (a->failed && h->type != TP_METADATA && h->type != TP_GET) {
-		reply_error(a, m->frame, h->request_id, DL_EIO, "member stopped by a storage error");
+	if (a->failed && (h->type == TP_APPEND || (h->type == TP_GET && a->store == NULL))) {
+		char why[128];
+		snprintf(why, sizeof(why), "member stopped (%s)", a->fail_reason);
+		reply_error(a, m->frame, h->request_id,
+			    h->type == TP_APPEND ? DL_ENOTLEADER : a->fail_code, why);
 		return;
 	}
 	switch (h->type) {
@@ -852,6 +921,8 @@ static void on_durable_mail(struct rt_actor *a)
 	a->dur_state = false;
 	a->dur_queued = false;
 	pthread_mutex_unlock(&a->dur_mu);
+	if (a->failed)
+		return; /* about a store that is closed, or will be */
 	if (error != 0) {
 		actor_fail(a, error, "flushing to disk", NULL);
 		return;
@@ -896,7 +967,16 @@ static void on_durable(void *ctx, const struct sto_durable *d)
 static void publish(struct rt_actor *a)
 {
 	struct raft_status rs;
-	raft_get_status(a->raft, &rs);
+	if (a->raft != NULL)
+		raft_get_status(a->raft, &rs);
+	else
+		rs = (struct raft_status){.role = RAFT_FOLLOWER, .commit_index = a->commit};
+	if (a->failed) {
+		/* Stopped: no role in the group, whatever the old core says. */
+		rs.role = RAFT_FOLLOWER;
+		rs.leader_id = 0;
+		rs.n_peers = 0;
+	}
 	struct rt_member_status *st = &a->st;
 	pthread_mutex_lock(&a->st_mu);
 	st->role = rs.role;
@@ -913,6 +993,7 @@ static void publish(struct rt_actor *a)
 	st->elections = rs.elections;
 	st->leader_changes = rs.leader_changes;
 	st->failed = a->failed;
+	snprintf(st->stopped, sizeof(st->stopped), "%s", a->failed ? a->fail_reason : "");
 	st->voter = rs.voter;
 	st->incarnation = rs.incarnation;
 	st->member_resets = rs.member_resets;
@@ -1005,8 +1086,52 @@ static void maybe_clean(struct rt_actor *a, uint64_t now)
 		       (unsigned long long)res.first_index, res.forced ? " (disk full)" : "");
 }
 
+static int member_boot(struct rt_actor *a, struct dl_errctx *err);
+
+/* A stopped member tries again (actor_fail): the old core and store go,
+ * as in a crash of this member alone, and a new core boots from what the
+ * reopened store holds, if the disk has room again. */
+static void actor_resume(struct rt_actor *a, uint64_t now)
+{
+	if (!a->failed || now < a->retry_ns)
+		return;
+	a->retry_ns = now + (a->retries < 4 ? RT_RETRY_MIN_NS << a->retries : RT_RETRY_MAX_NS);
+	a->retries++;
+	raft_free(a->raft);
+	a->raft = NULL;
+	sto_close(a->store);
+	a->store = NULL;
+	pthread_mutex_lock(&a->dur_mu);
+	a->dur_error = 0;
+	a->dur_state = false;
+	a->dur_index = 0;
+	pthread_mutex_unlock(&a->dur_mu);
+	struct dl_errctx err = {{0}};
+	int rc = member_boot(a, &err);
+	struct sto_clean_result res;
+	if (rc == 0 && sto_clean(a->store, a->commit, &res, &err) == 0 && res.disk_full)
+		rc = dl_errf(&err, DL_ENOSPC, "disk use is still past diskFullRatio");
+	a->dirty = true;
+	if (rc != 0) {
+		raft_free(a->raft); /* the store stays open, for reads */
+		a->raft = NULL;
+		a->fail_code = rc;
+		snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", fail_reason_of(rc));
+		if ((a->retries & (a->retries - 1)) == 0) /* 1, 2, 4, 8, ... */
+			dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
+			       "still stopped after %u tries: %s", a->retries, err.msg);
+		return;
+	}
+	a->failed = false;
+	a->fail_reason[0] = '\0';
+	a->last_tick_ns = grid_start(a, now);
+	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "resumed after %u tries", a->retries);
+}
+
 static uint64_t next_wake_ns(struct rt_actor *a)
 {
+	if (a->failed)
+		return a->retry_ns;
 	uint64_t due = a->last_tick_ns + (uint64_t)raft_ticks_until_due(a->raft) * a->tick_ns;
 	return due < a->next_clean_ns ? due : a->next_clean_ns;
 }
@@ -1028,6 +1153,7 @@ static void *actor_main(void *arg)
 	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
 	while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
 		now = mb_now_ns();
+		actor_resume(a, now);
 		if (!a->failed) {
 			run_ticks(a, now);
 			maybe_clean(a, now);
@@ -1121,6 +1247,77 @@ static int check_member_config(const struct rt_member_config *mc, raft_id *self,
 	return 0;
 }
 
+/* The Raft configuration of a member, kept for the boots that follow a
+ * storage error (member_boot). */
+static void build_raft_config(struct rt_actor *a, const struct rt_member_config *mc)
+{
+	raft_config_defaults(&a->raft_cfg);
+	a->raft_cfg.self = a->self;
+	a->raft_cfg.n_members = mc->n_peers;
+	for (uint32_t i = 0; i < mc->n_peers; i++)
+		a->raft_cfg.members[i] = i + 1;
+	/* Ten ticks per heartbeat: an idle member wakes only when a tick
+	 * matters (raft_ticks_until_due), so fine ticks cost nothing, and they
+	 * spread the randomized election timeouts over many distinct values.
+	 * With two ticks per heartbeat, two followers of a dead leader drew the
+	 * same timeout one time in ten and split the vote. */
+	a->raft_cfg.heartbeat_ticks = RT_TICKS_PER_HEARTBEAT;
+	a->tick_ns = (uint64_t)mc->heartbeat_ms * 1000000ull / RT_TICKS_PER_HEARTBEAT;
+	uint64_t et = (uint64_t)mc->election_ms * 1000000ull / a->tick_ns;
+	a->raft_cfg.election_ticks = et <= RT_TICKS_PER_HEARTBEAT ? RT_TICKS_PER_HEARTBEAT + 1 : (uint32_t)et;
+	a->max_catchup_ticks = 4ull * a->raft_cfg.election_ticks;
+	a->raft_cfg.preferred_id = mc->preferred_id[0] ? member_rid(a, mc->preferred_id) : 0;
+	a->raft_cfg.fixed_leader = mc->fixed_leader_id[0] ? member_rid(a, mc->fixed_leader_id) : 0;
+	a->raft_cfg.max_append_entries = mc->max_append_entries;
+	a->raft_cfg.max_append_bytes = mc->max_append_bytes;
+	a->raft_cfg.max_inflight_msgs = mc->max_inflight_msgs;
+	a->raft_cfg.thin_heartbeat_acks = a->raft_cfg.election_ticks >= 3 * a->raft_cfg.heartbeat_ticks;
+}
+
+/* Opens the member's store (running its recovery) and boots a Raft core
+ * from what it holds: at creation, and again after a storage error. */
+static int member_boot(struct rt_actor *a, struct dl_errctx *err)
+{
+	const struct rt_member_config *mc = &a->cfg;
+	int rc = sto_open(&a->cfg.store, a->node->flusher, &a->store, err);
+	if (rc != 0)
+		return rc;
+
+	struct sto_info info;
+	sto_get_info(a->store, &info);
+	struct raft_boot boot = {.first_index = info.first_index,
+				 .last_index = info.last_index,
+				 .last_term = info.last_term,
+				 .commit = sto_recovered_commit(a->store)};
+	struct sto_hard hard;
+	bool afresh;
+	sto_get_hard_state(a->store, &hard, &afresh);
+	boot.term = hard.term;
+	boot.vote = hard.vote;
+	boot.voter = hard.voter;
+	boot.incarnation = hard.incarnation;
+	if (afresh)
+		dl_log(DL_LOG_INFO, mc->group, mc->self_id,
+		       "store made afresh (incarnation %llx): not a voter until a leader "
+		       "vouches for it",
+		       (unsigned long long)hard.incarnation);
+	if (boot.commit > boot.last_index)
+		boot.commit = boot.last_index;
+	a->commit = a->applied = boot.commit;
+
+	a->log_ops = (struct raft_log_ops){log_term_at, log_entry_bytes};
+	a->raft_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
+	if (raft_new(&a->raft_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK)
+		return dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
+					       "inconsistent", mc->group, mc->self_id);
+	dl_log(DL_LOG_INFO, mc->group, mc->self_id,
+	       "store recovered: entries %llu..%llu, committed %llu, term %llu%s",
+	       (unsigned long long)info.first_index, (unsigned long long)info.last_index,
+	       (unsigned long long)boot.commit, (unsigned long long)boot.term,
+	       info.recovered_cut ? ", torn tail cut" : "");
+	return 0;
+}
+
 static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
 		     struct dl_errctx *err)
 {
@@ -1167,66 +1364,10 @@ static int actor_new(struct rt_node *n, const struct rt_member_config *mc, struc
 			goto err_free;
 		}
 	}
-	rc = sto_open(&a->cfg.store, n->flusher, &a->store, err);
+	build_raft_config(a, mc);
+	rc = member_boot(a, err);
 	if (rc != 0)
 		goto err_free;
-
-	struct sto_info info;
-	sto_get_info(a->store, &info);
-	struct raft_boot boot = {.first_index = info.first_index,
-				 .last_index = info.last_index,
-				 .last_term = info.last_term,
-				 .commit = sto_recovered_commit(a->store)};
-	struct sto_hard hard;
-	bool afresh;
-	sto_get_hard_state(a->store, &hard, &afresh);
-	boot.term = hard.term;
-	boot.vote = hard.vote;
-	boot.voter = hard.voter;
-	boot.incarnation = hard.incarnation;
-	if (afresh)
-		dl_log(DL_LOG_INFO, mc->group, mc->self_id,
-		       "store made afresh (incarnation %llx): not a voter until a leader "
-		       "vouches for it",
-		       (unsigned long long)hard.incarnation);
-	if (boot.commit > boot.last_index)
-		boot.commit = boot.last_index;
-	a->commit = a->applied = boot.commit;
-
-	struct raft_config rc_cfg;
-	raft_config_defaults(&rc_cfg);
-	rc_cfg.self = self;
-	rc_cfg.n_members = mc->n_peers;
-	for (uint32_t i = 0; i < mc->n_peers; i++)
-		rc_cfg.members[i] = i + 1;
-	/* Ten ticks per heartbeat: an idle member wakes only when a tick
-	 * matters (raft_ticks_until_due), so fine ticks cost nothing, and they
-	 * spread the randomized election timeouts over many distinct values.
-	 * With two ticks per heartbeat, two followers of a dead leader drew the
-	 * same timeout one time in ten and split the vote. */
-	rc_cfg.heartbeat_ticks = RT_TICKS_PER_HEARTBEAT;
-	a->tick_ns = (uint64_t)mc->heartbeat_ms * 1000000ull / RT_TICKS_PER_HEARTBEAT;
-	uint64_t et = (uint64_t)mc->election_ms * 1000000ull / a->tick_ns;
-	rc_cfg.election_ticks = et <= RT_TICKS_PER_HEARTBEAT ? RT_TICKS_PER_HEARTBEAT + 1 : (uint32_t)et;
-	a->max_catchup_ticks = 4ull * rc_cfg.election_ticks;
-	rc_cfg.preferred_id = mc->preferred_id[0] ? member_rid(a, mc->preferred_id) : 0;
-	rc_cfg.fixed_leader = mc->fixed_leader_id[0] ? member_rid(a, mc->fixed_leader_id) : 0;
-	rc_cfg.max_append_entries = mc->max_append_entries;
-	rc_cfg.max_append_bytes = mc->max_append_bytes;
-	rc_cfg.max_inflight_msgs = mc->max_inflight_msgs;
-	rc_cfg.thin_heartbeat_acks = rc_cfg.election_ticks >= 3 * rc_cfg.heartbeat_ticks;
-	rc_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
-	a->log_ops = (struct raft_log_ops){log_term_at, log_entry_bytes};
-	if (raft_new(&rc_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK) {
-		rc = dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
-					     "inconsistent", mc->group, mc->self_id);
-		goto err_free;
-	}
-	dl_log(DL_LOG_INFO, mc->group, mc->self_id,
-	       "store recovered: entries %llu..%llu, committed %llu, term %llu%s",
-	       (unsigned long long)info.first_index, (unsigned long long)info.last_index,
-	       (unsigned long long)boot.commit, (unsigned long long)boot.term,
-	       info.recovered_cut ? ", torn tail cut" : "");
 	publish(a);
 	*out = a;
 	return 0;

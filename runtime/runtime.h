@@ -110,7 +110,8 @@ struct rt_member_status {
 	uint64_t appended_entries; /* accepted as leader */
 	uint64_t committed_bytes;  /* bodies of client appends committed and acknowledged as leader */
 	uint64_t elections, leader_changes;
-	bool failed; /* stopped by a storage error; see the log */
+	bool failed; /* stopped by a storage error; see the log; retries by itself */
+	char stopped[TP_REASON_MAX + 1]; /* why, while failed: "disk full", "I/O error", ... */
 	/* raft/raft.h, "Voters": false while a store made afresh waits for a
 	 * leader to vouch for it; member_resets and promotions as leader. */
 	bool voter;

@@ -253,6 +253,22 @@ static int rd_addr(struct rd *r, char *out)
 	return 0;
 }
 
+/* A short free text (a reason): a str that fits `cap` with its NUL and
+ * holds no NUL or control byte. */
+static int rd_text(struct rd *r, char *out, size_t cap)
+{
+	const uint8_t *s;
+	uint32_t n;
+	if (rd_raw(r, false, &s, &n) != 0 || n >= cap)
+		return DL_EPROTO;
+	for (uint32_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] == 0x7f)
+			return DL_EPROTO;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}
+
 static int rd_end(const struct rd *r)
 {
 	return r->off == r->len ? 0 : DL_EPROTO;
@@ -542,12 +558,12 @@ static int rd_member(struct rd *r, struct tp_member_meta *mm)
 }
 
 /* [group, self, leader, leader_addr, role, term, first_index, last_index,
- *  commit_index, durable_index, [member, ...], voter] */
+ *  commit_index, durable_index, [member, ...], voter, stopped] */
 static int rd_group(struct rd *r, struct tp_group_meta *g)
 {
 	uint64_t role;
 	uint32_t n;
-	if (rd_array_n(r, 12) != 0 || rd_name(r, false, g->group) != 0 ||
+	if (rd_array_n(r, 13) != 0 || rd_name(r, false, g->group) != 0 ||
 	    rd_name(r, false, g->self) != 0 || rd_name(r, true, g->leader) != 0 ||
 	    rd_addr(r, g->leader_addr) != 0 || rd_uint_max(r, RAFT_LEADER, &role) != 0 ||
 	    rd_uint(r, &g->term) != 0 || rd_uint(r, &g->first_index) != 0 ||
@@ -560,7 +576,9 @@ static int rd_group(struct rd *r, struct tp_group_meta *g)
 		if (rd_member(r, &g->members[i]) != 0)
 			return DL_EPROTO;
 	}
-	return rd_bool(r, &g->voter) != 0 ? DL_EPROTO : 0;
+	if (rd_bool(r, &g->voter) != 0 || rd_text(r, g->stopped, sizeof(g->stopped)) != 0)
+		return DL_EPROTO;
+	return 0;
 }
 
 int tp_decode_metadata_resp(const struct tp_hdr *h, size_t *cursor, struct tp_group_meta *g)
@@ -1142,7 +1160,7 @@ static bool group_meta_ok(const struct tp_group_meta *g)
 
 static void enc_group_meta(struct enc *e, const struct tp_group_meta *g)
 {
-	msgpack_pack_array(&e->pk, 12);
+	msgpack_pack_array(&e->pk, 13);
 	enc_str(e, g->group, strlen(g->group));
 	enc_str(e, g->self, strlen(g->self));
 	enc_str(e, g->leader, strlen(g->leader));
@@ -1163,6 +1181,7 @@ static void enc_group_meta(struct enc *e, const struct tp_group_meta *g)
 		enc_uint(e, mm->match_index);
 	}
 	enc_bool(e, g->voter);
+	enc_str(e, g->stopped, strnlen(g->stopped, TP_REASON_MAX));
 }
 
 int tp_fb_add_metadata_resp(struct tp_fb *fb, const struct tp_addr *a,

@@ -120,6 +120,7 @@ struct tp_member_meta {
 	uint8_t role;    /* enum raft_role; as the answering node knows it */
 	uint64_t match_index; /* leader's view; 0 when unknown */
 };
+#define TP_REASON_MAX 63
 struct tp_group_meta {
 	char group[TP_NAME_MAX + 1];
 	char self[TP_NAME_MAX + 1]; /* the answering member */
@@ -128,6 +129,7 @@ struct tp_group_meta {
 	uint8_t role;
 	uint64_t term, first_index, last_index, commit_index, durable_index;
 	bool voter; /* the answering member (raft/raft.h, "Voters") */
+	char stopped[TP_REASON_MAX + 1]; /* why it takes no part ("disk full"); "": it does */
 	uint32_t n_members;
 	struct tp_member_meta members[RAFT_MAX_MEMBERS];
 };
