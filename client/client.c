@@ -722,6 +722,7 @@ static int redirect(struct dl_client *c, struct op *op, const struct tp_error *e
 	op->hops++;
 	hint_set(c, e->leader, addr, peer);
 	set_target(c, op, e->leader, addr, peer);
+	op->last[0] = '\0'; /* a leader found: no longer searching */
 	int rc = new_attempt(c, op);
 	return rc != 0 ? rc : transmit(c, op, now);
 }
@@ -951,14 +952,22 @@ static void timeout_detail(struct dl_client *c, struct op *op)
 	else
 		snprintf(who, sizeof(who), "%s", op->addr);
 	bool waiting = op->state == OP_BACKOFF || (op->state == OP_PARKED && !op->conn->up);
-	if (op->state == OP_SENT)
+	/* Still looking for a leader (op->last is cleared when one is named):
+	 * the deadline may fall while an attempt is out, but what the caller
+	 * learns is that none was found, whichever state the op is in. */
+	bool searching = !op->pinned && op->last[0] != '\0';
+	const char *what = op->kind == OP_APPEND ? "leader" : "member";
+	if (op->state == OP_SENT && searching)
+		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s; then "
+			"no answer yet from %s)", what, c->group, ms, op->last, who);
+	else if (op->state == OP_SENT)
 		detailf(op->detail, "no answer from %s within %u ms", who, ms);
 	else if (op->state == OP_PARKED && op->conn->up)
 		detailf(op->detail, "no answer from %s within %u ms (queued behind %u requests)",
 			who, ms, op->conn->n_sent);
-	else if (waiting && !op->pinned && op->last[0])
-		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s)",
-			op->kind == OP_APPEND ? "leader" : "member", c->group, ms, op->last);
+	else if (waiting && searching)
+		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s)", what,
+			c->group, ms, op->last);
 	else if (op->state == OP_PARKED)
 		detailf(op->detail, "cannot connect to %s within %u ms", who, ms);
 	else if (op->last[0])

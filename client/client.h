@@ -30,9 +30,13 @@
  * timeout (DL_ETIMEDOUT). A member that is shutting down (DL_ECLOSED) or whose
  * connection is lost or cannot be made within connect_timeout_ms is skipped
  * the same way; a request bound to one member or address (a read with
- * `member`, node metadata) fails then with DL_ETIMEDOUT. Because of these
- * retries an append whose answer was lost can be stored twice (at-least-once,
- * as any Raft client without sessions).
+ * `member`, node metadata) fails then with DL_ETIMEDOUT. When the timeout
+ * passes while the client is still looking for a leader, the detail says so
+ * ("no leader of group G reachable within T ms (last: ...)"), also when an
+ * attempt was out at that moment; "no answer from M within T ms" means M
+ * was taken for the leader (or was the only member to ask) and did not answer.
+ * Because of these retries an append whose answer was lost can be stored
+ * twice (at-least-once, as any Raft client without sessions).
  *
  * Threads: per connection one receiver thread; per client one timer thread
  * (deadlines, backoff, connect timeouts). All state is guarded by one mutex

@@ -618,38 +618,73 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	many_free(m, args);
 }
 
-/* ---- fake nodes: answer every request with DL_ENOTLEADER ----------------------------- */
+/* ---- fake nodes: a follower, a silent node, a leader --------------------------------- */
+
+enum fake_mode {
+	FAKE_REDIRECT, /* answers every append with DL_ENOTLEADER naming `leader` */
+	FAKE_SILENT,   /* takes the connection and the requests, answers nothing (a
+			  leader cut off by a partition) */
+	FAKE_LEADER,   /* commits every append: index = its count of appends */
+};
 
 struct fake {
 	nng_socket s;
 	pthread_t t;
 	atomic_bool stop;
 	atomic_uint hits;
+	enum fake_mode mode; /* set before fake_start() */
 	char self[16];
 	char addr[32];
 	char leader[16]; /* whom it names as leader ("" for none) */
 	char leader_addr[32];
 };
 
-static void fake_reply(struct fake *f, nng_msg *req)
+/* The answer to one append of the request frame, added to `fb`. */
+static void fake_answer(struct fake *f, const struct tp_hdr *h, struct tp_fb *fb)
 {
-	const uint8_t *buf = nng_msg_body(req);
-	size_t len = nng_msg_len(req), off = 0;
-	struct tp_hdr h;
-	tt_assert(tp_frame_begin(buf, len, &off) == 0 && tp_frame_next(buf, len, &off, &h) == 0);
-	tt_assert(h.type == TP_APPEND && strcmp(h.target, f->self) == 0, "type %u target %s",
-		  h.type, h.target);
+	tt_assert(h->type == TP_APPEND && strcmp(h->target, f->self) == 0, "type %u target %s",
+		  h->type, h->target);
 	/* Count before answering: the client may act on the answer at once. */
-	atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst);
+	unsigned hit = atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst) + 1;
+	struct tp_addr a = {.group = h->group, .target = "", .sender = f->self,
+			    .request_id = h->request_id};
+	if (f->mode == FAKE_LEADER) {
+		struct raft_entry ents[4];
+		uint32_t n = 0;
+		tt_assert(tp_decode_append(h, ents, 4, &n) == 0 && n == 1);
+		struct tp_append_resp r = {.first_index = hit, .term = 7, .n = n};
+		tt_assert(tp_fb_add_append_resp(fb, &a, &r) == 0);
+		return;
+	}
 	struct tp_error e = {.code = DL_ENOTLEADER};
 	snprintf(e.message, sizeof(e.message), "not leader");
 	snprintf(e.leader, sizeof(e.leader), "%s", f->leader);
 	snprintf(e.leader_addr, sizeof(e.leader_addr), "%s", f->leader_addr);
-	struct tp_addr a = {.group = h.group, .target = "", .sender = f->self,
-			    .request_id = h.request_id};
+	tt_assert(tp_fb_add_error(fb, &a, &e) == 0);
+}
+
+/* Answers each request of the frame (the client packs what is queued for a
+ * connection into one), all in one reply frame; a silent fake only counts. */
+static void fake_reply(struct fake *f, nng_msg *req)
+{
+	const uint8_t *buf = nng_msg_body(req);
+	size_t len = nng_msg_len(req), off = 0;
+	tt_assert(tp_frame_begin(buf, len, &off) == 0);
 	struct tp_fb fb;
-	tp_fb_init(&fb, 4096);
-	tt_assert(tp_fb_add_error(&fb, &a, &e) == 0);
+	tp_fb_init(&fb, 1u << 20);
+	for (uint32_t i = 0; i < TP_MAX_ENTRIES && off < len; i++) {
+		struct tp_hdr h;
+		tt_assert(tp_frame_next(buf, len, &off, &h) == 0);
+		if (f->mode == FAKE_SILENT)
+			atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst);
+		else
+			fake_answer(f, &h, &fb);
+	}
+	tt_assert(off == len, "frame not read to its end");
+	if (f->mode == FAKE_SILENT) {
+		tp_fb_free(&fb);
+		return;
+	}
 	nng_msg *m;
 	tt_assert(nng_msg_alloc(&m, 0) == 0);
 	nng_msg_header_append(m, nng_msg_header(req), nng_msg_header_len(req));
@@ -746,6 +781,36 @@ static void no_leader_known_tries_members_until_the_timeout(void)
 	fake_stop(&f[1]);
 }
 
+/* The deadline of a request still looking for a leader may fall while an
+ * attempt is out (under load, the previous test's answer from f1 can come
+ * late): the detail says no leader was found, whatever the request was
+ * doing then. Here f1 never answers, so the deadline always falls so. */
+static void the_deadline_of_a_search_says_no_leader_was_found(void)
+{
+	static struct fake f[2];
+	f[1].mode = FAKE_SILENT;
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	char peers[128];
+	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
+	struct dl_client_opts o = {.timeout_ms = 400};
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "no leader of group g9 reachable within 400 ms (last: f0 at %s: not leader, "
+		 "leader unknown; then no answer yet from f1 at %s)",
+		 f[0].addr, f[1].addr);
+	tt_assert(strcmp(err.msg, want) == 0, "detail '%s'", err.msg);
+	tt_assert(atomic_load(&f[0].hits) == 1 && atomic_load(&f[1].hits) == 1);
+	dl_client_close(c);
+	fake_stop(&f[0]);
+	fake_stop(&f[1]);
+}
+
 /* Corked requests leave at the latest at the uncork, all of them, in
  * order; a corked submitter that finds the window full sends what waits
  * instead of waiting for itself (without that, the ninth submit below would
@@ -781,6 +846,8 @@ static const struct tt_test tt_tests[] = {
 	{"redirects_stop_after_the_hop_limit", redirects_stop_after_the_hop_limit},
 	{"no_leader_known_tries_members_until_the_timeout",
 	 no_leader_known_tries_members_until_the_timeout},
+	{"the_deadline_of_a_search_says_no_leader_was_found",
+	 the_deadline_of_a_search_says_no_leader_was_found},
 	{"redirect_from_follower_reaches_the_leader", redirect_from_follower_reaches_the_leader},
 	{"thousand_appends_64_in_flight_get_contiguous_indexes",
 	 thousand_appends_64_in_flight_get_contiguous_indexes},
