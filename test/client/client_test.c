@@ -811,6 +811,116 @@ static void the_deadline_of_a_search_says_no_leader_was_found(void)
 	fake_stop(&f[1]);
 }
 
+/* Waits (bounded) until `f` got at least `n` requests. */
+static void wait_hits(struct fake *f, unsigned n, unsigned timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		unsigned hits = atomic_load(&f->hits);
+		if (hits >= n)
+			return;
+		tt_assert(now_ms() < deadline, "%s got %u requests in %u ms, expected %u", f->self,
+			  hits, timeout_ms, n);
+		sleep_ms(1);
+	}
+}
+
+#define SILENT_TIMEOUT_MS 600
+
+/* f0 takes requests and answers none (a leader cut off by a partition: its
+ * connections stay up), f1 names `f1_names` as leader, f2 leads. A client
+ * on "f0;f1;f2" first asks f0, as its believed leader. */
+static struct dl_client *silent_leader_setup(struct fake *f, const char *f1_names)
+{
+	f[0].mode = FAKE_SILENT;
+	f[1].mode = FAKE_REDIRECT;
+	f[2].mode = FAKE_LEADER;
+	snprintf(f[1].leader, sizeof(f[1].leader), "%s", f1_names);
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	fake_start(&f[2], "f2");
+	char peers[160];
+	snprintf(peers, sizeof(peers), "f0-%s;f1-%s;f2-%s", f[0].addr, f[1].addr, f[2].addr);
+	struct dl_client_opts o = {.timeout_ms = SILENT_TIMEOUT_MS};
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
+	return c;
+}
+
+static void silent_leader_teardown(struct dl_client *c, struct fake *f)
+{
+	dl_client_close(c);
+	for (int i = 0; i < 3; i++)
+		fake_stop(&f[i]);
+}
+
+/* Issue 12: after one timeout against the member it takes for the leader,
+ * the client asks the others and follows the leader they name; the
+ * requests still waiting on the silent member move then, not at their own
+ * deadlines, and it is not asked again. */
+static void a_silent_leader_is_left_for_the_leader_the_others_name(void)
+{
+	static struct fake f[3];
+	struct dl_client *c = silent_leader_setup(f, "f2");
+	struct many_arg *args;
+	struct many *m = many_new(2, &args);
+	uint64_t t0 = now_ms();
+	submit_numbered(c, args, 0); /* A: times out at f0 */
+	wait_hits(&f[0], 1, SILENT_TIMEOUT_MS);
+	/* B leaves a third of a timeout later, to f0 as well (unless this
+	 * thread slept past A's deadline: then to f1 at once). */
+	sleep_ms(SILENT_TIMEOUT_MS / 3);
+	submit_numbered(c, args, 1);
+	many_wait(m, 2);
+	uint64_t took = now_ms() - t0;
+	tt_assert(m->code[0] == DL_ETIMEDOUT, "A: %s", dl_strerror(m->code[0]));
+	tt_assert(m->code[1] == 0, "B, sent to f0 before A timed out there: %s",
+		  dl_strerror(m->code[1]));
+	tt_assert(strcmp(m->member[1], "f2") == 0, "B answered by %s", m->member[1]);
+	tt_assert(took < SILENT_TIMEOUT_MS * 2, "both done after %llu ms",
+		  (unsigned long long)took);
+	/* Later appends go straight to the leader, none to f0. */
+	struct dl_errctx err = {{0}};
+	unsigned f1_hits = atomic_load(&f[1].hits);
+	for (int i = 0; i < 3; i++)
+		tt_assert(dl_client_append(c, "later", 5, NULL, NULL, &err) == 0, "%s", err.msg);
+	tt_assert(atomic_load(&f[1].hits) == f1_hits, "redirected again");
+	tt_assert(atomic_load(&f[0].hits) <= 2, "f0 asked %u times", atomic_load(&f[0].hits));
+	printf("  silent leader: A failed, B done %llu ms after A was sent\n",
+	       (unsigned long long)took);
+	silent_leader_teardown(c, f);
+	many_free(m, args);
+}
+
+/* Until they elect another, the followers of a silent leader still name it;
+ * the client does not go back to it but asks the remaining members. */
+static void a_member_naming_the_silent_leader_is_not_followed_back_to_it(void)
+{
+	static struct fake f[3];
+	struct dl_client *c = silent_leader_setup(f, "f0");
+	struct dl_errctx err = {{0}};
+	uint64_t t0 = now_ms();
+	int rc = dl_client_append(c, "a", 1, NULL, NULL, &err);
+	uint64_t t1 = now_ms();
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	char want[96];
+	snprintf(want, sizeof(want), "no answer from f0 at %s within %u ms", f[0].addr,
+		 SILENT_TIMEOUT_MS);
+	tt_assert(strcmp(err.msg, want) == 0, "detail '%s'", err.msg);
+	uint64_t idx = 0;
+	rc = dl_client_append(c, "b", 1, &idx, NULL, &err);
+	uint64_t t2 = now_ms();
+	tt_assert(rc == 0, "the append after the timeout: %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(t2 - t1 < SILENT_TIMEOUT_MS / 2, "took %llu ms", (unsigned long long)(t2 - t1));
+	tt_assert(t2 - t0 < SILENT_TIMEOUT_MS * 2, "errors for %llu ms",
+		  (unsigned long long)(t2 - t0));
+	unsigned h0 = atomic_load(&f[0].hits), h1 = atomic_load(&f[1].hits);
+	tt_assert(h0 == 1 && h1 == 1 && idx == 1, "f0 %u, f1 %u requests, index %llu", h0, h1,
+		  (unsigned long long)idx);
+	silent_leader_teardown(c, f);
+}
+
 /* Corked requests leave at the latest at the uncork, all of them, in
  * order; a corked submitter that finds the window full sends what waits
  * instead of waiting for itself (without that, the ninth submit below would
@@ -848,6 +958,10 @@ static const struct tt_test tt_tests[] = {
 	 no_leader_known_tries_members_until_the_timeout},
 	{"the_deadline_of_a_search_says_no_leader_was_found",
 	 the_deadline_of_a_search_says_no_leader_was_found},
+	{"a_silent_leader_is_left_for_the_leader_the_others_name",
+	 a_silent_leader_is_left_for_the_leader_the_others_name},
+	{"a_member_naming_the_silent_leader_is_not_followed_back_to_it",
+	 a_member_naming_the_silent_leader_is_not_followed_back_to_it},
 	{"redirect_from_follower_reaches_the_leader", redirect_from_follower_reaches_the_leader},
 	{"thousand_appends_64_in_flight_get_contiguous_indexes",
 	 thousand_appends_64_in_flight_get_contiguous_indexes},
