@@ -728,6 +728,22 @@ static void fake_stop(struct fake *f)
 	nng_close(f->s);
 }
 
+/* A client of group g9 whose members are the fakes f[0..n), in order. */
+static struct dl_client *open_on_fakes(const struct fake *f, int n,
+				       const struct dl_client_opts *o)
+{
+	char peers[256];
+	size_t off = 0;
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(peers + off, sizeof(peers) - off, "%s-%s;", f[i].self,
+					f[i].addr);
+	tt_assert(off < sizeof(peers));
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", o, &c, &err) == 0, "%s", err.msg);
+	return c;
+}
+
 static void redirects_stop_after_the_hop_limit(void)
 {
 	static struct fake f[2]; /* each names the other as leader */
@@ -737,12 +753,9 @@ static void redirects_stop_after_the_hop_limit(void)
 	snprintf(f[1].leader, sizeof(f[1].leader), "f0");
 	/* f1 is named by id (found in peers); f0 by an address only. */
 	snprintf(f[1].leader_addr, sizeof(f[1].leader_addr), "%s", f[0].addr);
-	char peers[128];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
 	struct dl_client_opts o = {.max_hops = 3};
-	struct dl_client *c = NULL;
+	struct dl_client *c = open_on_fakes(f, 2, &o);
 	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
 	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
 	tt_assert(rc == DL_ENOTLEADER, "%s (%s)", dl_strerror(rc), err.msg);
 	char want[128];
@@ -760,14 +773,11 @@ static void no_leader_known_tries_members_until_the_timeout(void)
 	static struct fake f[2]; /* both know no leader */
 	fake_start(&f[0], "f0");
 	fake_start(&f[1], "f1");
-	char peers[128];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
 	/* 1 s: with 400 ms, two first dials under TSan on a busy core left
 	 * time for one try in all. */
 	struct dl_client_opts o = {.timeout_ms = 1000, .backoff_max_ms = 50};
-	struct dl_client *c = NULL;
+	struct dl_client *c = open_on_fakes(f, 2, &o);
 	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
 	uint64_t t0 = now_ms();
 	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
 	uint64_t took = now_ms() - t0;
@@ -793,12 +803,9 @@ static void the_deadline_of_a_search_says_no_leader_was_found(void)
 	f[1].mode = FAKE_SILENT;
 	fake_start(&f[0], "f0");
 	fake_start(&f[1], "f1");
-	char peers[128];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
 	struct dl_client_opts o = {.timeout_ms = 400};
-	struct dl_client *c = NULL;
+	struct dl_client *c = open_on_fakes(f, 2, &o);
 	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
 	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
 	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
 	char want[256];
@@ -843,13 +850,8 @@ static struct dl_client *silent_leader_setup(struct fake *f, const char *f1_name
 	fake_start(&f[0], "f0");
 	fake_start(&f[1], "f1");
 	fake_start(&f[2], "f2");
-	char peers[160];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s;f2-%s", f[0].addr, f[1].addr, f[2].addr);
 	struct dl_client_opts o = {.timeout_ms = SILENT_TIMEOUT_MS};
-	struct dl_client *c = NULL;
-	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
-	return c;
+	return open_on_fakes(f, 3, &o);
 }
 
 static void silent_leader_teardown(struct dl_client *c, struct fake *f)
