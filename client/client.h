@@ -31,10 +31,12 @@
  * connection is lost or cannot be made within connect_timeout_ms is skipped
  * the same way; a request bound to one member or address (a read with
  * `member`, node metadata) fails then with DL_ETIMEDOUT. When the timeout
- * passes while the client is still looking for a leader, the detail says so
- * ("no leader of group G reachable within T ms (last: ...)"), also when an
- * attempt was out at that moment; "no answer from M within T ms" means M
- * was taken for the leader (or was the only member to ask) and did not answer.
+ * passes while the client is looking for a leader (a member was left, as not
+ * leader without naming one, unreachable or shutting down, and no leader was
+ * named since), the detail says so ("no leader of group G reachable within
+ * T ms (last: ...)"), also when an attempt was out at that moment; "no answer
+ * from M within T ms" means M was taken for the leader (or was the first
+ * member asked) and did not answer.
  *
  * A silent leader: a member whose node is cut off by a partition keeps its
  * TCP connections up, so nothing tells the client it is gone but the
