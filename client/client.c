@@ -93,6 +93,11 @@ struct conn {
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
 	uint32_t n_sent;          /* ops SENT here, <= CONN_WINDOW */
 	uint32_t wq_head, wq_tail; /* PARKED ops, FIFO (slots; NO_SLOT: none) */
+	/* Until then the member here is taken for down although its
+	 * connection is up: it left a request unanswered for half the timeout
+	 * (a partitioned leader keeps its TCP connections). Not asked first,
+	 * not followed when named as leader; see suspect_silent(). */
+	uint64_t suspect_until_ns;
 };
 
 struct op {
@@ -104,6 +109,7 @@ struct op {
 	uint64_t rid;
 	uint64_t deadline_ns;
 	uint64_t wake_ns; /* BACKOFF: when to send; PARKED: connect timeout */
+	uint64_t sent_ns; /* SENT: when this attempt left */
 	struct conn *conn;
 	char id[TP_NAME_MAX + 1];   /* target member; "" for node metadata */
 	char addr[TP_ADDR_MAX + 1]; /* its address */
@@ -161,6 +167,7 @@ static _Thread_local struct dl_client *tl_client;
 static _Thread_local struct dl_client *tl_cork;
 
 static void op_detach(struct dl_client *c, struct op *op);
+static struct conn *conn_find(struct dl_client *c, const char *addr);
 
 static uint64_t now_ns(void)
 {
@@ -359,8 +366,32 @@ static void hint_drop(struct dl_client *c, const char *addr)
 		c->hint = false;
 }
 
+/* Whether the member at `addr` is taken for down (conn->suspect_until_ns). */
+static bool addr_suspect(struct dl_client *c, const char *addr, uint64_t now)
+{
+	const struct conn *cn = conn_find(c, addr);
+	return cn != NULL && cn->suspect_until_ns > now;
+}
+
+/* The member after `from` in peers order (from the first when `from` < 0)
+ * that is not taken for down; `from` itself comes last. When every member
+ * is, the plain next: suspicion only orders the search, it never ends it. */
+static int member_after(struct dl_client *c, int from, uint64_t now)
+{
+	int n = (int)c->peers.n_members;
+	DL_ASSERT(n > 0 && from < n);
+	int first = from < 0 ? 0 : (from + 1) % n;
+	for (int k = 0; k < n; k++) {
+		int i = (first + k) % n;
+		if (!addr_suspect(c, c->addrs[i], now))
+			return i;
+	}
+	return first;
+}
+
 /* The first member to ask: `member` if given (and then only it), else the
- * leader last learned of, else the first member of peers. */
+ * leader last learned of, else the first member of peers not taken for
+ * down. */
 static int target_initial(struct dl_client *c, struct op *op, const char *member,
 			  struct dl_errctx *err)
 {
@@ -373,7 +404,7 @@ static int target_initial(struct dl_client *c, struct op *op, const char *member
 	} else if (c->hint) {
 		set_target(c, op, c->hint_id, c->hint_addr, c->hint_peer);
 	} else {
-		set_target_peer(c, op, 0);
+		set_target_peer(c, op, member_after(c, -1, now_ns()));
 	}
 	return 0;
 }
@@ -575,9 +606,9 @@ static void op_detach(struct dl_client *c, struct op *op)
 static int transmit(struct dl_client *c, struct op *op, uint64_t now);
 static void fail_later(struct dl_client *c, struct op *op, int rc);
 
-/* Tries again after a pause: another member in peers order unless the op
- * is pinned to its target. Returns 0, or an error if the new attempt could
- * not be encoded. */
+/* Tries again after a pause: the next member in peers order not taken for
+ * down, unless the op is pinned to its target. Returns 0, or an error if
+ * the new attempt could not be encoded. */
 static int retry_later(struct dl_client *c, struct op *op, uint64_t now, const char *reason)
 {
 	op_detach(c, op);
@@ -585,10 +616,8 @@ static int retry_later(struct dl_client *c, struct op *op, uint64_t now, const c
 		detailf(op->last, "%s at %s: %s", op->id, op->addr, reason);
 	else
 		detailf(op->last, "%s: %s", op->addr, reason);
-	if (!op->pinned && c->peers.n_members > 0) {
-		int next = op->peer < 0 ? 0 : (op->peer + 1) % (int)c->peers.n_members;
-		set_target_peer(c, op, next);
-	}
+	if (!op->pinned && c->peers.n_members > 0)
+		set_target_peer(c, op, member_after(c, op->peer, now));
 	op->backoff_ms = op->backoff_ms == 0 ? c->o.backoff_min_ms : op->backoff_ms * 2;
 	if (op->backoff_ms > c->o.backoff_max_ms)
 		op->backoff_ms = c->o.backoff_max_ms;
@@ -638,8 +667,10 @@ static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uin
 		}
 		return;
 	}
-	for (uint32_t i = 0; i < k; i++)
+	for (uint32_t i = 0; i < k; i++) {
 		ops[i]->state = OP_SENT;
+		ops[i]->sent_ns = now;
+	}
 	cn->n_sent += k;
 	DL_ASSERT(cn->n_sent <= CONN_WINDOW);
 }
@@ -697,7 +728,10 @@ static int transmit(struct dl_client *c, struct op *op, uint64_t now)
 	return 0;
 }
 
-/* DL_ENOTLEADER to an append: follow the named leader, or try the others. */
+/* DL_ENOTLEADER to an append: follow the named leader, or try the others.
+ * A leader we lost or take for down is not followed: its followers name it
+ * until they elect another (one election timeout), and following them back
+ * would leave the request unanswered there until its deadline. */
 static int redirect(struct dl_client *c, struct op *op, const struct tp_error *e, uint64_t now)
 {
 	int peer = e->leader[0] ? cfg_peers_find(&c->peers, e->leader) : -1;
@@ -705,14 +739,22 @@ static int redirect(struct dl_client *c, struct op *op, const struct tp_error *e
 	bool known = e->leader[0] != '\0' && addr[0] != '\0';
 	if (known && strcmp(e->leader, op->id) == 0 && strcmp(addr, op->addr) == 0)
 		known = false; /* names itself: it is between roles */
+	const char *why = "not leader, leader unknown";
+	char buf[TP_NAME_MAX + 64];
 	if (known) {
 		struct conn *lc = conn_find(c, addr);
-		if (lc != NULL && lc->failed && !lc->up)
+		if (lc != NULL && lc->failed && !lc->up) {
 			known = false; /* a stale leader we already lost */
+		} else if (lc != NULL && lc->suspect_until_ns > now) {
+			known = false;
+			snprintf(buf, sizeof(buf), "not leader, names %s, which did not answer",
+				 e->leader);
+			why = buf;
+		}
 	}
 	if (!known) {
 		hint_drop(c, op->addr);
-		return retry_later(c, op, now, "not leader, leader unknown");
+		return retry_later(c, op, now, why);
 	}
 	if (op->hops >= c->o.max_hops) {
 		detailf(op->detail, "not leader after %u hops (last tried %s at %s)", op->hops,
@@ -722,6 +764,7 @@ static int redirect(struct dl_client *c, struct op *op, const struct tp_error *e
 	op->hops++;
 	hint_set(c, e->leader, addr, peer);
 	set_target(c, op, e->leader, addr, peer);
+	op->last[0] = '\0'; /* a leader found: no longer searching */
 	int rc = new_attempt(c, op);
 	return rc != 0 ? rc : transmit(c, op, now);
 }
@@ -777,6 +820,7 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 	if (op->state != OP_SENT || op->rid != h->request_id || op->conn != cn)
 		return false; /* a late answer to an earlier attempt */
 	uint64_t now = now_ns();
+	cn->suspect_until_ns = 0; /* it answers */
 	op_detach(c, op);
 	if (tl_cork != c)
 		pump(c, cn, now);
@@ -951,20 +995,72 @@ static void timeout_detail(struct dl_client *c, struct op *op)
 	else
 		snprintf(who, sizeof(who), "%s", op->addr);
 	bool waiting = op->state == OP_BACKOFF || (op->state == OP_PARKED && !op->conn->up);
-	if (op->state == OP_SENT)
+	/* Still looking for a leader (op->last is cleared when one is named):
+	 * the deadline may fall while an attempt is out, but what the caller
+	 * learns is that none was found, whichever state the op is in. */
+	bool searching = !op->pinned && op->last[0] != '\0';
+	const char *what = op->kind == OP_APPEND ? "leader" : "member";
+	if (op->state == OP_SENT && searching)
+		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s; then "
+			"no answer yet from %s)", what, c->group, ms, op->last, who);
+	else if (op->state == OP_SENT)
 		detailf(op->detail, "no answer from %s within %u ms", who, ms);
 	else if (op->state == OP_PARKED && op->conn->up)
 		detailf(op->detail, "no answer from %s within %u ms (queued behind %u requests)",
 			who, ms, op->conn->n_sent);
-	else if (waiting && !op->pinned && op->last[0])
-		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s)",
-			op->kind == OP_APPEND ? "leader" : "member", c->group, ms, op->last);
+	else if (waiting && searching)
+		detailf(op->detail, "no %s of group %s reachable within %u ms (last: %s)", what,
+			c->group, ms, op->last);
 	else if (op->state == OP_PARKED)
 		detailf(op->detail, "cannot connect to %s within %u ms", who, ms);
 	else if (op->last[0])
 		detailf(op->detail, "no answer within %u ms (last: %s)", ms, op->last);
 	else
 		detailf(op->detail, "no answer within %u ms", ms);
+}
+
+/* The deadline of `op` passed with its request unanswered at its member.
+ * If the attempt was out for half the timeout or more, the member is taken
+ * for down for one timeout (a leader cut off by a partition keeps its TCP
+ * connections, so nng reports nothing): the client forgets it as leader,
+ * asks the others first, does not follow them back to it (they name it
+ * until they elect another), and moves the requests waiting on it,
+ * unless bound to it, to the others now rather than at their deadlines.
+ * An answer from it ends the suspicion early. */
+static void suspect_silent(struct dl_client *c, struct op *op, uint64_t now)
+{
+	struct conn *cn = op->conn;
+	DL_ASSERT(op->state == OP_SENT && cn != NULL);
+	DL_ASSERT(op->sent_ns != 0 && cn->c == c);
+	if (op->pinned || now < op->sent_ns + ms_ns(c->o.timeout_ms) / 2)
+		return; /* asked only just now: that tells nothing */
+	cn->suspect_until_ns = now + ms_ns(c->o.timeout_ms);
+	hint_drop(c, cn->addr);
+	char why[64];
+	snprintf(why, sizeof(why), "another request got no answer within %u ms",
+		 c->o.timeout_ms);
+	for (uint32_t i = 0; i < c->cap; i++) {
+		struct op *o = &c->ops[i];
+		if (o == op || o->conn != cn || o->pinned || o->fail_rc != 0 ||
+		    (o->state != OP_SENT && o->state != OP_PARKED))
+			continue;
+		int rc = retry_later(c, o, now, why);
+		if (rc != 0)
+			fail_later(c, o, rc);
+	}
+}
+
+/* An op about to be sent again whose member was taken for down since it
+ * was picked goes to the next member instead. */
+static int avoid_suspect(struct dl_client *c, struct op *op, uint64_t now)
+{
+	if (op->pinned || c->peers.n_members == 0 || !addr_suspect(c, op->addr, now))
+		return 0;
+	int next = member_after(c, op->peer, now);
+	if (addr_suspect(c, c->addrs[next], now))
+		return 0; /* all are: ask it anyway */
+	set_target_peer(c, op, next);
+	return new_attempt(c, op);
 }
 
 /* One op's due work (under mu). Returns true when it finished into `cp`. */
@@ -975,9 +1071,13 @@ static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct co
 		rc = op->fail_rc;
 	} else if (now >= op->deadline_ns) {
 		timeout_detail(c, op);
+		if (op->state == OP_SENT)
+			suspect_silent(c, op, now);
 		rc = DL_ETIMEDOUT;
 	} else if (op->state == OP_BACKOFF && now >= op->wake_ns) {
-		rc = transmit(c, op, now);
+		rc = avoid_suspect(c, op, now);
+		if (rc == 0)
+			rc = transmit(c, op, now);
 	} else if (op->state == OP_PARKED && !op->conn->up && now >= op->wake_ns) {
 		op->conn->failed = true;
 		if (op->pinned) { /* no one else to ask */
@@ -1506,7 +1606,9 @@ int dl_client_metadata(struct dl_client *c, const char *member, struct tp_group_
 		pthread_mutex_lock(&c->mu);
 		int peer = cfg_peers_find(&c->peers, out->leader);
 		const char *addr = peer >= 0 ? c->addrs[peer] : out->leader_addr;
-		if (addr[0] != '\0')
+		/* Not a member taken for down: its followers name it until
+		 * they elect another (see redirect()). */
+		if (addr[0] != '\0' && !addr_suspect(c, addr, now_ns()))
 			hint_set(c, out->leader, addr, peer);
 		pthread_mutex_unlock(&c->mu);
 	}

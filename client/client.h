@@ -30,9 +30,31 @@
  * timeout (DL_ETIMEDOUT). A member that is shutting down (DL_ECLOSED) or whose
  * connection is lost or cannot be made within connect_timeout_ms is skipped
  * the same way; a request bound to one member or address (a read with
- * `member`, node metadata) fails then with DL_ETIMEDOUT. Because of these
- * retries an append whose answer was lost can be stored twice (at-least-once,
- * as any Raft client without sessions).
+ * `member`, node metadata) fails then with DL_ETIMEDOUT. When the timeout
+ * passes while the client is looking for a leader (a member was left, as not
+ * leader without naming one, unreachable or shutting down, and no leader was
+ * named since), the detail says so ("no leader of group G reachable within
+ * T ms (last: ...)"), also when an attempt was out at that moment; "no answer
+ * from M within T ms" means M was taken for the leader (or was the first
+ * member asked) and did not answer.
+ *
+ * A silent leader: a member whose node is cut off by a partition keeps its
+ * TCP connections up, so nothing tells the client it is gone but the
+ * timeout. When a request's timeout passes with its request unanswered at a
+ * member for at least half the timeout, the client takes that member for
+ * down for one timeout: it forgets it as leader, sends new requests to the
+ * other members first (they redirect to the leader they know), does not
+ * follow a redirect back to it (its followers name it until they elect
+ * another, one election timeout), and moves the requests still waiting on
+ * it, except those bound to it, to the others at once. An answer from it
+ * ends this early; after the timeout it is asked as any other member. So a
+ * partitioned leader costs about one request timeout (the requests already
+ * sent to it) plus one election timeout (the requests waiting for the new
+ * leader, which fail only if that is longer than their own timeout).
+ *
+ * Because of these retries an append whose answer was lost, or that a
+ * silent member committed after all, can be stored twice (at-least-once, as
+ * any Raft client without sessions).
  *
  * Threads: per connection one receiver thread; per client one timer thread
  * (deadlines, backoff, connect timeouts). All state is guarded by one mutex

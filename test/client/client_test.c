@@ -446,7 +446,11 @@ static void unknown_group_is_not_found(void)
 
 static void node_metadata_lists_every_group(void)
 {
-	struct dl_client *c = open_client(0, NULL, NULL);
+	/* A node-metadata request is bound to its address and waits only
+	 * connect_timeout_ms for the first dial: 500 ms was once too short
+	 * under TSan with the other core busy. */
+	struct dl_client_opts o = {.connect_timeout_ms = 5000};
+	struct dl_client *c = open_client(0, NULL, &o);
 	for (uint32_t k = 0; k < NODES; k++) {
 		struct tp_group_meta *rows = NULL;
 		uint32_t n = 0;
@@ -469,7 +473,7 @@ static void node_metadata_lists_every_group(void)
 	}
 	/* One group through a client of it. */
 	dl_client_close(c);
-	c = open_client(1, "g0", NULL);
+	c = open_client(1, "g0", &o);
 	struct tp_group_meta gm;
 	struct dl_errctx err = {{0}};
 	tt_assert(dl_client_metadata(c, "n2", &gm, &err) == 0, "%s", err.msg);
@@ -618,38 +622,73 @@ static void appends_fail_over_when_the_leaders_node_stops(void)
 	many_free(m, args);
 }
 
-/* ---- fake nodes: answer every request with DL_ENOTLEADER ----------------------------- */
+/* ---- fake nodes: a follower, a silent node, a leader --------------------------------- */
+
+enum fake_mode {
+	FAKE_REDIRECT, /* answers every append with DL_ENOTLEADER naming `leader` */
+	FAKE_SILENT,   /* takes the connection and the requests, answers nothing (a
+			  leader cut off by a partition) */
+	FAKE_LEADER,   /* commits every append: index = its count of appends */
+};
 
 struct fake {
 	nng_socket s;
 	pthread_t t;
 	atomic_bool stop;
 	atomic_uint hits;
+	enum fake_mode mode; /* set before fake_start() */
 	char self[16];
 	char addr[32];
 	char leader[16]; /* whom it names as leader ("" for none) */
 	char leader_addr[32];
 };
 
-static void fake_reply(struct fake *f, nng_msg *req)
+/* The answer to one append of the request frame, added to `fb`. */
+static void fake_answer(struct fake *f, const struct tp_hdr *h, struct tp_fb *fb)
 {
-	const uint8_t *buf = nng_msg_body(req);
-	size_t len = nng_msg_len(req), off = 0;
-	struct tp_hdr h;
-	tt_assert(tp_frame_begin(buf, len, &off) == 0 && tp_frame_next(buf, len, &off, &h) == 0);
-	tt_assert(h.type == TP_APPEND && strcmp(h.target, f->self) == 0, "type %u target %s",
-		  h.type, h.target);
+	tt_assert(h->type == TP_APPEND && strcmp(h->target, f->self) == 0, "type %u target %s",
+		  h->type, h->target);
 	/* Count before answering: the client may act on the answer at once. */
-	atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst);
+	unsigned hit = atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst) + 1;
+	struct tp_addr a = {.group = h->group, .target = "", .sender = f->self,
+			    .request_id = h->request_id};
+	if (f->mode == FAKE_LEADER) {
+		struct raft_entry ents[4];
+		uint32_t n = 0;
+		tt_assert(tp_decode_append(h, ents, 4, &n) == 0 && n == 1);
+		struct tp_append_resp r = {.first_index = hit, .term = 7, .n = n};
+		tt_assert(tp_fb_add_append_resp(fb, &a, &r) == 0);
+		return;
+	}
 	struct tp_error e = {.code = DL_ENOTLEADER};
 	snprintf(e.message, sizeof(e.message), "not leader");
 	snprintf(e.leader, sizeof(e.leader), "%s", f->leader);
 	snprintf(e.leader_addr, sizeof(e.leader_addr), "%s", f->leader_addr);
-	struct tp_addr a = {.group = h.group, .target = "", .sender = f->self,
-			    .request_id = h.request_id};
+	tt_assert(tp_fb_add_error(fb, &a, &e) == 0);
+}
+
+/* Answers each request of the frame (the client packs what is queued for a
+ * connection into one), all in one reply frame; a silent fake only counts. */
+static void fake_reply(struct fake *f, nng_msg *req)
+{
+	const uint8_t *buf = nng_msg_body(req);
+	size_t len = nng_msg_len(req), off = 0;
+	tt_assert(tp_frame_begin(buf, len, &off) == 0);
 	struct tp_fb fb;
-	tp_fb_init(&fb, 4096);
-	tt_assert(tp_fb_add_error(&fb, &a, &e) == 0);
+	tp_fb_init(&fb, 1u << 20);
+	for (uint32_t i = 0; i < TP_MAX_ENTRIES && off < len; i++) {
+		struct tp_hdr h;
+		tt_assert(tp_frame_next(buf, len, &off, &h) == 0);
+		if (f->mode == FAKE_SILENT)
+			atomic_fetch_add_explicit(&f->hits, 1, memory_order_seq_cst);
+		else
+			fake_answer(f, &h, &fb);
+	}
+	tt_assert(off == len, "frame not read to its end");
+	if (f->mode == FAKE_SILENT) {
+		tp_fb_free(&fb);
+		return;
+	}
 	nng_msg *m;
 	tt_assert(nng_msg_alloc(&m, 0) == 0);
 	nng_msg_header_append(m, nng_msg_header(req), nng_msg_header_len(req));
@@ -693,6 +732,22 @@ static void fake_stop(struct fake *f)
 	nng_close(f->s);
 }
 
+/* A client of group g9 whose members are the fakes f[0..n), in order. */
+static struct dl_client *open_on_fakes(const struct fake *f, int n,
+				       const struct dl_client_opts *o)
+{
+	char peers[256];
+	size_t off = 0;
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(peers + off, sizeof(peers) - off, "%s-%s;", f[i].self,
+					f[i].addr);
+	tt_assert(off < sizeof(peers));
+	struct dl_client *c = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g9", o, &c, &err) == 0, "%s", err.msg);
+	return c;
+}
+
 static void redirects_stop_after_the_hop_limit(void)
 {
 	static struct fake f[2]; /* each names the other as leader */
@@ -702,12 +757,9 @@ static void redirects_stop_after_the_hop_limit(void)
 	snprintf(f[1].leader, sizeof(f[1].leader), "f0");
 	/* f1 is named by id (found in peers); f0 by an address only. */
 	snprintf(f[1].leader_addr, sizeof(f[1].leader_addr), "%s", f[0].addr);
-	char peers[128];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
 	struct dl_client_opts o = {.max_hops = 3};
-	struct dl_client *c = NULL;
+	struct dl_client *c = open_on_fakes(f, 2, &o);
 	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
 	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
 	tt_assert(rc == DL_ENOTLEADER, "%s (%s)", dl_strerror(rc), err.msg);
 	char want[128];
@@ -725,25 +777,159 @@ static void no_leader_known_tries_members_until_the_timeout(void)
 	static struct fake f[2]; /* both know no leader */
 	fake_start(&f[0], "f0");
 	fake_start(&f[1], "f1");
-	char peers[128];
-	snprintf(peers, sizeof(peers), "f0-%s;f1-%s", f[0].addr, f[1].addr);
-	struct dl_client_opts o = {.timeout_ms = 400, .backoff_max_ms = 50};
-	struct dl_client *c = NULL;
+	/* 1 s: with 400 ms, two first dials under TSan on a busy core left
+	 * time for one try in all. */
+	struct dl_client_opts o = {.timeout_ms = 1000, .backoff_max_ms = 50};
+	struct dl_client *c = open_on_fakes(f, 2, &o);
 	struct dl_errctx err = {{0}};
-	tt_assert(dl_client_open(peers, "g9", &o, &c, &err) == 0, "%s", err.msg);
 	uint64_t t0 = now_ms();
 	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
 	uint64_t took = now_ms() - t0;
 	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
-	tt_assert(strstr(err.msg, "no leader of group g9 reachable within 400 ms (last: f") != NULL,
+	tt_assert(strstr(err.msg, "no leader of group g9 reachable within 1000 ms (last: f") != NULL,
 		  "detail '%s'", err.msg);
-	tt_assert(took >= 350 && took < 2000, "took %llu ms", (unsigned long long)took);
+	tt_assert(took >= 950 && took < 3000, "took %llu ms", (unsigned long long)took);
 	unsigned h0 = atomic_load(&f[0].hits), h1 = atomic_load(&f[1].hits);
 	tt_assert(h0 >= 2 && h1 >= 2, "tries %u and %u", h0, h1);
 	tt_assert(h0 + h1 < 100, "%u tries: the backoff is not working", h0 + h1);
 	dl_client_close(c);
 	fake_stop(&f[0]);
 	fake_stop(&f[1]);
+}
+
+/* The deadline of a request still looking for a leader may fall while an
+ * attempt is out (under load, the previous test's answer from f1 can come
+ * late): the detail says no leader was found, whatever the request was
+ * doing then. Here f1 never answers, so the deadline always falls so. */
+static void the_deadline_of_a_search_says_no_leader_was_found(void)
+{
+	static struct fake f[2];
+	f[1].mode = FAKE_SILENT;
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	struct dl_client_opts o = {.timeout_ms = 400};
+	struct dl_client *c = open_on_fakes(f, 2, &o);
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_append(c, "x", 1, NULL, NULL, &err);
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "no leader of group g9 reachable within 400 ms (last: f0 at %s: not leader, "
+		 "leader unknown; then no answer yet from f1 at %s)",
+		 f[0].addr, f[1].addr);
+	tt_assert(strcmp(err.msg, want) == 0, "detail '%s'", err.msg);
+	tt_assert(atomic_load(&f[0].hits) == 1 && atomic_load(&f[1].hits) == 1);
+	dl_client_close(c);
+	fake_stop(&f[0]);
+	fake_stop(&f[1]);
+}
+
+/* Waits (bounded) until `f` got at least `n` requests. */
+static void wait_hits(struct fake *f, unsigned n, unsigned timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		unsigned hits = atomic_load(&f->hits);
+		if (hits >= n)
+			return;
+		tt_assert(now_ms() < deadline, "%s got %u requests in %u ms, expected %u", f->self,
+			  hits, timeout_ms, n);
+		sleep_ms(1);
+	}
+}
+
+/* Long enough for B below to dial f1 and f2 for the first time after A's
+ * timeout, also under TSan with the other core busy. */
+#define SILENT_TIMEOUT_MS 1000
+
+/* f0 takes requests and answers none (a leader cut off by a partition: its
+ * connections stay up), f1 names `f1_names` as leader, f2 leads. A client
+ * on "f0;f1;f2" first asks f0, as its believed leader. */
+static struct dl_client *silent_leader_setup(struct fake *f, const char *f1_names)
+{
+	f[0].mode = FAKE_SILENT;
+	f[1].mode = FAKE_REDIRECT;
+	f[2].mode = FAKE_LEADER;
+	snprintf(f[1].leader, sizeof(f[1].leader), "%s", f1_names);
+	fake_start(&f[0], "f0");
+	fake_start(&f[1], "f1");
+	fake_start(&f[2], "f2");
+	struct dl_client_opts o = {.timeout_ms = SILENT_TIMEOUT_MS};
+	return open_on_fakes(f, 3, &o);
+}
+
+static void silent_leader_teardown(struct dl_client *c, struct fake *f)
+{
+	dl_client_close(c);
+	for (int i = 0; i < 3; i++)
+		fake_stop(&f[i]);
+}
+
+/* Issue 12: after one timeout against the member it takes for the leader,
+ * the client asks the others and follows the leader they name; the
+ * requests still waiting on the silent member move then, not at their own
+ * deadlines, and it is not asked again. */
+static void a_silent_leader_is_left_for_the_leader_the_others_name(void)
+{
+	static struct fake f[3];
+	struct dl_client *c = silent_leader_setup(f, "f2");
+	struct many_arg *args;
+	struct many *m = many_new(2, &args);
+	uint64_t t0 = now_ms();
+	submit_numbered(c, args, 0); /* A: times out at f0 */
+	wait_hits(&f[0], 1, SILENT_TIMEOUT_MS);
+	/* B leaves 3/5 of a timeout later, to f0 as well (unless this thread
+	 * slept past A's deadline: then to f1 at once), so it has 2/5 of its
+	 * timeout left when A times out. */
+	sleep_ms(SILENT_TIMEOUT_MS * 3 / 5);
+	submit_numbered(c, args, 1);
+	many_wait(m, 2);
+	uint64_t took = now_ms() - t0;
+	tt_assert(m->code[0] == DL_ETIMEDOUT, "A: %s", dl_strerror(m->code[0]));
+	tt_assert(m->code[1] == 0, "B, sent to f0 before A timed out there: %s",
+		  dl_strerror(m->code[1]));
+	tt_assert(strcmp(m->member[1], "f2") == 0, "B answered by %s", m->member[1]);
+	tt_assert(took < SILENT_TIMEOUT_MS * 2, "both done after %llu ms",
+		  (unsigned long long)took);
+	/* Later appends go straight to the leader, none to f0. */
+	struct dl_errctx err = {{0}};
+	unsigned f1_hits = atomic_load(&f[1].hits);
+	for (int i = 0; i < 3; i++)
+		tt_assert(dl_client_append(c, "later", 5, NULL, NULL, &err) == 0, "%s", err.msg);
+	tt_assert(atomic_load(&f[1].hits) == f1_hits, "redirected again");
+	tt_assert(atomic_load(&f[0].hits) <= 2, "f0 asked %u times", atomic_load(&f[0].hits));
+	printf("  silent leader: A failed, B done %llu ms after A was sent\n",
+	       (unsigned long long)took);
+	silent_leader_teardown(c, f);
+	many_free(m, args);
+}
+
+/* Until they elect another, the followers of a silent leader still name it;
+ * the client does not go back to it but asks the remaining members. */
+static void a_member_naming_the_silent_leader_is_not_followed_back_to_it(void)
+{
+	static struct fake f[3];
+	struct dl_client *c = silent_leader_setup(f, "f0");
+	struct dl_errctx err = {{0}};
+	uint64_t t0 = now_ms();
+	int rc = dl_client_append(c, "a", 1, NULL, NULL, &err);
+	uint64_t t1 = now_ms();
+	tt_assert(rc == DL_ETIMEDOUT, "%s (%s)", dl_strerror(rc), err.msg);
+	char want[96];
+	snprintf(want, sizeof(want), "no answer from f0 at %s within %u ms", f[0].addr,
+		 SILENT_TIMEOUT_MS);
+	tt_assert(strcmp(err.msg, want) == 0, "detail '%s'", err.msg);
+	uint64_t idx = 0;
+	rc = dl_client_append(c, "b", 1, &idx, NULL, &err);
+	uint64_t t2 = now_ms();
+	tt_assert(rc == 0, "the append after the timeout: %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(t2 - t1 < SILENT_TIMEOUT_MS, "took %llu ms", (unsigned long long)(t2 - t1));
+	tt_assert(t2 - t0 < SILENT_TIMEOUT_MS * 2, "errors for %llu ms",
+		  (unsigned long long)(t2 - t0));
+	unsigned h0 = atomic_load(&f[0].hits), h1 = atomic_load(&f[1].hits);
+	tt_assert(h0 == 1 && h1 == 1 && idx == 1, "f0 %u, f1 %u requests, index %llu", h0, h1,
+		  (unsigned long long)idx);
+	silent_leader_teardown(c, f);
 }
 
 /* Corked requests leave at the latest at the uncork, all of them, in
@@ -781,6 +967,12 @@ static const struct tt_test tt_tests[] = {
 	{"redirects_stop_after_the_hop_limit", redirects_stop_after_the_hop_limit},
 	{"no_leader_known_tries_members_until_the_timeout",
 	 no_leader_known_tries_members_until_the_timeout},
+	{"the_deadline_of_a_search_says_no_leader_was_found",
+	 the_deadline_of_a_search_says_no_leader_was_found},
+	{"a_silent_leader_is_left_for_the_leader_the_others_name",
+	 a_silent_leader_is_left_for_the_leader_the_others_name},
+	{"a_member_naming_the_silent_leader_is_not_followed_back_to_it",
+	 a_member_naming_the_silent_leader_is_not_followed_back_to_it},
 	{"redirect_from_follower_reaches_the_leader", redirect_from_follower_reaches_the_leader},
 	{"thousand_appends_64_in_flight_get_contiguous_indexes",
 	 thousand_appends_64_in_flight_get_contiguous_indexes},
