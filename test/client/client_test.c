@@ -27,8 +27,8 @@ TT_MAIN_STATE;
 
 #define NODES        3
 #define GROUPS       3
-#define HEARTBEAT_MS 50
-#define ELECTION_MS  300
+#define HEARTBEAT_MS 100
+#define ELECTION_MS  1000
 #define MANY         1000
 #define WINDOW       64
 
