@@ -1101,6 +1101,29 @@ static int32_t leader_node(struct sim *s)
 	return random_node(s, true);
 }
 
+/* The node of a leader whose log runs past what it has durable while a
+ * follower already holds more of it durably: crashed now and back at once,
+ * it loses that tail and may be elected again in a new term, with other
+ * entries where that follower holds the old ones. -1 if there is none. */
+static int32_t leader_with_lost_tail(struct sim *s)
+{
+	uint32_t g0 = (uint32_t)rng_below(&s->rng, s->cfg.n_groups);
+	for (uint32_t i = 0; i < s->cfg.n_groups; i++) {
+		uint32_t g = (g0 + i) % s->cfg.n_groups;
+		for (raft_id id = 1; id <= s->n; id++) {
+			const struct sim_member *l = member_of(s, g, id);
+			if (l->r == NULL || l->role != RAFT_LEADER || l->log.len <= l->dlog.len)
+				continue;
+			for (raft_id f = 1; f <= s->n; f++) {
+				const struct sim_member *m = member_of(s, g, f);
+				if (f != id && m->r != NULL && m->dlog.len > l->dlog.len)
+					return (int32_t)id - 1;
+			}
+		}
+	}
+	return -1;
+}
+
 static void maybe_fault(struct sim *s)
 {
 	if (!rng_chance(&s->rng, s->p.fault))
@@ -1113,7 +1136,9 @@ static void maybe_fault(struct sim *s)
 		 * comes back at once is often elected again, in a new term,
 		 * with other entries where its followers hold the old ones. */
 		bool bounce = rng_chance(&s->rng, s->p.leader_bias);
-		k = bounce || rng_chance(&s->rng, 0.5) ? leader_node(s) : random_node(s, true);
+		k = bounce ? leader_with_lost_tail(s) : -1;
+		if (k < 0)
+			k = bounce || rng_chance(&s->rng, 0.5) ? leader_node(s) : random_node(s, true);
 		uint64_t down = bounce ? 1 + rng_below(&s->rng, 2 * SIM_ELECTION_TICKS)
 				       : 1 + rng_below(&s->rng, s->p.down_max);
 		if (k >= 0)
