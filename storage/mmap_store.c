@@ -143,26 +143,27 @@ int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, u
 	if (end > file_bytes)
 		end = file_bytes;
 	uint64_t from = *alloc_end;
-	for (int tries = 0; tries < 8; tries++) {
-		if (fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) == 0) {
-			*alloc_end = end;
-			return DL_OK;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EOPNOTSUPP) {
-			m->no_fallocate = true;
-			*alloc_end = file_bytes;
-			return DL_OK;
-		}
-		break;
+	int e = EINTR;
+	for (int tries = 0; tries < 8 && e == EINTR; tries++) {
+		e = sto_hook_alloc(f->path, from, end - from);
+		if (e == 0 && fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) != 0)
+			e = errno;
 	}
-	if (errno == ENOSPC) {
+	if (e == 0) {
+		*alloc_end = end;
+		return DL_OK;
+	}
+	if (e == EOPNOTSUPP) {
+		m->no_fallocate = true;
+		*alloc_end = file_bytes;
+		return DL_OK;
+	}
+	if (e == ENOSPC) {
 		atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
 		return dl_errf(err, DL_ENOSPC, "no space to preallocate %s: %s", f->path,
-		               strerror(errno));
+		               strerror(e));
 	}
-	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(errno));
+	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(e));
 }
 
 size_t msto_seg_of(const struct msto *m, uint64_t pos)
@@ -421,13 +422,14 @@ static int wr_flush(struct mwr *w, struct dl_errctx *err)
 	uint64_t off = w->off;
 	int rc = DL_OK;
 	while (n > 0) {
-		ssize_t k = pwritev(w->f->fd, iov, (int)n, (off_t)off);
-		if (k < 0 && errno == EINTR)
+		int injected = sto_hook_write(w->f->path, off, w->off + w->len - off);
+		ssize_t k = injected != 0 ? -1 : pwritev(w->f->fd, iov, (int)n, (off_t)off);
+		if (k < 0 && injected == 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
 			/* The space was allocated, so this is an I/O error
 			 * (or ENOSPC from a file system without fallocate). */
-			int e = k < 0 ? errno : EIO;
+			int e = injected != 0 ? injected : k < 0 ? errno : EIO;
 			rc = dl_errf(err, e == ENOSPC ? DL_ENOSPC : DL_EIO,
 			             "write %s at %" PRIu64 ": %s", w->f->path, off, strerror(e));
 			break;

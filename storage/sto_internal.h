@@ -293,10 +293,22 @@ struct sto_test_hooks {
 	void (*file_synced)(void *ctx, const char *path, uint64_t lo, uint64_t hi);
 	/* fsync() of directory `path` succeeded. */
 	void (*dir_synced)(void *ctx, const char *path);
+	/* Fault injection (each may be NULL). Called before the store
+	 * allocates [off, off + len) of `path` (fallocate), writes it
+	 * (pwritev), or syncs `path` (fdatasync, on any thread of the flush
+	 * pool); a non-zero return is taken as the errno of that call, which
+	 * is then not made. */
+	int (*alloc)(void *ctx, const char *path, uint64_t off, uint64_t len);
+	int (*write)(void *ctx, const char *path, uint64_t off, uint64_t len);
+	int (*sync)(void *ctx, const char *path);
 };
 extern struct sto_test_hooks *sto_test_hooks; /* NULL outside tests */
 void sto_hook_file_synced(const char *path, uint64_t lo, uint64_t hi);
 void sto_hook_dir_synced(const char *path);
+/* 0, or the errno a test injects (see struct sto_test_hooks). */
+int sto_hook_alloc(const char *path, uint64_t off, uint64_t len);
+int sto_hook_write(const char *path, uint64_t off, uint64_t len);
+int sto_hook_sync(const char *path);
 
 /* Implementations. */
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
