@@ -247,7 +247,11 @@ void sto_common_durable(const struct sto *s, uint64_t *index, uint64_t *term);
 void sto_common_set_commit(struct sto *s, uint64_t commit);
 int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl_errctx *err);
 int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err);
+/* The sticky error (docs/STORAGE.md, "Failures"): DL_OK, or the first
+ * failure that made the store stop trusting its tail; set by the flush
+ * pass, or by the owner when an append could not be taken back. */
 int sto_common_io_err(struct sto *s);
+void sto_common_set_io_err(struct sto *s, int rc);
 void sto_common_get_state(const struct sto *s, uint64_t *term, uint32_t *vote);
 uint64_t sto_common_recovered_commit(const struct sto *s);
 /* Owner thread: what every implementation checks before an append (the
@@ -268,7 +272,7 @@ void sto_flusher_unregister(struct sto_flusher *fl);
 
 uint64_t sto_now_ns(void); /* CLOCK_MONOTONIC */
 uint64_t sto_clock_ms(const struct sto *s);
-int sto_disk_ratio(const struct sto *s, double *ratio);
+int sto_disk_ratio(const struct sto *s, double *ratio, uint64_t *total_bytes);
 
 /* ---- files and directories (fsutil.c) ---- */
 int sto_mkdirs(const char *path, struct dl_errctx *err);
