@@ -1004,15 +1004,14 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 		               "entry %" PRIu64 " is before the first (%" PRIu64 ")", index,
 		               m->first);
 	struct sto_idx r;
-	if (!idx_get(m, index, &r)) {
+	bool rec_ok = idx_get(m, index, &r);
+	if (!rec_ok || r.pos < m->segs[0].base || r.pos >= m->wpos) {
 		char path[STO_PATH_MAX];
 		uint64_t off = index * STO_IDX_BYTES;
 		msto_idx_path(m, off - off % m->iseg_bytes, path, sizeof(path));
-		return corrupt(m, err, path, off % m->iseg_bytes, index, "bad index record");
+		return corrupt(m, err, path, off % m->iseg_bytes, index,
+		               rec_ok ? "index record points outside the log" : "bad index record");
 	}
-	if (r.pos < m->segs[0].base || r.pos >= m->wpos)
-		return corrupt(m, err, m->index_dir, index * STO_IDX_BYTES, index,
-		               "index record points outside the log");
 	size_t j = msto_seg_of(m, r.pos);
 	const struct mseg *sg = &m->segs[j];
 	if (j + 1 != m->nsegs)

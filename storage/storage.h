@@ -176,7 +176,10 @@ struct sto_info {
 	uint64_t appended_entries;
 	uint64_t enospc_refusals; /* appends refused for a full disk */
 	uint64_t too_big_refusals;
-	uint64_t corrupt_reads; /* reads that found a bad checksum */
+	uint64_t corrupt_reads; /* reads that found damage: a bad checksum, a header
+	                         * that disagrees with its index record, a bad
+	                         * index record (each read's error names file,
+	                         * offset and index) */
 	uint64_t segments_deleted;
 };
 
@@ -314,6 +317,9 @@ int sto_clean(struct sto *s, uint64_t allowed_index, struct sto_clean_result *re
               struct dl_errctx *err);
 void sto_get_info(const struct sto *s, struct sto_info *info);
 void sto_close(struct sto *s);
+/* sto_info.corrupt_reads alone, without get_info's directory walk: cheap
+ * enough for every status publish. Any thread. */
+uint64_t sto_corrupt_reads(const struct sto *s);
 
 /* The flush thread. */
 struct dl_hist; /* common/dl_hist.h */

@@ -408,6 +408,12 @@ void sto_common_info(const struct sto *s, struct sto_info *info)
 	info->segments_deleted = atomic_load_explicit(&m->n_segs_deleted, memory_order_relaxed);
 }
 
+uint64_t sto_corrupt_reads(const struct sto *s)
+{
+	struct sto *m = (struct sto *)s; /* an atomic load, not a write */
+	return atomic_load_explicit(&m->n_corrupt_reads, memory_order_relaxed);
+}
+
 uint64_t sto_clock_ms(const struct sto *s)
 {
 	if (s->cfg.clock != NULL)
