@@ -111,6 +111,14 @@ struct rt_member_status {
 	uint64_t committed_bytes;  /* bodies of client appends committed and acknowledged as leader */
 	uint64_t elections, leader_changes;
 	bool failed; /* stopped by a storage error; see the log */
+	/* Damage (logged at ERROR with file, offset and index). */
+	uint64_t corrupt_reads;   /* store reads that found damage (sto_info.corrupt_reads) */
+	uint64_t send_failures;   /* messages to peers not sent: they could not be encoded
+	                           * (an entry they carry is damaged or unreadable here) */
+	uint64_t damaged_index;   /* lowest entry a read found damaged here; 0: none. A
+	                           * leader that must send it hands leadership to a
+	                           * follower that holds it */
+	uint64_t damage_handoffs; /* such hand-offs started */
 	uint32_t n_peers;
 	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
 };
