@@ -190,7 +190,10 @@ Test(space, a_store_at_its_full_ratio_refuses_appends_before_any_preallocation_f
 	cr_assert(strstr(err.msg, "diskFullRatio") != NULL, "refused by the ratio: %s", err.msg);
 	double used = (double)(D.base_bytes + member_bytes()) / (double)D.total_bytes;
 	cr_log_info("refused at %.5f of the disk: %s", used, err.msg);
-	cr_assert_leq(used, 0.90 + 1e-9, "preallocation stays under the ratio (%.5f)", used);
+	/* Under the ratio, but for the file system's own blocks: writeback
+	 * splits the preallocated extents, which may take an extent block. */
+	double fs_blocks = 2.0 * 4096 / (double)D.total_bytes;
+	cr_assert_leq(used, 0.90 + fs_blocks, "preallocation stays under the ratio (%.5f)", used);
 	cr_assert_geq(used, 0.80, "and the store used most of the room up to it (%.3f)", used);
 	th_check_range(s, 1, last, 1, 2000);
 	/* Space comes back: appends go on, no reopen. */
