@@ -1251,6 +1251,10 @@ static void status_row(const msgpack_object *m)
 		if (n >= sizeof(lag))
 			break;
 	}
+	uint64_t damaged = mp_u64(m, "damaged_index");
+	size_t k = strlen(lag);
+	if (damaged != 0 && k + 1 < sizeof(lag))
+		snprintf(lag + k, sizeof(lag) - k, "%sdamaged:%" PRIu64, k ? " " : "", damaged);
 	const msgpack_object *failed = ctl_map_get(m, "failed");
 	const msgpack_object *voter = ctl_map_get(m, "voter");
 	if (failed && failed->type == MSGPACK_OBJECT_BOOLEAN && failed->via.boolean) {

@@ -113,6 +113,10 @@ enum mfield {
 	MF_PENDING,
 	MF_MAILBOX,
 	MF_FAILED,
+	MF_CORRUPT_READS,
+	MF_SEND_FAILURES,
+	MF_DAMAGED_INDEX,
+	MF_DAMAGE_HANDOFFS,
 };
 
 static const struct {
@@ -141,6 +145,16 @@ static const struct {
          "Messages queued in the member actor's mailbox."},
         {MF_FAILED, "dledger_member_failed", "gauge",
          "1 when the member was stopped by a storage error, else 0."},
+        {MF_CORRUPT_READS, "dledger_member_corrupt_reads_total", "counter",
+         "Store reads that found a damaged entry or index record (logged with file, offset and "
+         "index)."},
+        {MF_SEND_FAILURES, "dledger_member_send_failures_total", "counter",
+         "Messages to peers not sent because they could not be encoded (an entry they carry is "
+         "damaged or unreadable here)."},
+        {MF_DAMAGED_INDEX, "dledger_member_damaged_index", "gauge",
+         "Lowest log index a read found damaged on this member, 0 if none."},
+        {MF_DAMAGE_HANDOFFS, "dledger_member_damage_handoffs_total", "counter",
+         "Leadership hand-offs started because an entry to send was damaged here."},
 };
 
 static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
@@ -159,6 +173,10 @@ static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
 	case MF_PENDING: return s->pending_appends;
 	case MF_MAILBOX: return s->mailbox_depth;
 	case MF_FAILED: return s->failed ? 1 : 0;
+	case MF_CORRUPT_READS: return s->corrupt_reads;
+	case MF_SEND_FAILURES: return s->send_failures;
+	case MF_DAMAGED_INDEX: return s->damaged_index;
+	case MF_DAMAGE_HANDOFFS: return s->damage_handoffs;
 	}
 	return 0;
 }

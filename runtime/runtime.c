@@ -36,6 +36,8 @@
 /* A member stopped by a storage error retries after 1 s, doubling to 16 s. */
 #define RT_RETRY_MIN_NS 1000000000ull
 #define RT_RETRY_MAX_NS 16000000000ull
+#define RT_LOG_GAP_NS 1000000000ull     /* rate-limited lines: one a second per kind ... */
+#define RT_LOG_REPEAT_NS 30000000000ull /* ... and the same subject again after 30 s */
 
 enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
 
@@ -64,6 +66,14 @@ struct reply_slot {
 	struct tp_frame *frame; /* held: its header routes the reply; NULL: free */
 	uint32_t pipe;
 	struct tp_fb fb;
+};
+
+/* A log line that a flood of retries could repeat (rt_log_due). */
+struct rt_ratelog {
+	bool used;
+	uint64_t key; /* what the last line written was about (an index) */
+	uint64_t last_ns;
+	uint64_t skipped; /* lines not written since; told by the next one */
 };
 
 struct member {
@@ -133,6 +143,15 @@ struct rt_actor {
 	uint64_t retry_ns;
 	uint32_t retries;
 	struct raft_config raft_cfg;
+	/* Damage met by reads of the store ("damaged entries" below). */
+	struct dl_errctx read_err; /* of the last failed read */
+	uint64_t read_err_index;   /* its index (0: none since it was cleared) */
+	uint64_t damaged_index;    /* lowest entry found damaged; published */
+	uint64_t send_failures;    /* messages that could not be encoded; published */
+	uint64_t handoff_index;    /* leader: a damaged entry it must send (0: none) */
+	uint64_t handoff_next_ns;  /* no hand-off before */
+	uint64_t damage_handoffs;  /* published */
+	struct rt_ratelog damage_log, send_log, handoff_log;
 	uint64_t appended_entries;
 	uint64_t committed_bytes;
 	struct tp_fb reply_fb;
@@ -258,18 +277,79 @@ static uint32_t log_entry_bytes(void *ctx, uint64_t index)
 	return sto_entry_bytes(a->store, index);
 }
 
+/* ---- damaged entries ----------------------------------------------------------------
+ * A store read that finds damage (DL_ECORRUPT: a bad checksum, a header that
+ * disagrees with its index record) fails with a message naming the file,
+ * the byte offset and the index. The actor logs it at ERROR, rate-limited
+ * (a follower's retries would repeat it many times a second), records the
+ * lowest damaged index in its status (damaged_index), and answers a client
+ * `get` that meets it with the message. A leader that cannot send a damaged
+ * entry hands leadership to a follower that holds it (maybe_hand_off).
+ */
+
+/* Whether to write a line about `key` now: a new subject at most once a
+ * second, the same one again after 30 s; a line not written is counted and
+ * the next one written tells how many were skipped. */
+static bool rt_log_due(struct rt_ratelog *l, uint64_t key, uint64_t now_ns)
+{
+	bool fresh = !l->used || key != l->key;
+	uint64_t since = now_ns - l->last_ns;
+	if (l->used && since < (fresh ? RT_LOG_GAP_NS : RT_LOG_REPEAT_NS)) {
+		l->skipped++;
+		return false;
+	}
+	l->used = true;
+	l->key = key;
+	l->last_ns = now_ns;
+	return true;
+}
+
+/* " (N more ... since the last such line)" when lines were skipped, else "". */
+static const char *rt_log_skipped(struct rt_ratelog *l, const char *what, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	if (l->skipped > 0)
+		snprintf(buf, cap, " (%llu more %s since the last such line)",
+			 (unsigned long long)l->skipped, what);
+	l->skipped = 0;
+	return buf;
+}
+
+static void note_damage(struct rt_actor *a, uint64_t index)
+{
+	DL_ASSERT(index > 0);
+	a->dirty = true;
+	if (a->damaged_index == 0 || index < a->damaged_index)
+		a->damaged_index = index;
+	if (!rt_log_due(&a->damage_log, index, mb_now_ns()))
+		return;
+	char more[80];
+	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id, "damaged entry %llu: %s%s",
+	       (unsigned long long)index, a->read_err.msg,
+	       rt_log_skipped(&a->damage_log, "damaged reads", more, sizeof(more)));
+}
+
 /* Reads an entry: a view into the map, or a copy into the actor's scratch
- * buffer, valid until the next read (the codec uses one entry at a time). */
+ * buffer, valid until the next read (the codec uses one entry at a time).
+ * On failure a->read_err says why (file, offset, index). */
 static int read_view(struct rt_actor *a, uint64_t index, struct sto_view *v)
 {
-	int rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, NULL);
+	int rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, &a->read_err);
 	if (rc == DL_ETOOBIG) {
 		uint8_t *buf = realloc(a->scratch, v->len);
-		if (buf == NULL)
-			return DL_ENOMEM;
-		a->scratch = buf;
-		a->scratch_cap = v->len;
-		rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, NULL);
+		if (buf == NULL) {
+			rc = dl_errf(&a->read_err, DL_ENOMEM, "entry %llu: a buffer of %u bytes",
+				     (unsigned long long)index, v->len);
+		} else {
+			a->scratch = buf;
+			a->scratch_cap = v->len;
+			rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, &a->read_err);
+		}
+	}
+	if (rc != 0) {
+		a->read_err_index = index;
+		if (rc == DL_ECORRUPT)
+			note_damage(a, index);
 	}
 	return rc;
 }
@@ -512,13 +592,48 @@ static int enc_raft(void *ctx, struct tp_fb *fb)
 	return tp_fb_add_raft(fb, &ad, c->m, read_entry, c->a);
 }
 
+/* A message that could not be encoded, most likely because an entry it
+ * carries cannot be read here: counted, logged (rate-limited) naming the
+ * peer and the entry; a leader that cannot send a damaged entry asks for a
+ * hand-off (maybe_hand_off, after the pass). */
+static void send_failed(struct rt_actor *a, const struct raft_message *m, int rc)
+{
+	a->send_failures++;
+	a->dirty = true;
+	uint64_t first = 0, last = 0, index = 0;
+	if (m->type == RAFT_MSG_APPEND && m->append.n_entries > 0) {
+		first = m->append.prev_index + 1;
+		last = m->append.prev_index + m->append.n_entries;
+		if (a->read_err_index >= first && a->read_err_index <= last)
+			index = a->read_err_index; /* the read that failed the encoding */
+	}
+	if (index != 0 && rc == DL_ECORRUPT && a->role == RAFT_LEADER)
+		a->handoff_index = index;
+	if (!rt_log_due(&a->send_log, index, mb_now_ns()))
+		return;
+	const char *peer = rid_name(a, m->to);
+	char more[80];
+	rt_log_skipped(&a->send_log, "failed sends", more, sizeof(more));
+	if (index != 0)
+		dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
+		       "cannot send entries %llu..%llu to %s: entry %llu: %s: %s%s",
+		       (unsigned long long)first, (unsigned long long)last, peer,
+		       (unsigned long long)index, dl_strerror(rc), a->read_err.msg, more);
+	else
+		dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id, "cannot send %s to %s: %s%s",
+		       tp_type_name(m->type), peer, dl_strerror(rc), more);
+}
+
 static void send_raft(struct rt_actor *a, const struct raft_message *m)
 {
 	if (m->to < 1 || m->to > a->cfg.n_peers || m->to == a->self)
 		return;
 	struct member *mem = &a->members[m->to - 1];
 	struct enc_raft_ctx c = {a, m};
-	(void)tp_peer_enqueue(mem->peer, enc_raft, &c); /* a drop is counted there */
+	a->read_err_index = 0;
+	int rc = tp_peer_enqueue(mem->peer, enc_raft, &c);
+	if (rc != 0 && rc != DL_EBUSY) /* a full queue is counted there (dropped sends) */
+		send_failed(a, m, rc);
 	mem->touched = true;
 	if (m->type != RAFT_MSG_HEARTBEAT && m->type != RAFT_MSG_HEARTBEAT_RESP)
 		mem->urgent = true;
@@ -566,7 +681,7 @@ static void apply_committed(struct rt_actor *a)
 		uint64_t idx = a->applied + 1;
 		int rc = read_view(a, idx, &v);
 		if (rc != 0) {
-			actor_fail(a, rc, "reading a committed entry", NULL);
+			actor_fail(a, rc, "reading a committed entry", a->read_err.msg);
 			return;
 		}
 		a->cfg.apply(a->cfg.apply_arg, a->cfg.group, a->cfg.self_id, idx, &v);
@@ -822,10 +937,18 @@ static void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *
 	struct tp_addr ad = reply_addr(a, h);
 	uint32_t added = 0;
 	tp_fb_reset(&a->reply_fb);
+	a->read_err_index = 0;
 	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g.index, n, max_bytes, read_entry, a,
 				    &added);
 	if (rc != 0) {
-		reply_error(a, f, h->request_id, rc, "cannot read the entries");
+		/* The index first: a long path may cut the message at 255 bytes. */
+		char msg[sizeof(((struct tp_error *)0)->message)];
+		if (a->read_err_index == 0 ||
+		    snprintf(msg, sizeof(msg), "cannot read entry %llu (%s): %s",
+			     (unsigned long long)a->read_err_index, dl_strerror(rc),
+			     a->read_err.msg) < 0)
+			snprintf(msg, sizeof(msg), "cannot read the entries");
+		reply_error(a, f, h->request_id, rc, msg);
 		return;
 	}
 	(void)tp_reply(a->node->ep, f, &a->reply_fb);
@@ -998,6 +1121,10 @@ static void publish(struct rt_actor *a)
 	st->incarnation = rs.incarnation;
 	st->member_resets = rs.member_resets;
 	st->promotions = rs.promotions;
+	st->corrupt_reads = a->store != NULL ? sto_corrupt_reads(a->store) : st->corrupt_reads;
+	st->send_failures = a->send_failures;
+	st->damaged_index = a->damaged_index;
+	st->damage_handoffs = a->damage_handoffs;
 	st->n_peers = rs.n_peers;
 	for (uint32_t i = 0; i < rs.n_peers; i++) {
 		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rid_name(a, rs.peers[i].id));
@@ -1128,6 +1255,57 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "resumed after %u tries", a->retries);
 }
 
+/* The leader could not send entry I (damaged here; send_failed): it hands
+ * leadership to the follower with the highest match index that holds I
+ * (match >= I), whose copy is good, so that replication goes on from
+ * there (Raft's leadership transfer: the core tops the target up and sends
+ * it TIMEOUT_NOW). At most once per two election timeouts; with no such
+ * follower it can only say so. Stepped after the pass, not from inside
+ * carry_out(), whose update the step would overwrite. */
+static void maybe_hand_off(struct rt_actor *a)
+{
+	uint64_t index = a->handoff_index;
+	if (index == 0)
+		return;
+	a->handoff_index = 0;
+	uint64_t now = mb_now_ns();
+	if (a->failed || a->role != RAFT_LEADER || now < a->handoff_next_ns)
+		return;
+	struct raft_status rs;
+	raft_get_status(a->raft, &rs);
+	if (rs.transferee != 0)
+		return; /* one is under way */
+	raft_id best = 0;
+	uint64_t best_match = 0;
+	for (uint32_t i = 0; i < rs.n_peers; i++) {
+		const struct raft_peer_status *p = &rs.peers[i];
+		if (p->id != a->self && p->match_index >= index &&
+		    (best == 0 || p->match_index > best_match)) {
+			best = p->id;
+			best_match = p->match_index;
+		}
+	}
+	if (best == 0) {
+		char more[80];
+		if (rt_log_due(&a->handoff_log, index, now))
+			dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
+			       "entry %llu is damaged here and no follower holds it: followers "
+			       "behind it cannot catch up until it is restored%s",
+			       (unsigned long long)index,
+			       rt_log_skipped(&a->handoff_log, "such checks", more, sizeof(more)));
+		return;
+	}
+	a->handoff_next_ns = now + 2ull * a->cfg.election_ms * 1000000ull;
+	a->damage_handoffs++;
+	a->dirty = true;
+	dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
+	       "entry %llu is damaged here: handing leadership to %s (match %llu), which holds it",
+	       (unsigned long long)index, rid_name(a, best), (unsigned long long)best_match);
+	struct raft_event ev = {.type = RAFT_EV_TRANSFER, .target = best};
+	struct raft_update u;
+	step(a, &ev, &u);
+}
+
 static uint64_t next_wake_ns(struct rt_actor *a)
 {
 	if (a->failed)
@@ -1165,6 +1343,7 @@ static void *actor_main(void *arg)
 			handle_mail(a, (struct mail *)nd);
 		}
 		propose_batch(a);
+		maybe_hand_off(a);
 		flush_peers(a);
 		bool idle = mb_empty(&a->mb);
 		uint64_t since = now - a->last_publish_ns;

@@ -117,6 +117,14 @@ struct rt_member_status {
 	bool voter;
 	uint64_t incarnation;
 	uint64_t member_resets, promotions;
+	/* Damage (logged at ERROR with file, offset and index). */
+	uint64_t corrupt_reads;   /* store reads that found damage (sto_info.corrupt_reads) */
+	uint64_t send_failures;   /* messages to peers not sent: they could not be encoded
+	                           * (an entry they carry is damaged or unreadable here) */
+	uint64_t damaged_index;   /* lowest entry a read found damaged here; 0: none. A
+	                           * leader that must send it hands leadership to a
+	                           * follower that holds it */
+	uint64_t damage_handoffs; /* such hand-offs started */
 	uint32_t n_peers;
 	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
 };

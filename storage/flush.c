@@ -224,7 +224,9 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 static void run_job(struct sto_flusher *fl, struct fl_job *j)
 {
 	uint64_t t0 = fl != NULL && fl->sync_latency ? sto_now_ns() : 0;
-	j->rc = fdatasync(j->f->fd) == 0 ? 0 : errno;
+	j->rc = sto_hook_sync(j->f->path);
+	if (j->rc == 0)
+		j->rc = fdatasync(j->f->fd) == 0 ? 0 : errno;
 	if (t0 != 0)
 		dl_hist_record(fl->sync_latency, sto_now_ns() - t0);
 }

@@ -29,6 +29,27 @@ void sto_hook_dir_synced(const char *path)
 		sto_test_hooks->dir_synced(sto_test_hooks->ctx, path);
 }
 
+int sto_hook_alloc(const char *path, uint64_t off, uint64_t len)
+{
+	if (sto_test_hooks == NULL || sto_test_hooks->alloc == NULL)
+		return 0;
+	return sto_test_hooks->alloc(sto_test_hooks->ctx, path, off, len);
+}
+
+int sto_hook_write(const char *path, uint64_t off, uint64_t len)
+{
+	if (sto_test_hooks == NULL || sto_test_hooks->write == NULL)
+		return 0;
+	return sto_test_hooks->write(sto_test_hooks->ctx, path, off, len);
+}
+
+int sto_hook_sync(const char *path)
+{
+	if (sto_test_hooks == NULL || sto_test_hooks->sync == NULL)
+		return 0;
+	return sto_test_hooks->sync(sto_test_hooks->ctx, path);
+}
+
 uint64_t sto_now_ns(void)
 {
 	struct timespec ts;

@@ -15,6 +15,7 @@
 
 #define STO_MAX_SEGMENTS       (1u << 20)
 #define STO_PREALLOC_MIN_BYTES (64u << 10)
+#define STO_ALLOC_ALIGN_BYTES  4096u /* a step cut short ends on a page */
 #define STO_CLEAN_MAX_PER_PASS 64u
 #define STO_WR_STAGE_BYTES     (32u << 10) /* staging buffer of an append's entry bytes */
 #define STO_WR_IOVS            256u        /* iovecs a pwritev takes (IOV_MAX is 1024) */
@@ -85,6 +86,8 @@ struct msto {
 	bool disk_checked, disk_full;
 	uint64_t disk_checked_ms;
 	double disk_ratio;
+	uint64_t disk_total_bytes;      /* 0: unknown */
+	uint64_t alloc_unchecked_bytes; /* allocated since disk_ratio was read */
 
 	/* What recovery found. */
 	uint64_t rec_verified, rec_rewritten, rec_cut_offset;

@@ -118,11 +118,69 @@ static uint8_t *map_file(struct sto_file *f, uint64_t size, struct dl_errctx *er
 	return p;
 }
 
+/* Bytes this store may still allocate before the disk reaches
+ * disk_full_ratio: the room under the ratio at the last reading of the
+ * disk's use (refresh_disk), less what the store allocated since.
+ * UINT64_MAX when the disk's size is unknown. Other stores on the disk are
+ * seen only at the next reading (disk_check_interval_ms). */
+static uint64_t alloc_headroom(const struct msto *m)
+{
+	if (!m->disk_checked || m->disk_total_bytes == 0)
+		return UINT64_MAX;
+	double room = (m->base.cfg.disk_full_ratio - m->disk_ratio) * (double)m->disk_total_bytes;
+	if (room <= (double)m->alloc_unchecked_bytes)
+		return 0;
+	return (uint64_t)room - m->alloc_unchecked_bytes;
+}
+
+static uint64_t file_blocks_bytes(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512u : 0;
+}
+
+/* fallocate [from, end) of f; 0 or an errno. */
+static int try_fallocate(struct sto_file *f, uint64_t from, uint64_t end)
+{
+	int e = EINTR;
+	for (int tries = 0; tries < 8 && e == EINTR; tries++) {
+		e = sto_hook_alloc(f->path, from, end - from);
+		if (e == 0 && fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) != 0)
+			e = errno;
+	}
+	return e;
+}
+
+/* Where a step from `from` for `need` ends: steps grow with what was
+ * used, from 64 KiB up to prealloc_max_bytes, and never take the disk
+ * past disk_full_ratio (alloc_headroom); at least `min_end`. */
+static uint64_t step_end(const struct msto *m, uint64_t from, uint64_t need, uint64_t min_end,
+                         uint64_t file_bytes)
+{
+	uint64_t step = from < STO_PREALLOC_MIN_BYTES ? STO_PREALLOC_MIN_BYTES : from;
+	if (step > m->base.cfg.prealloc_max_bytes)
+		step = m->base.cfg.prealloc_max_bytes;
+	uint64_t end = need + step - 1;
+	end -= end % STO_PREALLOC_MIN_BYTES;
+	if (end > file_bytes)
+		end = file_bytes;
+	uint64_t room = alloc_headroom(m);
+	if (end - from > room) {
+		end = from + room;
+		end -= end % STO_ALLOC_ALIGN_BYTES;
+	}
+	return end < min_end ? min_end : end;
+}
+
 /* Allocates file space ahead of the write position, so that a full disk
  * is DL_ENOSPC here, before any byte of a batch is written, and the few
  * writes that go through the mapping (recovery and truncation zeroing a
  * header) can never fault for lack of space (which would be SIGBUS).
- * Steps grow with what was used, from 64 KiB up to prealloc_max_bytes. */
+ * A step is held under disk_full_ratio (so m_append's ratio check refuses
+ * appends before a step can fail), and a step that finds no space is
+ * retried with only what is needed: DL_ENOSPC means `need` itself did not
+ * fit, and then nothing changed (the caller's append is refused, the store
+ * stays usable). */
 int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
                       uint64_t file_bytes, struct dl_errctx *err)
 {
@@ -133,36 +191,34 @@ int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, u
 		*alloc_end = file_bytes;
 		return DL_OK;
 	}
-	uint64_t step = *alloc_end < STO_PREALLOC_MIN_BYTES ? STO_PREALLOC_MIN_BYTES : *alloc_end;
-	if (step > m->base.cfg.prealloc_max_bytes)
-		step = m->base.cfg.prealloc_max_bytes;
-	uint64_t end = need + step - 1;
-	end -= end % STO_PREALLOC_MIN_BYTES;
-	if (end < need)
-		end = need;
-	if (end > file_bytes)
-		end = file_bytes;
 	uint64_t from = *alloc_end;
-	for (int tries = 0; tries < 8; tries++) {
-		if (fallocate(f->fd, 0, (off_t)from, (off_t)(end - from)) == 0) {
-			*alloc_end = end;
-			return DL_OK;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EOPNOTSUPP) {
-			m->no_fallocate = true;
-			*alloc_end = file_bytes;
-			return DL_OK;
-		}
-		break;
+	uint64_t min_end = need + STO_ALLOC_ALIGN_BYTES - 1;
+	min_end -= min_end % STO_ALLOC_ALIGN_BYTES;
+	if (min_end > file_bytes)
+		min_end = file_bytes;
+	uint64_t end = step_end(m, from, need, min_end, file_bytes);
+	uint64_t before = file_blocks_bytes(f->fd);
+	int e = try_fallocate(f, from, end);
+	if ((e == ENOSPC || e == EDQUOT) && end > min_end) {
+		end = min_end;
+		e = try_fallocate(f, from, end);
 	}
-	if (errno == ENOSPC) {
-		atomic_fetch_add_explicit(&m->base.n_enospc, 1, memory_order_relaxed);
-		return dl_errf(err, DL_ENOSPC, "no space to preallocate %s: %s", f->path,
-		               strerror(errno));
+	if (e == 0) {
+		uint64_t after = file_blocks_bytes(f->fd);
+		m->alloc_unchecked_bytes += after > before ? after - before : 0;
+		*alloc_end = end;
+		STO_ASSERT(*alloc_end >= need && *alloc_end <= file_bytes);
+		return DL_OK;
 	}
-	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(errno));
+	if (e == EOPNOTSUPP) {
+		m->no_fallocate = true;
+		*alloc_end = file_bytes;
+		return DL_OK;
+	}
+	if (e == ENOSPC || e == EDQUOT)
+		return dl_errf(err, DL_ENOSPC, "no space to allocate %s up to byte %" PRIu64 ": %s",
+		               f->path, min_end, strerror(e));
+	return dl_errf(err, DL_EIO, "fallocate %s: %s", f->path, strerror(e));
 }
 
 size_t msto_seg_of(const struct msto *m, uint64_t pos)
@@ -421,13 +477,14 @@ static int wr_flush(struct mwr *w, struct dl_errctx *err)
 	uint64_t off = w->off;
 	int rc = DL_OK;
 	while (n > 0) {
-		ssize_t k = pwritev(w->f->fd, iov, (int)n, (off_t)off);
-		if (k < 0 && errno == EINTR)
+		int injected = sto_hook_write(w->f->path, off, w->off + w->len - off);
+		ssize_t k = injected != 0 ? -1 : pwritev(w->f->fd, iov, (int)n, (off_t)off);
+		if (k < 0 && injected == 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
 			/* The space was allocated, so this is an I/O error
 			 * (or ENOSPC from a file system without fallocate). */
-			int e = k < 0 ? errno : EIO;
+			int e = injected != 0 ? injected : k < 0 ? errno : EIO;
 			rc = dl_errf(err, e == ENOSPC ? DL_ENOSPC : DL_EIO,
 			             "write %s at %" PRIu64 ": %s", w->f->path, off, strerror(e));
 			break;
@@ -766,24 +823,64 @@ static void refresh_disk(struct msto *m, bool force)
 	if (!force && m->disk_checked && now - m->disk_checked_ms < s->cfg.disk_check_interval_ms)
 		return;
 	double r;
-	if (sto_disk_ratio(s, &r) == DL_OK) {
+	uint64_t total;
+	if (sto_disk_ratio(s, &r, &total) == DL_OK) {
 		m->disk_ratio = r;
+		m->disk_total_bytes = total;
 		m->disk_full = r >= s->cfg.disk_full_ratio;
+		m->alloc_unchecked_bytes = 0; /* the reading counts them */
 	}
 	m->disk_checked = true;
 	m->disk_checked_ms = now;
 }
 
-static int check_disk(struct msto *m, struct dl_errctx *err)
+/* diskFullRatio: refused while disk use is at or past it, and when the
+ * batch's `bytes` would take it there (so the preallocation for the batch
+ * never fails before this check refuses; see msto_ensure_alloc). */
+static int check_disk(struct msto *m, uint64_t bytes, struct dl_errctx *err)
 {
 	struct sto *s = &m->base;
 	refresh_disk(m, false);
-	if (!m->disk_full)
-		return DL_OK;
-	atomic_fetch_add_explicit(&s->n_enospc, 1, memory_order_relaxed);
-	return dl_errf(err, DL_ENOSPC,
-	               "disk use %.1f%% is past diskFullRatio %.1f%%: appends refused",
-	               m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
+	if (m->disk_full)
+		return dl_errf(err, DL_ENOSPC,
+		               "disk use %.1f%% is past diskFullRatio %.1f%%: appends refused",
+		               m->disk_ratio * 100, s->cfg.disk_full_ratio * 100);
+	if (bytes > alloc_headroom(m))
+		return dl_errf(err, DL_ENOSPC,
+		               "disk use %.1f%% and this append's %" PRIu64
+		               " bytes would pass diskFullRatio %.1f%%: appends refused",
+		               m->disk_ratio * 100, bytes, s->cfg.disk_full_ratio * 100);
+	return DL_OK;
+}
+
+/* Disk bytes a batch takes at most: its entries, an end marker, its index
+ * records, and a page for each file it may allocate in (an allocation
+ * ends on a page): the active and the next data segment, two index
+ * segments. */
+static uint64_t batch_bytes(const struct sto_entry *e, uint32_t n)
+{
+	uint64_t b = STO_HDR_BYTES + (uint64_t)n * STO_IDX_BYTES + 4u * STO_ALLOC_ALIGN_BYTES;
+	for (uint32_t i = 0; i < n; i++)
+		b += sto_entry_total(e[i].len);
+	return b;
+}
+
+/* Takes back a batch that failed part way (nothing of it was handed over
+ * as appended): the log ends where it did before. Should that fail too,
+ * the tail is not known any more and the store refuses appends until it
+ * is reopened (sticky, like a failed sync). */
+static void undo_batch(struct msto *m, struct acc *da, struct acc *ia, uint64_t pos, uint64_t last,
+                       uint64_t last_term)
+{
+	struct sto *s = &m->base;
+	wr_discard(&m->wr);
+	wr_discard(&m->iwr);
+	acc_flush(s, da);
+	acc_flush(s, ia);
+	struct dl_errctx err = {{0}};
+	if (cut_to(m, pos, last, last_term, &err) != DL_OK)
+		sto_common_set_io_err(s, DL_EIO);
+	STO_ASSERT(m->last == last && m->wpos == pos);
 }
 
 static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry *e, uint32_t n,
@@ -792,17 +889,18 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 	struct msto *m = M(s);
 	int rc = sto_common_io_err(s);
 	if (rc != DL_OK)
-		return dl_errf(err, rc, "%s: an earlier sync failed; appends refused", s->dir);
+		return dl_errf(err, rc,
+		               "%s: a sync failed earlier; appends refused until the store is "
+		               "reopened",
+		               s->dir);
 	rc = sto_check_batch(s, m->last, m->last_term, first_index, e, n, m->max_body, err);
 	if (rc == DL_OK)
-		rc = check_disk(m, err);
-	if (rc != DL_OK)
-		return rc;
-	rc = wr_alloc(m, err);
-	if (rc != DL_OK)
-		return rc;
+		rc = check_disk(m, batch_bytes(e, n), err);
+	if (rc == DL_OK)
+		rc = wr_alloc(m, err);
 	uint64_t undo_pos = m->wpos, undo_last = m->last, undo_term = m->last_term;
 	struct acc da = {0}, ia = {0};
+	bool started = rc == DL_OK;
 	for (uint32_t i = 0; i < n && rc == DL_OK; i++)
 		rc = put_entry(m, &e[i], &da, &ia, err);
 	if (rc == DL_OK)
@@ -810,11 +908,10 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 	if (rc == DL_OK)
 		rc = wr_flush(&m->iwr, err);
 	if (rc != DL_OK) {
-		wr_discard(&m->wr);
-		wr_discard(&m->iwr);
-		acc_flush(s, &da);
-		acc_flush(s, &ia);
-		(void)cut_to(m, undo_pos, undo_last, undo_term, NULL);
+		if (started)
+			undo_batch(m, &da, &ia, undo_pos, undo_last, undo_term);
+		if (rc == DL_ENOSPC) /* one count per refused append, whatever refused it */
+			atomic_fetch_add_explicit(&s->n_enospc, 1, memory_order_relaxed);
 		return rc;
 	}
 	sto_lock(s);
@@ -907,15 +1004,14 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 		               "entry %" PRIu64 " is before the first (%" PRIu64 ")", index,
 		               m->first);
 	struct sto_idx r;
-	if (!idx_get(m, index, &r)) {
+	bool rec_ok = idx_get(m, index, &r);
+	if (!rec_ok || r.pos < m->segs[0].base || r.pos >= m->wpos) {
 		char path[STO_PATH_MAX];
 		uint64_t off = index * STO_IDX_BYTES;
 		msto_idx_path(m, off - off % m->iseg_bytes, path, sizeof(path));
-		return corrupt(m, err, path, off % m->iseg_bytes, index, "bad index record");
+		return corrupt(m, err, path, off % m->iseg_bytes, index,
+		               rec_ok ? "index record points outside the log" : "bad index record");
 	}
-	if (r.pos < m->segs[0].base || r.pos >= m->wpos)
-		return corrupt(m, err, m->index_dir, index * STO_IDX_BYTES, index,
-		               "index record points outside the log");
 	size_t j = msto_seg_of(m, r.pos);
 	const struct mseg *sg = &m->segs[j];
 	if (j + 1 != m->nsegs)

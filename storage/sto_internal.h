@@ -253,7 +253,11 @@ void sto_common_durable(const struct sto *s, uint64_t *index, uint64_t *term);
 void sto_common_set_commit(struct sto *s, uint64_t commit);
 int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl_errctx *err);
 int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err);
+/* The sticky error (docs/STORAGE.md, "Failures"): DL_OK, or the first
+ * failure that made the store stop trusting its tail; set by the flush
+ * pass, or by the owner when an append could not be taken back. */
 int sto_common_io_err(struct sto *s);
+void sto_common_set_io_err(struct sto *s, int rc);
 void sto_common_get_state(const struct sto *s, uint64_t *term, uint32_t *vote);
 uint64_t sto_common_recovered_commit(const struct sto *s);
 /* Owner thread: what every implementation checks before an append (the
@@ -274,7 +278,7 @@ void sto_flusher_unregister(struct sto_flusher *fl);
 
 uint64_t sto_now_ns(void); /* CLOCK_MONOTONIC */
 uint64_t sto_clock_ms(const struct sto *s);
-int sto_disk_ratio(const struct sto *s, double *ratio);
+int sto_disk_ratio(const struct sto *s, double *ratio, uint64_t *total_bytes);
 
 /* ---- files and directories (fsutil.c) ---- */
 int sto_mkdirs(const char *path, struct dl_errctx *err);
@@ -304,10 +308,22 @@ struct sto_test_hooks {
 	void (*file_synced)(void *ctx, const char *path, uint64_t lo, uint64_t hi);
 	/* fsync() of directory `path` succeeded. */
 	void (*dir_synced)(void *ctx, const char *path);
+	/* Fault injection (each may be NULL). Called before the store
+	 * allocates [off, off + len) of `path` (fallocate), writes it
+	 * (pwritev), or syncs `path` (fdatasync, on any thread of the flush
+	 * pool); a non-zero return is taken as the errno of that call, which
+	 * is then not made. */
+	int (*alloc)(void *ctx, const char *path, uint64_t off, uint64_t len);
+	int (*write)(void *ctx, const char *path, uint64_t off, uint64_t len);
+	int (*sync)(void *ctx, const char *path);
 };
 extern struct sto_test_hooks *sto_test_hooks; /* NULL outside tests */
 void sto_hook_file_synced(const char *path, uint64_t lo, uint64_t hi);
 void sto_hook_dir_synced(const char *path);
+/* 0, or the errno a test injects (see struct sto_test_hooks). */
+int sto_hook_alloc(const char *path, uint64_t off, uint64_t len);
+int sto_hook_write(const char *path, uint64_t off, uint64_t len);
+int sto_hook_sync(const char *path);
 
 /* Implementations. */
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,

@@ -25,6 +25,22 @@
  * segments) and at most six file descriptors; a flusher serves at most
  * max_stores stores. Every limit that is hit returns an error and is
  * counted in struct sto_info.
+ *
+ * Failures (docs/STORAGE.md, "Failures"). Most fail the one call and
+ * change nothing: an append refused with DL_ENOSPC (disk at or near
+ * disk_full_ratio, or no space to allocate or write), DL_ETOOBIG or
+ * DL_EINVAL leaves the log as it was, and the next append may succeed; a
+ * read that fails (DL_ECORRUPT, DL_EIO) fails that read only. One kind is
+ * sticky: a failed fdatasync of a segment or index file, a failed fsync of
+ * a directory, a failed replace of the state file (whatever its errno,
+ * ENOSPC included), or an append whose failed batch could not be taken
+ * back. Linux may drop the dirty pages of a failed sync and report the
+ * error once only, so a store cannot tell what of its tail reached the
+ * disk: from then on it reports nothing more durable (on_durable carries
+ * DL_EIO), refuses appends and syncs with DL_EIO, and still serves reads
+ * and close. The only way back is sto_close() and sto_open(): recovery
+ * reads the log back from the disk, keeps every entry that was reported
+ * durable, and syncs what it keeps.
  */
 #ifndef DLEDGER_STORAGE_H
 #define DLEDGER_STORAGE_H
@@ -77,9 +93,10 @@ struct sto_view {
 struct sto_durable {
 	uint64_t index;     /* every entry <= index is durable (0: none) */
 	uint64_t term;      /* term of entry `index` (0 when index is 0) */
-	int error;          /* DL_OK, or DL_EIO once a sync failed: the store
-	                     * reports nothing durable after that and refuses
-	                     * appends */
+	int error;          /* DL_OK, or DL_EIO once a sync failed: sticky (see
+	                     * "Failures" above); the store reports nothing
+	                     * durable after that and refuses appends until it
+	                     * is closed and opened again */
 	bool state_durable; /* (state_term, state_vote) is now durable */
 	uint64_t state_term;
 	uint32_t state_vote;
@@ -99,9 +116,11 @@ struct sto_hard {
 };
 /* Wall clock in milliseconds since the epoch (segment ages). */
 typedef uint64_t (*sto_clock_fn)(void *ctx);
-/* Fraction of the disk holding `path` that is in use, in [0, 1]. Returns
- * DL_OK or DL_EIO. */
-typedef int (*sto_disk_usage_fn)(void *ctx, const char *path, double *used_ratio);
+/* Fraction of the disk holding `path` that is in use, in [0, 1], and the
+ * disk's size in bytes (0: unknown; then preallocation is not held under
+ * disk_full_ratio, see the append contract). Returns DL_OK or DL_EIO. */
+typedef int (*sto_disk_usage_fn)(void *ctx, const char *path, double *used_ratio,
+                                 uint64_t *total_bytes);
 
 struct sto_config {
 	enum sto_type type;             /* storeType */
@@ -168,7 +187,10 @@ struct sto_info {
 	uint64_t appended_entries;
 	uint64_t enospc_refusals; /* appends refused for a full disk */
 	uint64_t too_big_refusals;
-	uint64_t corrupt_reads; /* reads that found a bad checksum */
+	uint64_t corrupt_reads; /* reads that found damage: a bad checksum, a header
+	                         * that disagrees with its index record, a bad
+	                         * index record (each read's error names file,
+	                         * offset and index) */
 	uint64_t segments_deleted;
 };
 
@@ -183,9 +205,17 @@ struct sto_ops {
 	 * bodies and returns: the entries are readable at once and durable
 	 * later (on_durable). All or nothing: on error nothing was appended.
 	 * Fails with DL_EINVAL (not contiguous, term goes down), DL_ETOOBIG
-	 * (a body over max_entry_bytes), DL_ENOSPC (disk past
-	 * disk_full_ratio, or no space to preallocate; memory store: over
-	 * memory_max_bytes), DL_EIO (a write or an earlier sync failed). */
+	 * (a body over max_entry_bytes), DL_ENOSPC (disk use at
+	 * disk_full_ratio or within this batch of it, which is checked
+	 * before any space is allocated; or the file system had no space to
+	 * allocate or write the batch; memory store: over memory_max_bytes),
+	 * DL_EIO (a write failed; or, sticky, an earlier sync failed). None
+	 * but the sticky DL_EIO outlasts the call: after DL_ENOSPC the store
+	 * is as before, and the next append succeeds once there is room.
+	 * Preallocation steps are held under disk_full_ratio (when the disk's
+	 * size is known), so that the ratio refuses appends before a step can
+	 * fail for lack of space, and a step that finds no space is retried
+	 * with only what the batch needs. */
 	int (*append)(struct sto *s, uint64_t first_index, const struct sto_entry *entries,
 	              uint32_t n, struct dl_errctx *err);
 
@@ -246,7 +276,8 @@ struct sto_ops {
 	/* Makes everything appended so far durable (in async mode too) and
 	 * returns. With a flusher it waits for the flush thread (bounded:
 	 * DL_ETIMEDOUT after a minute); without one it syncs on this thread
-	 * and runs on_durable here. DL_EIO when a sync failed. */
+	 * and runs on_durable here. DL_EIO when a sync failed, now or
+	 * earlier (sticky: close and reopen the store). */
 	int (*sync)(struct sto *s, struct dl_errctx *err);
 
 	/* One cleaning pass: deletes whole segments older than
@@ -303,6 +334,9 @@ int sto_clean(struct sto *s, uint64_t allowed_index, struct sto_clean_result *re
               struct dl_errctx *err);
 void sto_get_info(const struct sto *s, struct sto_info *info);
 void sto_close(struct sto *s);
+/* sto_info.corrupt_reads alone, without get_info's directory walk: cheap
+ * enough for every status publish. Any thread. */
+uint64_t sto_corrupt_reads(const struct sto *s);
 
 /* The flush thread. */
 struct dl_hist; /* common/dl_hist.h */

@@ -351,6 +351,15 @@ int sto_common_io_err(struct sto *s)
 	return rc;
 }
 
+void sto_common_set_io_err(struct sto *s, int rc)
+{
+	STO_ASSERT(rc != DL_OK);
+	pthread_mutex_lock(&s->mu);
+	if (s->io_err == DL_OK)
+		s->io_err = rc;
+	pthread_mutex_unlock(&s->mu);
+}
+
 int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err)
 {
 	if (s->fl == NULL) {
@@ -401,6 +410,12 @@ void sto_common_info(const struct sto *s, struct sto_info *info)
 	info->segments_deleted = atomic_load_explicit(&m->n_segs_deleted, memory_order_relaxed);
 }
 
+uint64_t sto_corrupt_reads(const struct sto *s)
+{
+	struct sto *m = (struct sto *)s; /* an atomic load, not a write */
+	return atomic_load_explicit(&m->n_corrupt_reads, memory_order_relaxed);
+}
+
 uint64_t sto_clock_ms(const struct sto *s)
 {
 	if (s->cfg.clock != NULL)
@@ -411,15 +426,17 @@ uint64_t sto_clock_ms(const struct sto *s)
 }
 
 /* DLedger's getDiskPartitionSpaceUsedPercent: (total - free) / total. */
-int sto_disk_ratio(const struct sto *s, double *ratio)
+int sto_disk_ratio(const struct sto *s, double *ratio, uint64_t *total_bytes)
 {
 	const char *path = s->dir != NULL ? s->dir : ".";
+	*total_bytes = 0;
 	if (s->cfg.disk_usage != NULL)
-		return s->cfg.disk_usage(s->cfg.disk_usage_ctx, path, ratio);
+		return s->cfg.disk_usage(s->cfg.disk_usage_ctx, path, ratio, total_bytes);
 	struct statvfs v;
 	if (statvfs(path, &v) != 0 || v.f_blocks == 0)
 		return DL_EIO;
 	*ratio = (double)(v.f_blocks - v.f_bfree) / (double)v.f_blocks;
+	*total_bytes = (uint64_t)v.f_blocks * (uint64_t)v.f_frsize;
 	return DL_OK;
 }
 

@@ -43,9 +43,10 @@ static int count_segments(const char *dir)
 	return n;
 }
 
-static int fake_usage(void *ctx, const char *path, double *ratio)
+static int fake_usage(void *ctx, const char *path, double *ratio, uint64_t *total_bytes)
 {
 	(void)path;
+	(void)total_bytes; /* unknown: preallocation is not limited here */
 	struct fake *f = ctx;
 	*ratio = f->base_ratio + f->per_segment * count_segments(f->data_dir);
 	return DL_OK;
