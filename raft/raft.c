@@ -707,9 +707,13 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 		uint64_t rej = m->append_resp.rejected_index;
 		if (rej < pr->match || (pr->state == PR_PROBE && rej != pr->next - 1))
 			return; /* stale */
-		if (m->append_resp.last_index < pr->match) {
-			/* Its log ends below what it acknowledged: it lost
-			 * entries (a disk that lied). Repair from its end. */
+		if (pr->state == PR_PROBE && m->append_resp.last_index < pr->match) {
+			/* The answer to our one probe (stale ones were dropped
+			 * above): its log ends below what it acknowledged, so it
+			 * lost entries (a disk that lied). Repair from its end.
+			 * In replicate state a reject may be older than an ack
+			 * that overtook it; a real loss stalls replication there
+			 * and comes back here as a probe. */
 			r->member_resets++;
 			progress_restart(r, pr, m->append_resp.last_index);
 			send_append(r, pr, true);
