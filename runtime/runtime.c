@@ -151,6 +151,7 @@ struct rt_actor {
 	uint64_t handoff_index;    /* leader: a damaged entry it must send (0: none) */
 	uint64_t handoff_next_ns;  /* no hand-off before */
 	uint64_t damage_handoffs;  /* published */
+	uint64_t repair_from;      /* the next reopen cuts the log before it (0: none) */
 	struct rt_ratelog damage_log, send_log, handoff_log;
 	uint64_t appended_entries;
 	uint64_t committed_bytes;
@@ -1234,6 +1235,7 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 	a->dur_index = 0;
 	pthread_mutex_unlock(&a->dur_mu);
 	struct dl_errctx err = {{0}};
+	a->cfg.store.repair_from = a->repair_from;
 	int rc = member_boot(a, &err);
 	struct sto_clean_result res;
 	if (rc == 0 && sto_clean(a->store, a->commit, &res, &err) == 0 && res.disk_full)
@@ -1248,6 +1250,17 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 			dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
 			       "still stopped after %u tries: %s", a->retries, err.msg);
 		return;
+	}
+	if (a->repair_from != 0) {
+		struct sto_info info;
+		sto_get_info(a->store, &info);
+		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
+		       "repaired: the log was cut before damaged entry %llu (now ends at %llu); a "
+		       "new incarnation, not a voter until the leader has sent it all again",
+		       (unsigned long long)a->repair_from, (unsigned long long)info.last_index);
+		a->repair_from = 0;
+		a->cfg.store.repair_from = 0;
+		a->damaged_index = 0;
 	}
 	a->failed = false;
 	a->fail_reason[0] = '\0';
@@ -1306,6 +1319,23 @@ static void maybe_hand_off(struct rt_actor *a)
 	step(a, &ev, &u);
 }
 
+/* A member that found a damaged entry and does not lead repairs its log:
+ * it stops, and its reopen cuts the log before the damage (even committed
+ * entries) under a new incarnation, so the leader sends it all again and it
+ * votes only once vouched for (raft/raft.h, "Voters"). A leader first hands
+ * leadership to a member with a good copy (maybe_hand_off). */
+static void maybe_repair(struct rt_actor *a)
+{
+	if (a->damaged_index == 0 || a->failed || a->role == RAFT_LEADER ||
+	    a->cfg.store.type != STO_TYPE_MMAP)
+		return;
+	a->repair_from = a->damaged_index;
+	char what[64];
+	snprintf(what, sizeof(what), "reading entry %llu", (unsigned long long)a->repair_from);
+	actor_fail(a, DL_ECORRUPT, what, "repairing from the leader");
+	a->retry_ns = mb_now_ns(); /* at once */
+}
+
 static uint64_t next_wake_ns(struct rt_actor *a)
 {
 	if (a->failed)
@@ -1344,6 +1374,7 @@ static void *actor_main(void *arg)
 		}
 		propose_batch(a);
 		maybe_hand_off(a);
+		maybe_repair(a);
 		flush_peers(a);
 		bool idle = mb_empty(&a->mb);
 		uint64_t since = now - a->last_publish_ns;

@@ -1204,6 +1204,7 @@ static void m_get_info(const struct sto *s, struct sto_info *info)
 	info->recovered_entries_verified = m->rec_verified;
 	info->recovered_index_records_rewritten = m->rec_rewritten;
 	info->recovered_cut = m->rec_cut;
+	info->repaired_from = s->repaired_from;
 	info->recovered_cut_offset = m->rec_cut_offset;
 }
 
@@ -1332,6 +1333,41 @@ static int open_meta(struct msto *m, struct dl_errctx *err)
 	return DL_OK;
 }
 
+/* At open, before the store serves anything: record a new incarnation, not
+ * a voter, in the state file, durably; then cut the log before `from` (0:
+ * nothing beyond what recovery cut) and make the cut and the lowered
+ * checkpoint durable. In this order a crash half-way leaves the new
+ * identity over the old log (the damage is found again, and repaired
+ * again), never the old identity over a log that lost entries. (A tail
+ * that recovery cut is already cut when this runs: the window between is
+ * the one left open.) */
+static int repair(struct msto *m, uint64_t from, struct dl_errctx *err)
+{
+	struct sto *s = &m->base;
+	s->incarnation = sto_new_incarnation();
+	s->st_voter = false;
+	struct sto_hard h = {.term = s->st_term, .vote = s->st_vote, .voter = false,
+	                     .incarnation = s->incarnation};
+	int e = sto_state_store(s->dir, &h);
+	if (e != 0)
+		return dl_errf(err, DL_EIO, "%s: state file for a repair: %s", s->dir, strerror(e));
+	if (from > 0 && from <= m->last) {
+		STO_ASSERT(s->commit < from);
+		int rc = m_truncate_after(s, from - 1, err);
+		if (rc != DL_OK)
+			return rc;
+		s->repaired_from = from;
+	}
+	m_write_checkpoint(s, s->commit);
+	int rc = m_sync(s, err);
+	if (rc != DL_OK)
+		return rc;
+	if (fdatasync(m->ckpt_fd) != 0)
+		return dl_errf(err, DL_EIO, "%s: checkpoint after a repair: %s", s->dir,
+		               strerror(errno));
+	return DL_OK;
+}
+
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
                   struct dl_errctx *err)
 {
@@ -1355,8 +1391,15 @@ int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct s
 	rc = open_dirs(m, err);
 	if (rc == DL_OK)
 		rc = open_meta(m, err);
+	/* Repair: the log is cut before the damaged entry below, so the
+	 * checkpoint may not ask for more. */
+	uint64_t from = cfg->repair_from;
+	if (rc == DL_OK && from > 0 && m->base.recovered_commit >= from)
+		m->base.recovered_commit = from - 1;
 	if (rc == DL_OK)
 		rc = msto_recover(m, err);
+	if (rc == DL_OK && (from > 0 || m->rec_cut))
+		rc = repair(m, from, err);
 	if (rc == DL_OK)
 		rc = sto_attach(&m->base, fl, err);
 	if (rc != DL_OK) {

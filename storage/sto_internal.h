@@ -207,6 +207,7 @@ struct sto {
 	bool st_voter;
 	uint64_t incarnation; /* drawn when the store was made; fixed */
 	bool made_afresh;     /* no state file found at open */
+	uint64_t repaired_from; /* sto_config.repair_from applied at open */
 	uint64_t recovered_commit;
 
 	/* flusher */

@@ -152,6 +152,15 @@ struct sto_config {
 
 	uint64_t memory_max_bytes; /* memory store: bodies held at most (1 GiB) */
 
+	/* Repair (docs/STORAGE.md, "Repair"): 0, or the first entry found
+	 * damaged since the last open. Open then cuts the log before it, even
+	 * below the checkpoint (which it lowers), and, since the store may
+	 * have lost entries it acknowledged, draws a new incarnation and
+	 * clears the voter flag (raft/raft.h, "Voters"), durably, before it
+	 * returns. The same happens by itself when recovery cuts a tail: a
+	 * torn write and a damaged entry look alike. mmap store only. */
+	uint64_t repair_from;
+
 	sto_durable_fn on_durable; /* may be NULL */
 	void *on_durable_ctx;
 };
@@ -183,6 +192,7 @@ struct sto_info {
 	uint64_t recovered_index_records_rewritten;
 	uint64_t recovered_cut_offset; /* log offset where the tail was cut */
 	bool recovered_cut;            /* a torn or invalid tail was cut */
+	uint64_t repaired_from;        /* repair_from applied at open (0: none) */
 	/* Counters. */
 	uint64_t appended_entries;
 	uint64_t enospc_refusals; /* appends refused for a full disk */

@@ -330,7 +330,7 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
  * hands leadership to the follower that holds the entry, and the lagging
  * follower catches up from there; a get of the entry on the damaged member
  * is answered with the file, offset and index. */
-static void a_damaged_entry_on_the_leader_moves_leadership_to_a_follower_with_a_good_copy(void)
+static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
 	struct cluster c;
@@ -358,25 +358,48 @@ static void a_damaged_entry_on_the_leader_moves_leadership_to_a_follower_with_a_
 		  behind);
 	tt_assert(member(&c, leader, g, &st));
 	fprintf(stderr,
-		"damage: corrupt reads %" PRIu64 ", send failures %" PRIu64 ", damaged index %" PRIu64
-		", hand-offs %" PRIu64 ", leader now %s\n",
-		st.corrupt_reads, st.send_failures, st.damaged_index, st.damage_handoffs, st.leader);
-	tt_assert(st.corrupt_reads > 0);
+		"damage: send failures %" PRIu64 ", hand-offs %" PRIu64 ", leader now %s\n",
+		st.send_failures, st.damage_handoffs, st.leader);
 	tt_assert(st.send_failures > 0);
-	tt_assert(st.damaged_index == bad, "damaged index %" PRIu64, st.damaged_index);
 	tt_assert(st.damage_handoffs > 0);
-	/* A get of the entry: answered with file, offset and index where it is
-	 * damaged, with the entry where it is not. */
-	char msg[512], want[700];
-	tt_assert(get_error(&c, leader, g, bad, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
-	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry %" PRIu64 ": body checksum mismatch",
-		 seg, seg_off, bad);
-	tt_assert(strstr(msg, want) != NULL, "got '%s', want '%s'", msg, want);
+	/* The old leader, now a follower, repairs itself: its reopen cuts
+	 * the log before the damage under a new incarnation, the new leader
+	 * sends the rest again, and it is a voter again once caught up. */
 	char body[64];
-	get_entry(&c, holder, g, bad, body, sizeof(body));
-	tt_assert(strcmp(body, "g1-b-0") == 0, "got %s", body);
-	get_entry(&c, behind, g, bad, body, sizeof(body));
-	tt_assert(strcmp(body, "g1-b-0") == 0, "got %s", body);
+	deadline = mb_now_ns() + 20000000000ull;
+	bool repaired = false;
+	while (!repaired && mb_now_ns() < deadline) {
+		repaired = member(&c, leader, g, &st) && !st.failed && st.voter &&
+			   st.damaged_index == 0 && st.last_index >= last;
+		if (!repaired)
+			sleep_ms(50);
+	}
+	tt_assert(repaired, "the damaged member was not repaired within 20 s");
+	for (uint32_t k = 0; k < 3; k++) {
+		get_entry(&c, k, g, bad, body, sizeof(body));
+		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, bad);
+	}
+	/* A follower's damaged entry: a get is answered with file, offset and
+	 * index, and the follower repairs itself from the leader. */
+	uint64_t bad2 = first + 3;
+	damage_entry(&c, behind, g, bad2, seg, sizeof(seg), &seg_off);
+	char msg[512], want[700];
+	tt_assert(get_error(&c, behind, g, bad2, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry %" PRIu64 ": body checksum mismatch",
+		 seg, seg_off, bad2);
+	tt_assert(strstr(msg, want) != NULL, "got '%s', want '%s'", msg, want);
+	deadline = mb_now_ns() + 20000000000ull;
+	repaired = false;
+	while (!repaired && mb_now_ns() < deadline) {
+		repaired = member(&c, behind, g, &st) && !st.failed && st.voter &&
+			   st.damaged_index == 0 && st.last_index >= last;
+		if (!repaired)
+			sleep_ms(50);
+	}
+	tt_assert(repaired, "the damaged follower was not repaired within 20 s");
+	get_entry(&c, behind, g, bad2, body, sizeof(body));
+	tt_assert(strcmp(body, "g1-b-2") == 0, "node %u holds %s at %" PRIu64, behind, body, bad2);
+	(void)holder;
 	cluster_stop(&c);
 }
 
@@ -387,8 +410,8 @@ int main(void)
 		 groups_elect_replicate_and_commit_on_three_nodes},
 		{"groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart",
 		 groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart},
-		{"a_damaged_entry_on_the_leader_moves_leadership_to_a_follower_with_a_good_copy",
-		 a_damaged_entry_on_the_leader_moves_leadership_to_a_follower_with_a_good_copy},
+		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
+		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
 	};
 	return tt_run("runtime", tests, TT_COUNT(tests));
 }
