@@ -499,11 +499,13 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	if (pr->state == PR_REPLICATE && inflight_full(r, pr))
 		return;
 	uint64_t prev = pr->next - 1;
-	uint64_t prev_term;
-	if (!term_at(r, prev, &prev_term)) {
-		/* The entry before next was dropped from our log: this member
-		 * cannot be caught up by appends. Counted; an operator must
-		 * reseed it. */
+	uint64_t prev_term, first_term;
+	if (!term_at(r, prev, &prev_term) ||
+	    (pr->next <= r->last_index && !term_at(r, pr->next, &first_term))) {
+		/* The entry before next, or next itself, was dropped from our
+		 * log: this member cannot be caught up by appends. Counted; an
+		 * operator must reseed it (docs/OPERATIONS.md, "Replacing a
+		 * disk"). */
 		r->ignored_msgs++;
 		return;
 	}
