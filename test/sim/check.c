@@ -315,6 +315,19 @@ bool chk_wipe(struct chk *c, uint32_t group, uint32_t member)
 	return true;
 }
 
+bool chk_lose_tail(struct chk *c, uint32_t group, uint32_t member, uint64_t keep)
+{
+	struct chk_member *m = member_of(c, group, member);
+	if (m == NULL)
+		return false;
+	if (keep < m->vol.len)
+		m->vol.len = keep;
+	if (keep < m->dur.len)
+		m->dur.len = keep;
+	m->non_voter = true;
+	return true;
+}
+
 bool chk_durable_state(struct chk *c, uint32_t group, uint32_t member, uint64_t term,
 		       uint32_t vote)
 {

@@ -97,6 +97,10 @@ bool chk_durable_voter(struct chk *c, uint32_t group, uint32_t member, bool vote
 /* The member's store was lost and replaced by an empty one (not a voter):
  * its logs, term and vote are gone. */
 bool chk_wipe(struct chk *c, uint32_t group, uint32_t member);
+/* The member's store lost its tail (a damaged entry at or below what it
+ * acknowledged, cut with everything after it): its logs end at `keep` and
+ * it is not a voter (a new incarnation; its term and vote are kept). */
+bool chk_lose_tail(struct chk *c, uint32_t group, uint32_t member, uint64_t keep);
 /* committed_not_durable, for the group's committed prefix. */
 bool chk_durable_majority(struct chk *c, uint32_t group);
 
