@@ -70,6 +70,12 @@ struct sim_stats {
 	uint64_t truncations;
 	uint64_t slow_writes;
 	uint64_t wipes;          /* stores lost at a restart */
+	uint64_t torn_writes;    /* crashes that landed queued writes, the last torn */
+	uint64_t disk_errors;    /* members stopped by a write or sync failing with EIO */
+	uint64_t disk_full;      /* members stopped by a write failing with ENOSPC */
+	uint64_t flips;          /* damaged entries found at a restart */
+	uint64_t flip_resets;    /* ... at or below what the member acknowledged */
+	uint64_t slowest_election; /* longest wait of a connected voter majority, ticks */
 };
 
 /* A group as the run left it (after the liveness phase). */
