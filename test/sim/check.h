@@ -30,7 +30,13 @@
  *                        vouched for it yet) counting as if it held it;
  *                        checked whenever the caller says a durable log may
  *                        have shrunk (chk_durable_majority(): after a disk
- *                        completion, a crash, a restart). A durable
+ *                        completion, a crash, a member stopped by a failed
+ *                        write, a restart). A member loses durable entries
+ *                        by a durable truncation, a wipe (chk_wipe()) or a
+ *                        damaged tail (chk_lose_tail(), which also makes it
+ *                        a non-voter; a tail cut with chk_durable_truncate()
+ *                        keeps it a voter, and so must be one it never
+ *                        acknowledged, else this rule objects). A durable
  *                        truncation of a committed entry is not itself a
  *                        violation: one decided while the entry was not yet
  *                        committed may land after it committed elsewhere;
