@@ -44,7 +44,7 @@
  * common here: a seed's network delay reaches 6 ticks each way (plus 1% of
  * long delays up to SIM_MAX_DELAY_TICKS) against a 10-tick timeout, so two
  * members often pass their pre-votes together, and 15% loss fails a round
- * outright. Measured over the first 2,000 seeds of each CI run: median of
+ * outright. Measured over the first 1,000 seeds of each CI run: median of
  * each seed's longest wait 10 to 12 timeouts, 99th percentile 22 to 27,
  * longest 37. The bound leaves a margin of more than two on that: a core
  * that cannot elect at all (a stuck candidate, a lease that never ends)
