@@ -302,16 +302,26 @@ bool chk_durable_voter(struct chk *c, uint32_t group, uint32_t member, bool vote
 	return true;
 }
 
-bool chk_wipe(struct chk *c, uint32_t group, uint32_t member)
+bool chk_lose_tail(struct chk *c, uint32_t group, uint32_t member, uint64_t keep)
 {
 	struct chk_member *m = member_of(c, group, member);
 	if (m == NULL)
 		return false;
-	m->vol.len = 0;
-	m->dur.len = 0;
-	m->d_term = 0;
-	m->d_vote = 0;
+	if (keep < m->vol.len)
+		m->vol.len = keep;
+	if (keep < m->dur.len)
+		m->dur.len = keep;
 	m->non_voter = true;
+	return true;
+}
+
+/* A wipe loses the whole log, and the term and vote with it. */
+bool chk_wipe(struct chk *c, uint32_t group, uint32_t member)
+{
+	if (!chk_lose_tail(c, group, member, 0))
+		return false;
+	c->g[group].m[member].d_term = 0;
+	c->g[group].m[member].d_vote = 0;
 	return true;
 }
 

@@ -30,7 +30,13 @@
  *                        vouched for it yet) counting as if it held it;
  *                        checked whenever the caller says a durable log may
  *                        have shrunk (chk_durable_majority(): after a disk
- *                        completion, a crash, a restart). A durable
+ *                        completion, a crash, a member stopped by a failed
+ *                        write, a restart). A member loses durable entries
+ *                        by a durable truncation, a wipe (chk_wipe()) or a
+ *                        damaged tail (chk_lose_tail(), which also makes it
+ *                        a non-voter; a tail cut with chk_durable_truncate()
+ *                        keeps it a voter, and so must be one it never
+ *                        acknowledged, else this rule objects). A durable
  *                        truncation of a committed entry is not itself a
  *                        violation: one decided while the entry was not yet
  *                        committed may land after it committed elsewhere;
@@ -97,6 +103,10 @@ bool chk_durable_voter(struct chk *c, uint32_t group, uint32_t member, bool vote
 /* The member's store was lost and replaced by an empty one (not a voter):
  * its logs, term and vote are gone. */
 bool chk_wipe(struct chk *c, uint32_t group, uint32_t member);
+/* The member's store lost its tail (a damaged entry at or below what it
+ * acknowledged, cut with everything after it): its logs end at `keep` and
+ * it is not a voter (a new incarnation; its term and vote are kept). */
+bool chk_lose_tail(struct chk *c, uint32_t group, uint32_t member, uint64_t keep);
 /* committed_not_durable, for the group's committed prefix. */
 bool chk_durable_majority(struct chk *c, uint32_t group);
 

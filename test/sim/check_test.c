@@ -270,6 +270,41 @@ Test(sim_check, a_wiped_member_counts_until_it_is_a_voter_again)
 	assert_violation("committed_not_durable");
 }
 
+/* A member that lost an acknowledged entry to a damaged byte comes back as
+ * a non-voter with its log cut before the damage: it counts as holding the
+ * entry until vouched for, it keeps its vote, and its logs end at `keep`. */
+Test(sim_check, a_member_that_lost_its_tail_counts_until_it_is_a_voter_again)
+{
+	const uint64_t t[] = {1, 1, 1};
+	append_terms(1, t, 3, 0, true);
+	append_terms(2, t, 3, 0, true);
+	cr_assert(chk_durable_state(c, 0, 2, 1, 1));
+	for (uint64_t i = 1; i <= 3; i++)
+		cr_assert(chk_ack(c, 0, i, 1, body(i, 1, 0)));
+	cr_assert(chk_lose_tail(c, 0, 2, 1));
+	cr_assert(chk_restart(c, 0, 2));
+	cr_assert(chk_durable_majority(c, 0));
+	cr_assert_not(chk_durable_state(c, 0, 2, 1, 3)); /* its vote is kept */
+	assert_violation("vote_safety");
+}
+
+Test(sim_check, a_member_that_lost_its_tail_and_is_vouched_too_early_is_caught)
+{
+	const uint64_t t[] = {1, 1, 1};
+	append_terms(1, t, 3, 0, true);
+	append_terms(2, t, 3, 0, true);
+	for (uint64_t i = 1; i <= 3; i++)
+		cr_assert(chk_ack(c, 0, i, 1, body(i, 1, 0)));
+	cr_assert(chk_lose_tail(c, 0, 2, 1));
+	cr_assert(chk_restart(c, 0, 2));
+	cr_assert(chk_durable_majority(c, 0));
+	/* Its log is cut: appending at 2 is where it now ends. */
+	cr_assert(chk_log_append(c, 0, 2, 2, 1, body(2, 1, 0)));
+	cr_assert(chk_durable_voter(c, 0, 2, true));
+	cr_assert_not(chk_durable_majority(c, 0));
+	assert_violation("committed_not_durable");
+}
+
 Test(sim_check, member_missing_an_acked_entry_at_the_end_is_caught)
 {
 	const uint64_t t[] = {1, 1};

@@ -125,6 +125,13 @@ static void add_stats(struct sim_stats *sum, const struct sim_stats *s)
 	sum->truncations += s->truncations;
 	sum->wipes += s->wipes;
 	sum->slow_writes += s->slow_writes;
+	sum->torn_writes += s->torn_writes;
+	sum->disk_errors += s->disk_errors;
+	sum->disk_full += s->disk_full;
+	sum->flips += s->flips;
+	sum->flip_resets += s->flip_resets;
+	if (s->slowest_election > sum->slowest_election)
+		sum->slowest_election = s->slowest_election;
 	if (s->peak_in_flight > sum->peak_in_flight)
 		sum->peak_in_flight = s->peak_in_flight;
 	if (s->liveness_ticks > sum->liveness_ticks)
@@ -218,5 +225,11 @@ int main(int argc, char **argv)
 	       o.seeds, o.steps, nodes, o.groups, sum.commits, sum.elections, sum.crashes,
 	       sum.wipes, sum.partitions, sum.dropped, sum.duplicated, sum.truncations, sum.transfers,
 	       sum.msgs, sum.peak_in_flight, sum.liveness_ticks);
+	printf("sim: storage faults: %" PRIu64 " torn writes at a crash, %" PRIu64
+	       " members stopped by EIO, %" PRIu64 " by ENOSPC, %" PRIu64
+	       " damaged entries found (%" PRIu64 " of them acknowledged: a new incarnation); "
+	       "slowest election of a connected voter majority %" PRIu64 " ticks\n",
+	       sum.torn_writes, sum.disk_errors, sum.disk_full, sum.flips, sum.flip_resets,
+	       sum.slowest_election);
 	return 0;
 }

@@ -30,6 +30,30 @@
 #define SIM_MAX_MSGS_QUEUED (1u << 22) /* messages in flight */
 #define SIM_MAX_DELAY_TICKS 80         /* longest network delay */
 #define SIM_WHEEL_SLOTS 128            /* > SIM_MAX_DELAY_TICKS */
+/* leader_without_quorum: check-quorum steps a leader down at the second
+ * election timeout without answers from a majority (raft.c, tick_leader),
+ * so at most 2 * SIM_ELECTION_TICKS after the last answer; twice that is
+ * the bound. */
+#define SIM_QUORUM_LOSS_TICKS (2 * 2 * SIM_ELECTION_TICKS)
+/* no_election: a majority of voters that are up, with healthy disks and
+ * healthy links among them, has a leader within this many election
+ * timeouts. An election takes a timeout of [T, 2T), a pre-vote and a vote
+ * round trip and two hard-state writes; it may have to wait out a lease
+ * (T), a leader elsewhere that lost its quorum (2T), the backoff of a
+ * failed takeover (up to 8T), and retries after split votes, which are
+ * common here: a seed's network delay reaches 6 ticks each way (plus 1% of
+ * long delays up to SIM_MAX_DELAY_TICKS) against a 10-tick timeout, so two
+ * members often pass their pre-votes together, and 15% loss fails a round
+ * outright. Measured over the first 1,000 seeds of each CI run: median of
+ * each seed's longest wait 10 to 12 timeouts, 99th percentile 22 to 27,
+ * longest 37. The bound leaves a margin of more than two on that: a core
+ * that cannot elect at all (a stuck candidate, a lease that never ends)
+ * still fails it within the fault phase. Overridable at build time for
+ * measuring (-DSIM_ELECTION_BOUND_TIMEOUTS=...). */
+#ifndef SIM_ELECTION_BOUND_TIMEOUTS
+#define SIM_ELECTION_BOUND_TIMEOUTS 100
+#endif
+#define SIM_MAX_QMASKS 126 /* majorities of SIM_MAX_NODES members: C(9, 5) */
 
 typedef unsigned long long ull;
 
@@ -101,7 +125,7 @@ struct sim_entry {
 	uint32_t len;
 	uint8_t type;
 	raft_id prop_member; /* the leader that accepted it from a client, 0: none */
-	uint32_t prop_inc;   /* ... in this incarnation of its node */
+	uint32_t prop_inc;   /* ... in this run of it (sim_member.run) */
 	char body[SIM_BODY_MAX];
 };
 
@@ -143,8 +167,16 @@ struct sim_member {
 	uint64_t incarnation;  /* of its store; a wipe draws a higher one */
 	uint64_t commit; /* applied up to here */
 	uint64_t ckpt;   /* durable commit checkpoint, the boot commit */
+	/* Highest index a core of this store was told durable (by a
+	 * completion or at boot): what it may have acknowledged. */
+	uint64_t acked;
+	uint64_t stopped_until; /* its disk failed: down until (0: not stopped) */
+	uint32_t run;           /* boots of this member, for its proposals */
 	uint8_t role;
 	raft_id leader;
+	uint64_t term;
+	/* Leader: tick of the last answer of its term from each member. */
+	uint64_t heard[SIM_MAX_NODES];
 	uint64_t times_leader;
 	struct disk_q sq; /* hard state writes */
 	struct disk_q lq; /* log writes */
@@ -155,6 +187,7 @@ struct sim_node {
 	uint32_t inc; /* incarnation, +1 per crash */
 	uint64_t restart_tick;
 	uint64_t stall_until; /* disk stalled: no write completes before */
+	uint64_t full_until;  /* disk full: writes fail with ENOSPC before */
 	uint64_t blocked_until[SIM_MAX_NODES]; /* link to node j cut until */
 };
 
@@ -180,6 +213,10 @@ struct sim_params {
 	double propose, misdirect, transfer; /* per group per step */
 	double wipe;                  /* per member restart: its store is lost */
 	double leader_bias;           /* per crash: the leader, back at once */
+	double torn;                  /* per member crash: queued writes land, the last torn */
+	double eio;                   /* per write or sync: fails with EIO */
+	double disk_full;             /* per step: a node's disk fills up */
+	double flip;                  /* per member restart: a byte of an entry flipped */
 	bool crash_drops_outbound;
 	uint32_t heartbeat_ticks;
 	uint32_t max_append_entries, max_inflight_msgs, max_outbox;
@@ -206,6 +243,12 @@ struct sim {
 	struct sim_msg *free_msgs;
 	struct raft_entry *scratch; /* inbound append entries */
 	uint32_t scratch_cap;
+	/* no_election: the majorities of members (bit id - 1), and per group
+	 * and majority the last tick it was not a connected set of voters or
+	 * had a leader. */
+	uint32_t qmask[SIM_MAX_QMASKS];
+	uint32_t n_qmasks;
+	uint64_t *cq_since; /* [group * n_qmasks + j] */
 	struct sim_result *res;
 	bool failed;
 	jmp_buf assert_env;
@@ -724,6 +767,8 @@ static const char *deliver_blocked(struct sim *s, const struct sim_msg *msg)
 	const struct sim_node *src = &s->node[msg->src_node];
 	if (!dst->up || dst->inc != msg->dst_inc)
 		return "receiver crashed";
+	if (member_of(s, msg->group, msg->m.to)->r == NULL)
+		return "receiver stopped";
 	if (s->p.crash_drops_outbound && src->inc != msg->src_inc)
 		return "sender crashed";
 	if (src->blocked_until[msg->dst_node] > s->tick)
@@ -758,17 +803,16 @@ static void deliver(struct sim *s, struct sim_msg *msg)
 	s->res->stats.delivered++;
 	TRACE(s, "g%u deliver %u->%u %s", msg->group, rm->from, rm->to,
 	      msg_str(rm, buf, sizeof(buf)));
+	struct sim_member *to = member_of(s, msg->group, rm->to);
+	if (to->role == RAFT_LEADER && rm->term == to->term &&
+	    (rm->type == RAFT_MSG_APPEND_RESP || rm->type == RAFT_MSG_HEARTBEAT_RESP))
+		to->heard[rm->from - 1] = s->tick;
 	struct raft_event ev = {.type = RAFT_EV_MESSAGE, .msg = rm};
 	struct raft_update u;
-	step(s, member_of(s, msg->group, rm->to), &ev, &u);
+	step(s, to, &ev, &u);
 }
 
 /* ---- members ----------------------------------------------------------- */
-
-static uint32_t inc_of(const struct sim *s, const struct sim_member *m)
-{
-	return s->node[m->id - 1].inc;
-}
 
 /* Apply (m->commit, commit]; the member that accepted a proposal answers its
  * client when it applies it, as long as it has not crashed since. */
@@ -783,7 +827,7 @@ static void apply_committed(struct sim *s, struct sim_member *m, uint64_t commit
 	for (uint64_t i = m->commit + 1; i <= commit; i++) {
 		struct sim_entry *e = log_at(&m->log, i);
 		chk_apply(s->chk, m->group, m->id, i, e->term, e->hash);
-		if (e->prop_member == m->id && e->prop_inc == inc_of(s, m)) {
+		if (e->prop_member == m->id && e->prop_inc == m->run) {
 			e->prop_member = 0;
 			chk_ack(s->chk, m->group, i, e->term, e->hash);
 			s->res->stats.commits++;
@@ -799,6 +843,13 @@ static void note_role(struct sim *s, struct sim_member *m, const struct raft_upd
 {
 	m->role = u->role;
 	m->leader = u->leader_id;
+	m->term = u->term;
+	if (u->role_changed && u->role == RAFT_LEADER) {
+		/* A new leader counts every member as heard (raft.c,
+		 * become_leader). */
+		for (uint32_t j = 0; j < s->n; j++)
+			m->heard[j] = s->tick;
+	}
 	if (u->role_changed) {
 		struct raft_status st;
 		raft_get_status(m->r, &st);
@@ -843,42 +894,60 @@ static bool step(struct sim *s, struct sim_member *m, const struct raft_event *e
 	return carry_out(s, m, u);
 }
 
-static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *op)
+/* The write reaches the disk: the durable copy and the checker change. `n`:
+ * the entries of a DISK_APPEND that land (all of them, but at a torn write). */
+static bool disk_land(struct sim *s, struct sim_member *m, const struct disk_op *op, uint32_t n)
 {
-	struct raft_event ev = {0};
 	if (op->kind == DISK_STATE) {
 		m->d_term = op->arg;
 		m->d_vote = op->vote;
 		m->d_voter = op->voter;
 		chk_durable_state(s->chk, m->group, m->id, op->arg, op->vote);
 		chk_durable_voter(s->chk, m->group, m->id, op->voter);
+		return true;
+	}
+	if (op->kind == DISK_TRUNCATE) {
+		if (op->arg < m->dlog.len)
+			m->dlog.len = op->arg;
+		chk_durable_truncate(s->chk, m->group, m->id, op->arg);
+		return true;
+	}
+	/* The durable log is the log as it was when this write was queued,
+	 * so the write lands right at its end. */
+	if (op->arg != m->dlog.len + 1)
+		return sim_fail(s, "sim_bug", "g%u m%u: durable append at %llu after %llu",
+				m->group, m->id, (ull)op->arg, (ull)m->dlog.len);
+	if (n > op->n)
+		return sim_fail(s, "sim_bug", "g%u m%u: %u of %u entries land", m->group, m->id, n,
+				op->n);
+	log_reserve(&m->dlog, m->dlog.len + n);
+	for (uint32_t i = 0; i < n; i++) {
+		m->dlog.e[m->dlog.len++] = op->ents[i];
+		chk_durable_append(s->chk, m->group, m->id, m->dlog.len, op->ents[i].term,
+				   op->ents[i].hash);
+	}
+	return true;
+}
+
+static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *op)
+{
+	if (!disk_land(s, m, op, op->n))
+		return;
+	struct raft_event ev = {0};
+	if (op->kind == DISK_STATE) {
 		ev.type = RAFT_EV_STATE_PERSISTED;
 		ev.state.term = op->arg;
 		ev.state.vote = op->vote;
 	} else if (op->kind == DISK_TRUNCATE) {
-		if (op->arg < m->dlog.len)
-			m->dlog.len = op->arg;
-		chk_durable_truncate(s->chk, m->group, m->id, op->arg);
 		chk_durable_majority(s->chk, m->group);
 		return;
 	} else {
-		/* The durable log is the log as it was when this write was queued,
-		 * so the write lands right at its end. */
-		if (op->arg != m->dlog.len + 1) {
-			sim_fail(s, "sim_bug", "g%u m%u: durable append at %llu after %llu",
-				 m->group, m->id, (ull)op->arg, (ull)m->dlog.len);
-			return;
-		}
-		log_reserve(&m->dlog, m->dlog.len + op->n);
-		for (uint32_t i = 0; i < op->n; i++) {
-			m->dlog.e[m->dlog.len++] = op->ents[i];
-			chk_durable_append(s->chk, m->group, m->id, m->dlog.len, op->ents[i].term,
-					   op->ents[i].hash);
-		}
 		chk_durable_majority(s->chk, m->group);
 		ev.type = RAFT_EV_PERSISTED;
 		ev.persisted.index = m->dlog.len;
 		ev.persisted.term = op->ents[op->n - 1].term;
+		if (m->dlog.len > m->acked)
+			m->acked = m->dlog.len;
 	}
 	TRACE(s, "g%u m%u persisted %s %llu/%llu", m->group, m->id,
 	      op->kind == DISK_STATE ? "state" : "log",
@@ -889,14 +958,52 @@ static void disk_complete(struct sim *s, struct sim_member *m, struct disk_op *o
 		step(s, m, &ev, &u);
 }
 
+static void member_stop(struct sim *s, struct sim_member *m, uint64_t until);
+
+static const char *disk_op_name(uint8_t kind)
+{
+	return kind == DISK_STATE ? "state write" : kind == DISK_TRUNCATE ? "truncation" : "append";
+}
+
+/* A write or sync fails: ENOSPC while the node's disk is full (a truncation
+ * frees space, so it does not fail), EIO at random. The runtime then closes
+ * the member alone, as at a crash (member_stop()), and opens its store again
+ * later, once there is space. A failed state write did not persist the
+ * (term, vote); a failed append persisted none of its entries. */
+static bool disk_fails(struct sim *s, struct sim_member *m, const struct disk_op *op)
+{
+	const struct sim_node *nd = &s->node[m->id - 1];
+	const char *err;
+	uint64_t until;
+	if (nd->full_until > s->tick && op->kind != DISK_TRUNCATE) {
+		err = "ENOSPC";
+		until = nd->full_until + 1 + rng_below(&s->rng, 2 * SIM_ELECTION_TICKS);
+		s->res->stats.disk_full++;
+	} else if (s->p.eio > 0 && rng_chance(&s->rng, s->p.eio)) {
+		err = "EIO";
+		until = s->tick + 1 + rng_below(&s->rng, s->p.down_max);
+		s->res->stats.disk_errors++;
+	} else {
+		return false;
+	}
+	TRACE(s, "g%u m%u %s fails with %s (%s): the member stops until t=%llu", m->group, m->id,
+	      disk_op_name(op->kind), err,
+	      op->kind == DISK_STATE ? "term and vote not persisted" : "nothing of it persisted",
+	      (ull)until);
+	member_stop(s, m, until);
+	return true;
+}
+
 static void complete_writes(struct sim *s, struct sim_member *m, struct disk_q *q)
 {
 	struct disk_op *op;
-	while (healthy(s) && (op = dq_front(q)) != NULL && op->done_tick <= s->tick) {
+	while (healthy(s) && m->r != NULL && (op = dq_front(q)) != NULL &&
+	       op->done_tick <= s->tick) {
 		struct disk_op done = *op;
 		op->ents = NULL; /* `done` owns them now */
 		dq_pop(q);
-		disk_complete(s, m, &done);
+		if (!disk_fails(s, m, &done))
+			disk_complete(s, m, &done);
 		free(done.ents);
 	}
 }
@@ -928,8 +1035,8 @@ static bool member_boot(struct sim *s, struct sim_member *m)
 	cfg.max_append_entries = s->p.max_append_entries;
 	cfg.max_inflight_msgs = s->p.max_inflight_msgs;
 	cfg.max_outbox = s->p.max_outbox;
-	uint64_t x = s->cfg.seed ^ ((uint64_t)m->group << 40) ^ ((uint64_t)m->id << 32) ^
-		     inc_of(s, m);
+	m->run++;
+	uint64_t x = s->cfg.seed ^ ((uint64_t)m->group << 40) ^ ((uint64_t)m->id << 32) ^ m->run;
 	cfg.seed = splitmix64(&x);
 	struct raft_boot boot = {.term = m->d_term, .vote = m->d_vote, .first_index = 1,
 				 .last_index = m->dlog.len, .commit = m->ckpt,
@@ -942,7 +1049,48 @@ static bool member_boot(struct sim *s, struct sim_member *m)
 	m->commit = m->ckpt;
 	m->role = RAFT_FOLLOWER;
 	m->leader = 0;
+	m->term = m->d_term;
+	/* What the store recovered counts as durable in the core. */
+	if (m->dlog.len > m->acked)
+		m->acked = m->dlog.len;
 	return true;
+}
+
+/* A crash in the middle of writing: the writes queued first may reach the
+ * disk whole, and the append after them torn. Entries are whole or absent,
+ * since the store's recovery cuts a torn tail at the first bad checksum, so
+ * a torn append lands a prefix of its entries. Each queue lands in order, so
+ * the durable log is still a state the log went through. The core is not
+ * told: it is gone. */
+static void land_at_crash(struct sim *s, struct sim_member *m)
+{
+	if (s->p.torn == 0 || (m->sq.len == 0 && m->lq.len == 0) ||
+	    !rng_chance(&s->rng, s->p.torn))
+		return;
+	uint32_t states = (uint32_t)rng_below(&s->rng, m->sq.len + 1);
+	for (uint32_t i = 0; i < states; i++) {
+		disk_land(s, m, dq_front(&m->sq), 0);
+		dq_pop(&m->sq);
+	}
+	uint32_t whole = m->lq.len ? (uint32_t)rng_below(&s->rng, m->lq.len) : 0;
+	for (uint32_t i = 0; i < whole; i++) {
+		struct disk_op *op = dq_front(&m->lq);
+		disk_land(s, m, op, op->n);
+		dq_pop(&m->lq);
+	}
+	struct disk_op *op = dq_front(&m->lq);
+	uint32_t part = 0, of = 0;
+	if (op != NULL && op->kind == DISK_APPEND) {
+		of = op->n;
+		part = (uint32_t)rng_below(&s->rng, op->n);
+		disk_land(s, m, op, part);
+	}
+	if (states + whole + part == 0)
+		return;
+	s->res->stats.torn_writes++;
+	TRACE(s, "g%u m%u crash mid-write: %u state and %u log writes landed, then %u of %u "
+		 "entries of the next append (durable last %llu)",
+	      m->group, m->id, states, whole, part, of, (ull)m->dlog.len);
 }
 
 /* Everything not durable is gone. The commit checkpoint kept is at most
@@ -963,6 +1111,14 @@ static void member_crash(struct sim *s, struct sim_member *m)
 	m->leader = 0;
 }
 
+static bool others_are_voters(struct sim *s, const struct sim_member *m)
+{
+	for (raft_id id = 1; id <= s->n; id++)
+		if (id != m->id && !member_of(s, m->group, id)->d_voter)
+			return false;
+	return true;
+}
+
 /* Its store is lost and a new one made (a replaced disk): log, term, vote,
  * checkpoint and voter flag gone, a new and higher incarnation. Drawn only
  * while every other member of the group is a voter, so at most one member of
@@ -970,11 +1126,8 @@ static void member_crash(struct sim *s, struct sim_member *m)
  * can undo). */
 static void maybe_wipe(struct sim *s, struct sim_member *m)
 {
-	if (s->p.wipe == 0 || !rng_chance(&s->rng, s->p.wipe))
+	if (s->p.wipe == 0 || !rng_chance(&s->rng, s->p.wipe) || !others_are_voters(s, m))
 		return;
-	for (raft_id id = 1; id <= s->n; id++)
-		if (id != m->id && !member_of(s, m->group, id)->d_voter)
-			return;
 	TRACE(s, "g%u m%u store wiped (last %llu, term %llu)", m->group, m->id,
 	      (ull)m->dlog.len, (ull)m->d_term);
 	m->dlog.len = 0;
@@ -983,14 +1136,57 @@ static void maybe_wipe(struct sim *s, struct sim_member *m)
 	m->d_voter = false;
 	m->ckpt = 0;
 	m->commit = 0;
+	m->acked = 0;
 	m->incarnation = ++s->next_incarnation;
 	s->res->stats.wipes++;
 	chk_wipe(s->chk, m->group, m->id);
 }
 
+/* A byte of a durable entry flipped while the member was down; the store
+ * finds the entry's checksum wrong when it opens and cuts the log before it.
+ * An entry above what the member acknowledged (and above its commit
+ * checkpoint) was never counted by anyone: the member stays what it was. At
+ * or below, the member lost an entry it may have acknowledged, which Raft
+ * forbids of a voter, so the store is treated as partly wiped: a new
+ * incarnation, not a voter, its term and vote kept (the state file is
+ * fine), and the leader repairs it from the start. Drawn only while every
+ * other member of the group is a voter, as maybe_wipe(). */
+static void maybe_flip(struct sim *s, struct sim_member *m)
+{
+	if (s->p.flip == 0 || m->dlog.len == 0 || !rng_chance(&s->rng, s->p.flip) ||
+	    !others_are_voters(s, m))
+		return;
+	/* Half the time in the tail that no core was told is durable (what
+	 * landed at a crash), when there is one. */
+	uint64_t bad = 1 + rng_below(&s->rng, m->dlog.len);
+	if (m->dlog.len > m->acked && rng_chance(&s->rng, 0.5))
+		bad = m->acked + 1 + rng_below(&s->rng, m->dlog.len - m->acked);
+	uint64_t keep = bad - 1;
+	bool lost_ack = bad <= m->acked || bad <= m->ckpt;
+	s->res->stats.flips++;
+	TRACE(s, "g%u m%u flipped byte in durable entry %llu (last %llu, acknowledged up to %llu, "
+		 "checkpoint %llu): log cut after %llu%s",
+	      m->group, m->id, (ull)bad, (ull)m->dlog.len, (ull)m->acked, (ull)m->ckpt, (ull)keep,
+	      lost_ack ? ", a new incarnation, not a voter" : "");
+	m->dlog.len = keep;
+	if (!lost_ack) {
+		chk_durable_truncate(s->chk, m->group, m->id, keep);
+		return;
+	}
+	s->res->stats.flip_resets++;
+	m->d_voter = false;
+	m->incarnation = ++s->next_incarnation;
+	if (m->ckpt > keep)
+		m->ckpt = keep;
+	m->acked = keep;
+	chk_lose_tail(s->chk, m->group, m->id, keep);
+}
+
 static void member_restart(struct sim *s, struct sim_member *m)
 {
+	m->stopped_until = 0;
 	maybe_wipe(s, m);
+	maybe_flip(s, m);
 	log_copy(&m->log, &m->dlog);
 	chk_restart(s->chk, m->group, m->id);
 	TRACE(s, "g%u m%u boot term=%llu vote=%u last=%llu commit=%llu", m->group, m->id,
@@ -1010,9 +1206,21 @@ static void node_crash(struct sim *s, uint32_t k, uint64_t down_ticks)
 	s->res->stats.crashes++;
 	TRACE(s, "crash node %u for %llu ticks", k + 1, (ull)down_ticks);
 	for (uint32_t g = 0; g < s->cfg.n_groups; g++) {
-		member_crash(s, member_of(s, g, k + 1));
+		struct sim_member *m = member_of(s, g, k + 1);
+		if (m->r != NULL) { /* else stopped already: nothing in flight */
+			land_at_crash(s, m);
+			member_crash(s, m);
+		}
+		m->stopped_until = 0; /* it comes back with its node */
 		chk_durable_majority(s->chk, g);
 	}
+}
+
+static void member_stop(struct sim *s, struct sim_member *m, uint64_t until)
+{
+	member_crash(s, m);
+	m->stopped_until = until;
+	chk_durable_majority(s->chk, m->group);
 }
 
 static void node_restart(struct sim *s, uint32_t k)
@@ -1124,8 +1332,20 @@ static int32_t leader_with_lost_tail(struct sim *s)
 	return -1;
 }
 
+/* A node's disk fills up; every write but a truncation fails until it has
+ * room again (disk_fails()). */
+static void maybe_fill_disk(struct sim *s)
+{
+	if (s->p.disk_full == 0 || !rng_chance(&s->rng, s->p.disk_full))
+		return;
+	uint32_t k = (uint32_t)rng_below(&s->rng, s->n);
+	s->node[k].full_until = s->tick + 20 + rng_below(&s->rng, 200);
+	TRACE(s, "disk of node %u full until t=%llu", k + 1, (ull)s->node[k].full_until);
+}
+
 static void maybe_fault(struct sim *s)
 {
+	maybe_fill_disk(s);
 	if (!rng_chance(&s->rng, s->p.fault))
 		return;
 	uint64_t r = rng_below(&s->rng, 100);
@@ -1164,7 +1384,7 @@ static void maybe_fault(struct sim *s)
 /* ---- clients ----------------------------------------------------------- */
 
 /* The member a client of the group talks to: the leader it believes in,
- * sometimes anyone. NULL when that node is down (connection refused). */
+ * sometimes anyone. NULL when that member is down (connection refused). */
 static struct sim_member *client_target(struct sim *s, uint32_t g, bool misdirect)
 {
 	raft_id id = s->client_leader[g];
@@ -1199,7 +1419,7 @@ static void propose_accepted(struct sim *s, struct sim_member *m, const struct r
 			return;
 		}
 		e->prop_member = m->id;
-		e->prop_inc = inc_of(s, m);
+		e->prop_inc = m->run;
 	}
 	s->res->stats.proposals += n;
 	TRACE(s, "g%u m%u propose %u -> ok %llu/%llu", m->group, m->id, n,
@@ -1260,6 +1480,105 @@ static void clients(struct sim *s, bool faults)
 	}
 }
 
+/* ---- checks of the fault phase ------------------------------------------ */
+
+/* leader_without_quorum: a leader that has had no answer (an append or
+ * heartbeat answer of its term, delivered) from a majority, itself counted,
+ * for SIM_QUORUM_LOSS_TICKS is no longer leader (check-quorum). Answers
+ * stop when links are cut, the other members are down or stopped, or they
+ * follow someone else; counting delivered answers rather than healthy links
+ * keeps the rule exact under long delays and slow disks (an answer may
+ * arrive long after its link was cut at the sender's end). */
+static void check_leaders(struct sim *s)
+{
+	const uint32_t q = s->n / 2 + 1;
+	for (uint32_t i = 0; i < s->n * s->cfg.n_groups; i++) {
+		const struct sim_member *m = &s->m[i];
+		if (m->r == NULL || m->role != RAFT_LEADER)
+			continue;
+		uint32_t heard = 1;
+		for (uint32_t j = 0; j < s->n; j++)
+			if (j + 1 != m->id && s->tick - m->heard[j] <= SIM_QUORUM_LOSS_TICKS)
+				heard++;
+		if (heard >= q)
+			continue;
+		sim_fail(s, "leader_without_quorum",
+			 "g%u m%u still leads term %llu with answers from %u of %u members "
+			 "(itself counted) in the last %u ticks",
+			 m->group, m->id, (ull)m->term, heard, s->n, SIM_QUORUM_LOSS_TICKS);
+		return;
+	}
+}
+
+/* Nodes (bit k) with healthy links both ways to each node. */
+static void links_both_ways(const struct sim *s, uint32_t *adj)
+{
+	for (uint32_t a = 0; a < s->n; a++) {
+		adj[a] = 1u << a;
+		for (uint32_t b = 0; b < s->n; b++)
+			if (s->node[a].blocked_until[b] <= s->tick &&
+			    s->node[b].blocked_until[a] <= s->tick)
+				adj[a] |= 1u << b;
+	}
+}
+
+/* Members (bit id - 1) of the group that could win or grant a vote now:
+ * up, durable voters (a majority with a non-voter elects only unanimously),
+ * disk neither stalled nor full and no slow state write queued (term and
+ * vote must be durable before a vote request or grant leaves); and members
+ * that lead or follow a member that leads. */
+static void group_masks(const struct sim *s, uint32_t g, uint32_t *ready, uint32_t *led)
+{
+	*ready = *led = 0;
+	for (raft_id id = 1; id <= s->n; id++) {
+		const struct sim_member *m = &s->m[g * s->n + id - 1];
+		const struct sim_node *nd = &s->node[id - 1];
+		if (m->r == NULL)
+			continue;
+		if (m->d_voter && nd->stall_until <= s->tick && nd->full_until <= s->tick &&
+		    m->sq.last_done <= s->tick + s->p.disk_delay_max)
+			*ready |= 1u << (id - 1);
+		const struct sim_member *l = m->leader ? &s->m[g * s->n + m->leader - 1] : NULL;
+		if (m->role == RAFT_LEADER || (l != NULL && l->r != NULL && l->role == RAFT_LEADER))
+			*led |= 1u << (id - 1);
+	}
+}
+
+/* no_election: a majority of members that are ready (group_masks()) and
+ * linked both ways among themselves has, within SIM_ELECTION_BOUND_TIMEOUTS
+ * election timeouts, a leader among them or follows one. */
+static void check_elections(struct sim *s)
+{
+	uint32_t adj[SIM_MAX_NODES];
+	links_both_ways(s, adj);
+	const uint64_t bound = (uint64_t)SIM_ELECTION_BOUND_TIMEOUTS * SIM_ELECTION_TICKS;
+	for (uint32_t g = 0; g < s->cfg.n_groups; g++) {
+		uint32_t ready, led;
+		group_masks(s, g, &ready, &led);
+		for (uint32_t j = 0; j < s->n_qmasks; j++) {
+			const uint32_t set = s->qmask[j];
+			uint64_t *since = &s->cq_since[(size_t)g * s->n_qmasks + j];
+			bool waiting = (set & ready) == set && (set & led) == 0;
+			for (uint32_t k = 0; k < s->n && waiting; k++)
+				waiting = !((set >> k) & 1) || (adj[k] & set) == set;
+			if (!waiting) {
+				*since = s->tick;
+				continue;
+			}
+			uint64_t waited = s->tick - *since;
+			if (waited > s->res->stats.slowest_election)
+				s->res->stats.slowest_election = waited;
+			if (waited <= bound)
+				continue;
+			sim_fail(s, "no_election",
+				 "g%u: members %#x (bit id - 1), a majority of voters up and "
+				 "linked both ways, have had no leader for %llu ticks (bound %llu)",
+				 g, set, (ull)waited, (ull)bound);
+			return;
+		}
+	}
+}
+
 /* ---- the step ---------------------------------------------------------- */
 
 static void restarts_due(struct sim *s)
@@ -1267,6 +1586,14 @@ static void restarts_due(struct sim *s)
 	for (uint32_t k = 0; k < s->n && healthy(s); k++)
 		if (!s->node[k].up && s->node[k].restart_tick <= s->tick)
 			node_restart(s, k);
+	for (uint32_t i = 0; i < s->n * s->cfg.n_groups && healthy(s); i++) {
+		struct sim_member *m = &s->m[i];
+		if (m->r != NULL || m->stopped_until == 0 || m->stopped_until > s->tick)
+			continue;
+		TRACE(s, "g%u m%u reopens its store", m->group, m->id);
+		member_restart(s, m);
+		chk_durable_majority(s->chk, m->group);
+	}
 }
 
 static void writes_due(struct sim *s)
@@ -1304,8 +1631,11 @@ static void tick_all(struct sim *s)
 	for (uint32_t k = 0; k < s->n; k++) {
 		if (!s->node[k].up)
 			continue;
-		for (uint32_t g = 0; g < s->cfg.n_groups && healthy(s); g++)
-			step(s, member_of(s, g, k + 1), &ev, &u);
+		for (uint32_t g = 0; g < s->cfg.n_groups && healthy(s); g++) {
+			struct sim_member *m = member_of(s, g, k + 1);
+			if (m->r != NULL) /* else stopped: its disk failed */
+				step(s, m, &ev, &u);
+		}
 	}
 }
 
@@ -1320,7 +1650,10 @@ static void sim_step(struct sim *s, bool faults, bool propose)
 		maybe_fault(s);
 	if (propose && healthy(s))
 		clients(s, faults);
-	healthy(s);
+	if (healthy(s))
+		check_leaders(s);
+	if (healthy(s))
+		check_elections(s);
 }
 
 /* ---- liveness ---------------------------------------------------------- */
@@ -1333,10 +1666,17 @@ static void heal_all(struct sim *s)
 	heal_partitions(s);
 	for (uint32_t k = 0; k < s->n && healthy(s); k++) {
 		s->node[k].stall_until = 0;
+		s->node[k].full_until = 0;
 		if (!s->node[k].up)
 			node_restart(s, k);
 	}
-	s->p.loss = s->p.dup = s->p.long_delay = s->p.disk_slow = 0;
+	for (uint32_t i = 0; i < s->n * s->cfg.n_groups && healthy(s); i++) {
+		if (s->m[i].r == NULL) {
+			member_restart(s, &s->m[i]);
+			chk_durable_majority(s->chk, s->m[i].group);
+		}
+	}
+	s->p.loss = s->p.dup = s->p.long_delay = s->p.disk_slow = s->p.eio = 0;
 	s->p.delay_max = 2;
 	s->p.disk_delay_max = 1;
 	for (uint32_t i = 0; i < s->n * s->cfg.n_groups; i++) {
@@ -1402,8 +1742,13 @@ static void liveness_failed(struct sim *s, uint64_t ticks)
 }
 
 /* SIM_LIVENESS_TIMEOUTS election timeouts, plus the time to ship the largest
- * backlog at the configured window: a seed may allow one entry per message
- * and one message in flight, and a member that crashed may re-apply from 0. */
+ * backlog at one message per round trip: a seed may allow one entry per
+ * message, and a member that crashed may re-apply from 0. Not at the whole
+ * in-flight window: the healed network still reorders (delays of 1 or 2
+ * ticks), a follower takes appends only in order, and the leader resends a
+ * gap once per hole (raft.c, handle_gap), so a window of one-entry messages
+ * moved a wiped member's backlog of 5,400 entries at about 11 entries per
+ * round trip, not 64 (seeds 1235 at 3 members, 101235 at 5). */
 static uint64_t liveness_bound(struct sim *s)
 {
 	uint64_t lag = 0;
@@ -1417,7 +1762,7 @@ static uint64_t liveness_bound(struct sim *s)
 		lag = hi - lo > lag ? hi - lo : lag;
 	}
 	lag += SIM_LIVENESS_PROPOSE_TICKS * SIM_MAX_BATCH;
-	uint64_t window = (uint64_t)s->p.max_append_entries * s->p.max_inflight_msgs;
+	uint64_t window = s->p.max_append_entries;
 	uint64_t rtt_ticks = 2 * s->p.delay_max + s->p.disk_delay_max + 3;
 	return (uint64_t)SIM_LIVENESS_TIMEOUTS * SIM_ELECTION_TICKS +
 	       (lag + window - 1) / window * rtt_ticks;
@@ -1510,7 +1855,11 @@ static void params_draw(struct sim *s)
 	 * a_new_term_of_the_same_leader_forgets_the_old_agreed_index is what
 	 * guards that rule.) */
 	p->leader_bias = s->n == 3 ? rng_range(r, 0.3, 0.9) : 0;
-
+	/* Storage faults, each in about half of the seeds. */
+	p->torn = rng_chance(r, 0.5) ? rng_range(r, 0.3, 1) : 0;
+	p->eio = rng_chance(r, 0.5) ? rng_range(r, 0.00002, 0.0003) : 0;
+	p->disk_full = rng_chance(r, 0.5) ? rng_range(r, 0.0001, 0.001) : 0;
+	p->flip = rng_chance(r, 0.5) ? rng_range(r, 0.02, 0.2) : 0;
 }
 
 static void sim_free(struct sim *s)
@@ -1540,6 +1889,7 @@ static void sim_free(struct sim *s)
 		s->free_msgs = next;
 	}
 	free(s->scratch);
+	free(s->cq_since);
 	chk_free(s->chk);
 	free(s);
 }
@@ -1556,7 +1906,11 @@ static struct sim *sim_new(const struct sim_config *cfg, struct sim_result *res)
 	params_draw(s);
 	s->chk = chk_new(cfg->n_groups, cfg->n_nodes);
 	s->m = calloc((size_t)s->n * cfg->n_groups, sizeof(*s->m));
-	if (s->chk == NULL || s->m == NULL) {
+	for (uint32_t set = 0; set < (1u << s->n); set++)
+		if ((uint32_t)__builtin_popcount(set) == s->n / 2 + 1)
+			s->qmask[s->n_qmasks++] = set;
+	s->cq_since = calloc((size_t)cfg->n_groups * s->n_qmasks, sizeof(*s->cq_since));
+	if (s->chk == NULL || s->m == NULL || s->cq_since == NULL) {
 		sim_free(s);
 		return NULL;
 	}
@@ -1596,11 +1950,11 @@ int sim_run(const struct sim_config *cfg, struct sim_result *res)
 	if (setjmp(s->assert_env) == 0 && healthy(s)) {
 		TRACE(s, "seed %llu: nodes %u groups %u loss %.3f dup %.3f delay<=%u disk<=%u "
 			 "slow %.3f fault %.4f propose %.2f heartbeat %u append<=%u inflight<=%u "
-			 "outbox<=%u",
+			 "outbox<=%u torn %.2f eio %.5f full %.4f flip %.2f wipe %.2f",
 		      (ull)cfg->seed, s->n, cfg->n_groups, s->p.loss, s->p.dup, s->p.delay_max,
 		      s->p.disk_delay_max, s->p.disk_slow, s->p.fault, s->p.propose,
 		      s->p.heartbeat_ticks, s->p.max_append_entries, s->p.max_inflight_msgs,
-		      s->p.max_outbox);
+		      s->p.max_outbox, s->p.torn, s->p.eio, s->p.disk_full, s->p.flip, s->p.wipe);
 		while (s->tick < cfg->steps && healthy(s))
 			sim_step(s, true, true);
 		if (healthy(s))

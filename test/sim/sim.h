@@ -13,15 +13,30 @@
  * so reordering; symmetric and one-way partitions; node crashes (everything
  * not durable is lost: queued writes, the unsynced log tail, a truncation not
  * yet durable comes back, in-flight messages to it) and restarts from the
- * durable state; slow and stalled disks. Probabilities are drawn per seed.
- * Then the liveness phase heals everything and requires, within
- * SIM_LIVENESS_TIMEOUTS election timeouts (plus the time the seed's append
- * window needs to ship the backlog; see liveness_bound() in sim.c), one agreed
- * leader per group, that leader being the preferred member, and every entry
- * of its log committed and applied on every member.
+ * durable state; slow and stalled disks. Storage faults: at a crash, the
+ * writes queued first may land and the append after them torn (a prefix of
+ * its entries durable: the store's recovery cuts a torn entry by checksum);
+ * a write or sync failing with EIO, or with ENOSPC while a node's disk is
+ * full, stops that member alone as a crash would (its queued writes gone, a
+ * failed state write not persisted) until its store reopens; at a restart,
+ * a wiped store (a new incarnation, not a voter), or a flipped byte in a
+ * durable entry, which cuts the log before it and, when the member may have
+ * acknowledged that entry, also makes it a new incarnation and not a voter
+ * (raft.h, "Voters"). Wipes and flips strike only while every other member
+ * of the group is a voter. Probabilities are drawn per seed, so some seeds
+ * are calm and some are storms. Then the liveness phase heals everything and
+ * requires, within SIM_LIVENESS_TIMEOUTS election timeouts (plus the time
+ * the seed's append window needs to ship the backlog; see liveness_bound()
+ * in sim.c), one agreed leader per group, that leader being the preferred
+ * member, and every entry of its log committed and applied on every member.
  *
- * After every step the invariant checkers (check.h) run; the first violation
- * ends the run. Single-threaded; nothing global but the raft assert hook.
+ * After every step the invariant checkers (check.h) run, and two checks of
+ * the simulator itself: leader_without_quorum (a leader that has had no
+ * answer from a majority for SIM_QUORUM_LOSS_TICKS has stepped down) and
+ * no_election (a majority of voters that are up, with healthy disks and
+ * links both ways among them, has a leader, or follows one, within
+ * SIM_ELECTION_BOUND_TIMEOUTS election timeouts); the first violation ends
+ * the run. Single-threaded; nothing global but the raft assert hook.
  */
 #ifndef DLEDGER_SIM_H
 #define DLEDGER_SIM_H
@@ -70,6 +85,12 @@ struct sim_stats {
 	uint64_t truncations;
 	uint64_t slow_writes;
 	uint64_t wipes;          /* stores lost at a restart */
+	uint64_t torn_writes;    /* crashes that landed queued writes, the last torn */
+	uint64_t disk_errors;    /* members stopped by a write or sync failing with EIO */
+	uint64_t disk_full;      /* members stopped by a write failing with ENOSPC */
+	uint64_t flips;          /* damaged entries found at a restart */
+	uint64_t flip_resets;    /* ... at or below what the member acknowledged */
+	uint64_t slowest_election; /* longest wait of a connected voter majority, ticks */
 };
 
 /* A group as the run left it (after the liveness phase). */
