@@ -349,6 +349,18 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty);
 static void bcast_append(struct raft *r);
 static void maybe_commit(struct raft *r);
 
+/* Leader: an empty entry of the current term, sent to everyone. */
+static void append_noop(struct raft *r)
+{
+	RAFT_ASSERT(r->role == RAFT_LEADER);
+	r->noop.term = r->term;
+	r->noop.data = NULL;
+	r->noop.len = 0;
+	r->noop.type = RAFT_ENTRY_NOOP;
+	log_append(r, &r->noop, 1);
+	bcast_append(r);
+}
+
 /* `unanimous`: every member granted the vote, so every member's log is
  * behind ours and ours holds every committed entry; each member is vouched
  * for once it holds our log up to this term's first entry (raft.h,
@@ -376,12 +388,7 @@ static void become_leader(struct raft *r, bool unanimous)
 		inflight_reset(pr);
 	}
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */
-	r->noop.term = r->term;
-	r->noop.data = NULL;
-	r->noop.len = 0;
-	r->noop.type = RAFT_ENTRY_NOOP;
-	log_append(r, &r->noop, 1);
-	bcast_append(r);
+	append_noop(r);
 	maybe_commit(r);
 }
 
@@ -650,12 +657,7 @@ static void maybe_certify(struct raft *r, const struct progress *pr)
 		return;
 	if (pr->match < r->last_index || r->last_index > pr->first_seen_last)
 		return;
-	r->noop.term = r->term;
-	r->noop.data = NULL;
-	r->noop.len = 0;
-	r->noop.type = RAFT_ENTRY_NOOP;
-	log_append(r, &r->noop, 1);
-	bcast_append(r);
+	append_noop(r);
 }
 
 static void maybe_send_timeout_now(struct raft *r, struct progress *pr)

@@ -330,6 +330,18 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
  * hands leadership to the follower that holds the entry, and the lagging
  * follower catches up from there; a get of the entry on the damaged member
  * is answered with the file, offset and index. */
+/* Node k's member of group g runs again, as a voter, past the damage
+ * it had, and holds at least up to `last` (bounded: 20 s). */
+static bool wait_repaired(struct cluster *c, uint32_t k, uint32_t g, uint64_t last)
+{
+	struct rt_member_status st;
+	for (uint64_t end = mb_now_ns() + 20000000000ull; mb_now_ns() < end; sleep_ms(50))
+		if (member(c, k, g, &st) && !st.failed && st.voter && st.damaged_index == 0 &&
+		    st.last_index >= last)
+			return true;
+	return false;
+}
+
 static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
@@ -366,15 +378,7 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	 * the log before the damage under a new incarnation, the new leader
 	 * sends the rest again, and it is a voter again once caught up. */
 	char body[64];
-	deadline = mb_now_ns() + 20000000000ull;
-	bool repaired = false;
-	while (!repaired && mb_now_ns() < deadline) {
-		repaired = member(&c, leader, g, &st) && !st.failed && st.voter &&
-			   st.damaged_index == 0 && st.last_index >= last;
-		if (!repaired)
-			sleep_ms(50);
-	}
-	tt_assert(repaired, "the damaged member was not repaired within 20 s");
+	tt_assert(wait_repaired(&c, leader, g, last), "the damaged member was not repaired within 20 s");
 	for (uint32_t k = 0; k < 3; k++) {
 		get_entry(&c, k, g, bad, body, sizeof(body));
 		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, bad);
@@ -388,15 +392,8 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry %" PRIu64 ": body checksum mismatch",
 		 seg, seg_off, bad2);
 	tt_assert(strstr(msg, want) != NULL, "got '%s', want '%s'", msg, want);
-	deadline = mb_now_ns() + 20000000000ull;
-	repaired = false;
-	while (!repaired && mb_now_ns() < deadline) {
-		repaired = member(&c, behind, g, &st) && !st.failed && st.voter &&
-			   st.damaged_index == 0 && st.last_index >= last;
-		if (!repaired)
-			sleep_ms(50);
-	}
-	tt_assert(repaired, "the damaged follower was not repaired within 20 s");
+	tt_assert(wait_repaired(&c, behind, g, last),
+		  "the damaged follower was not repaired within 20 s");
 	get_entry(&c, behind, g, bad2, body, sizeof(body));
 	tt_assert(strcmp(body, "g1-b-2") == 0, "node %u holds %s at %" PRIu64, behind, body, bad2);
 	(void)holder;
