@@ -97,8 +97,12 @@ static int on_entry(void *arg, const struct dl_client_entry *e)
 	return 0;
 }
 
-/* Reads [first, commit] of one member into m->e, going on past errors: an
- * index whose read fails READ_TRIES times is marked unreadable. */
+/* Reads [first, commit] of one member into m->e, going on past errors. A
+ * node fails a whole read whose range holds a damaged entry, so a failed
+ * read is retried on a smaller range (down to one index); an index whose
+ * read alone fails READ_TRIES times is marked unreadable. DL_ENOTCOMMITTED
+ * ends the member's log where it says (its commit went back, e.g. after a
+ * restart): the rest counts as not held. */
 static void read_member(struct dl_client *c, const char *group, struct member_log *m)
 {
 	m->e = calloc(m->commit + 1, sizeof(*m->e));
@@ -106,29 +110,54 @@ static void read_member(struct dl_client *c, const char *group, struct member_lo
 		fprintf(stderr, "chaos-check: out of memory\n");
 		exit(2);
 	}
-	uint64_t i = m->first < 1 ? 1 : m->first;
+	uint64_t i = m->first < 1 ? 1 : m->first, chunk = READ_CHUNK, bad = 0, bad_lo = 0;
 	int tries = 0;
 	while (i <= m->commit) {
-		uint64_t to = i + READ_CHUNK - 1 < m->commit ? i + READ_CHUNK - 1 : m->commit;
+		uint64_t to = i + chunk - 1 < m->commit ? i + chunk - 1 : m->commit;
 		struct read_ctx r = {m, i};
 		struct dl_errctx err = {{0}};
 		int rc = dl_client_read(c, i, to, m->id, on_entry, &r, &err);
 		if (rc == 0 && r.next > to) {
 			i = to + 1;
 			tries = 0;
+			chunk = chunk * 2 < READ_CHUNK ? chunk * 2 : READ_CHUNK;
 			continue;
 		}
-		if (r.next > i)
-			tries = 0; /* progress: the failure is at r.next */
-		i = r.next;
+		if (r.next > i) { /* progress: the failure is at r.next */
+			i = r.next;
+			tries = 0;
+			continue;
+		}
+		if (rc == DL_ENOTCOMMITTED) {
+			printf("  %s/%s: reads stop at index %" PRIu64 " (metadata said commit %" PRIu64
+			       "): %s\n", group, m->id, i, m->commit, err.msg);
+			m->commit = i - 1;
+			break;
+		}
+		if (chunk > 1) {
+			chunk = chunk / 16 > 1 ? chunk / 16 : 1;
+			continue;
+		}
 		if (++tries < READ_TRIES)
 			continue;
+		if (rc != DL_ECORRUPT && rc != DL_EIO) {
+			/* not this index but the member: stop asking it */
+			printf("  %s/%s: reads fail at index %" PRIu64 ", giving up on it: %s%s%s\n",
+			       group, m->id, i, dl_strerror(rc), err.msg[0] ? ": " : "", err.msg);
+			break;
+		}
 		m->e[i].state = E_UNREADABLE;
-		fprintf(stdout, "  %s/%s: index %" PRIu64 " unreadable: %s%s%s\n", group, m->id, i,
-			dl_strerror(rc), err.msg[0] ? ": " : "", err.msg);
+		if (bad++ == 0)
+			bad_lo = i;
+		if (bad <= 3)
+			printf("  %s/%s: index %" PRIu64 " unreadable: %s%s%s\n", group, m->id, i,
+			       dl_strerror(rc), err.msg[0] ? ": " : "", err.msg);
 		i++;
 		tries = 0;
 	}
+	if (bad > 3)
+		printf("  %s/%s: %" PRIu64 " unreadable indexes in all, from %" PRIu64 "\n", group,
+		       m->id, bad, bad_lo);
 }
 
 static bool same(const struct ent *a, const struct ent *b)
