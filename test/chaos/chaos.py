@@ -576,7 +576,7 @@ def main():
     # data: about (48 header + 32 body + 32 index) bytes per entry per group
     need = int(a.rate * len(GROUPS) * a.minutes * 60 * 112 / 2**20 * 1.5) + 64
     a.disk_mib = a.disk_mib or max(96, need)
-    heal_wait = a.heal_wait or min(180, max(40, a.minutes * 10))
+    heal_wait = a.heal_wait or min(180, max(30, a.minutes * 10))
     rerun = "./run chaos --minutes %g --seed %d --faults %s" % (a.minutes, a.seed, ",".join(kinds))
     log("chaos: seed %d, %g minute(s), faults %s, %d groups x %d nodes, load %g/s/group, "
         "tmpfs %d MiB/node" % (a.seed, a.minutes, ",".join(kinds), len(GROUPS), NODES, a.rate,
