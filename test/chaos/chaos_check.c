@@ -7,11 +7,16 @@
  * classifies:
  *   per acknowledged append (group, index):
  *     verified      every member holds the acked (term, body) at that index;
- *     lost          fewer than a majority hold it there (absent, different,
+ *     lost          fewer than a majority hold it committed there, even
+ *                   counting those with the index uncommitted (absent, different,
  *                   or another append was acked at the same index too);
  *     mismatched    a member holds a different committed entry there;
  *     behind        a majority holds it, some member does not have it (not
- *                   committed on that member yet, or unreadable there);
+ *                   committed on that member yet, or unreadable there); or
+ *                   too few members have committed it, but enough have it
+ *                   in their log past their commit index to make a
+ *                   majority (a cluster that did not heal: unseen, so not
+ *                   called lost);
  *   per index of a group (acked or not):
  *     disagreeing   two members hold different committed entries;
  *     unreadable    a member's read of a committed index failed (e.g. a
@@ -53,6 +58,7 @@ struct ent {
 struct member_log {
 	char id[TP_NAME_MAX + 1];
 	uint64_t first, commit; /* as its metadata said before the read */
+	uint64_t last;          /* its last index, committed or not */
 	struct ent *e;          /* e[i] for 1 <= i <= commit */
 	bool asked;             /* metadata answered */
 };
@@ -190,15 +196,21 @@ static void check_acks(const char *group, struct member_log *ms, uint32_t n, str
 		bool dup = (k > 0 && a[k - 1].index == a[k].index) ||
 			   (k + 1 < na && a[k + 1].index == a[k].index);
 		struct ent want = {E_OK, RAFT_ENTRY_NORMAL, a[k].len, a[k].term, a[k].body};
-		uint32_t holders = 0, differ = 0;
+		uint32_t holders = 0, differ = 0, unknown = 0;
 		for (uint32_t j = 0; j < n; j++) {
 			const struct ent *e = at(&ms[j], a[k].index);
 			if (e && same(e, &want))
 				holders++;
 			else if (e)
 				differ++;
+			else if (ms[j].asked && a[k].index > ms[j].commit &&
+				 a[k].index <= ms[j].last)
+				unknown++; /* in its log, not committed there (yet): unseen */
 		}
-		if (holders < majority || dup) {
+		/* An entry a majority may hold uncommitted (a cluster that did not
+		 * heal) is "behind", not lost: the checker sees committed entries
+		 * only, and it never calls lost what it cannot see. */
+		if ((holders + unknown < majority) || dup) {
 			if (t->lost++ < SHOW_MAX)
 				printf("  LOST %s index %" PRIu64 " term %" PRIu64
 				       " '%s': on %u of %u members%s\n",
@@ -213,7 +225,7 @@ static void check_acks(const char *group, struct member_log *ms, uint32_t n, str
 		}
 		if (holders == n)
 			t->verified++;
-		else if (holders >= majority && !differ && !dup)
+		else if (holders + unknown >= majority && !differ && !dup)
 			t->behind++;
 	}
 }
@@ -277,6 +289,7 @@ static int check_group(const char *peers, const char *group, struct totals *t)
 		ms[j].asked = true;
 		ms[j].first = meta.first_index;
 		ms[j].commit = meta.commit_index;
+		ms[j].last = meta.last_index;
 		read_member(c, group, &ms[j]);
 	}
 	struct totals g = {0};
