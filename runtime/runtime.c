@@ -1326,9 +1326,15 @@ static void maybe_hand_off(struct rt_actor *a)
  * leadership to a member with a good copy (maybe_hand_off). */
 static void maybe_repair(struct rt_actor *a)
 {
-	if (a->damaged_index == 0 || a->failed || a->role == RAFT_LEADER ||
-	    a->cfg.store.type != STO_TYPE_MMAP)
+	if (a->damaged_index == 0 || a->failed || a->cfg.store.type != STO_TYPE_MMAP)
 		return;
+	if (a->role == RAFT_LEADER) {
+		/* Found by a read (a get), not by a send: hand off all the same,
+		 * at the next pass, so that the copy here gets repaired. */
+		if (a->handoff_index == 0)
+			a->handoff_index = a->damaged_index;
+		return;
+	}
 	a->repair_from = a->damaged_index;
 	char what[64];
 	snprintf(what, sizeof(what), "reading entry %llu", (unsigned long long)a->repair_from);
