@@ -358,6 +358,10 @@ class Fault:
     def __init__(self, fid, kind, nodes, heal_at, what):
         self.fid, self.kind, self.nodes, self.heal_at, self.what = fid, kind, nodes, heal_at, what
         self.heal = None  # callable
+        self.healed = False
+        # After the heal, the fault stays active (holding its nodes and, for
+        # a data-loss fault, the one data-loss slot) until done() is true.
+        self.done = lambda: True
 
 
 def flip_one_byte(c, k, rng):
@@ -413,18 +417,26 @@ def member_whole(c, g, k):
             and r.get("commit_index", -1) >= ld.get("commit_index", 0) - 100)
 
 
-def wait_whole(c, g, k, index=0):
-    """Waits (bounded) until n<k> of g is whole again. A damaged entry is
-    found when it is read: read it from that member first, as a scrub would."""
-    if index > 0:
-        run([c.ctl, "get", "--peers", c.peers(), "--group", g, "--member", "n%d" % k,
-             "--index", str(index), "--timeout", "2000"], timeout=15, check=False)
-    end = time.monotonic() + WHOLE_WAIT_S
-    while time.monotonic() < end:
-        if member_whole(c, g, k):
-            return
-        time.sleep(0.5)
-    c.say("n%d of %s not whole again within %d s" % (k, g, WHOLE_WAIT_S))
+def read_entry(c, g, k, index):
+    """A damaged entry is found when it is read: read it from that member,
+    as a scrub would."""
+    run([c.ctl, "get", "--peers", c.peers(), "--group", g, "--member", "n%d" % k,
+         "--index", str(index), "--timeout", "2000"], timeout=15, check=False)
+
+
+def whole_or_late(c, f, g, k):
+    """done() of a data-loss fault: n<k> of g is whole again, or it has
+    waited WHOLE_WAIT_S since its heal (said, and the slot is freed; the end
+    of the run judges what is left). Polled, never blocking other heals."""
+    if c.now() < getattr(f, "next_poll", 0):
+        return False
+    f.next_poll = c.now() + 0.5
+    if member_whole(c, g, k):
+        return True
+    if c.now() > f.heal_at + WHOLE_WAIT_S:
+        c.say("n%d of %s not whole again within %d s" % (k, g, WHOLE_WAIT_S))
+        return True
+    return False
 
 
 def start_fault(c, kind, fid, busy, rng):
@@ -483,7 +495,8 @@ def start_fault(c, kind, fid, busy, rng):
         shutil.rmtree(os.path.join(c.store(k), g, "n%d" % k), ignore_errors=True)
         c.start(k)
         f.what = "wipe %s/n%d (kill -9, rm -r its directory, restart)" % (g, k)
-        f.heal = lambda: wait_whole(c, g, k)
+        f.heal = lambda: None
+        f.done = lambda: whole_or_late(c, f, g, k)
     elif kind == "diskfull":
         c.fill_disk(k)
         f.what = "disk of n%d full" % k
@@ -493,7 +506,9 @@ def start_fault(c, kind, fid, busy, rng):
         g, index, where = flip_one_byte(c, k, rng)
         c.start(k)
         f.what = "flip a byte: %s" % (where or "n%d: no entry to flip" % k)
-        f.heal = (lambda: wait_whole(c, g, k, index)) if g else (lambda: None)
+        f.heal = (lambda: read_entry(c, g, k, index)) if g else (lambda: None)
+        if g:
+            f.done = lambda: whole_or_late(c, f, g, k)
     return f
 
 
@@ -508,9 +523,12 @@ def schedule(c, kinds, rng, phase_s, counts):
     while c.now() < end:  # bounded by the phase length
         c.poll_exits()
         for f in [f for f in active if c.now() >= f.heal_at]:
-            f.heal()
-            active.remove(f)
-            c.say("heal  %3d %-9s %s" % (f.fid, f.kind, f.what))
+            if not f.healed:
+                f.heal()
+                f.healed = True
+                c.say("heal  %3d %-9s %s" % (f.fid, f.kind, f.what))
+            if f.done():
+                active.remove(f)
         room = end - c.now() > HOLD_S[1] + 1
         if room and c.now() >= next_at and len(active) < MAX_ACTIVE:
             if not deck:
@@ -532,8 +550,9 @@ def schedule(c, kinds, rng, phase_s, counts):
                 next_at = c.now() + 0.5
         time.sleep(0.1)
     for f in active:
-        f.heal()
-        c.say("heal  %3d %-9s %s" % (f.fid, f.kind, f.what))
+        if not f.healed:
+            f.heal()
+            c.say("heal  %3d %-9s %s" % (f.fid, f.kind, f.what))
 
 
 def heal_all(c):
