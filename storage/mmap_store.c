@@ -1032,6 +1032,95 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 	return DL_OK;
 }
 
+/* sto_ops.rewrite: the copy goes where the damaged entry is, byte for byte
+ * what the append wrote (same header, body, padding), and is synced before
+ * this returns; then it is read back through the checks of m_read. */
+static int m_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
+                     struct dl_errctx *err)
+{
+	struct msto *m = M(s);
+	if (index > m->last)
+		return dl_errf(err, DL_ERANGE, "entry %" PRIu64 " is past the last (%" PRIu64 ")",
+		               index, m->last);
+	if (index < m->first || index == 0)
+		return dl_errf(err, DL_ECOMPACTED, "entry %" PRIu64 " is before the first (%" PRIu64 ")",
+		               index, m->first);
+	struct sto_idx r;
+	if (!idx_get(m, index, &r) || r.pos < m->segs[0].base || r.pos >= m->wpos)
+		return dl_errf(err, DL_ECORRUPT,
+		               "entry %" PRIu64 ": its index record is damaged: it cannot be repaired "
+		               "in place",
+		               index);
+	if (e->term != r.term || e->len != r.body_bytes || e->type != r.type)
+		return dl_errf(err, DL_EINVAL,
+		               "entry %" PRIu64 ": the copy (term %" PRIu64 ", %u bytes, type %u) is not "
+		               "the entry stored here (term %" PRIu64 ", %u bytes, type %u)",
+		               index, e->term, e->len, e->type, r.term, r.body_bytes, r.type);
+	uint32_t total = (STO_HDR_BYTES + e->len + 7u) & ~7u;
+	struct sto_idx next;
+	uint64_t end = m->wpos;
+	if (index < m->last && idx_get(m, index + 1, &next) && next.pos > r.pos)
+		end = next.pos;
+	size_t j = msto_seg_of(m, r.pos);
+	const struct mseg *sg = &m->segs[j];
+	uint64_t off = r.pos - sg->base;
+	if (r.pos + total > end || off + total > m->seg_bytes)
+		return dl_errf(err, DL_ECORRUPT,
+		               "entry %" PRIu64 ": its index record leaves no room for it: it cannot be "
+		               "repaired in place",
+		               index);
+	uint8_t *buf = calloc(1, total);
+	if (buf == NULL)
+		return dl_errf(err, DL_ENOMEM, "entry %" PRIu64 ": a buffer of %u bytes", index, total);
+	struct sto_hdr h = {
+	        .magic = STO_ENTRY_MAGIC,
+	        .version = STO_FORMAT_VERSION,
+	        .type = e->type,
+	        .total_bytes = total,
+	        .body_bytes = e->len,
+	        .index = index,
+	        .term = e->term,
+	        .pos = r.pos,
+	        .body_crc = e->len > 0 ? sto_crc32c(e->data, e->len) : sto_crc32c("", 0),
+	};
+	sto_hdr_encode(buf, &h);
+	if (e->len > 0)
+		memcpy(buf + STO_HDR_BYTES, e->data, e->len);
+	char path[STO_PATH_MAX];
+	msto_seg_path(m, sg->base, path, sizeof(path));
+	int rc = DL_OK;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
+	} else {
+		int injected = sto_hook_write(path, off, total);
+		ssize_t k = injected != 0 ? -1 : pwrite(fd, buf, total, (off_t)off);
+		int e2 = injected != 0 ? injected : errno;
+		if (k != (ssize_t)total)
+			rc = dl_errf(err, DL_EIO, "write %s at %" PRIu64 ": %s", path, off,
+			             k < 0 ? strerror(e2) : "short write");
+		else if (fdatasync(fd) != 0)
+			rc = dl_errf(err, DL_EIO, "sync %s: %s", path, strerror(errno));
+		close(fd);
+	}
+	free(buf);
+	if (rc != DL_OK)
+		return rc;
+	/* Read back through the checks of a read; the copy of a non-active
+	 * segment goes to a scratch buffer of the body's size. */
+	uint8_t *back = malloc(e->len > 0 ? e->len : 1);
+	if (back == NULL)
+		return dl_errf(err, DL_ENOMEM, "entry %" PRIu64 ": a buffer of %u bytes", index, e->len);
+	struct sto_view v;
+	rc = m_read(s, index, back, e->len, &v, err);
+	if (rc == DL_OK && (v.len != e->len || memcmp(v.data, e->data, e->len) != 0))
+		rc = dl_errf(err, DL_EIO, "%s offset %" PRIu64 ": entry %" PRIu64 ": reads back "
+		             "otherwise than written",
+		             path, off, index);
+	free(back);
+	return rc;
+}
+
 static uint64_t m_first_index(const struct sto *s)
 {
 	return CM(s)->first;
@@ -1249,6 +1338,7 @@ static const struct sto_ops mmap_ops = {
         .term_at = m_term_at,
         .entry_bytes = m_entry_bytes,
         .truncate_after = m_truncate_after,
+        .rewrite = m_rewrite,
         .drop_prefix = m_drop_prefix,
         .durable = sto_common_durable,
         .set_commit = sto_common_set_commit,

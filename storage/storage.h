@@ -239,6 +239,19 @@ struct sto_ops {
 	int (*read)(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct sto_view *out,
 	            struct dl_errctx *err);
 
+	/* Repair in place: writes `e`, a good copy of entry `index` got from a
+	 * peer, over the stored one (damaged), at the same place, and makes it
+	 * durable before it returns (a write and fdatasync on this thread).
+	 * The index record must be sound and agree with the copy (term, body
+	 * size, type): by log matching an entry of the same index and term is
+	 * the same entry, so the copy is the one that was written. Fails with
+	 * DL_ERANGE/DL_ECOMPACTED (not stored here), DL_ECORRUPT (the index
+	 * record is damaged: only a cut can repair that), DL_EINVAL (the copy
+	 * is not that entry; or a store that cannot be damaged, the memory
+	 * store, where this is NULL), DL_EIO. */
+	int (*rewrite)(struct sto *s, uint64_t index, const struct sto_entry *e,
+	               struct dl_errctx *err);
+
 	/* First entry still stored (1 when nothing was dropped). */
 	uint64_t (*first_index)(const struct sto *s);
 	/* Last entry (first_index - 1 when empty). */
@@ -327,6 +340,8 @@ uint64_t sto_last_index(const struct sto *s);
 bool sto_term_at(struct sto *s, uint64_t index, uint64_t *term);
 uint32_t sto_entry_bytes(struct sto *s, uint64_t index);
 int sto_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err);
+int sto_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
+                struct dl_errctx *err);
 int sto_drop_prefix(struct sto *s, uint64_t upto, struct dl_errctx *err);
 void sto_durable(const struct sto *s, uint64_t *index, uint64_t *term);
 void sto_set_commit(struct sto *s, uint64_t commit);

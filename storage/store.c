@@ -497,6 +497,14 @@ int sto_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err)
 	return s->ops->truncate_after(s, index, err);
 }
 
+int sto_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
+                struct dl_errctx *err)
+{
+	if (s->ops->rewrite == NULL)
+		return dl_errf(err, DL_EINVAL, "this store cannot repair entries in place");
+	return s->ops->rewrite(s, index, e, err);
+}
+
 int sto_drop_prefix(struct sto *s, uint64_t upto, struct dl_errctx *err)
 {
 	return s->ops->drop_prefix(s, upto, err);

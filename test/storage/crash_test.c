@@ -373,6 +373,78 @@ Test(crash, every_damaged_read_names_the_file_the_offset_in_it_and_the_entry)
 	sto_close(s);
 }
 
+/* Repair in place (sto_rewrite): a good copy from a peer goes back where
+ * the damaged entry was, in the active segment and in an older one, and
+ * reads back, durably (after a reopen); the entries around it are
+ * untouched. A copy that is not the entry (other term, size or type) and an
+ * entry whose index record is damaged are refused, and nothing is written. */
+Test(crash, a_damaged_entry_is_repaired_in_place_from_a_good_copy)
+{
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	struct sto *s = th_open(&cfg, NULL);
+	th_append_range(s, 1, N_ENTRIES, 1, MAX_LEN);
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	struct layout L;
+	read_layout(th_dir, &L);
+	const uint64_t active = N_ENTRIES, older = 10, header = 20, record = 30;
+	char path[4096];
+	const uint64_t body_at[] = {active, older};
+	for (int k = 0; k < 2; k++) {
+		uint64_t i = body_at[k];
+		cr_assert_gt(th_len(i, MAX_LEN), 0);
+		th_seg_path(th_dir, L.pos[i] - L.pos[i] % 4096, path, sizeof(path));
+		th_flip_bit(path, L.pos[i] % 4096 + STO_HDR_BYTES, 3);
+	}
+	th_seg_path(th_dir, L.pos[header] - L.pos[header] % 4096, path, sizeof(path));
+	th_flip_bit(path, L.pos[header] % 4096 + 17, 0); /* the index field */
+	uint64_t roff = record * STO_IDX_BYTES;
+	th_idx_path(th_dir, roff - roff % 4096, path, sizeof(path));
+	th_flip_bit(path, roff % 4096 + 9, 2);
+	const uint64_t damaged[] = {active, older, header, record};
+	for (int k = 0; k < 4; k++) {
+		uint8_t buf[MAX_LEN];
+		struct sto_view v;
+		cr_assert_eq(sto_read(s, damaged[k], buf, sizeof(buf), &v, &err), DL_ECORRUPT);
+	}
+	uint8_t good[MAX_LEN];
+	/* Not that entry: another term, another size, another type. */
+	uint32_t len = th_len(older, MAX_LEN);
+	th_body(older, 1, good, len);
+	struct sto_entry e = {.term = 2, .data = good, .len = len, .type = 0};
+	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
+	cr_assert(strstr(err.msg, "is not the entry stored here") != NULL, "%s", err.msg);
+	e = (struct sto_entry){.term = 1, .data = good, .len = len - 1, .type = 0};
+	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
+	e = (struct sto_entry){.term = 1, .data = good, .len = len, .type = 1};
+	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
+	/* A damaged index record: only a cut repairs that. */
+	len = th_len(record, MAX_LEN);
+	th_body(record, 1, good, len);
+	e = (struct sto_entry){.term = 1, .data = good, .len = len, .type = 0};
+	cr_assert_eq(sto_rewrite(s, record, &e, &err), DL_ECORRUPT);
+	cr_assert(strstr(err.msg, "index record is damaged") != NULL, "%s", err.msg);
+	/* Out of the log. */
+	cr_assert_eq(sto_rewrite(s, N_ENTRIES + 1, &e, &err), DL_ERANGE);
+	/* Good copies of the body and header damage. */
+	for (int k = 0; k < 3; k++) {
+		uint64_t i = damaged[k];
+		len = th_len(i, MAX_LEN);
+		th_body(i, 1, good, len);
+		e = (struct sto_entry){.term = 1, .data = good, .len = len, .type = 0};
+		cr_assert_eq(sto_rewrite(s, i, &e, &err), DL_OK, "entry %" PRIu64 ": %s", i, err.msg);
+	}
+	th_check_range(s, 1, record - 1, 1, MAX_LEN);
+	th_check_range(s, record + 1, N_ENTRIES, 1, MAX_LEN);
+	sto_close(s);
+	/* Durable, and whole for the open's recovery too. */
+	s = th_open(&cfg, NULL);
+	th_check_range(s, 1, record - 1, 1, MAX_LEN);
+	th_check_range(s, record + 1, N_ENTRIES, 1, MAX_LEN);
+	sto_close(s);
+}
+
 Test(crash, a_missing_committed_segment_fails_the_open)
 {
 	struct sto_config cfg;
