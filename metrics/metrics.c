@@ -117,6 +117,7 @@ enum mfield {
 	MF_SEND_FAILURES,
 	MF_DAMAGED_INDEX,
 	MF_DAMAGE_HANDOFFS,
+	MF_REPAIRED_IN_PLACE,
 };
 
 static const struct {
@@ -155,6 +156,8 @@ static const struct {
          "Lowest log index a read found damaged on this member, 0 if none."},
         {MF_DAMAGE_HANDOFFS, "dledger_member_damage_handoffs_total", "counter",
          "Leadership hand-offs started because an entry to send was damaged here."},
+        {MF_REPAIRED_IN_PLACE, "dledger_member_entries_repaired_in_place_total", "counter",
+         "Damaged entries rewritten in place with a good copy from a peer."},
 };
 
 static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
@@ -177,6 +180,7 @@ static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
 	case MF_SEND_FAILURES: return s->send_failures;
 	case MF_DAMAGED_INDEX: return s->damaged_index;
 	case MF_DAMAGE_HANDOFFS: return s->damage_handoffs;
+	case MF_REPAIRED_IN_PLACE: return s->repaired_in_place;
 	}
 	return 0;
 }

@@ -125,6 +125,7 @@ struct rt_member_status {
 	                           * leader that must send it hands leadership to a
 	                           * follower that holds it */
 	uint64_t damage_handoffs; /* such hand-offs started */
+	uint64_t repaired_in_place; /* damaged entries rewritten with a peer's good copy */
 	uint32_t n_peers;
 	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
 };

@@ -58,7 +58,8 @@ static bool addr_is_valid(const char *s, size_t len)
 
 static bool type_is_known(uint8_t type)
 {
-	return (type >= TP_RAFT_MIN && type <= TP_RAFT_MAX) ||
+	return (type >= TP_RAFT_MIN && type <= TP_RAFT_MAX) || type == TP_FETCH ||
+	       type == TP_FETCH_RESP ||
 	       (type >= TP_APPEND && type <= TP_METADATA_RESP) || type == TP_ERROR;
 }
 
@@ -76,6 +77,8 @@ const char *tp_type_name(uint8_t type)
 	if (type <= RAFT_MSG_TYPE_MAX)
 		return raft_msg_type_name(type); /* "unknown" for 0 */
 	static const char *const names[TP_TYPE_MAX + 1] = {
+		[TP_FETCH] = "fetch",
+		[TP_FETCH_RESP] = "fetch_resp",
 		[TP_APPEND] = "client_append",
 		[TP_APPEND_RESP] = "client_append_resp",
 		[TP_GET] = "client_get",
@@ -499,7 +502,7 @@ int tp_decode_append_resp(const struct tp_hdr *h, struct tp_append_resp *out)
 int tp_decode_get(const struct tp_hdr *h, struct tp_get *g)
 {
 	DL_ASSERT(h != NULL && g != NULL);
-	if (h->type != TP_GET)
+	if (h->type != TP_GET && h->type != TP_FETCH)
 		return DL_EINVAL;
 	struct rd r;
 	rd_body(&r, h);
@@ -507,6 +510,8 @@ int tp_decode_get(const struct tp_hdr *h, struct tp_get *g)
 	memset(g, 0, sizeof(*g));
 	if (rd_array_n(&r, 3) != 0 || rd_uint(&r, &g->index) != 0 || rd_uint(&r, &g->to) != 0 ||
 	    rd_uint_max(&r, UINT32_MAX, &max_bytes) != 0 || rd_end(&r) != 0 || g->to < g->index)
+		return DL_EPROTO;
+	if (h->type == TP_FETCH && (g->to != g->index || max_bytes != 0))
 		return DL_EPROTO;
 	g->max_bytes = (uint32_t)max_bytes;
 	return 0;
@@ -517,7 +522,7 @@ int tp_decode_get_resp(const struct tp_hdr *h, struct tp_get_resp *out,
 {
 	DL_ASSERT(h != NULL && out != NULL);
 	DL_ASSERT(entries != NULL || max_entries == 0);
-	if (h->type != TP_GET_RESP)
+	if (h->type != TP_GET_RESP && h->type != TP_FETCH_RESP)
 		return DL_EINVAL;
 	struct rd r;
 	rd_body(&r, h);
@@ -531,6 +536,8 @@ int tp_decode_get_resp(const struct tp_hdr *h, struct tp_get_resp *out,
 	if (rc != 0)
 		return rc;
 	if (rd_end(&r) != 0 || (n > 0 && out->first_index > UINT64_MAX - (n - 1)))
+		return DL_EPROTO;
+	if (h->type == TP_FETCH_RESP && (code == 0 ? n != 1 : n != 0))
 		return DL_EPROTO;
 	out->code = (int)code;
 	out->n = n;
@@ -1076,13 +1083,13 @@ int tp_fb_add_append_resp(struct tp_fb *fb, const struct tp_addr *a,
 	return enc_end(&e);
 }
 
-int tp_fb_add_get(struct tp_fb *fb, const struct tp_addr *a, const struct tp_get *g)
+static int add_get(struct tp_fb *fb, const struct tp_addr *a, uint8_t type, const struct tp_get *g)
 {
 	DL_ASSERT(g != NULL);
 	if (g->to < g->index)
 		return DL_EINVAL;
 	struct enc e;
-	int rc = enc_begin(&e, fb, a, TP_GET);
+	int rc = enc_begin(&e, fb, a, type);
 	if (rc != 0)
 		return rc;
 	msgpack_pack_array(&e.pk, 3);
@@ -1092,9 +1099,41 @@ int tp_fb_add_get(struct tp_fb *fb, const struct tp_addr *a, const struct tp_get
 	return enc_end(&e);
 }
 
+int tp_fb_add_get(struct tp_fb *fb, const struct tp_addr *a, const struct tp_get *g)
+{
+	return add_get(fb, a, TP_GET, g);
+}
+
+int tp_fb_add_fetch(struct tp_fb *fb, const struct tp_addr *a, uint64_t index)
+{
+	struct tp_get g = {.index = index, .to = index};
+	return add_get(fb, a, TP_FETCH, &g);
+}
+
+static int add_get_resp(struct tp_fb *fb, const struct tp_addr *a, uint8_t type, int code,
+			uint64_t first_index, uint32_t n, uint32_t max_bytes, tp_entry_reader read,
+			void *read_ctx, uint32_t *n_added);
+
 int tp_fb_add_get_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint64_t first_index,
 		       uint32_t n, uint32_t max_bytes, tp_entry_reader read, void *read_ctx,
 		       uint32_t *n_added)
+{
+	return add_get_resp(fb, a, TP_GET_RESP, code, first_index, n, max_bytes, read, read_ctx,
+			    n_added);
+}
+
+int tp_fb_add_fetch_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint64_t index,
+			 tp_entry_reader read, void *read_ctx)
+{
+	uint32_t added;
+	int rc = add_get_resp(fb, a, TP_FETCH_RESP, code, index, code == 0 ? 1 : 0, 0, read,
+			      read_ctx, &added);
+	return rc == 0 && code == 0 && added != 1 ? DL_EIO : rc;
+}
+
+static int add_get_resp(struct tp_fb *fb, const struct tp_addr *a, uint8_t type, int code,
+			uint64_t first_index, uint32_t n, uint32_t max_bytes, tp_entry_reader read,
+			void *read_ctx, uint32_t *n_added)
 {
 	DL_ASSERT(n_added != NULL);
 	*n_added = 0;
@@ -1103,7 +1142,7 @@ int tp_fb_add_get_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint
 	if (n > TP_MAX_ENTRIES)
 		n = TP_MAX_ENTRIES; /* the rest goes in a later reply */
 	struct enc e;
-	int rc = enc_begin(&e, fb, a, TP_GET_RESP);
+	int rc = enc_begin(&e, fb, a, type);
 	if (rc != 0)
 		return rc;
 	msgpack_pack_array(&e.pk, 3);

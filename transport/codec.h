@@ -35,6 +35,10 @@
 enum tp_type {
 	TP_RAFT_MIN = RAFT_MSG_PREVOTE,
 	TP_RAFT_MAX = RAFT_MSG_TYPE_MAX,
+	/* Peer messages of the runtime, one-way like Raft's (10..31): */
+	TP_FETCH = 10,        /* a member asks a peer for one entry it holds damaged */
+	TP_FETCH_RESP,        /* the entry, or why not (shape of GET_RESP) */
+	TP_PEER_MAX = 31,
 	TP_APPEND = 32,       /* client: append a batch of entries */
 	TP_APPEND_RESP,       /* (index, term) per entry, or an error */
 	TP_GET,               /* client: read entries [index, to] */
@@ -99,13 +103,15 @@ struct tp_get {
 	uint64_t to;        /* inclusive, >= index */
 	uint32_t max_bytes; /* reply size cap (0: server default) */
 };
+/* GET, and FETCH (its body: index == to, max_bytes 0). */
 int tp_decode_get(const struct tp_hdr *h, struct tp_get *g);
 
 /* Metadata request: checks that the body is the empty array. The header's
  * group names the group, or is "" for all groups. */
 int tp_decode_metadata(const struct tp_hdr *h);
 
-/* Get reply: code, then entries from first_index on (views). */
+/* Get reply: code, then entries from first_index on (views). Also
+ * FETCH_RESP (at most one entry, none with a code). */
 struct tp_get_resp {
 	int code;
 	uint64_t first_index;
@@ -197,6 +203,12 @@ int tp_fb_add_get(struct tp_fb *fb, const struct tp_addr *a, const struct tp_get
 int tp_fb_add_get_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint64_t first_index,
 		       uint32_t n, uint32_t max_bytes, tp_entry_reader read, void *read_ctx,
 		       uint32_t *n_added);
+/* FETCH: the body of a GET of entry `index` alone ([index, index, 0]). */
+int tp_fb_add_fetch(struct tp_fb *fb, const struct tp_addr *a, uint64_t index);
+/* FETCH_RESP: the body of a GET_RESP holding entry `index` read with
+ * `read` (code 0), or no entry (code != 0: why not). */
+int tp_fb_add_fetch_resp(struct tp_fb *fb, const struct tp_addr *a, int code, uint64_t index,
+			 tp_entry_reader read, void *read_ctx);
 int tp_fb_add_metadata(struct tp_fb *fb, const struct tp_addr *a);
 int tp_fb_add_metadata_resp(struct tp_fb *fb, const struct tp_addr *a,
 			    const struct tp_group_meta *groups, uint32_t n);

@@ -324,12 +324,25 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
 	close(fd);
 }
 
-/* Issue 12, finding 3: one byte flipped in an entry of the leader's store
- * that a follower still needs. The follower must not stall silently: the
- * leader logs and counts the damaged read and the send it could not make,
- * hands leadership to the follower that holds the entry, and the lagging
- * follower catches up from there; a get of the entry on the damaged member
- * is answered with the file, offset and index. */
+/* Flips a bit of the index record of entry `index` on node k (group g):
+ * the entry cannot be found, so it cannot be repaired in place. */
+static void damage_record(struct cluster *c, uint32_t k, uint32_t g, uint64_t index)
+{
+	char gn[16], id[16], path[512];
+	group_name(g, gn);
+	member_name(k, id);
+	uint64_t roff = index * STO_IDX_BYTES, iseg = 1u << 16; /* index_segment_bytes */
+	snprintf(path, sizeof(path), "%s/%s/%s/index/%020" PRIu64, c->dir, gn, id, roff - roff % iseg);
+	int fd = open(path, O_RDWR);
+	tt_assert(fd >= 0, "%s", path);
+	uint8_t b;
+	off_t at = (off_t)(roff % iseg + 2);
+	tt_assert(pread(fd, &b, 1, at) == 1);
+	b ^= 0x04;
+	tt_assert(pwrite(fd, &b, 1, at) == 1);
+	close(fd);
+}
+
 /* Node k's member of group g runs again, as a voter, past the damage
  * it had, and holds at least up to `last` (bounded: 20 s). */
 static bool wait_repaired(struct cluster *c, uint32_t k, uint32_t g, uint64_t last)
@@ -342,13 +355,22 @@ static bool wait_repaired(struct cluster *c, uint32_t k, uint32_t g, uint64_t la
 	return false;
 }
 
+/* Issue 12, finding 3: damage in the leader's store, on an entry a follower
+ * still needs. The follower must not stall silently: the leader logs and
+ * counts the damaged read and the send it could not make. Where the entry
+ * can be found (its index record is sound) the leader repairs it in place
+ * with a peer's copy, keeping leadership and its incarnation; where it
+ * cannot (the record is damaged), it hands leadership to a follower that
+ * holds the entry and, once it follows, is repaired by a cut under a new
+ * incarnation. Either way the lagging follower catches up, and a get of a
+ * damaged entry is answered with the file, offset and index. */
 static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
 	struct cluster c;
 	cluster_start(&c);
 	tt_assert(wait_leaders(&c, true, 10000));
-	const uint32_t g = 1, leader = 1, holder = 0, behind = 2; /* g1 prefers node 1 */
+	const uint32_t g = 1, leader = 1, behind = 2; /* g1 prefers node 1 */
 	uint64_t first = append_to_group(&c, g, 10, "a");
 	tt_assert(wait_commit(&c, g, first, 5000));
 	rt_node_stop(c.node[behind]);
@@ -359,12 +381,17 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	uint64_t bad = first + 1; /* the first entry node 2 lacks */
 	char seg[512];
 	uint64_t seg_off;
-	damage_entry(&c, leader, g, bad, seg, sizeof(seg), &seg_off);
-	/* The leader probes node 2 from `bad` while it is away: that send fails. */
+	damage_record(&c, leader, g, bad);
 	struct rt_member_status st;
-	uint64_t deadline = mb_now_ns() + 10000000000ull;
-	while (member(&c, leader, g, &st) && st.damage_handoffs == 0 && mb_now_ns() < deadline)
-		sleep_ms(20);
+	tt_assert(member(&c, leader, g, &st));
+	uint64_t inc = st.incarnation;
+	/* Node 2 comes back with its copy of g1 gone: frames the leader built
+	 * for it before the damage (still in nng's send buffer) cannot help
+	 * it, and the leader repairs it from the start, so it must read the
+	 * damaged entry to send it. */
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/g1/n%u", c.dir, behind);
+	tt_assert(system(cmd) == 0);
 	start_node(&c, behind);
 	tt_assert(wait_commit(&c, g, last, 20000), "node %u did not catch up past the damage",
 		  behind);
@@ -374,29 +401,99 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 		st.send_failures, st.damage_handoffs, st.leader);
 	tt_assert(st.send_failures > 0);
 	tt_assert(st.damage_handoffs > 0);
-	/* The old leader, now a follower, repairs itself: its reopen cuts
-	 * the log before the damage under a new incarnation, the new leader
-	 * sends the rest again, and it is a voter again once caught up. */
+	/* The old leader, now a follower, is repaired by a cut: a new
+	 * incarnation, a voter again once caught up. */
 	char body[64];
 	tt_assert(wait_repaired(&c, leader, g, last), "the damaged member was not repaired within 20 s");
+	tt_assert(member(&c, leader, g, &st));
+	tt_assert(st.repaired_in_place == 0 && st.incarnation != inc,
+		  "repaired in place %" PRIu64 ", incarnation %" PRIu64 " (was %" PRIu64 ")",
+		  st.repaired_in_place, st.incarnation, inc);
 	for (uint32_t k = 0; k < 3; k++) {
 		get_entry(&c, k, g, bad, body, sizeof(body));
 		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, bad);
 	}
+	/* A body flipped on the leader now: a get finds it, and the leader
+	 * repairs it in place without handing off (it may still lose
+	 * leadership to the preferred leader, node 1, now a voter again). */
+	int now_leader = leader_of(&c, g);
+	tt_assert(now_leader >= 0);
+	uint32_t nl = (uint32_t)now_leader;
+	tt_assert(member(&c, nl, g, &st));
+	uint64_t handoffs = st.damage_handoffs;
+	inc = st.incarnation;
+	uint64_t bad3 = first + 5;
+	damage_entry(&c, nl, g, bad3, seg, sizeof(seg), &seg_off);
+	char msg[512], want[700];
+	tt_assert(get_error(&c, nl, g, bad3, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	tt_assert(wait_repaired(&c, nl, g, last), "the leader was not repaired within 20 s");
+	tt_assert(member(&c, nl, g, &st));
+	tt_assert(st.repaired_in_place == 1 && st.incarnation == inc && st.damage_handoffs == handoffs,
+		  "in place %" PRIu64 ", hand-offs %" PRIu64, st.repaired_in_place, st.damage_handoffs);
+	get_entry(&c, nl, g, bad3, body, sizeof(body));
+	tt_assert(strcmp(body, "g1-b-4") == 0, "node %u holds %s at %" PRIu64, nl, body, bad3);
 	/* A follower's damaged entry: a get is answered with file, offset and
-	 * index, and the follower repairs itself from the leader. */
+	 * index, and the follower repairs it from a peer. */
+	tt_assert(wait_repaired(&c, behind, g, last));
+	tt_assert(member(&c, behind, g, &st));
+	inc = st.incarnation;
 	uint64_t bad2 = first + 3;
 	damage_entry(&c, behind, g, bad2, seg, sizeof(seg), &seg_off);
-	char msg[512], want[700];
 	tt_assert(get_error(&c, behind, g, bad2, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
 	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry %" PRIu64 ": body checksum mismatch",
 		 seg, seg_off, bad2);
 	tt_assert(strstr(msg, want) != NULL, "got '%s', want '%s'", msg, want);
 	tt_assert(wait_repaired(&c, behind, g, last),
 		  "the damaged follower was not repaired within 20 s");
+	tt_assert(member(&c, behind, g, &st));
+	tt_assert(st.repaired_in_place == 1 && st.incarnation == inc);
 	get_entry(&c, behind, g, bad2, body, sizeof(body));
 	tt_assert(strcmp(body, "g1-b-2") == 0, "node %u holds %s at %" PRIu64, behind, body, bad2);
-	(void)holder;
+	cluster_stop(&c);
+}
+
+/* Damage on two members of one group at once, each at another entry:
+ * every entry still has a good copy on a majority, and nothing may be
+ * lost. With the leader's node stopped, the two followers repair each
+ * other's damage in place, stay voters, elect a leader between them and
+ * serve every entry. (A repair by cutting the log would leave two members
+ * that are no longer voters, and no majority without the stopped node.) */
+static void damage_on_two_followers_is_repaired_from_each_other(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start(&c);
+	tt_assert(wait_leaders(&c, true, 10000));
+	const uint32_t g = 1, leader = 1, fa = 0, fb = 2; /* g1 prefers node 1 */
+	uint64_t first = append_to_group(&c, g, 20, "c");
+	tt_assert(wait_commit(&c, g, first, 5000));
+	tt_assert(leader_of(&c, g) == (int)leader);
+	uint64_t ia = first - 5, ib = first - 12;
+	char seg[512], msg[512];
+	uint64_t seg_off;
+	damage_entry(&c, fa, g, ia, seg, sizeof(seg), &seg_off);
+	damage_entry(&c, fb, g, ib, seg, sizeof(seg), &seg_off);
+	rt_node_stop(c.node[leader]);
+	c.node[leader] = NULL;
+	/* The followers find their damage by reading it. */
+	tt_assert(get_error(&c, fa, g, ia, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	tt_assert(get_error(&c, fb, g, ib, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	tt_assert(wait_repaired(&c, fa, g, first), "node %u was not repaired within 20 s", fa);
+	tt_assert(wait_repaired(&c, fb, g, first), "node %u was not repaired within 20 s", fb);
+	int l = -1;
+	for (uint64_t end = mb_now_ns() + 10000000000ull; l < 0 && mb_now_ns() < end; sleep_ms(20))
+		l = leader_of(&c, g);
+	tt_assert(l == (int)fa || l == (int)fb, "no leader between the two followers (%d)", l);
+	uint64_t more = append_to_group(&c, g, 3, "d");
+	tt_assert(wait_commit(&c, g, more, 5000));
+	char body[64], want[32];
+	for (uint32_t k = 0; k < 3; k += 2)
+		for (uint64_t i = first - 19; i <= first; i++) {
+			get_entry(&c, k, g, i, body, sizeof(body));
+			snprintf(want, sizeof(want), "g1-c-%" PRIu64, i - (first - 19));
+			tt_assert(strcmp(body, want) == 0, "node %u holds %s at %" PRIu64 ", want %s", k,
+				  body, i, want);
+		}
 	cluster_stop(&c);
 }
 
@@ -407,6 +504,8 @@ int main(void)
 		 groups_elect_replicate_and_commit_on_three_nodes},
 		{"groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart",
 		 groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart},
+		{"damage_on_two_followers_is_repaired_from_each_other",
+		 damage_on_two_followers_is_repaired_from_each_other},
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
 		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
 	};

@@ -240,14 +240,16 @@ static int walk_body(const uint8_t *buf, size_t len, const struct tp_hdr *h)
 	} else if (h->type == TP_APPEND_RESP) {
 		struct tp_append_resp r;
 		rc = tp_decode_append_resp(h, &r);
-	} else if (h->type == TP_GET) {
+	} else if (h->type == TP_GET || h->type == TP_FETCH) {
 		struct tp_get gt;
 		rc = tp_decode_get(h, &gt);
 		cr_assert(rc != 0 || gt.to >= gt.index);
-	} else if (h->type == TP_GET_RESP) {
+		cr_assert(rc != 0 || h->type == TP_GET || (gt.to == gt.index && gt.max_bytes == 0));
+	} else if (h->type == TP_GET_RESP || h->type == TP_FETCH_RESP) {
 		struct tp_get_resp r;
 		rc = tp_decode_get_resp(h, &r, entries, 256);
 		n = rc == 0 ? r.n : 0;
+		cr_assert(rc != 0 || h->type == TP_GET_RESP || n == (r.code == 0 ? 1u : 0u));
 	} else if (h->type == TP_METADATA) {
 		rc = tp_decode_metadata(h);
 	} else if (h->type == TP_METADATA_RESP) {
@@ -356,6 +358,8 @@ static void build_mixed_frame(struct tp_fb *fb, struct raft_entry *ents, uint32_
 	cr_assert_eq(tp_fb_add_get(fb, &ca, &g), 0);
 	uint32_t added;
 	cr_assert_eq(tp_fb_add_get_resp(fb, &ca, 0, 11, n_ents, 0, mlog_read, &log, &added), 0);
+	cr_assert_eq(tp_fb_add_fetch(fb, &addr_g0, 12), 0);
+	cr_assert_eq(tp_fb_add_fetch_resp(fb, &addr_g0, 0, 12, mlog_read, &log), 0);
 	struct tp_addr all = {"", "", "", 5};
 	cr_assert_eq(tp_fb_add_metadata(fb, &all), 0);
 	struct tp_group_meta gm[2];
@@ -722,6 +726,63 @@ Test(codec_client, get_request_survives_a_round_trip_and_refuses_an_empty_range)
 	tp_fb_free(&fb);
 }
 
+/* The repair messages (docs/PROTOCOL.md, "Repair messages"): FETCH asks for
+ * one entry, FETCH_RESP brings exactly that one, or a code and none. */
+Test(codec_client, fetch_and_its_answer_survive_a_round_trip_and_hold_one_entry)
+{
+	struct raft_entry *ents = make_entries(3, size_varied, 4);
+	struct mlog log = {.first_index = 40, .n = 3, .entries = ents};
+	struct tp_fb fb;
+	tp_fb_init(&fb, 0);
+	cr_assert_eq(tp_fb_add_fetch(&fb, &addr_g0, 41), 0);
+	struct tp_hdr h;
+	uint8_t *buf = single(&fb, &h);
+	cr_assert_eq(h.type, TP_FETCH);
+	struct tp_get g;
+	cr_assert_eq(tp_decode_get(&h, &g), 0);
+	cr_assert(g.index == 41 && g.to == 41 && g.max_bytes == 0);
+	free(buf);
+	tp_fb_reset(&fb);
+	cr_assert_eq(tp_fb_add_fetch_resp(&fb, &addr_g0, 0, 41, mlog_read, &log), 0);
+	buf = single(&fb, &h);
+	cr_assert_eq(h.type, TP_FETCH_RESP);
+	struct tp_get_resp r;
+	struct raft_entry out[2];
+	cr_assert_eq(tp_decode_get_resp(&h, &r, out, 2), 0);
+	cr_assert(r.code == 0 && r.first_index == 41 && r.n == 1);
+	cr_assert(out[0].term == ents[1].term && out[0].len == ents[1].len &&
+		  memcmp(out[0].data, ents[1].data, out[0].len) == 0);
+	free(buf);
+	tp_fb_reset(&fb);
+	cr_assert_eq(tp_fb_add_fetch_resp(&fb, &addr_g0, DL_ECORRUPT, 41, NULL, NULL), 0);
+	buf = single(&fb, &h);
+	cr_assert_eq(tp_decode_get_resp(&h, &r, out, 2), 0);
+	cr_assert(r.code == DL_ECORRUPT && r.n == 0);
+	free(buf);
+	/* A fetch of a range, a cap, or an answer of two entries or of an
+	 * entry with a code: malformed. */
+	static const uint8_t range[] = {0x93, 0x05, 0x06, 0x00}, cap[] = {0x93, 0x05, 0x05, 0x01};
+	struct tp_hdr hb = {.type = TP_FETCH, .body = range, .body_len = sizeof(range)};
+	cr_assert_eq(tp_decode_get(&hb, &g), DL_EPROTO);
+	hb.body = cap;
+	cr_assert_eq(tp_decode_get(&hb, &g), DL_EPROTO);
+	uint32_t added;
+	tp_fb_reset(&fb);
+	cr_assert_eq(tp_fb_add_get_resp(&fb, &addr_g0, 0, 40, 2, 0, mlog_read, &log, &added), 0);
+	buf = single(&fb, &h);
+	h.type = TP_FETCH_RESP;
+	cr_assert_eq(tp_decode_get_resp(&h, &r, out, 2), DL_EPROTO);
+	free(buf);
+	tp_fb_reset(&fb);
+	cr_assert_eq(tp_fb_add_get_resp(&fb, &addr_g0, DL_ECORRUPT, 40, 1, 0, mlog_read, &log, &added), 0);
+	buf = single(&fb, &h);
+	h.type = TP_FETCH_RESP;
+	cr_assert_eq(tp_decode_get_resp(&h, &r, out, 2), DL_EPROTO);
+	free(buf);
+	tp_fb_free(&fb);
+	free(ents);
+}
+
 Test(codec_client, get_response_carries_entries_up_to_its_byte_cap)
 {
 	const uint32_t n = 64;
@@ -956,6 +1017,8 @@ Test(codec_frame, several_messages_in_one_frame_come_out_in_order)
 	                        TP_APPEND_RESP,
 	                        TP_GET,
 	                        TP_GET_RESP,
+	                        TP_FETCH,
+	                        TP_FETCH_RESP,
 	                        TP_METADATA,
 	                        TP_METADATA_RESP,
 	                        TP_ERROR};
@@ -1062,7 +1125,7 @@ static size_t frame_with_type(uint8_t *buf, uint8_t type_marker, uint8_t type_by
 Test(codec_frame, an_unknown_type_is_reported_and_skipped_with_its_header)
 {
 	uint8_t buf[64];
-	size_t len = frame_with_type(buf, 0xcc, 10); /* 10: between raft and client */
+	size_t len = frame_with_type(buf, 0xcc, 12); /* 12: among peer types, unused */
 	/* and then a sound TIMEOUT_NOW */
 	memcpy(buf + len, "\x96\x09\xa2g0\xa2n1\xa2n0\x00\x05\x94\x05\x00\xc2\x00", 18);
 	len += 18;
@@ -1070,7 +1133,7 @@ Test(codec_frame, an_unknown_type_is_reported_and_skipped_with_its_header)
 	struct tp_hdr h;
 	cr_assert_eq(tp_frame_begin(buf, len, &off), 0);
 	cr_assert_eq(tp_frame_next(buf, len, &off, &h), DL_EPROTO);
-	cr_assert_eq(h.type, 10);
+	cr_assert_eq(h.type, 12);
 	cr_assert_str_eq(h.group, "g0");
 	cr_assert_str_eq(h.sender, "n0");
 	cr_assert_eq(h.request_id, 7);
@@ -1105,6 +1168,9 @@ Test(codec_frame, type_names_are_known_for_every_type)
 	cr_assert_str_eq(tp_type_name(255), "unknown");
 	for (uint8_t t = TP_RAFT_MIN; t <= TP_RAFT_MAX; t++)
 		cr_assert_str_neq(tp_type_name(t), "unknown");
+	cr_assert_str_eq(tp_type_name(TP_FETCH), "fetch");
+	cr_assert_str_eq(tp_type_name(TP_FETCH_RESP), "fetch_resp");
+	cr_assert_str_eq(tp_type_name(TP_FETCH_RESP + 1), "unknown");
 }
 
 /* ---- names ------------------------------------------------------------------ */
@@ -1418,7 +1484,7 @@ static size_t rnd_frame(uint8_t *buf, size_t cap, uint64_t *s)
 {
 	static const uint8_t types[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, TP_APPEND, TP_APPEND_RESP,
 					TP_GET, TP_GET_RESP, TP_METADATA, TP_METADATA_RESP,
-					TP_ERROR, 0, 10, 40};
+					TP_ERROR, TP_FETCH, TP_FETCH_RESP, 0, 12, 40};
 	size_t n = 0;
 	buf[n++] = 0x01;
 	int msgs = 1 + (int)(rnd(s) % 4);
