@@ -642,6 +642,23 @@ static int write_marker(struct msto *m, struct acc *a, struct dl_errctx *err)
 	return DL_OK;
 }
 
+/* The header of entry `index` (body e) placed at log offset pos. */
+static struct sto_hdr entry_hdr(const struct sto_entry *e, uint64_t index, uint32_t total,
+                                uint64_t pos)
+{
+	return (struct sto_hdr){
+	        .magic = STO_ENTRY_MAGIC,
+	        .version = STO_FORMAT_VERSION,
+	        .type = e->type,
+	        .total_bytes = total,
+	        .body_bytes = e->len,
+	        .index = index,
+	        .term = e->term,
+	        .pos = pos,
+	        .body_crc = e->len > 0 ? sto_crc32c(e->data, e->len) : sto_crc32c("", 0),
+	};
+}
+
 /* Ends the active segment with a marker and starts the next one. */
 static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 {
@@ -713,17 +730,7 @@ static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, 
 	if (rec == NULL)
 		return rc;
 	uint32_t pad = total - STO_HDR_BYTES - e->len;
-	struct sto_hdr h = {
-	        .magic = STO_ENTRY_MAGIC,
-	        .version = STO_FORMAT_VERSION,
-	        .type = e->type,
-	        .total_bytes = total,
-	        .body_bytes = e->len,
-	        .index = index,
-	        .term = e->term,
-	        .pos = m->wpos,
-	        .body_crc = e->len > 0 ? sto_crc32c(e->data, e->len) : sto_crc32c("", 0),
-	};
+	struct sto_hdr h = entry_hdr(e, index, total, m->wpos);
 	uint8_t *p = wr_stage(&m->wr, m->act, off, STO_HDR_BYTES, &rc, err);
 	if (p == NULL)
 		return rc;
@@ -1072,17 +1079,7 @@ static int m_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
 	uint8_t *buf = calloc(1, total);
 	if (buf == NULL)
 		return dl_errf(err, DL_ENOMEM, "entry %" PRIu64 ": a buffer of %u bytes", index, total);
-	struct sto_hdr h = {
-	        .magic = STO_ENTRY_MAGIC,
-	        .version = STO_FORMAT_VERSION,
-	        .type = e->type,
-	        .total_bytes = total,
-	        .body_bytes = e->len,
-	        .index = index,
-	        .term = e->term,
-	        .pos = r.pos,
-	        .body_crc = e->len > 0 ? sto_crc32c(e->data, e->len) : sto_crc32c("", 0),
-	};
+	struct sto_hdr h = entry_hdr(e, index, total, r.pos);
 	sto_hdr_encode(buf, &h);
 	if (e->len > 0)
 		memcpy(buf + STO_HDR_BYTES, e->data, e->len);

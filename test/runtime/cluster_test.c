@@ -293,6 +293,19 @@ static int get_error(struct cluster *c, uint32_t k, uint32_t g, uint64_t index, 
 	return e.code;
 }
 
+/* The index file holding entry `index`'s record on node k (group g), and
+ * the record's offset in it. */
+static off_t record_at(struct cluster *c, uint32_t k, uint32_t g, uint64_t index, char *path,
+		       size_t cap)
+{
+	char gn[16], id[16];
+	group_name(g, gn);
+	member_name(k, id);
+	uint64_t roff = index * STO_IDX_BYTES, iseg = 1u << 16; /* index_segment_bytes */
+	snprintf(path, cap, "%s/%s/%s/index/%020" PRIu64, c->dir, gn, id, roff - roff % iseg);
+	return (off_t)(roff % iseg);
+}
+
 /* Flips the first body byte of entry `index` in member k of g's data
  * segment (found through its index record), under the open store: bit rot. */
 static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t index, char *seg,
@@ -301,12 +314,11 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
 	char gn[16], id[16], path[512];
 	group_name(g, gn);
 	member_name(k, id);
-	uint64_t roff = index * STO_IDX_BYTES, iseg = 1u << 16; /* index_segment_bytes */
-	snprintf(path, sizeof(path), "%s/%s/%s/index/%020" PRIu64, c->dir, gn, id, roff - roff % iseg);
+	off_t rat = record_at(c, k, g, index, path, sizeof(path));
 	int fd = open(path, O_RDONLY);
 	tt_assert(fd >= 0, "%s", path);
 	uint8_t rec[STO_IDX_BYTES];
-	tt_assert(pread(fd, rec, sizeof(rec), (off_t)(roff % iseg)) == (ssize_t)sizeof(rec));
+	tt_assert(pread(fd, rec, sizeof(rec), rat) == (ssize_t)sizeof(rec));
 	close(fd);
 	struct sto_idx r;
 	tt_assert(sto_idx_decode(rec, index, &r), "index record of %" PRIu64, index);
@@ -328,15 +340,11 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
  * the entry cannot be found, so it cannot be repaired in place. */
 static void damage_record(struct cluster *c, uint32_t k, uint32_t g, uint64_t index)
 {
-	char gn[16], id[16], path[512];
-	group_name(g, gn);
-	member_name(k, id);
-	uint64_t roff = index * STO_IDX_BYTES, iseg = 1u << 16; /* index_segment_bytes */
-	snprintf(path, sizeof(path), "%s/%s/%s/index/%020" PRIu64, c->dir, gn, id, roff - roff % iseg);
+	char path[512];
+	off_t at = record_at(c, k, g, index, path, sizeof(path)) + 2;
 	int fd = open(path, O_RDWR);
 	tt_assert(fd >= 0, "%s", path);
 	uint8_t b;
-	off_t at = (off_t)(roff % iseg + 2);
 	tt_assert(pread(fd, &b, 1, at) == 1);
 	b ^= 0x04;
 	tt_assert(pwrite(fd, &b, 1, at) == 1);
