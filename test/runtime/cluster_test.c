@@ -336,6 +336,17 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
 	close(fd);
 }
 
+/* The leader of group g, once there is one (bounded); -1 if none in time. */
+static int wait_leader(struct cluster *c, uint32_t g, unsigned timeout_ms)
+{
+	int l = leader_of(c, g);
+	for (uint64_t end = mb_now_ns() + timeout_ms * 1000000ull; l < 0 && mb_now_ns() < end;) {
+		sleep_ms(20);
+		l = leader_of(c, g);
+	}
+	return l;
+}
+
 /* Flips a bit of the index record of entry `index` on node k (group g):
  * the entry cannot be found, so it cannot be repaired in place. */
 static void damage_record(struct cluster *c, uint32_t k, uint32_t g, uint64_t index)
@@ -424,8 +435,8 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	/* A body flipped on the leader now: a get finds it, and the leader
 	 * repairs it in place without handing off (it may still lose
 	 * leadership to the preferred leader, node 1, now a voter again). */
-	int now_leader = leader_of(&c, g);
-	tt_assert(now_leader >= 0);
+	int now_leader = wait_leader(&c, g, 10000);
+	tt_assert(now_leader >= 0, "no leader of g1 within 10 s");
 	uint32_t nl = (uint32_t)now_leader;
 	tt_assert(member(&c, nl, g, &st));
 	uint64_t handoffs = st.damage_handoffs;
@@ -488,9 +499,7 @@ static void damage_on_two_followers_is_repaired_from_each_other(void)
 	tt_assert(get_error(&c, fb, g, ib, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
 	tt_assert(wait_repaired(&c, fa, g, first), "node %u was not repaired within 20 s", fa);
 	tt_assert(wait_repaired(&c, fb, g, first), "node %u was not repaired within 20 s", fb);
-	int l = -1;
-	for (uint64_t end = mb_now_ns() + 10000000000ull; l < 0 && mb_now_ns() < end; sleep_ms(20))
-		l = leader_of(&c, g);
+	int l = wait_leader(&c, g, 10000);
 	tt_assert(l == (int)fa || l == (int)fb, "no leader between the two followers (%d)", l);
 	uint64_t more = append_to_group(&c, g, 3, "d");
 	tt_assert(wait_commit(&c, g, more, 5000));
