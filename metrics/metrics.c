@@ -118,6 +118,8 @@ enum mfield {
 	MF_DAMAGED_INDEX,
 	MF_DAMAGE_HANDOFFS,
 	MF_REPAIRED_IN_PLACE,
+	MF_REFUSED_MSGS,
+	MF_COMMIT_CONFLICTS,
 };
 
 static const struct {
@@ -158,6 +160,11 @@ static const struct {
          "Leadership hand-offs started because an entry to send was damaged here."},
         {MF_REPAIRED_IN_PLACE, "dledger_member_entries_repaired_in_place_total", "counter",
          "Damaged entries rewritten in place with a good copy from a peer."},
+        {MF_REFUSED_MSGS, "dledger_member_refused_messages_total", "counter",
+         "Raft messages no correct member can send (a term far above ours, a second leader of "
+         "a term, an append disagreeing with committed entries), refused."},
+        {MF_COMMIT_CONFLICTS, "dledger_member_commit_conflicts_total", "counter",
+         "Leader appends refused because they disagreed with entries held here as committed."},
 };
 
 static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
@@ -181,6 +188,8 @@ static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
 	case MF_DAMAGED_INDEX: return s->damaged_index;
 	case MF_DAMAGE_HANDOFFS: return s->damage_handoffs;
 	case MF_REPAIRED_IN_PLACE: return s->repaired_in_place;
+	case MF_REFUSED_MSGS: return s->refused_msgs;
+	case MF_COMMIT_CONFLICTS: return s->commit_conflicts;
 	}
 	return 0;
 }
@@ -268,6 +277,9 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	        "Frames or messages that failed to decode.", ns.decode_errors);
 	put_one(b, "dledger_unknown_group_frames_total", "counter",
 	        "Messages for a group or member not running on this node.", ns.unknown_target);
+	put_one(b, "dledger_not_member_messages_total", "counter",
+	        "Peer messages refused because their sender is not a member of the group.",
+	        ns.not_member);
 	put_one(b, "dledger_dropped_sends_total", "counter",
 	        "Sends dropped (peer queue full or send timed out).", ns.dropped_sends);
 	put_one(b, "dledger_rejected_messages_total", "counter",

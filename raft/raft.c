@@ -126,6 +126,7 @@ struct raft {
 	uint64_t leader_changes;
 	uint64_t dropped_msgs;
 	uint64_t ignored_msgs;
+	uint64_t refused_msgs;
 	uint64_t member_resets;
 	uint64_t promotions;
 };
@@ -817,6 +818,20 @@ static void send_append_reject(struct raft *r, const struct raft_message *m)
 	out->append_resp.hint_term = term_or_zero(r, hint);
 }
 
+/* The first index at or before our commit where the append's prev entry or
+ * its first `n` entries disagree with ours (0: none, or none we can read):
+ * raft.h, "Impossible messages". */
+static uint64_t committed_conflict(struct raft *r, const struct raft_message *m, uint32_t n)
+{
+	uint64_t prev = m->append.prev_index, t;
+	if (prev > 0 && term_at(r, prev, &t) && t != m->append.prev_term)
+		return prev;
+	for (uint32_t k = 0; k < n; k++)
+		if (term_at(r, prev + 1 + k, &t) && t != m->append.entries[k].term)
+			return prev + 1 + k;
+	return 0;
+}
+
 static bool append_is_well_formed(const struct raft_message *m)
 {
 	const uint32_t n = m->append.n_entries;
@@ -848,9 +863,15 @@ static void handle_append(struct raft *r, const struct raft_message *m)
 	uint64_t t;
 	if (prev < r->commit) {
 		/* Raft §5.4: our prefix up to commit is in every later leader's
-		 * log, so skip what the message holds of it. */
+		 * log, so skip what the message holds of it, once it agrees. */
 		uint64_t skip = r->commit - prev;
 		i = skip >= n ? n : (uint32_t)skip;
+		uint64_t bad = committed_conflict(r, m, i);
+		if (bad != 0) {
+			r->refused_msgs++;
+			r->u->conflict_index = bad;
+			return;
+		}
 	} else if (prev > r->last_index || !term_at(r, prev, &t) || t != m->append.prev_term) {
 		send_append_reject(r, m);
 		return;
@@ -961,6 +982,10 @@ static bool message_is_valid(struct raft *r, const struct raft_message *m)
 static bool handle_term(struct raft *r, const struct raft_message *m)
 {
 	bool is_vote = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
+	if (m->term > r->term && m->term - r->term > RAFT_MAX_TERM_JUMP) {
+		r->refused_msgs++; /* raft.h, "Impossible messages" */
+		return false;
+	}
 	if (m->term > r->term) {
 		if (is_vote && !m->vote.transfer && in_lease(r)) {
 			/* We heard from a leader recently: a member that was
@@ -1058,6 +1083,12 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 		if (r->role == RAFT_LEADER) {
 			/* Two leaders in one term cannot be: drop it. */
 			r->ignored_msgs++;
+			return;
+		}
+		if (r->role == RAFT_FOLLOWER && r->leader != 0 && r->leader != m->from) {
+			/* A second leader of our term: raft.h, "Impossible
+			 * messages". */
+			r->refused_msgs++;
 			return;
 		}
 		if (r->role != RAFT_FOLLOWER || r->leader != m->from)
@@ -1505,6 +1536,7 @@ void raft_get_status(const struct raft *r, struct raft_status *st)
 	st->leader_changes = r->leader_changes;
 	st->dropped_msgs = r->dropped_msgs;
 	st->ignored_msgs = r->ignored_msgs;
+	st->refused_msgs = r->refused_msgs;
 	st->member_resets = r->member_resets;
 	st->promotions = r->promotions;
 }

@@ -115,6 +115,30 @@ enum raft_msg_type {
  * the start. With incarnation 0 everywhere and voter set at boot, the core
  * behaves as plain Raft.
  */
+/*
+ * Impossible messages. Whatever its sender, a message that no correct
+ * member can send is refused, counted (raft_status.refused_msgs) and
+ * changes nothing:
+ *  - a term more than RAFT_MAX_TERM_JUMP above ours: elections raise terms
+ *    one at a time, so a jump that large is forged or corrupt, and taking it
+ *    would let one message push the term to its maximum, where no election
+ *    can start again;
+ *  - an append or heartbeat of our current term from a member other than the
+ *    leader we follow in that term: a term has one leader;
+ *  - an append whose entries, or whose prev entry, disagree with our
+ *    committed entries: committed entries are in every later leader's log.
+ *    Two members then hold different committed entries (a forged append got
+ *    in, or a store lied), and the core reports the first index that
+ *    disagrees (raft_update.conflict_index) for the caller to log; it
+ *    cannot tell which copy is the group's, so it changes nothing.
+ * No single message can thus push a term to its end, or overwrite what a
+ * member holds as committed. A forged message of a new term cannot be told
+ * from a real new leader's, though: only authenticating peers (TLS) keeps a
+ * non-member from speaking as a member (docs/ARCHITECTURE.md, "Impossible
+ * messages").
+ */
+#define RAFT_MAX_TERM_JUMP (1ull << 32)
+
 struct raft_message {
 	uint8_t type; /* enum raft_msg_type */
 	raft_id from;
@@ -305,6 +329,10 @@ struct raft_update {
 	int propose_rc;
 	uint64_t propose_index;
 	uint64_t propose_term;
+
+	/* An append disagreed with our committed entry at this index (0:
+	 * none); see "Impossible messages". */
+	uint64_t conflict_index;
 };
 
 struct raft_peer_status {
@@ -338,6 +366,7 @@ struct raft_status {
 	uint64_t leader_changes; /* times leader_id moved to a non-zero id */
 	uint64_t dropped_msgs;   /* outbox overflow */
 	uint64_t ignored_msgs;   /* from non-members, malformed, or stale */
+	uint64_t refused_msgs;   /* impossible: see "Impossible messages" */
 	uint64_t member_resets;  /* leader: a member came back with a new
 	                          * incarnation or a shorter log than it acked */
 	uint64_t promotions;     /* leader: members vouched for as voters */

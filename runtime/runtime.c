@@ -156,7 +156,8 @@ struct rt_actor {
 	uint64_t fetch_next_ns;    /* when to ask the next peer for it */
 	uint32_t fetch_asked;      /* peers asked for it so far */
 	uint64_t repaired_in_place; /* published */
-	struct rt_ratelog damage_log, send_log, handoff_log;
+	uint64_t commit_conflicts;  /* published */
+	struct rt_ratelog damage_log, send_log, handoff_log, conflict_log;
 	uint64_t appended_entries;
 	uint64_t committed_bytes;
 	struct tp_fb reply_fb;
@@ -178,6 +179,7 @@ struct rt_node {
 	_Atomic(struct rt_table *) table;
 	_Atomic uint32_t router_in;
 	_Atomic uint64_t router_epoch;
+	_Atomic uint64_t not_member; /* peer messages from a non-member, refused */
 	_Atomic bool closing;
 	/* Where this node's tick grid starts: random, so that two nodes on one
 	 * machine (one CLOCK_MONOTONIC) do not tick at the same instants. */
@@ -713,6 +715,27 @@ static void note_changes(struct rt_actor *a, const struct raft_update *u)
 }
 
 /* raft.h's order: hard state, truncate, append, send, apply. */
+/* The leader's append disagrees with our committed entry at `index`
+ * (raft/raft.h, "Impossible messages"): two members hold different entries
+ * as committed, so a forged message got in (only TLS keeps non-members from
+ * speaking as members) or a disk lied. Which copy is the group's cannot be
+ * told from here, so nothing is cut: the append is refused, and this is
+ * counted and logged for the operator (docs/OPERATIONS.md, "When data is
+ * damaged"). */
+static void on_commit_conflict(struct rt_actor *a, uint64_t index)
+{
+	a->commit_conflicts++;
+	a->dirty = true;
+	if (!rt_log_due(&a->conflict_log, index, mb_now_ns()))
+		return;
+	char more[80];
+	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
+	       "an append of leader %s disagrees with committed entry %llu here: two members hold "
+	       "different committed entries (a forged message got in, or a disk lied); refused%s",
+	       rid_name(a, a->leader), (unsigned long long)index,
+	       rt_log_skipped(&a->conflict_log, "such appends", more, sizeof(more)));
+}
+
 static void carry_out(struct rt_actor *a, const struct raft_update *u)
 {
 	if (u->hard_state_changed || u->truncate || u->n_entries || u->commit_changed ||
@@ -744,6 +767,8 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		pend_resolve(a);
 	}
 	note_changes(a, u);
+	if (u->conflict_index != 0)
+		on_commit_conflict(a, u->conflict_index);
 }
 
 static void step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u)
@@ -1139,6 +1164,8 @@ static void publish(struct rt_actor *a)
 	st->damaged_index = a->damaged_index;
 	st->damage_handoffs = a->damage_handoffs;
 	st->repaired_in_place = a->repaired_in_place;
+	st->commit_conflicts = a->commit_conflicts;
+	st->refused_msgs = rs.refused_msgs;
 	st->n_peers = rs.n_peers;
 	for (uint32_t i = 0; i < rs.n_peers; i++) {
 		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rid_name(a, rs.peers[i].id));
@@ -1854,6 +1881,16 @@ static int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 		rc = DL_ENOTFOUND;
 		goto out;
 	}
+	/* Peer messages (Raft's, and the repair ones) only from another member
+	 * of the group: counted and refused here, before any mailbox. */
+	if (h->type <= TP_PEER_MAX) {
+		raft_id from = member_rid(a, h->sender);
+		if (from == 0 || from == a->self) {
+			atomic_fetch_add_explicit(&n->not_member, 1, memory_order_relaxed);
+			rc = DL_EPROTO;
+			goto out;
+		}
+	}
 	if (atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
 		rc = DL_ECLOSED;
 		goto out;
@@ -2118,6 +2155,7 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	st->unknown_target = ts.unknown_target;
 	st->dropped_sends = ts.dropped_sends;
 	st->rejected = ts.rejected;
+	st->not_member = atomic_load_explicit(&n->not_member, memory_order_relaxed);
 	struct sto_flusher_stats fs;
 	sto_flusher_get_stats(n->flusher, &fs);
 	st->flush_passes = fs.passes;

@@ -126,6 +126,10 @@ struct rt_member_status {
 	                           * follower that holds it */
 	uint64_t damage_handoffs; /* such hand-offs started */
 	uint64_t repaired_in_place; /* damaged entries rewritten with a peer's good copy */
+	/* Impossible messages (raft/raft.h): refused by the core, and among
+	 * them appends that disagreed with committed entries here (logged). */
+	uint64_t refused_msgs;
+	uint64_t commit_conflicts;
 	uint32_t n_peers;
 	struct rt_peer_status peers[RAFT_MAX_MEMBERS];
 };
@@ -146,6 +150,7 @@ struct rt_node_stats {
 	uint64_t members;
 	uint64_t frames_in, msgs_in, frames_out, msgs_out, bytes_in, bytes_out;
 	uint64_t decode_errors, unknown_target, dropped_sends, rejected;
+	uint64_t not_member; /* peer messages whose sender is not a member of the group */
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);

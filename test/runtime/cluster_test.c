@@ -514,6 +514,105 @@ static void damage_on_two_followers_is_repaired_from_each_other(void)
 	cluster_stop(&c);
 }
 
+/* Forged entries for the forged append below, read by the encoder. */
+static int forged_read(void *ctx, uint64_t index, struct raft_entry *out)
+{
+	const uint64_t *first = ctx;
+	static char body[3][16];
+	uint64_t k = index - *first;
+	if (k >= 3)
+		return DL_ERANGE;
+	snprintf(body[k], sizeof(body[k]), "FORGED-%" PRIu64, k);
+	*out = (struct raft_entry){.term = first[1], .data = body[k], .len = (uint32_t)strlen(body[k])};
+	return 0;
+}
+
+/* Sends one Raft message in a frame of its own on cl, as `sender` (the
+ * connection stays open: closing at once may drop what is queued). */
+static void send_forged(struct tclient *cl, const char *group, const char *target,
+			const char *sender, const struct raft_message *m, uint64_t *read_ctx)
+{
+	struct tp_fb fb;
+	tp_fb_init(&fb, 0);
+	struct tp_addr ad = {.group = group, .target = target, .sender = sender, .request_id = 0};
+	tt_assert(tp_fb_add_raft(&fb, &ad, m, forged_read, read_ctx) == 0);
+	tt_assert(tc_send(cl, &fb) == 0);
+	tp_fb_free(&fb);
+}
+
+/* Issue 13, both findings, without TLS. (1) An append from a sender that is
+ * not a member of the group (or that claims to be the receiver itself) is
+ * refused by the router and counted: the forged entries never appear. (2) A
+ * vote request of term 2^64-1 (and one of our term + 2^32 + 1) from a
+ * member's id, with its incarnation, is refused by the core and counted:
+ * no term moves, and the group goes on committing. */
+static void forged_frames_change_no_data_and_no_liveness(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start(&c);
+	tt_assert(wait_leaders(&c, true, 10000));
+	const uint32_t g = 1, leader = 1; /* g1 prefers node 1 */
+	uint64_t last = append_to_group(&c, g, 10, "a");
+	tt_assert(wait_commit(&c, g, last, 5000));
+	struct rt_member_status st0, st1, st2;
+	tt_assert(member(&c, 0, g, &st0) && member(&c, 1, g, &st1) && member(&c, 2, g, &st2));
+	uint64_t term = st1.term;
+	struct rt_node_stats ns;
+	rt_node_stats(c.node[0], &ns);
+	uint64_t not_member = ns.not_member;
+	/* (1) FORGED-0..2 after the last entry, committed, from "a9" and "n0". */
+	uint64_t ctx[2] = {last + 1, term + 1};
+	struct raft_message ap = {.type = RAFT_MSG_APPEND, .term = term + 1, .voter = true,
+				  .incarnation = st1.incarnation};
+	ap.append.prev_index = last;
+	ap.append.prev_term = term;
+	ap.append.commit = last + 3;
+	ap.append.n_entries = 3;
+	struct tclient to0, to1;
+	tt_assert(tc_open(&to0, c.addr[0]) == 0 && tc_open(&to1, c.addr[1]) == 0);
+	send_forged(&to0, "g1", "n0", "a9", &ap, ctx);
+	send_forged(&to0, "g1", "n0", "n0", &ap, ctx);
+	for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10)) {
+		rt_node_stats(c.node[0], &ns);
+		if (ns.not_member >= not_member + 2)
+			break;
+	}
+	tt_assert(ns.not_member == not_member + 2, "not-member messages %" PRIu64 " (was %" PRIu64 ")",
+		  ns.not_member, not_member);
+	/* (2) Absurd terms from n2's id to n1, which leads. */
+	uint64_t refused = st1.refused_msgs;
+	const uint64_t absurd[] = {UINT64_MAX, term + RAFT_MAX_TERM_JUMP + 1};
+	for (int i = 0; i < 2; i++) {
+		struct raft_message v = {.type = RAFT_MSG_VOTE, .term = absurd[i], .voter = true,
+					 .incarnation = st2.incarnation};
+		v.vote.last_index = UINT64_MAX / 2;
+		v.vote.last_term = absurd[i];
+		send_forged(&to1, "g1", "n1", "n2", &v, NULL);
+	}
+	for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10))
+		if (member(&c, 1, g, &st1) && st1.refused_msgs >= refused + 2)
+			break;
+	tt_assert(st1.refused_msgs == refused + 2, "refused %" PRIu64 " (was %" PRIu64 ")",
+		  st1.refused_msgs, refused);
+	/* Nothing moved: no forged entry, no term, and the group commits. */
+	uint64_t more = append_to_group(&c, g, 5, "b");
+	tt_assert(wait_commit(&c, g, more, 5000));
+	tt_assert(more == last + 5, "the group's log grew by %" PRIu64 ", not 5", more - last);
+	for (uint32_t k = 0; k < 3; k++) {
+		struct rt_member_status st;
+		tt_assert(member(&c, k, g, &st));
+		tt_assert(st.term == term, "node %u: term %" PRIu64 ", was %" PRIu64, k, st.term, term);
+		char body[64];
+		get_entry(&c, k, g, last + 1, body, sizeof(body));
+		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, last + 1);
+	}
+	tt_assert(leader_of(&c, g) == (int)leader);
+	tc_close(&to0);
+	tc_close(&to1);
+	cluster_stop(&c);
+}
+
 int main(void)
 {
 	static const struct tt_test tests[] = {
@@ -521,6 +620,8 @@ int main(void)
 		 groups_elect_replicate_and_commit_on_three_nodes},
 		{"groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart",
 		 groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart},
+		{"forged_frames_change_no_data_and_no_liveness",
+		 forged_frames_change_no_data_and_no_liveness},
 		{"damage_on_two_followers_is_repaired_from_each_other",
 		 damage_on_two_followers_is_repaired_from_each_other},
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",

@@ -30,7 +30,7 @@ void tc_close(struct tclient *c)
 	nng_close(c->s);
 }
 
-int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, int timeout_ms)
+static int send_frame(struct tclient *c, struct tp_fb *fb, uint64_t id)
 {
 	nng_msg *m;
 	if (nng_msg_alloc(&m, 0) != 0)
@@ -41,6 +41,19 @@ int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, 
 		nng_msg_free(m);
 		return DL_EIO;
 	}
+	return 0;
+}
+
+int tc_send(struct tclient *c, struct tp_fb *fb)
+{
+	return send_frame(c, fb, c->next_id++);
+}
+
+int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, int timeout_ms)
+{
+	int rc = send_frame(c, fb, id);
+	if (rc != 0)
+		return rc;
 	uint64_t deadline = mb_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	for (;;) {
 		uint64_t now = mb_now_ns();

@@ -22,6 +22,9 @@ void tc_close(struct tclient *c);
  * reply with that id; *h is its first message (body in c->reply). */
 int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, int timeout_ms);
 
+/* Sends the frame in fb and waits for nothing (a peer's one-way frame). */
+int tc_send(struct tclient *c, struct tp_fb *fb);
+
 /* Appends one entry to (group, member) at addr. Returns 0 and the index,
  * or a dl_err code (DL_ENOTLEADER with *leader filled when known). */
 int tc_append(const char *addr, const char *group, const char *member, const void *data,

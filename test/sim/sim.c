@@ -900,6 +900,14 @@ static void note_role(struct sim *s, struct sim_member *m, const struct raft_upd
  * append, send, apply. */
 static bool carry_out(struct sim *s, struct sim_member *m, const struct raft_update *u)
 {
+	if (u->conflict_index != 0) {
+		/* No member here forges, so a leader's append never disagrees
+		 * with a committed entry (raft.h, "Impossible messages"). */
+		sim_fail(s, "committed_conflict",
+			 "g%u m%u: an append disagrees with committed entry %llu", m->group, m->id,
+			 (ull)u->conflict_index);
+		return false;
+	}
 	if (u->hard_state_changed)
 		store_state(s, m, u);
 	if (u->truncate && healthy(s))
