@@ -1086,9 +1086,20 @@ static int m_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
 	char path[STO_PATH_MAX];
 	msto_seg_path(m, sg->base, path, sizeof(path));
 	int rc = DL_OK;
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	uint8_t old[STO_HDR_BYTES];
+	struct sto_hdr oh;
 	if (fd < 0) {
 		rc = dl_errf(err, DL_EIO, "open %s: %s", path, strerror(errno));
+	} else if (pread(fd, old, sizeof(old), (off_t)off) == (ssize_t)sizeof(old) &&
+	           entry_problem(old, &r, index, &oh) == NULL && oh.body_crc != h.body_crc) {
+		/* Only the body is damaged: its stored checksum says which body
+		 * the entry had, and this copy is not it. */
+		rc = dl_errf(err, DL_EINVAL,
+		             "entry %" PRIu64 ": the copy's body checksum %08x is not the stored "
+		             "entry's %08x",
+		             index, h.body_crc, oh.body_crc);
+		close(fd);
 	} else {
 		int injected = sto_hook_write(path, off, total);
 		ssize_t k = injected != 0 ? -1 : pwrite(fd, buf, total, (off_t)off);

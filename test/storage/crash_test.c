@@ -376,8 +376,9 @@ Test(crash, every_damaged_read_names_the_file_the_offset_in_it_and_the_entry)
 /* Repair in place (sto_rewrite): a good copy from a peer goes back where
  * the damaged entry was, in the active segment and in an older one, and
  * reads back, durably (after a reopen); the entries around it are
- * untouched. A copy that is not the entry (other term, size or type) and an
- * entry whose index record is damaged are refused, and nothing is written. */
+ * untouched. A copy that is not the entry (other term, size or type, or,
+ * where the header survived, another body checksum) and an entry whose
+ * index record is damaged are refused, and nothing is written. */
 Test(crash, a_damaged_entry_is_repaired_in_place_from_a_good_copy)
 {
 	struct sto_config cfg;
@@ -419,6 +420,13 @@ Test(crash, a_damaged_entry_is_repaired_in_place_from_a_good_copy)
 	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
 	e = (struct sto_entry){.term = 1, .data = good, .len = len, .type = 1};
 	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
+	/* Same shape, another body: the stored header's checksum (only the
+	 * body is damaged) tells it is not the entry. */
+	good[0] ^= 0x55;
+	e = (struct sto_entry){.term = 1, .data = good, .len = len, .type = 0};
+	cr_assert_eq(sto_rewrite(s, older, &e, &err), DL_EINVAL);
+	cr_assert(strstr(err.msg, "body checksum") != NULL, "%s", err.msg);
+	good[0] ^= 0x55;
 	/* A damaged index record: only a cut repairs that. */
 	len = th_len(record, MAX_LEN);
 	th_body(record, 1, good, len);
