@@ -92,10 +92,14 @@ struct msto {
 	/* What recovery found. */
 	uint64_t rec_verified, rec_rewritten, rec_cut_offset;
 	bool rec_cut;
+	bool identity_renewed; /* msto_new_identity ran in this open */
 };
 
 /* mmap_store.c helpers used by recovery. */
 void msto_seg_path(const struct msto *m, uint64_t base, char *buf, size_t n);
+/* At open, before any cut of the log: a new incarnation, not a voter,
+ * written to the state file and synced (once per open). */
+int msto_new_identity(struct msto *m, struct dl_errctx *err);
 void msto_idx_path(const struct msto *m, uint64_t base, char *buf, size_t n);
 int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file **out,
                    struct dl_errctx *err);

@@ -348,19 +348,6 @@ static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra
                   struct dl_errctx *err)
 {
 	size_t j = msto_seg_of(m, w->pos);
-	bool deleted = nextra > 0;
-	char path[STO_PATH_MAX];
-	for (size_t i = 0; i < nextra; i++) {
-		msto_seg_path(m, extra[i], path, sizeof(path));
-		(void)unlink(path);
-	}
-	while (m->nsegs > j + 1) {
-		msto_seg_path(m, m->segs[--m->nsegs].base, path, sizeof(path));
-		if (m->act != NULL && m->act_base == m->segs[m->nsegs].base)
-			msto_deactivate(m);
-		(void)unlink(path);
-		deleted = true;
-	}
 	int rc = DL_OK;
 	if (m->act == NULL || m->act_base != m->segs[j].base)
 		rc = msto_activate(m, j, err);
@@ -373,9 +360,27 @@ static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra
 	              h.pos == w->pos && h.index == w->n; /* the walk ended on it */
 	static const uint8_t zero[STO_HDR_BYTES];
 	if (!marker && memcmp(p, zero, STO_HDR_BYTES) != 0) {
+		/* A torn or damaged tail: the store takes its new identity
+		 * durably before anything is cut, so that a crash in between
+		 * never leaves the old identity over a shorter log (STORAGE.md,
+		 * "Repair"). */
+		rc = msto_new_identity(m, err);
+		if (rc != DL_OK)
+			return rc;
 		memset(p, 0, STO_HDR_BYTES); /* nonzero bytes are allocated already */
 		m->rec_cut = true;
 		m->rec_cut_offset = w->pos;
+	}
+	bool deleted = nextra > 0;
+	char path[STO_PATH_MAX];
+	for (size_t i = 0; i < nextra; i++) {
+		msto_seg_path(m, extra[i], path, sizeof(path));
+		(void)unlink(path);
+	}
+	while (m->nsegs > j + 1) {
+		msto_seg_path(m, m->segs[--m->nsegs].base, path, sizeof(path));
+		(void)unlink(path);
+		deleted = true;
 	}
 	for (size_t i = msto_seg_of(m, w->sync_from); i <= j && rc == DL_OK; i++) {
 		msto_seg_path(m, m->segs[i].base, path, sizeof(path));

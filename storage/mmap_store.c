@@ -1431,16 +1431,10 @@ static int open_meta(struct msto *m, struct dl_errctx *err)
 	return DL_OK;
 }
 
-/* At open, before the store serves anything: record a new incarnation, not
- * a voter, in the state file, durably; then cut the log before `from` (0:
- * nothing beyond what recovery cut) and make the cut and the lowered
- * checkpoint durable. In this order a crash half-way leaves the new
- * identity over the old log (the damage is found again, and repaired
- * again), never the old identity over a log that lost entries. (A tail
- * that recovery cut is already cut when this runs: the window between is
- * the one left open.) */
-static int repair(struct msto *m, uint64_t from, struct dl_errctx *err)
+int msto_new_identity(struct msto *m, struct dl_errctx *err)
 {
+	if (m->identity_renewed)
+		return DL_OK;
 	struct sto *s = &m->base;
 	s->incarnation = sto_new_incarnation();
 	s->st_voter = false;
@@ -1449,15 +1443,32 @@ static int repair(struct msto *m, uint64_t from, struct dl_errctx *err)
 	int e = sto_state_store(s->dir, &h);
 	if (e != 0)
 		return dl_errf(err, DL_EIO, "%s: state file for a repair: %s", s->dir, strerror(e));
+	m->identity_renewed = true;
+	return DL_OK;
+}
+
+/* At open, before the store serves anything: record a new incarnation, not
+ * a voter, in the state file, durably (recovery did so already if it cut a
+ * tail); then cut the log before `from` (0: nothing beyond what recovery
+ * cut) and make the cut and the lowered checkpoint durable. In this order a
+ * crash half-way leaves the new identity over the old log (the damage is
+ * found again, and repaired again), never the old identity over a log that
+ * lost entries. */
+static int repair(struct msto *m, uint64_t from, struct dl_errctx *err)
+{
+	struct sto *s = &m->base;
+	int rc = msto_new_identity(m, err);
+	if (rc != DL_OK)
+		return rc;
 	if (from > 0 && from <= m->last) {
 		STO_ASSERT(s->commit < from);
-		int rc = m_truncate_after(s, from - 1, err);
+		rc = m_truncate_after(s, from - 1, err);
 		if (rc != DL_OK)
 			return rc;
 		s->repaired_from = from;
 	}
 	m_write_checkpoint(s, s->commit);
-	int rc = m_sync(s, err);
+	rc = m_sync(s, err);
 	if (rc != DL_OK)
 		return rc;
 	if (fdatasync(m->ckpt_fd) != 0)

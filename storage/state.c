@@ -83,7 +83,9 @@ int sto_state_store(const char *dir, const struct sto_hard *h)
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return errno;
-	int rc = write_all(fd, buf, sizeof(buf), 0);
+	int rc = sto_hook_write(tmp, 0, sizeof(buf));
+	if (rc == 0)
+		rc = write_all(fd, buf, sizeof(buf), 0);
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = errno;
 	if (rc == 0)

@@ -5,6 +5,7 @@
  * reopened store holds.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -212,6 +213,58 @@ Test(crash, a_bit_flip_in_a_tail_entry_cuts_that_entry_and_everything_after, .ti
 			reopen_expect(&cfg, work, i - 1, "marker flip", x);
 		}
 	}
+}
+
+/* Fails every write of the state file (state.tmp) with EIO. */
+static int fail_state_write(void *ctx, const char *path, uint64_t off, uint64_t len)
+{
+	(void)ctx, (void)off, (void)len;
+	size_t n = strlen(path);
+	return n >= 9 && strcmp(path + n - 9, "state.tmp") == 0 ? EIO : 0;
+}
+
+/* The store takes its new identity (state file) before recovery cuts a
+ * damaged tail: when that write fails the open fails and the tail is
+ * still there, so no crash between the two can leave the old identity
+ * over a shorter log. Once the state can be written, the open cuts it
+ * under a new incarnation. */
+Test(crash, a_tail_is_cut_only_after_the_new_identity_is_durable)
+{
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512], work[512], path[4096];
+	make_pristine(&cfg, pristine, sizeof(pristine), N_ENTRIES - 10, &L);
+	reset_work(pristine, work, sizeof(work));
+	uint64_t i = N_ENTRIES - 3, x = L.pos[i] + STO_HDR_BYTES;
+	cr_assert_gt(L.end[i], x);
+	th_seg_path(work, x - x % 4096, path, sizeof(path));
+	th_flip_bit(path, x % 4096, 1);
+	uint8_t before[4096], after[4096];
+	int fd = open(path, O_RDONLY);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pread(fd, before, sizeof(before), 0), (ssize_t)sizeof(before));
+	close(fd);
+	struct sto_test_hooks h = {.write = fail_state_write};
+	sto_test_hooks = &h;
+	cfg.base_dir = work;
+	char msg[256];
+	int rc = th_open_fails(&cfg, msg, sizeof(msg));
+	sto_test_hooks = NULL;
+	cr_assert_eq(rc, DL_EIO, "%s", msg);
+	fd = open(path, O_RDONLY);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pread(fd, after, sizeof(after), 0), (ssize_t)sizeof(after));
+	close(fd);
+	cr_assert(memcmp(before, after, sizeof(before)) == 0, "the tail was cut before the state");
+	struct sto *s = NULL;
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_open(&cfg, NULL, &s, &err), DL_OK, "%s", err.msg);
+	check_log(s, i - 1);
+	struct sto_hard hs;
+	bool afresh;
+	sto_get_hard_state(s, &hs, &afresh);
+	cr_assert(!hs.voter, "a cut tail: not a voter until a leader vouches for it");
+	sto_close(s);
 }
 
 static void expect_named_failure(struct sto_config *cfg, const char *work, uint64_t x)
