@@ -347,6 +347,17 @@ static int wait_leader(struct cluster *c, uint32_t g, unsigned timeout_ms)
 	return l;
 }
 
+/* Node k's member of group g has repaired `want` entries in place (its
+ * published status can lag a damaged read by a publication; bounded: 20 s). */
+static bool wait_in_place(struct cluster *c, uint32_t k, uint32_t g, uint64_t want)
+{
+	struct rt_member_status st;
+	for (uint64_t end = mb_now_ns() + 20000000000ull; mb_now_ns() < end; sleep_ms(20))
+		if (member(c, k, g, &st) && st.repaired_in_place >= want)
+			return true;
+	return false;
+}
+
 /* Flips a bit of the index record of entry `index` on node k (group g):
  * the entry cannot be found, so it cannot be repaired in place. */
 static void damage_record(struct cluster *c, uint32_t k, uint32_t g, uint64_t index)
@@ -445,6 +456,7 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	damage_entry(&c, nl, g, bad3, seg, sizeof(seg), &seg_off);
 	char msg[512], want[700];
 	tt_assert(get_error(&c, nl, g, bad3, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	tt_assert(wait_in_place(&c, nl, g, 1), "the leader did not repair in place within 20 s");
 	tt_assert(wait_repaired(&c, nl, g, last), "the leader was not repaired within 20 s");
 	tt_assert(member(&c, nl, g, &st));
 	tt_assert(st.repaired_in_place == 1 && st.incarnation == inc && st.damage_handoffs == handoffs,
@@ -462,6 +474,8 @@ static void a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repair
 	snprintf(want, sizeof(want), "%s offset %" PRIu64 ": entry %" PRIu64 ": body checksum mismatch",
 		 seg, seg_off, bad2);
 	tt_assert(strstr(msg, want) != NULL, "got '%s', want '%s'", msg, want);
+	tt_assert(wait_in_place(&c, behind, g, 1),
+		  "the damaged follower did not repair in place within 20 s");
 	tt_assert(wait_repaired(&c, behind, g, last),
 		  "the damaged follower was not repaired within 20 s");
 	tt_assert(member(&c, behind, g, &st));
@@ -497,6 +511,8 @@ static void damage_on_two_followers_is_repaired_from_each_other(void)
 	/* The followers find their damage by reading it. */
 	tt_assert(get_error(&c, fa, g, ia, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
 	tt_assert(get_error(&c, fb, g, ib, msg, sizeof(msg)) == DL_ECORRUPT, "%s", msg);
+	tt_assert(wait_in_place(&c, fa, g, 1) && wait_in_place(&c, fb, g, 1),
+		  "the followers did not repair in place within 20 s");
 	tt_assert(wait_repaired(&c, fa, g, first), "node %u was not repaired within 20 s", fa);
 	tt_assert(wait_repaired(&c, fb, g, first), "node %u was not repaired within 20 s", fb);
 	int l = wait_leader(&c, g, 10000);
