@@ -76,6 +76,13 @@ struct msto {
 	struct mwr wr, iwr; /* entries, index records; empty between calls */
 
 	uint64_t wpos; /* log offset of the next header */
+	/* Log offset up to which the bytes after wpos, in its segment, may
+	 * be old ones rather than zeros: a cut (truncation, a failed batch,
+	 * recovery) leaves what lay after it. A batch that ends below it is
+	 * followed by a zeroed header (mmap_store.c, put_end), so recovery
+	 * finds the end of the log there and never reads old bytes, or a
+	 * truncated entry, as the log's continuation. */
+	uint64_t stale_end;
 	uint64_t first, last, last_term;
 
 	struct sto_file *rd; /* one older data segment open for copies */

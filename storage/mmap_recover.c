@@ -440,6 +440,9 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	m->last = w.n > 0 ? w.n - 1 : 0;
 	m->last_term = w.prev_term;
 	m->wpos = w.pos;
+	/* What lies after the end, up to the end of its segment, is not known
+	 * to be zeros: old bytes of a truncation or of a torn write. */
+	m->stale_end = seg_end(m, w.pos);
 	fill_first_indexes(m);
 	msto_unlink_index_outside(m, m->first, m->last + 1);
 	STO_ASSERT(m->last + 1 >= m->first);

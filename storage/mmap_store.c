@@ -702,6 +702,27 @@ static int roll(struct msto *m, struct acc *a, struct dl_errctx *err)
 	return DL_OK;
 }
 
+/* Ends a batch that stops short of stale_end with a zeroed header: the
+ * recovery walk stops at it instead of reading the old bytes after it (the
+ * middle of a truncated entry: a cut that makes a new incarnation; or a
+ * truncated entry that fits after the new ones: a log that never was). Its
+ * room is allocated already: each entry is placed with room for a header
+ * after it (put_entry). */
+static int put_end(struct msto *m, struct acc *da, struct dl_errctx *err)
+{
+	if (m->act == NULL || m->wpos >= m->stale_end)
+		return DL_OK;
+	uint64_t off = m->wpos - m->act_base;
+	STO_ASSERT(off + STO_HDR_BYTES <= m->seg_bytes && off + STO_HDR_BYTES <= m->act_alloc);
+	int rc;
+	uint8_t *p = wr_stage(&m->wr, m->act, off, STO_HDR_BYTES, &rc, err);
+	if (p == NULL)
+		return rc;
+	memset(p, 0, STO_HDR_BYTES);
+	acc_add(&m->base, da, m->act, off, off + STO_HDR_BYTES);
+	return DL_OK;
+}
+
 static int put_entry(struct msto *m, const struct sto_entry *e, struct acc *da, struct acc *ia,
                      struct dl_errctx *err)
 {
@@ -773,6 +794,12 @@ static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_ter
 	if (m->nsegs > 0 && pos >= m->segs[0].base)
 		keep = msto_seg_of(m, pos) + 1;
 	bool deleted = false;
+	/* Old bytes from pos on: up to the old end when it was in the kept
+	 * segment (after it there are zeros, or the old bytes stale_end
+	 * already covers), else to the segment's end. */
+	uint64_t pos_seg_end = pos - pos % m->seg_bytes + m->seg_bytes;
+	uint64_t old_end = m->wpos > m->stale_end ? m->wpos : m->stale_end;
+	m->stale_end = old_end < pos_seg_end ? old_end : pos_seg_end;
 	if (keep < m->nsegs && m->act != NULL)
 		msto_deactivate(m);
 	while (m->nsegs > keep) {
@@ -910,6 +937,8 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 	bool started = rc == DL_OK;
 	for (uint32_t i = 0; i < n && rc == DL_OK; i++)
 		rc = put_entry(m, &e[i], &da, &ia, err);
+	if (rc == DL_OK)
+		rc = put_end(m, &da, err);
 	if (rc == DL_OK)
 		rc = wr_flush(&m->wr, err); /* before the hand-over and any read */
 	if (rc == DL_OK)

@@ -588,6 +588,66 @@ Test(crash, a_truncation_survives_a_reopen_and_so_do_the_entries_after_it)
 	sto_close(s);
 }
 
+/* Raft's follower truncation: the tail of a deposed leader (entries 6..10,
+ * term 5) is replaced by what the new leader holds there. The new entries
+ * take less room than the old ones, so old bytes lie after them in the
+ * segment. Found by the recovery fuzz target (test/fuzz/corpus/recovery/). */
+static struct sto *truncated_and_rewritten(struct sto_config *cfg, uint64_t new_term,
+                                           uint32_t new_max_len, struct sto_hard *before)
+{
+	th_config(cfg, STO_TYPE_MMAP, th_dir);
+	struct sto *s = th_open(cfg, NULL);
+	th_append_range(s, 1, 5, 1, 60);
+	th_append_range(s, 6, 10, 5, 60);
+	struct dl_errctx err;
+	cr_assert_eq(sto_save_hard_state(s, 5, 1, true, &err), DL_OK);
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	sto_get_hard_state(s, before, &(bool){false});
+	cr_assert_eq(sto_truncate_after(s, 5, &err), DL_OK);
+	th_append_range(s, 6, 6, new_term, new_max_len);
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	sto_close(s);
+	return th_open(cfg, NULL);
+}
+
+Test(crash, a_truncated_entry_never_comes_back_after_the_entry_before_it_is_rewritten)
+{
+	/* The new entry 6 (term 3) is exactly as long as the old one, so the
+	 * old entry 7 (term 5, not below 3) starts right where the new log
+	 * ends. */
+	struct sto_config cfg;
+	struct sto_hard before;
+	struct sto *s = truncated_and_rewritten(&cfg, 3, 60, &before);
+	cr_assert_eq(sto_last_index(s), 6, "last %" PRIu64 ": truncated entries came back",
+	             sto_last_index(s));
+	th_check_range(s, 6, 6, 3, 60);
+	sto_close(s);
+}
+
+Test(crash, a_clean_reopen_after_a_truncation_cuts_nothing_and_keeps_the_voter)
+{
+	/* A shorter entry 6 leaves the middle of the old one after it. */
+	struct sto_config cfg;
+	struct sto_hard before, after;
+	struct sto *s = truncated_and_rewritten(&cfg, 6, 0, &before);
+	struct sto_info info;
+	sto_get_info(s, &info);
+	cr_assert_not(info.recovered_cut, "a cut at log offset %" PRIu64, info.recovered_cut_offset);
+	cr_assert_eq(sto_last_index(s), 6);
+	th_check_range(s, 6, 6, 6, 0);
+	sto_get_hard_state(s, &after, &(bool){false});
+	cr_assert(after.voter && after.incarnation == before.incarnation,
+	          "a clean restart made a new incarnation, not a voter");
+	/* And again with more entries: each batch still ends the log cleanly. */
+	th_append_range(s, 7, 8, 6, 0);
+	sto_close(s);
+	s = th_open(&cfg, NULL);
+	sto_get_info(s, &info);
+	cr_assert_not(info.recovered_cut);
+	cr_assert_eq(sto_last_index(s), 8);
+	sto_close(s);
+}
+
 static void write_file(const char *path, const uint8_t *p, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
