@@ -1541,6 +1541,7 @@ int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct s
 	if (rc == DL_OK)
 		rc = sto_attach(&m->base, fl, err);
 	if (rc != DL_OK) {
+		sto_common_drop_dirty(&m->base);
 		m_free(m);
 		return rc;
 	}

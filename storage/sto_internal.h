@@ -230,6 +230,12 @@ struct sto {
 int sto_common_init(struct sto *s, const struct sto_ops *ops, const struct sto_impl *impl,
                     const struct sto_config *cfg, struct dl_errctx *err);
 void sto_common_fini(struct sto *s);
+/* An open that fails after its recovery or repair marked ranges dirty (a
+ * rebuilt index file, a zeroed header): forgets them unsynced and drops
+ * their references, as sto_common_fini() requires. Nothing was reported
+ * durable or served; the next open finds and does the same again. Not
+ * attached to a flusher. */
+void sto_common_drop_dirty(struct sto *s);
 
 /* Registers with the flusher (or notes there is none). DL_EBUSY when full. */
 int sto_attach(struct sto *s, struct sto_flusher *fl, struct dl_errctx *err);

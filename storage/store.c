@@ -138,6 +138,23 @@ void sto_common_fini(struct sto *s)
 	free(s->dir);
 }
 
+void sto_common_drop_dirty(struct sto *s)
+{
+	STO_ASSERT(!s->registered && !s->busy);
+	pthread_mutex_lock(&s->mu);
+	struct sto_file *f = s->dirty;
+	s->dirty = NULL;
+	pthread_mutex_unlock(&s->mu);
+	while (f != NULL) {
+		struct sto_file *next = f->dirty_next;
+		STO_ASSERT(f->dirty);
+		f->dirty = false;
+		f->dirty_next = NULL;
+		sto_file_unref(f); /* the reference the dirty range held */
+		f = next;
+	}
+}
+
 int sto_attach(struct sto *s, struct sto_flusher *fl, struct dl_errctx *err)
 {
 	if (fl == NULL)
