@@ -1486,10 +1486,20 @@ int msto_new_identity(struct msto *m, struct dl_errctx *err)
 static int repair(struct msto *m, uint64_t from, struct dl_errctx *err)
 {
 	struct sto *s = &m->base;
+	/* The first entry kept of a log whose older entries were cleaned
+	 * cannot be cut away: the log would be empty with its prefix gone,
+	 * which truncate_after refuses (the leader could not repair it
+	 * either). Refused before the repair changes anything. */
+	if (from > 1 && from == m->first)
+		return dl_errf(err, DL_ECORRUPT,
+		               "%s: entry %" PRIu64 " is damaged and is the first one kept (the "
+		               "older ones were cleaned): a cut before it would empty the log; "
+		               "reseed this member (docs/OPERATIONS.md, \"Replacing a disk\")",
+		               m->data_dir, from);
 	int rc = msto_new_identity(m, err);
 	if (rc != DL_OK)
 		return rc;
-	if (from > 0 && from <= m->last) {
+	if (from > 0 && from >= m->first && from <= m->last) { /* below first: not stored */
 		STO_ASSERT(s->commit < from);
 		rc = m_truncate_after(s, from - 1, err);
 		if (rc != DL_OK)

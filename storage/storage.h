@@ -158,7 +158,11 @@ struct sto_config {
 	 * have lost entries it acknowledged, draws a new incarnation and
 	 * clears the voter flag (raft/raft.h, "Voters"), durably, before it
 	 * returns. The same happens by itself when recovery cuts a tail: a
-	 * torn write and a damaged entry look alike. mmap store only. */
+	 * torn write and a damaged entry look alike. An entry below the
+	 * first one stored is gone already: nothing is cut for it. The first
+	 * one stored of a log whose older entries were cleaned cannot be cut
+	 * away (the log would be empty): open fails with DL_ECORRUPT and
+	 * changes nothing. mmap store only. */
 	uint64_t repair_from;
 
 	sto_durable_fn on_durable; /* may be NULL */

@@ -668,6 +668,61 @@ Test(crash, a_clean_reopen_after_a_truncation_cuts_nothing_and_keeps_the_voter)
 	sto_close(s);
 }
 
+static struct sto *open_repair(struct sto_config *cfg, uint64_t from, int *rc,
+                               struct dl_errctx *err)
+{
+	cfg->repair_from = from;
+	struct sto *s = NULL;
+	*rc = sto_open(cfg, NULL, &s, err);
+	cfg->repair_from = 0;
+	return s;
+}
+
+Test(crash, a_repair_cuts_before_the_damaged_entry_unless_that_would_empty_a_cleaned_log)
+{
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	struct sto *s = th_open(&cfg, NULL);
+	th_append_range(s, 1, 200, 1, 60);
+	struct dl_errctx err = {{0}};
+	cr_assert_eq(sto_save_hard_state(s, 1, 1, true, &err), DL_OK);
+	cr_assert_eq(sto_drop_prefix(s, 100, &err), DL_OK);
+	uint64_t first = sto_first_index(s);
+	cr_assert(first > 1 && first <= 100);
+	cr_assert_eq(sto_sync(s, &err), DL_OK);
+	struct sto_hard h0, h;
+	sto_get_hard_state(s, &h0, &(bool){false});
+	sto_close(s);
+
+	/* The first entry kept: a cut would empty a cleaned log. Refused,
+	 * nothing changed (same incarnation, still a voter, same log). */
+	int rc;
+	s = open_repair(&cfg, first, &rc, &err);
+	cr_assert_eq(rc, DL_ECORRUPT, "%s", err.msg);
+	cr_assert_null(s);
+	s = th_open(&cfg, NULL);
+	sto_get_hard_state(s, &h, &(bool){false});
+	cr_assert(h.voter && h.incarnation == h0.incarnation);
+	cr_assert_eq(sto_last_index(s), 200);
+	sto_close(s);
+
+	/* Below the first entry: no longer stored, nothing to cut. */
+	s = open_repair(&cfg, first - 1, &rc, &err);
+	cr_assert_eq(rc, DL_OK, "%s", err.msg);
+	cr_assert_eq(sto_first_index(s), first);
+	cr_assert_eq(sto_last_index(s), 200);
+	sto_close(s);
+
+	/* Inside the log: cut before it, a new incarnation, not a voter. */
+	s = open_repair(&cfg, 150, &rc, &err);
+	cr_assert_eq(rc, DL_OK, "%s", err.msg);
+	cr_assert_eq(sto_last_index(s), 149);
+	sto_get_hard_state(s, &h, &(bool){false});
+	cr_assert(!h.voter && h.incarnation != h0.incarnation);
+	th_check_range(s, first, 149, 1, 60);
+	sto_close(s);
+}
+
 static void write_file(const char *path, const uint8_t *p, size_t n)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
