@@ -111,9 +111,8 @@ static void member_dir(const struct cfg *c, const struct cfg_group *g, char *buf
 	snprintf(buf, cap, "%s/%s/%s", base, g->group, g->self_id);
 }
 
-/* Parses a record into a group checked against `c`. */
-static int group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
-			struct dl_errctx *err)
+int ctl_group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
+		     struct dl_errctx *err)
 {
 	struct cfg_kv kv[CTL_MAX_KV];
 	for (uint32_t i = 0; i < r->n_kv; i++)
@@ -139,7 +138,7 @@ int ctl_apply_state(struct cfg *c, const struct ctl_state *st, const char *state
 			ctl_cfg_drop(c, (size_t)k);
 		struct cfg_group g;
 		struct dl_errctx e = {{0}};
-		int rc = group_of_rec(c, r, &g, &e);
+		int rc = ctl_group_of_rec(c, r, &g, &e);
 		if (rc == DL_OK && (rc = cfg_add_group(c, &g, &e)) != DL_OK)
 			cfg_group_free(&g);
 		if (rc != DL_OK)
@@ -479,19 +478,20 @@ int ctl_check_no_other_member(const struct cfg *c, const struct cfg_group *g,
 	return rc;
 }
 
-static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+/* Moves the request's keys (req->rec) into the state once it records them. */
+static int op_add(struct ctl_server *s, struct ctl_req *req, msgpack_packer *pk,
 		  struct dl_errctx *err)
 {
-	struct ctl_rec r = {0};
+	struct ctl_rec *r = &req->rec;
 	struct cfg_group g = {0};
-	int rc = rec_of_request(req, &r, err);
-	const char *name = rc == DL_OK ? ctl_rec_get(&r, "group") : NULL;
+	int rc = DL_OK;
+	const char *name = ctl_rec_get(r, "group");
 	ssize_t k = name != NULL ? ctl_cfg_find(s->cfg, name) : -1;
 	if (k >= 0)
 		rc = dl_errf(err, DL_EEXIST, "group '%s' already runs on this node (member '%s')",
 			     name, s->cfg->groups[k].self_id);
 	if (rc == DL_OK)
-		rc = group_of_rec(s->cfg, &r, &g, err);
+		rc = ctl_group_of_rec(s->cfg, r, &g, err);
 	if (rc == DL_OK)
 		rc = ctl_check_no_other_member(s->cfg, &g, err);
 	if (rc != DL_OK)
@@ -511,7 +511,7 @@ static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packe
 		rt_node_remove(s->node, mc.group, mc.self_id);
 		goto out;
 	}
-	rc = ctl_state_note_added(&s->st, &r);
+	rc = ctl_state_note_added(&s->st, r);
 	if (rc == DL_OK)
 		rc = ctl_state_save(s->state_path, &s->st, err);
 	if (rc != DL_OK) {
@@ -529,7 +529,6 @@ static int op_add(struct ctl_server *s, const msgpack_object *req, msgpack_packe
 		msgpack_pack_false(pk);
 out:
 	cfg_group_free(&g);
-	ctl_rec_free(&r);
 	return rc;
 }
 
@@ -541,14 +540,11 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path) == 0 ? 0 : -1;
 }
 
-static int op_remove(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+static int op_remove(struct ctl_server *s, const struct ctl_req *req, msgpack_packer *pk,
 		     struct dl_errctx *err)
 {
-	char group[CFG_NAME_MAX + 1], id[CFG_NAME_MAX + 1];
-	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "id", id, sizeof(id)))
-		return dl_errf(err, DL_EPROTO, "remove-group: 'group' and 'id' are required strings");
-	const msgpack_object *del = ctl_map_get(req, "delete_data");
-	bool delete_data = del != NULL && del->type == MSGPACK_OBJECT_BOOLEAN && del->via.boolean;
+	const char *group = req->group, *id = req->id;
+	bool delete_data = req->delete_data;
 	ssize_t k = ctl_cfg_find(s->cfg, group);
 	if (k < 0 || strcmp(s->cfg->groups[k].self_id, id) != 0)
 		return dl_errf(err, DL_ENOTFOUND, "this node has no member '%s' of group '%s'", id,
@@ -584,16 +580,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int op_transfer(struct ctl_server *s, const msgpack_object *req, msgpack_packer *pk,
+static int op_transfer(struct ctl_server *s, const struct ctl_req *req, msgpack_packer *pk,
 		       struct dl_errctx *err)
 {
-	char group[CFG_NAME_MAX + 1], to[CFG_NAME_MAX + 1];
-	if (!mp_str(req, "group", group, sizeof(group)) || !mp_str(req, "to", to, sizeof(to)))
-		return dl_errf(err, DL_EPROTO, "transfer-leader: 'group' and 'to' are required");
-	const msgpack_object *t = ctl_map_get(req, "timeout_ms");
-	uint64_t timeout_ms = t && t->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? t->via.u64 : 5000;
-	if (timeout_ms > CTL_MAX_WAIT_MS)
-		timeout_ms = CTL_MAX_WAIT_MS;
+	const char *group = req->group, *to = req->to;
+	uint64_t timeout_ms = req->timeout_ms;
 	ssize_t k = ctl_cfg_find(s->cfg, group);
 	if (k < 0)
 		return dl_errf(err, DL_ENOTFOUND, "this node has no member of group '%s'", group);
@@ -687,35 +678,120 @@ void ctl_reload_signal(struct ctl_server *s)
 	msgpack_sbuffer_destroy(&sb);
 }
 
-/* ---- the server thread ------------------------------------------------------------ */
+/* ---- decoding a request ---------------------------------------------------------- */
 
-static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_packer *pk)
+static int decode_op(const msgpack_object *map, struct ctl_req *r, struct dl_errctx *err)
 {
-	struct dl_errctx err = {{0}};
+	char op[32];
+	if (!mp_str(map, "op", op, sizeof(op)))
+		return dl_errf(err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
+	static const struct {
+		const char *name;
+		enum ctl_op op;
+	} ops[] = {
+		{"status", CTL_OP_STATUS},
+		{"add-group", CTL_OP_ADD},
+		{"remove-group", CTL_OP_REMOVE},
+		{"transfer-leader", CTL_OP_TRANSFER},
+		{"reload", CTL_OP_RELOAD},
+	};
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (strcmp(op, ops[i].name) == 0) {
+			r->op = ops[i].op;
+			return DL_OK;
+		}
+	}
+	return dl_errf(err, DL_EPROTO, "unknown op '%s'", op);
+}
+
+/* The fields of r->op. */
+static int decode_fields(const msgpack_object *map, struct ctl_req *r, struct dl_errctx *err)
+{
+	const msgpack_object *v;
+	switch (r->op) {
+	case CTL_OP_ADD:
+		return rec_of_request(map, &r->rec, err);
+	case CTL_OP_REMOVE:
+		if (!mp_str(map, "group", r->group, sizeof(r->group)) ||
+		    !mp_str(map, "id", r->id, sizeof(r->id)))
+			return dl_errf(err, DL_EPROTO,
+				       "remove-group: 'group' and 'id' are required strings");
+		v = ctl_map_get(map, "delete_data");
+		r->delete_data = v != NULL && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+		return DL_OK;
+	case CTL_OP_TRANSFER:
+		if (!mp_str(map, "group", r->group, sizeof(r->group)) ||
+		    !mp_str(map, "to", r->to, sizeof(r->to)))
+			return dl_errf(err, DL_EPROTO,
+				       "transfer-leader: 'group' and 'to' are required");
+		v = ctl_map_get(map, "timeout_ms");
+		r->timeout_ms = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 5000;
+		if (r->timeout_ms > CTL_MAX_WAIT_MS)
+			r->timeout_ms = CTL_MAX_WAIT_MS;
+		return DL_OK;
+	case CTL_OP_STATUS:
+	case CTL_OP_RELOAD:
+		return DL_OK;
+	}
+	return dl_errf(err, DL_EPROTO, "unknown op");
+}
+
+int ctl_req_decode(const void *buf, size_t len, struct ctl_req *out, struct dl_errctx *err)
+{
+	DL_ASSERT(out != NULL && (buf != NULL || len == 0));
+	memset(out, 0, sizeof(*out));
+	if (len > CTL_MAX_REQUEST_BYTES)
+		return dl_errf(err, DL_ETOOBIG, "request larger than %u bytes",
+			       CTL_MAX_REQUEST_BYTES);
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	size_t off = 0;
 	int rc = DL_OK;
-	char op[32] = "";
-	if (len > CTL_MAX_REQUEST_BYTES)
-		rc = dl_errf(&err, DL_ETOOBIG, "request larger than %u bytes", CTL_MAX_REQUEST_BYTES);
-	else if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
-		 u.data.type != MSGPACK_OBJECT_MAP || !mp_str(&u.data, "op", op, sizeof(op)))
-		rc = dl_errf(&err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
-	if (rc == DL_OK) {
-		if (strcmp(op, "status") == 0)
-			op_status(s, pk);
-		else if (strcmp(op, "add-group") == 0)
-			rc = op_add(s, &u.data, pk, &err);
-		else if (strcmp(op, "remove-group") == 0)
-			rc = op_remove(s, &u.data, pk, &err);
-		else if (strcmp(op, "transfer-leader") == 0)
-			rc = op_transfer(s, &u.data, pk, &err);
-		else if (strcmp(op, "reload") == 0)
-			rc = op_reload(s, pk, &err);
-		else
-			rc = dl_errf(&err, DL_EPROTO, "unknown op '%s'", op);
+	if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+	    u.data.type != MSGPACK_OBJECT_MAP)
+		rc = dl_errf(err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
+	if (rc == DL_OK)
+		rc = decode_op(&u.data, out, err);
+	if (rc == DL_OK)
+		rc = decode_fields(&u.data, out, err);
+	msgpack_unpacked_destroy(&u); /* the request keeps copies only */
+	if (rc != DL_OK)
+		ctl_req_free(out);
+	return rc;
+}
+
+void ctl_req_free(struct ctl_req *r)
+{
+	if (r == NULL)
+		return;
+	ctl_rec_free(&r->rec);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- the server thread ------------------------------------------------------------ */
+
+static int run(struct ctl_server *s, struct ctl_req *req, msgpack_packer *pk,
+	       struct dl_errctx *err)
+{
+	switch (req->op) {
+	case CTL_OP_STATUS: op_status(s, pk); return DL_OK;
+	case CTL_OP_ADD: return op_add(s, req, pk, err);
+	case CTL_OP_REMOVE: return op_remove(s, req, pk, err);
+	case CTL_OP_TRANSFER: return op_transfer(s, req, pk, err);
+	case CTL_OP_RELOAD: return op_reload(s, pk, err);
 	}
+	DL_ASSERT(false && "op checked by ctl_req_decode");
+	return DL_EINVAL;
+}
+
+static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_packer *pk)
+{
+	struct dl_errctx err = {{0}};
+	struct ctl_req req;
+	int rc = ctl_req_decode(buf, len, &req, &err);
+	if (rc == DL_OK)
+		rc = run(s, &req, pk, &err);
+	ctl_req_free(&req);
 	if (rc == DL_EPROTO || rc == DL_ETOOBIG) {
 		s->bad_requests++;
 		dl_log(DL_LOG_WARN, NULL, NULL, "control: %s (%" PRIu64 " bad requests)", err.msg,
@@ -723,7 +799,6 @@ static void serve(struct ctl_server *s, const void *buf, size_t len, msgpack_pac
 	}
 	if (rc != DL_OK)
 		pk_error(pk, rc, err.msg);
-	msgpack_unpacked_destroy(&u);
 }
 
 static void *server_main(void *arg)

@@ -42,6 +42,35 @@ int ctl_state_note_added(struct ctl_state *st, struct ctl_rec *r);
 /* Drops the group's added record and records the removal. */
 int ctl_state_note_removed(struct ctl_state *st, const char *group, const char *id);
 
+/* ---- a request, decoded (control.c) ----
+ * serve() first decodes and checks a request on its own, with neither the
+ * node nor the config (so that the control fuzz target, test/fuzz/, can
+ * feed this layer alone), then carries it out. */
+enum ctl_op { CTL_OP_STATUS = 0, CTL_OP_ADD, CTL_OP_REMOVE, CTL_OP_TRANSFER, CTL_OP_RELOAD };
+
+struct ctl_req {
+	enum ctl_op op;
+	char group[CFG_NAME_MAX + 1]; /* remove-group, transfer-leader */
+	char id[CFG_NAME_MAX + 1];    /* remove-group */
+	char to[CFG_NAME_MAX + 1];    /* transfer-leader */
+	bool delete_data;             /* remove-group */
+	uint64_t timeout_ms;          /* transfer-leader: <= CTL_MAX_WAIT_MS */
+	struct ctl_rec rec;           /* add-group: its keys, owned */
+};
+
+/* Decodes a request of `len` bytes: one msgpack map with "op" and that
+ * op's fields (docs/OPERATIONS.md, "Control socket"). DL_OK, DL_ETOOBIG
+ * (over CTL_MAX_REQUEST_BYTES) or DL_EPROTO, with `err` saying why; `*out`
+ * is then empty. Free a decoded request with ctl_req_free(). */
+int ctl_req_decode(const void *buf, size_t len, struct ctl_req *out, struct dl_errctx *err);
+void ctl_req_free(struct ctl_req *r);
+
+/* An add-group's keys as a group of `c`: valid, and fitting the other
+ * groups (not there yet, this node's address). On success `*g` is the
+ * caller's (cfg_group_free()); on failure it is zeroed. */
+int ctl_group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
+		     struct dl_errctx *err);
+
 /* ---- shared by control.c, reload.c and balance.c ---- */
 
 /* Index of `group` in c->groups, or -1. */
