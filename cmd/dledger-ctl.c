@@ -996,8 +996,9 @@ static int ctl_call(const char *path, const msgpack_sbuffer *sb, uint32_t timeou
 	if (rv != 0) {
 		fail_msg("control socket %s: %s", path, nng_strerror(rv));
 		rc = EXIT_OP;
-	} else if (msgpack_unpack_next(u, nng_msg_body(m), nng_msg_len(m), &off) !=
-		   MSGPACK_UNPACK_SUCCESS) {
+	} else if (!ctl_mp_bounded(nng_msg_body(m), nng_msg_len(m)) ||
+		   msgpack_unpack_next(u, nng_msg_body(m), nng_msg_len(m), &off) !=
+			   MSGPACK_UNPACK_SUCCESS) {
 		fail_msg("control socket %s: undecodable reply", path);
 		rc = EXIT_OP;
 	} else {

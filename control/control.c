@@ -747,7 +747,8 @@ int ctl_req_decode(const void *buf, size_t len, struct ctl_req *out, struct dl_e
 	msgpack_unpacked_init(&u);
 	size_t off = 0;
 	int rc = DL_OK;
-	if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+	if (!ctl_mp_bounded(buf, len) ||
+	    msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
 	    u.data.type != MSGPACK_OBJECT_MAP)
 		rc = dl_errf(err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
 	if (rc == DL_OK)
