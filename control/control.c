@@ -447,6 +447,10 @@ static int rec_of_request(const msgpack_object *req, struct ctl_rec *r, struct d
 		if (memchr(k->via.str.ptr, '\0', k->via.str.size) ||
 		    memchr(v->via.str.ptr, '\0', v->via.str.size))
 			return dl_errf(err, DL_EPROTO, "add-group: NUL in a key or value");
+		/* groups.yaml records them, and YAML holds Unicode text only */
+		if (!ctl_utf8_valid(k->via.str.ptr, k->via.str.size) ||
+		    !ctl_utf8_valid(v->via.str.ptr, v->via.str.size))
+			return dl_errf(err, DL_EPROTO, "add-group: a key or value is not UTF-8");
 		int rc = ctl_rec_add(r, k->via.str.ptr, k->via.str.size, v->via.str.ptr,
 				     v->via.str.size);
 		if (rc != DL_OK)

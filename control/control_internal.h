@@ -4,6 +4,7 @@
 #ifndef DLEDGER_CONTROL_INTERNAL_H
 #define DLEDGER_CONTROL_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -29,6 +30,14 @@ void ctl_rec_free(struct ctl_rec *r);
 const char *ctl_rec_get(const struct ctl_rec *r, const char *key);
 /* Copies key[0..klen) and val[0..vlen). DL_ETOOBIG past CTL_MAX_KV. */
 int ctl_rec_add(struct ctl_rec *r, const char *key, size_t klen, const char *val, size_t vlen);
+
+/* The UTF-8 sequence at s (n > 0 bytes left): its length, with its code
+ * point in *cp, or 0 when it is not valid UTF-8 (a stray or missing
+ * continuation byte, an overlong form, a surrogate, past U+10FFFF).
+ * Strings of the control protocol are msgpack str, UTF-8 by definition,
+ * and groups.yaml can hold nothing else (YAML is Unicode text). */
+size_t ctl_utf8_next(const char *s, size_t n, uint32_t *cp);
+bool ctl_utf8_valid(const char *s, size_t n);
 
 /* A missing file is an empty state. DL_ECONFIG names the file and line. */
 int ctl_state_load(const char *path, struct ctl_state *st, struct dl_errctx *err);

@@ -221,17 +221,69 @@ out_parser:
 
 /* ---- writing ---------------------------------------------------------------- */
 
+size_t ctl_utf8_next(const char *s, size_t n, uint32_t *cp)
+{
+	DL_ASSERT(n > 0);
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len;
+	uint32_t c, min;
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, c = p[0] & 0x1fu, min = 0x80;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, c = p[0] & 0x0fu, min = 0x800;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, c = p[0] & 0x07u, min = 0x10000;
+	else
+		return 0; /* a continuation byte, or 0xc0, 0xc1, 0xf5..0xff */
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0u) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3fu);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+bool ctl_utf8_valid(const char *s, size_t n)
+{
+	uint32_t c;
+	for (size_t k; n > 0; s += k, n -= k)
+		if ((k = ctl_utf8_next(s, n, &c)) == 0)
+			return false;
+	return true;
+}
+
+/* Whether a double-quoted YAML scalar cannot hold code point c as is: its
+ * reader refuses it (C0 and C1 controls, U+FFFE, U+FFFF), or reads it as
+ * something else (the line breaks NEL, LS and PS are folded; a BOM). */
+static bool yaml_must_escape(uint32_t c)
+{
+	return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
+	       c == 0xfeff || c == 0xfffe || c == 0xffff;
+}
+
+/* `s` as a double-quoted scalar that reads back as the same bytes. */
 static void put_quoted(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			fprintf(f, "\\x%02x", ch);
+	for (size_t n = strlen(s), k; n > 0; s += k, n -= k) {
+		uint32_t c;
+		k = ctl_utf8_next(s, n, &c);
+		DL_ASSERT(k > 0); /* decoded requests and libyaml's strings are UTF-8 */
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", (int)c);
+		else if (yaml_must_escape(c))
+			fprintf(f, "\\u%04x", (unsigned)c);
 		else
-			fputc(ch, f);
+			fwrite(s, 1, k, f);
 	}
 	fputc('"', f);
 }
