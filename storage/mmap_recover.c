@@ -399,6 +399,19 @@ static int finish(struct msto *m, struct walk *w, uint64_t *extra, size_t nextra
 	return rc;
 }
 
+/* The index file that the next append writes into must be usable. The
+ * walk opened every other one the log keeps (the records first..last),
+ * so a bad one (longer than the configured size, which changed) failed
+ * the open; this one it may not have read (an empty log, or the next
+ * record starting a file). Refused at open, not by every append after. */
+static int check_next_index(struct msto *m, struct dl_errctx *err)
+{
+	int rc;
+	if (msto_idx_rec(m, m->last + 1, false, &rc, err) == NULL && rc != DL_ENOTFOUND)
+		return rc;
+	return DL_OK;
+}
+
 int msto_recover(struct msto *m, struct dl_errctx *err)
 {
 	struct sto *s = &m->base;
@@ -418,8 +431,10 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 			        m->data_dir, commit);
 		msto_unlink_index_outside(m, 1, 0);
 		m->first = 1;
-		sto_set_recovered(s, 0, 0, 0);
-		return DL_OK;
+		rc = check_next_index(m, err);
+		if (rc == DL_OK)
+			sto_set_recovered(s, 0, 0, 0);
+		return rc;
 	}
 	struct walk w = {.commit = commit};
 	rc = find_start(m, &w, err);
@@ -446,6 +461,9 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	fill_first_indexes(m);
 	msto_unlink_index_outside(m, m->first, m->last + 1);
 	STO_ASSERT(m->last + 1 >= m->first);
+	rc = check_next_index(m, err);
+	if (rc != DL_OK)
+		return rc;
 	sto_set_recovered(s, m->last, m->last_term, commit);
 	return DL_OK;
 }

@@ -540,6 +540,28 @@ Test(crash, a_missing_committed_segment_fails_the_open_also_while_the_index_is_r
 	cr_assert(strstr(msg, "durable") != NULL, "%s", msg);
 }
 
+Test(crash, an_index_file_longer_than_configured_fails_the_open_even_with_an_empty_log)
+{
+	/* The log is empty (its segments gone), so recovery reads no index
+	 * record; the index file that the next append would write into is
+	 * longer than the configured size. The open used to succeed and every
+	 * append failed. Found by the recovery fuzz target. */
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), 0, &L);
+	char path[4096];
+	for (uint64_t base = 0; base < 16 * 4096; base += 4096) {
+		th_seg_path(pristine, base, path, sizeof(path));
+		(void)unlink(path);
+	}
+	th_idx_path(pristine, 0, path, sizeof(path));
+	cr_assert_eq(truncate(path, 65536), 0);
+	char msg[256];
+	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECONFIG);
+	cr_assert(strstr(msg, "index/00000000000000000000") != NULL, "%s", msg);
+}
+
 Test(crash, a_damaged_or_missing_index_is_rebuilt_from_the_data)
 {
 	struct sto_config cfg;
