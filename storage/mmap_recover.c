@@ -82,6 +82,10 @@ static int look(struct msto *m, const struct walk *w, struct sto_hdr *h, const c
 		*why = "entry does not fit in its segment";
 		return L_BAD;
 	}
+	if (h->index > STO_MAX_INDEX) { /* only the first entry's index is free */
+		*why = "index past the largest a log holds";
+		return L_BAD;
+	}
 	if (sto_crc32c(p + STO_HDR_BYTES, h->body_bytes) != h->body_crc) {
 		*why = "body checksum mismatch";
 		return L_BAD;

@@ -20,7 +20,8 @@
  * also runs the callback.
  *
  * Limits. A body is at most max_entry_bytes and always smaller than a
- * segment; one append carries at most STO_MAX_BATCH entries; an mmap store
+ * segment; indexes go up to STO_MAX_INDEX; one append carries at most
+ * STO_MAX_BATCH entries; an mmap store
  * keeps at most STO_MAX_MAPS mappings (one data segment, two index
  * segments) and at most six file descriptors; a flusher serves at most
  * max_stores stores. Every limit that is hit returns an error and is
@@ -52,6 +53,10 @@
 #include "common/dl_err.h"
 
 #define STO_MAX_BATCH 65536u /* entries per append */
+/* The largest index a log holds (an index record's offset, 32 x index,
+ * stays far from overflow). Appends beyond it are refused; recovery takes
+ * an entry beyond it for damage. */
+#define STO_MAX_INDEX ((1ull << 58) - 1)
 #define STO_MAX_MAPS  3u     /* mappings an mmap store holds at once */
 #define STO_NAME_MAX  128u   /* bytes of a group or member id */
 #define STO_DIR_MAX   960u   /* bytes of a member's directory, <base>/<group>/<id> */

@@ -330,6 +330,9 @@ int sto_check_batch(struct sto *s, uint64_t last, uint64_t last_term, uint64_t f
 	if (first_index != last + 1)
 		return dl_errf(err, DL_EINVAL, "append at %llu, expected %llu",
 		               (unsigned long long)first_index, (unsigned long long)last + 1);
+	if (last > STO_MAX_INDEX - n)
+		return dl_errf(err, DL_ERANGE, "the log would pass index %llu, its largest",
+		               (unsigned long long)STO_MAX_INDEX);
 	uint64_t term = last_term;
 	for (uint32_t i = 0; i < n; i++) {
 		if (e[i].len > max_body) {

@@ -818,3 +818,46 @@ Test(crash, a_torn_state_file_replace_leaves_the_old_or_the_new_state_never_garb
 	char msg[256];
 	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECORRUPT);
 }
+
+Test(crash, a_first_entry_with_an_index_past_the_largest_fails_the_open)
+{
+	/* A log whose first segment is gone (cleaned) may start at any index,
+	 * but not at 2^64 - 1: the walk's next index wrapped to 0 and recovery
+	 * aborted on an assertion (first > last + 1). The header is sealed, as
+	 * the recovery fuzz target's edits are. */
+	struct sto_config cfg;
+	struct layout L;
+	char pristine[512];
+	make_pristine(&cfg, pristine, sizeof(pristine), 0, &L);
+	char path[4096];
+	th_seg_path(pristine, 0, path, sizeof(path));
+	cr_assert_eq(unlink(path), 0);
+	th_seg_path(pristine, 4096, path, sizeof(path));
+	uint8_t hb[STO_HDR_BYTES];
+	read_file(path, hb, sizeof(hb));
+	struct sto_hdr h;
+	cr_assert_eq(sto_hdr_check(hb, &h), STO_HDR_OK);
+	h.index = UINT64_MAX;
+	sto_hdr_encode(hb, &h);
+	int fd = open(path, O_WRONLY);
+	cr_assert(fd >= 0 && pwrite(fd, hb, sizeof(hb), 0) == (ssize_t)sizeof(hb));
+	close(fd);
+	char msg[256];
+	cr_assert_eq(th_open_fails(&cfg, msg, sizeof(msg)), DL_ECORRUPT);
+	cr_assert(strstr(msg, "no valid first entry") != NULL, "%s", msg);
+
+	/* The largest index itself is a log of one entry (the next one does
+	 * not follow it: cut), which takes no append. */
+	h.index = STO_MAX_INDEX;
+	sto_hdr_encode(hb, &h);
+	fd = open(path, O_WRONLY);
+	cr_assert(fd >= 0 && pwrite(fd, hb, sizeof(hb), 0) == (ssize_t)sizeof(hb));
+	close(fd);
+	struct sto *s = th_open(&cfg, NULL);
+	cr_assert_eq(sto_first_index(s), STO_MAX_INDEX);
+	cr_assert_eq(sto_last_index(s), STO_MAX_INDEX);
+	struct sto_entry e = {.term = h.term, .data = "x", .len = 1};
+	struct dl_errctx err;
+	cr_assert_eq(sto_append(s, STO_MAX_INDEX + 1, &e, 1, &err), DL_ERANGE);
+	sto_close(s);
+}
