@@ -31,9 +31,9 @@ TMPDIR=$scratch timeout --kill-after=30 $((secs + 120)) "$exe" \
 	-artifact_prefix="$out/crashes/" "$@" "$out/corpus" "$seeds" >"$log" 2>&1
 rc=$?
 
-stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
-runs=$(stat number_of_executed_units)
-speed=$(stat average_exec_per_sec)
+final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
+runs=$(final_stat number_of_executed_units)
+speed=$(final_stat average_exec_per_sec)
 cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
 corp=$(grep -o 'corp: [0-9]*' "$log" | tail -1)
 if [ "$rc" -eq 0 ]; then
