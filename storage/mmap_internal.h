@@ -113,6 +113,10 @@ int msto_open_file(const char *path, uint64_t size, bool create, struct sto_file
 int msto_activate(struct msto *m, size_t j, struct dl_errctx *err);
 void msto_deactivate(struct msto *m);
 uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc, struct dl_errctx *err);
+/* The index record of `index`, checked: its CRC and index tag, and an
+ * entry size that fits a segment from its position. False when damaged
+ * or missing. */
+bool msto_idx_get(struct msto *m, uint64_t index, struct sto_idx *r);
 int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, uint64_t need,
                       uint64_t file_bytes, struct dl_errctx *err);
 size_t msto_seg_of(const struct msto *m, uint64_t pos);

@@ -165,13 +165,6 @@ static int walk(struct msto *m, struct walk *w, struct dl_errctx *err)
 	}
 }
 
-static bool idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
-{
-	int rc;
-	uint8_t *p = msto_idx_rec(m, index, false, &rc, NULL);
-	return p != NULL && sto_idx_decode(p, index, r);
-}
-
 /* Back to the advice for serving reads (see map_file in mmap_store.c). */
 static void advise_random(struct msto *m)
 {
@@ -201,7 +194,7 @@ static uint64_t index_chain(struct msto *m, uint64_t first, uint64_t commit, str
 				(void)madvise(p - off % m->iseg_bytes, m->iseg_bytes,
 				              MADV_SEQUENTIAL);
 		}
-		if (!idx_get(m, i, &r))
+		if (!msto_idx_get(m, i, &r))
 			break;
 		if (i == first) {
 			if (r.pos != m->segs[0].base)

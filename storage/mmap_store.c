@@ -333,11 +333,16 @@ static struct imap *imap_of(struct msto *m, uint64_t index)
 	return NULL;
 }
 
-static bool idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
+bool msto_idx_get(struct msto *m, uint64_t index, struct sto_idx *r)
 {
 	int rc;
 	uint8_t *p = msto_idx_rec(m, index, false, &rc, NULL);
-	return p != NULL && sto_idx_decode(p, index, r);
+	if (p == NULL || !sto_idx_decode(p, index, r))
+		return false;
+	/* A record whose entry could not fit in a segment from its position
+	 * is damaged too, though its checksum matches: a read would ask its
+	 * caller for a buffer of that size (up to 4 GiB) first. */
+	return (uint64_t)STO_HDR_BYTES + r->body_bytes <= m->seg_bytes - r->pos % m->seg_bytes;
 }
 
 /* Deletes index files holding only records outside [first, last + 1]. */
@@ -1040,7 +1045,7 @@ static int m_read(struct sto *s, uint64_t index, void *buf, uint32_t cap, struct
 		               "entry %" PRIu64 " is before the first (%" PRIu64 ")", index,
 		               m->first);
 	struct sto_idx r;
-	bool rec_ok = idx_get(m, index, &r);
+	bool rec_ok = msto_idx_get(m, index, &r);
 	if (!rec_ok || r.pos < m->segs[0].base || r.pos >= m->wpos) {
 		char path[STO_PATH_MAX];
 		uint64_t off = index * STO_IDX_BYTES;
@@ -1082,7 +1087,7 @@ static int m_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
 		return dl_errf(err, DL_ECOMPACTED, "entry %" PRIu64 " is before the first (%" PRIu64 ")",
 		               index, m->first);
 	struct sto_idx r;
-	if (!idx_get(m, index, &r) || r.pos < m->segs[0].base || r.pos >= m->wpos)
+	if (!msto_idx_get(m, index, &r) || r.pos < m->segs[0].base || r.pos >= m->wpos)
 		return dl_errf(err, DL_ECORRUPT,
 		               "entry %" PRIu64 ": its index record is damaged: it cannot be repaired "
 		               "in place",
@@ -1095,7 +1100,7 @@ static int m_rewrite(struct sto *s, uint64_t index, const struct sto_entry *e,
 	uint32_t total = (STO_HDR_BYTES + e->len + 7u) & ~7u;
 	struct sto_idx next;
 	uint64_t end = m->wpos;
-	if (index < m->last && idx_get(m, index + 1, &next) && next.pos > r.pos)
+	if (index < m->last && msto_idx_get(m, index + 1, &next) && next.pos > r.pos)
 		end = next.pos;
 	size_t j = msto_seg_of(m, r.pos);
 	const struct mseg *sg = &m->segs[j];
@@ -1182,7 +1187,7 @@ static bool m_term_at(struct sto *s, uint64_t index, uint64_t *term)
 		return true;
 	}
 	struct sto_idx r;
-	if (!idx_get(m, index, &r)) {
+	if (!msto_idx_get(m, index, &r)) {
 		atomic_fetch_add_explicit(&s->n_corrupt_reads, 1, memory_order_relaxed);
 		return false;
 	}
@@ -1194,7 +1199,7 @@ static uint32_t m_entry_bytes(struct sto *s, uint64_t index)
 {
 	struct msto *m = M(s);
 	struct sto_idx r;
-	if (index == 0 || index < m->first || index > m->last || !idx_get(m, index, &r))
+	if (index == 0 || index < m->first || index > m->last || !msto_idx_get(m, index, &r))
 		return 0;
 	return r.body_bytes;
 }
@@ -1210,7 +1215,7 @@ static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err
 	if (rc != DL_OK)
 		return rc;
 	struct sto_idx next, prev = {0};
-	if (!idx_get(m, index + 1, &next) || (index > 0 && !idx_get(m, index, &prev)))
+	if (!msto_idx_get(m, index + 1, &next) || (index > 0 && !msto_idx_get(m, index, &prev)))
 		return dl_errf(err, DL_ECORRUPT, "%s: index record of %" PRIu64 " is damaged",
 		               m->index_dir, index + 1);
 	rc = cut_to(m, next.pos, index, prev.term, err);

@@ -425,6 +425,9 @@ static bool read_all(struct sto *s)
 		struct dl_errctx err = {{0}};
 		int rc = sto_read(s, i, body_buf, sizeof(body_buf), &v, &err);
 		if (rc != DL_OK) {
+			if (getenv("FUZZ_VERBOSE") != NULL)
+				fprintf(stderr, "read %" PRIu64 ": %s: %s\n", i, dl_strerror(rc),
+				        err.msg);
 			FZ_CHECK(rc == DL_ECORRUPT);
 			FZ_CHECK(err.msg[0] != '\0');
 			all = false;

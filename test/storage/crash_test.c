@@ -353,7 +353,9 @@ static void rewrite_header_term(const char *base_dir, uint64_t pos, uint64_t ter
 }
 
 /* Rewrites the index record of entry i to point at `pos`, with a valid CRC. */
-static void rewrite_record_pos(const char *base_dir, uint64_t i, uint64_t pos)
+/* Rewrites entry i's index record with a new position (pos != 0) or body
+ * size (else), its checksum sealed again. */
+static void rewrite_record(const char *base_dir, uint64_t i, uint64_t pos, uint32_t body_bytes)
 {
 	uint64_t off = i * STO_IDX_BYTES;
 	char path[4096];
@@ -364,7 +366,10 @@ static void rewrite_record_pos(const char *base_dir, uint64_t i, uint64_t pos)
 	cr_assert_eq(pread(fd, rec, sizeof(rec), (off_t)(off % 4096)), (ssize_t)sizeof(rec));
 	struct sto_idx r;
 	cr_assert(sto_idx_decode(rec, i, &r));
-	r.pos = pos;
+	if (pos != 0)
+		r.pos = pos;
+	else
+		r.body_bytes = body_bytes;
 	sto_idx_encode(rec, i, &r);
 	cr_assert_eq(pwrite(fd, rec, sizeof(rec), (off_t)(off % 4096)), (ssize_t)sizeof(rec));
 	close(fd);
@@ -381,12 +386,12 @@ Test(crash, every_damaged_read_names_the_file_the_offset_in_it_and_the_entry)
 	th_append_range(s, 1, N_ENTRIES, 1, MAX_LEN);
 	struct layout L;
 	read_layout(th_dir, &L);
-	enum { BODY_ACTIVE, BODY_OLDER, HEADER, RECORD, RECORD_OUTSIDE, N_CASES };
+	enum { BODY_ACTIVE, BODY_OLDER, HEADER, RECORD, RECORD_OUTSIDE, RECORD_SIZE, N_CASES };
 	/* entries with bodies; N_ENTRIES is in the active (last) segment */
-	const uint64_t idx[N_CASES] = {N_ENTRIES, 10, 20, 30, 40};
+	const uint64_t idx[N_CASES] = {N_ENTRIES, 10, 20, 30, 40, 50};
 	const char *why[N_CASES] = {"body checksum mismatch", "body checksum mismatch",
 	                            "header does not match the index record", "bad index record",
-	                            "index record points outside the log"};
+	                            "index record points outside the log", "bad index record"};
 	char path[N_CASES][4096];
 	uint64_t off[N_CASES];
 	for (int k = 0; k < N_CASES; k++) {
@@ -394,7 +399,7 @@ Test(crash, every_damaged_read_names_the_file_the_offset_in_it_and_the_entry)
 		cr_assert_gt(th_len(i, MAX_LEN), 0);
 		th_seg_path(th_dir, L.pos[i] - L.pos[i] % 4096, path[k], sizeof(path[k]));
 		off[k] = L.pos[i] % 4096;
-		if (k == RECORD || k == RECORD_OUTSIDE) {
+		if (k == RECORD || k == RECORD_OUTSIDE || k == RECORD_SIZE) {
 			th_idx_path(th_dir, i * STO_IDX_BYTES - i * STO_IDX_BYTES % 4096, path[k],
 			            sizeof(path[k]));
 			off[k] = i * STO_IDX_BYTES % 4096;
@@ -404,7 +409,11 @@ Test(crash, every_damaged_read_names_the_file_the_offset_in_it_and_the_entry)
 	th_flip_bit(path[BODY_OLDER], off[BODY_OLDER] + STO_HDR_BYTES, 7);
 	rewrite_header_term(th_dir, L.pos[idx[HEADER]], 9);
 	th_flip_bit(path[RECORD], off[RECORD] + 3, 1);
-	rewrite_record_pos(th_dir, idx[RECORD_OUTSIDE], L.pos[N_ENTRIES] + 4096);
+	rewrite_record(th_dir, idx[RECORD_OUTSIDE], L.pos[N_ENTRIES] + 4096, 0);
+	/* a sealed record whose entry could not fit a segment: damage, not a
+	 * request for a 4 GiB buffer (DL_ETOOBIG); found by the recovery fuzz
+	 * target */
+	rewrite_record(th_dir, idx[RECORD_SIZE], 0, 0x82828282u);
 	for (int k = 0; k < N_CASES; k++) {
 		uint8_t buf[64];
 		struct sto_view v;
