@@ -21,11 +21,10 @@
  *
  * Limits. A body is at most max_entry_bytes and always smaller than a
  * segment; indexes go up to STO_MAX_INDEX; one append carries at most
- * STO_MAX_BATCH entries; an mmap store
- * keeps at most STO_MAX_MAPS mappings (one data segment, two index
- * segments) and at most six file descriptors; a flusher serves at most
- * max_stores stores. Every limit that is hit returns an error and is
- * counted in struct sto_info.
+ * STO_MAX_BATCH entries; an mmap store keeps at most STO_MAX_MAPS mappings
+ * (one data segment, two index segments) and at most six file
+ * descriptors; a flusher serves at most max_stores stores. Every limit
+ * that is hit returns an error and is counted in struct sto_info.
  *
  * Failures (docs/STORAGE.md, "Failures"). Most fail the one call and
  * change nothing: an append refused with DL_ENOSPC (disk at or near
@@ -223,11 +222,12 @@ struct sto_ops {
 	 * which must be last_index + 1; terms must not go down. Copies the
 	 * bodies and returns: the entries are readable at once and durable
 	 * later (on_durable). All or nothing: on error nothing was appended.
-	 * Fails with DL_EINVAL (not contiguous, term goes down), DL_ETOOBIG
-	 * (a body over max_entry_bytes), DL_ENOSPC (disk use at
-	 * disk_full_ratio or within this batch of it, which is checked
-	 * before any space is allocated; or the file system had no space to
-	 * allocate or write the batch; memory store: over memory_max_bytes),
+	 * Fails with DL_EINVAL (not contiguous, term goes down), DL_ERANGE
+	 * (past STO_MAX_INDEX), DL_ETOOBIG (a body over max_entry_bytes),
+	 * DL_ENOSPC (disk use at disk_full_ratio or within this batch of
+	 * it, which is checked before any space is allocated; or the file
+	 * system had no space to allocate or write the batch; memory store:
+	 * over memory_max_bytes),
 	 * DL_EIO (a write failed; or, sticky, an earlier sync failed). None
 	 * but the sticky DL_EIO outlasts the call: after DL_ENOSPC the store
 	 * is as before, and the next append succeeds once there is room.
