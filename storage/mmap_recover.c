@@ -456,7 +456,7 @@ int msto_recover(struct msto *m, struct dl_errctx *err)
 	 * to be zeros: old bytes of a truncation or of a torn write. */
 	m->stale_end = seg_end(m, w.pos);
 	fill_first_indexes(m);
-	msto_unlink_index_outside(m, m->first, m->last + 1);
+	msto_unlink_index_outside(m, m->first, m->last); /* keeps the next record's file */
 	STO_ASSERT(m->last + 1 >= m->first);
 	rc = check_next_index(m, err);
 	if (rc != DL_OK)

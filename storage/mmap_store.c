@@ -1219,7 +1219,7 @@ static int m_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *err
 		return dl_errf(err, DL_ECORRUPT, "%s: index record of %" PRIu64 " is damaged",
 		               m->index_dir, index + 1);
 	rc = cut_to(m, next.pos, index, prev.term, err);
-	msto_unlink_index_outside(m, m->first, index + 1);
+	msto_unlink_index_outside(m, m->first, index); /* keeps the next record's file */
 	return rc;
 }
 

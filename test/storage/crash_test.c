@@ -870,3 +870,31 @@ Test(crash, a_first_entry_with_an_index_past_the_largest_fails_the_open)
 	cr_assert_eq(sto_append(s, STO_MAX_INDEX + 1, &e, 1, &err), DL_ERANGE);
 	sto_close(s);
 }
+
+Test(crash, index_files_past_the_next_record_are_deleted_at_truncation_and_open)
+{
+	/* Index file 4096 holds records 128..255. With the log ending at 126,
+	 * the next record (127) is in file 0: file 4096 is past the log and
+	 * must go, else a stale one (here of another size, as after a change
+	 * of mappedFileSizeForEntryIndex) is found only by the append of 128.
+	 * It was kept: the callers asked to keep one record too many. Found
+	 * by the recovery fuzz target. */
+	struct sto_config cfg;
+	th_config(&cfg, STO_TYPE_MMAP, th_dir);
+	struct sto *s = th_open(&cfg, NULL);
+	th_append_range(s, 1, 200, 1, 16);
+	struct dl_errctx err;
+	cr_assert_eq(sto_truncate_after(s, 126, &err), DL_OK);
+	char path[4096];
+	th_idx_path(th_dir, 4096, path, sizeof(path));
+	cr_assert_neq(access(path, F_OK), 0, "%s kept by the truncation", path);
+	sto_close(s);
+	int fd = open(path, O_WRONLY | O_CREAT, 0644);
+	cr_assert(fd >= 0 && ftruncate(fd, 8192) == 0);
+	close(fd);
+	s = th_open(&cfg, NULL);
+	cr_assert_neq(access(path, F_OK), 0, "%s kept by the open", path);
+	th_append_range(s, 127, 140, 1, 16);
+	th_check_range(s, 1, 140, 1, 16);
+	sto_close(s);
+}
