@@ -1182,11 +1182,21 @@ int tp_fb_add_metadata(struct tp_fb *fb, const struct tp_addr *a)
 	return enc_end(&e);
 }
 
+/* A reason as the encoder sends it (its first TP_REASON_MAX bytes) holds
+ * no control byte, which the decoder refuses (rd_text). */
+static bool reason_ok(const char *s)
+{
+	for (size_t i = 0; i < TP_REASON_MAX && s[i] != '\0'; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
 static bool group_meta_ok(const struct tp_group_meta *g)
 {
 	if (!name_ok(g->group, false) || !name_ok(g->self, false) || !name_ok(g->leader, true) ||
 	    !addr_ok(g->leader_addr, sizeof(g->leader_addr)) || g->role > RAFT_LEADER ||
-	    g->n_members > RAFT_MAX_MEMBERS)
+	    g->n_members > RAFT_MAX_MEMBERS || !reason_ok(g->stopped))
 		return false;
 	for (uint32_t i = 0; i < g->n_members; i++) {
 		const struct tp_member_meta *mm = &g->members[i];

@@ -1272,7 +1272,17 @@ Test(codec_names, the_encoder_refuses_names_the_decoder_would_refuse)
 	cr_assert_eq(tp_fb_add_error(&fb, &addr_g0, &e), DL_EINVAL);
 	struct tp_error e2 = {DL_ENOTLEADER, "x", "n1", "has space:1"};
 	cr_assert_eq(tp_fb_add_error(&fb, &addr_g0, &e2), DL_EINVAL);
-	cr_assert_eq(fb.n_msgs, 1);
+	/* a group's stop reason with a control byte (rd_text refuses it) */
+	struct tp_group_meta g;
+	memset(&g, 0, sizeof(g));
+	strcpy(g.group, "g0");
+	strcpy(g.self, "n0");
+	strcpy(g.stopped, "disk\nfull");
+	struct tp_addr all = {"", "", "", 0};
+	cr_assert_eq(tp_fb_add_metadata_resp(&fb, &all, &g, 1), DL_EINVAL);
+	strcpy(g.stopped, "disk full");
+	cr_assert_eq(tp_fb_add_metadata_resp(&fb, &all, &g, 1), 0);
+	cr_assert_eq(fb.n_msgs, 2);
 	tp_fb_free(&fb);
 }
 
