@@ -35,6 +35,68 @@ struct tp_endpoint;
 struct tp_peer;
 struct tp_frame; /* an inbound frame, reference counted */
 
+/* ---- TLS (docs/OPERATIONS.md, "Securing a cluster") -----------------------
+ *
+ * With TLS every connection is mutually authenticated (tls+tcp://, auth mode
+ * REQUIRED both ways) against one CA, and each inbound connection has the
+ * ROLE its verified certificate gives: a node certificate has subject
+ * OU=dledger-node (TP_TLS_NODE_OU), any other is a client's. Without TLS
+ * every connection counts as a node's. The engine behind it is ours
+ * (tls_engine.c), registered with nng by tp_tls_load(). */
+
+#define TP_TLS_NODE_OU "dledger-node"
+
+enum tp_role {
+	TP_ROLE_NONE = 0, /* not authenticated (or unknown) */
+	TP_ROLE_CLIENT,   /* a verified certificate that is not a node's */
+	TP_ROLE_NODE,     /* a node certificate; every connection without TLS */
+};
+const char *tp_role_name(enum tp_role r);
+
+/* Certificate, key and CA, read and checked once; immutable, shared. */
+struct tp_tls;
+
+/* Reads the three PEM files and checks them: each parses, the key is the
+ * certificate's, the certificate chains to the CA and is valid now, and
+ * with `node` it is a node certificate. A CRL (PEM "X509 CRL" blocks) in
+ * the CA file is honoured. Errors name the file and the reason. */
+int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file, bool node,
+		struct tp_tls **out, struct dl_errctx *err);
+void tp_tls_free(struct tp_tls *t);
+/* The subject of the loaded certificate, for log lines. */
+const char *tp_tls_subject(const struct tp_tls *t);
+
+/* "tcp://ADDR", or "tls+tcp://ADDR" when t is not NULL. ADDR is "host:port"
+ * ("[v6]:port"); DL_EINVAL when it cannot be one. */
+int tp_make_url(const struct tp_tls *t, const char *addr, char *url, size_t cap);
+/* Mutual TLS with `t` on a dialer not yet started: server name = the host
+ * of `addr`, whose certificate must name it and be a node certificate.
+ * Returns 0 or an nng error. */
+int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr);
+/* The same for a listener (every client must present a certificate). */
+int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l);
+/* The role of an inbound connection: asks nng whether the pipe is verified
+ * and takes the role our engine records. TP_ROLE_NONE when it is not. */
+enum tp_role tp_tls_pipe_role(nng_pipe p);
+
+/* Why a handshake failed (each also logged, rate-limited, with the reason). */
+enum tp_tls_fail {
+	TP_TLS_FAIL_VERIFY = 0, /* certificate not trusted, expired, wrong name, revoked */
+	TP_TLS_FAIL_NO_CERT,    /* the client sent no certificate */
+	TP_TLS_FAIL_NOT_TLS,    /* the peer does not speak TLS (plaintext on a TLS port) */
+	TP_TLS_FAIL_REFUSED,    /* the peer refused ours (a fatal alert) */
+	TP_TLS_FAIL_NOT_NODE,   /* a server whose certificate is not a node's */
+	TP_TLS_FAIL_OTHER,
+	TP_TLS_FAIL_COUNT
+};
+const char *tp_tls_fail_name(enum tp_tls_fail kind); /* "verify", "no_cert", ... */
+struct tp_tls_stats {
+	uint64_t handshakes; /* completed */
+	uint64_t failures[TP_TLS_FAIL_COUNT];
+};
+/* Process-wide counters of our engine. */
+void tp_tls_stats(struct tp_tls_stats *st);
+
 /* Called by the router (never twice at once) for each message of an inbound frame. `f`
  * and `h->body` stay valid for the call; to keep them longer take a
  * reference with tp_frame_hold(). Returns 0 when the message was taken,
