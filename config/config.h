@@ -128,6 +128,10 @@ struct cfg_node {
 	bool leader_balance;            /* leaderBalance */
 	uint32_t max_frame_bytes;       /* maxFrameBytes */
 	enum cfg_log_level log_level;   /* logLevel */
+	/* Mutual TLS: all three or none (checked); NULL: plaintext. */
+	char *tls_cert_file;            /* tlsCertFile: this node's certificate (PEM) */
+	char *tls_key_file;             /* tlsKeyFile: its private key (PEM, unencrypted) */
+	char *tls_ca_file;              /* tlsCaFile: the cluster's CA (PEM, optional CRLs) */
 	struct cfg_group_opts defaults; /* the top-level per-group keys */
 	/* This node's address, the same in every group (checked): where the
 	 * node endpoint listens. NULL/0 when there is no group. */

@@ -1928,6 +1928,14 @@ static void on_conn(void *arg, const char *addr, bool outbound, bool up)
 
 /* ---- node ------------------------------------------------------------------------------------ */
 
+/* "127.x.y.z:port", "[::1]:port" or "localhost:port": only this machine can
+ * connect. */
+static bool addr_is_loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]:", 6) == 0 ||
+	       strncmp(addr, "localhost:", 10) == 0;
+}
+
 int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct dl_errctx *err)
 {
 	*out = NULL;
@@ -1953,13 +1961,27 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 	tp_config_defaults(&tc);
 	tc.listen_addr = nc->listen_addr;
 	tc.max_frame_bytes = nc->max_frame_bytes;
+	tc.tls = nc->tls;
 	tc.deliver = deliver;
 	tc.on_conn = on_conn;
 	tc.arg = n;
 	rc = tp_endpoint_open(&tc, &n->ep, err);
 	if (rc != 0)
 		goto err_flusher;
-	dl_log(DL_LOG_INFO, NULL, NULL, "node listening on %s", nc->listen_addr);
+	if (nc->tls != NULL) {
+		dl_log(DL_LOG_INFO, NULL, NULL,
+		       "node listening on %s with mutual TLS (certificate %s); Raft only from "
+		       "node certificates (OU=%s)",
+		       nc->listen_addr, tp_tls_subject(nc->tls), TP_TLS_NODE_OU);
+	} else {
+		dl_log(DL_LOG_INFO, NULL, NULL, "node listening on %s", nc->listen_addr);
+		if (!addr_is_loopback(nc->listen_addr))
+			dl_log(DL_LOG_WARN, NULL, NULL,
+			       "listening on %s without TLS: anyone who can reach this address can "
+			       "send Raft messages and client requests; set tlsCertFile, tlsKeyFile "
+			       "and tlsCaFile (docs/OPERATIONS.md, \"Securing a cluster\")",
+			       nc->listen_addr);
+	}
 	*out = n;
 	return 0;
 

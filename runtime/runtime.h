@@ -68,10 +68,15 @@ struct rt_member_config {
 /* Defaults for everything but names, peers and store.base_dir. */
 void rt_member_config_defaults(struct rt_member_config *mc);
 
+struct tp_tls; /* transport/transport.h */
+
 struct rt_node_config {
 	char listen_addr[TP_ADDR_MAX + 1];
 	size_t max_frame_bytes;
 	size_t stack_bytes; /* per actor thread */
+	/* Mutual TLS for every connection (tp_tls_load() with a node
+	 * certificate; borrowed, must outlive the node); NULL: plaintext. */
+	const struct tp_tls *tls;
 };
 void rt_node_config_defaults(struct rt_node_config *nc);
 

@@ -10,8 +10,14 @@
  *    peer's `mu`; the sender thread owns a frame once it popped it.
  *  - struct tp_frame: immutable after the router built it; freed by the last
  *    tp_frame_release() (refs is atomic, acq_rel on the final drop).
+ *  - the role table (TLS only: inbound pipe id -> role), guarded by
+ *    roles_mu: filled by nng's ADD_PRE pipe callback, before the pipe
+ *    delivers anything, emptied by REM_POST, read by the router per frame.
  */
 #include "transport/transport.h"
+
+#include "common/dl_log.h"
+#include "transport/tls_internal.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -28,6 +34,15 @@
 struct tp_frame {
 	_Atomic uint32_t refs;
 	nng_msg *msg;
+	enum tp_role role;
+};
+
+/* Open addressing, linear probing; at most half full. */
+#define ROLE_SLOTS (2u * TP_MAX_TLS_CONNS)
+_Static_assert((ROLE_SLOTS & (ROLE_SLOTS - 1)) == 0, "a power of two");
+struct role_slot {
+	uint32_t pipe; /* 0: free (nng never gives pipe id 0) */
+	uint8_t role;
 };
 
 struct sealed {
@@ -42,6 +57,7 @@ struct tp_peer {
 	char addr[TP_ADDR_MAX + 1];
 	char url[TP_ADDR_MAX + 16];
 	nng_socket sock;
+	_Atomic uint32_t pipe; /* the connection up (nng pipe id; 0: none) */
 	pthread_t thread;
 	bool thread_started;
 	uint32_t refs; /* guarded by ep->peers_mu */
@@ -72,10 +88,16 @@ struct tp_endpoint {
 	pthread_mutex_t peers_mu;
 	struct tp_peer *peers;
 
+	pthread_mutex_t roles_mu;
+	struct role_slot *roles; /* ROLE_SLOTS; NULL without TLS */
+	uint32_t n_roles;
+	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
+
 	_Atomic uint64_t frames_in, msgs_in, bytes_in;
 	_Atomic uint64_t frames_out, msgs_out, bytes_out;
 	_Atomic uint64_t decode_errors, unknown_target, rejected, dropped_sends;
 	_Atomic uint64_t peers_connected;
+	_Atomic uint64_t conns_node, conns_client, conns_refused;
 };
 
 static void count(_Atomic uint64_t *c, uint64_t n)
@@ -93,14 +115,65 @@ void tp_config_defaults(struct tp_config *cfg)
 	cfg->reconnect_max_ms = 1000;
 }
 
-/* "host:port" -> "tcp://host:port"; rejects what cannot be an address. */
-static int make_url(const char *addr, char *url, size_t cap)
+/* ---- roles of inbound connections (TLS) ---------------------------------------- */
+
+static uint32_t role_home(uint32_t pipe) { return (pipe * 0x9e3779b1u) & (ROLE_SLOTS - 1); }
+
+static enum tp_role roles_get(struct tp_endpoint *ep, uint32_t pipe)
 {
-	size_t n = strlen(addr);
-	if (n == 0 || n > TP_ADDR_MAX || strchr(addr, ':') == NULL || strchr(addr, '/') != NULL)
-		return DL_EINVAL;
-	int w = snprintf(url, cap, "tcp://%s", addr);
-	return w > 0 && (size_t)w < cap ? 0 : DL_EINVAL;
+	enum tp_role r = TP_ROLE_NONE;
+	pthread_mutex_lock(&ep->roles_mu);
+	for (uint32_t i = role_home(pipe); ep->roles[i].pipe != 0; i = (i + 1) & (ROLE_SLOTS - 1))
+		if (ep->roles[i].pipe == pipe) {
+			r = (enum tp_role)ep->roles[i].role;
+			break;
+		}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return r;
+}
+
+static bool roles_put(struct tp_endpoint *ep, uint32_t pipe, enum tp_role role)
+{
+	pthread_mutex_lock(&ep->roles_mu);
+	bool ok = ep->n_roles < TP_MAX_TLS_CONNS;
+	if (ok) {
+		uint32_t i = role_home(pipe);
+		while (ep->roles[i].pipe != 0)
+			i = (i + 1) & (ROLE_SLOTS - 1);
+		ep->roles[i].pipe = pipe;
+		ep->roles[i].role = (uint8_t)role;
+		ep->n_roles++;
+	}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return ok;
+}
+
+/* Removes the pipe's entry (backward-shift deletion keeps every probe
+ * chain whole); returns the role it had, TP_ROLE_NONE if none. */
+static enum tp_role roles_del(struct tp_endpoint *ep, uint32_t pipe)
+{
+	enum tp_role r = TP_ROLE_NONE;
+	const uint32_t mask = ROLE_SLOTS - 1;
+	pthread_mutex_lock(&ep->roles_mu);
+	uint32_t i = role_home(pipe);
+	while (ep->roles[i].pipe != 0 && ep->roles[i].pipe != pipe)
+		i = (i + 1) & mask;
+	if (ep->roles[i].pipe == pipe) {
+		r = (enum tp_role)ep->roles[i].role;
+		ep->n_roles--;
+		uint32_t hole = i;
+		for (uint32_t j = (i + 1) & mask; ep->roles[j].pipe != 0; j = (j + 1) & mask) {
+			/* An entry moves into the hole if its home is not in (hole, j]. */
+			uint32_t home = role_home(ep->roles[j].pipe);
+			if (((j - home) & mask) >= ((j - hole) & mask)) {
+				ep->roles[hole] = ep->roles[j];
+				hole = j;
+			}
+		}
+		ep->roles[hole].pipe = 0;
+	}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return r;
 }
 
 /* ---- closing sockets ----------------------------------------------------------
@@ -207,6 +280,8 @@ uint32_t tp_frame_pipe(const struct tp_frame *f)
 	return nng_pipe_id(nng_msg_get_pipe(f->msg));
 }
 
+enum tp_role tp_frame_role(const struct tp_frame *f) { return f->role; }
+
 /* ---- router ----------------------------------------------------------------- */
 
 static void reply_error(struct tp_endpoint *ep, const struct tp_frame *f, const struct tp_hdr *h,
@@ -298,6 +373,8 @@ static void router_cb(void *arg)
 		} else {
 			atomic_init(&f->refs, 1);
 			f->msg = msg;
+			f->role = ep->roles == NULL ? TP_ROLE_NODE
+						    : roles_get(ep, tp_frame_pipe(f));
 			pthread_mutex_lock(&ep->deliver_mu);
 			if (!ep->paused)
 				route_frame(ep, f);
@@ -369,15 +446,88 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg, bool outbound, con
 		ep->cfg.on_conn(ep->cfg.arg, addr, outbound, up);
 }
 
+/* TLS: an inbound connection was verified (the handshake is done) and is
+ * about to deliver. Record its role, or close it: not verified (cannot
+ * happen with auth mode REQUIRED, but a pipe without a role must not
+ * speak), or too many connections. */
+static void tls_pipe_added(struct tp_endpoint *ep, nng_pipe p)
+{
+	enum tp_role role = tp_tls_pipe_role(p);
+	char why[96] = "";
+	if (role == TP_ROLE_NONE)
+		snprintf(why, sizeof(why), "its certificate was not verified");
+	else if (!roles_put(ep, nng_pipe_id(p), role))
+		snprintf(why, sizeof(why), "too many TLS connections open (at most %d)",
+			 TP_MAX_TLS_CONNS);
+	if (why[0] == '\0') {
+		count(role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
+		return;
+	}
+	count(&ep->conns_refused, 1);
+	nng_pipe_close(p);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t last = atomic_load_explicit(&ep->refused_log_ns, memory_order_relaxed);
+	if ((last == 0 || now - last >= 1000000000ull) &&
+	    atomic_compare_exchange_strong(&ep->refused_log_ns, &last, now))
+		dl_log(DL_LOG_WARN, NULL, NULL, "inbound connection closed: %s", why);
+}
+
 static void inbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
+	struct tp_endpoint *ep = arg;
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		tls_pipe_added(ep, p);
+		return;
+	}
+	if (ev == NNG_PIPE_EV_REM_POST && ep->roles != NULL) {
+		enum tp_role r = roles_del(ep, nng_pipe_id(p));
+		if (r != TP_ROLE_NONE)
+			atomic_fetch_sub_explicit(r == TP_ROLE_NODE ? &ep->conns_node
+								 : &ep->conns_client,
+						  1, memory_order_relaxed);
+	}
 	pipe_event(p, ev, arg, false, NULL);
 }
 
 static void outbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct tp_peer *peer = arg;
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_store(&peer->pipe, nng_pipe_id(p));
+	} else {
+		uint32_t id = nng_pipe_id(p);
+		atomic_compare_exchange_strong(&peer->pipe, &id, 0);
+	}
 	pipe_event(p, ev, peer->ep, true, peer->addr);
+}
+
+/* Closes a pipe by id (protocol first, then transport; tp_close_bounded). */
+static void close_pipe_id(uint32_t id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	p.id = id;
+	nng_pipe_close(p);
+}
+
+/* TLS: every inbound connection, before the listening socket closes (see
+ * tp_close_bounded). */
+static void close_inbound_pipes(struct tp_endpoint *ep)
+{
+	if (ep->roles == NULL)
+		return;
+	uint32_t *ids = malloc(TP_MAX_TLS_CONNS * sizeof(*ids)), n = 0;
+	if (ids == NULL)
+		return;
+	pthread_mutex_lock(&ep->roles_mu);
+	for (uint32_t i = 0; i < ROLE_SLOTS && n < TP_MAX_TLS_CONNS; i++)
+		if (ep->roles[i].pipe != 0)
+			ids[n++] = ep->roles[i].pipe;
+	pthread_mutex_unlock(&ep->roles_mu);
+	for (uint32_t i = 0; i < n; i++)
+		close_pipe_id(ids[i]); /* REM_POST (roles_mu) runs later, on nng's reaper */
+	free(ids);
 }
 
 /* ---- endpoint ---------------------------------------------------------------- */
@@ -396,11 +546,16 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	ep->cfg.listen_addr = ep->listen_addr;
 	pthread_mutex_init(&ep->deliver_mu, NULL);
 	pthread_mutex_init(&ep->peers_mu, NULL);
+	pthread_mutex_init(&ep->roles_mu, NULL);
 
 	char url[TP_ADDR_MAX + 16];
-	int rc = make_url(cfg->listen_addr, url, sizeof(url));
+	int rc = tp_make_url(cfg->tls, cfg->listen_addr, url, sizeof(url));
 	if (rc != 0) {
 		dl_errf(err, rc, "transport: bad listen address '%s'", cfg->listen_addr);
+		goto err_free;
+	}
+	if (cfg->tls != NULL && (ep->roles = calloc(ROLE_SLOTS, sizeof(*ep->roles))) == NULL) {
+		rc = dl_errf(err, DL_ENOMEM, "transport: out of memory");
 		goto err_free;
 	}
 	int rv = nng_rep0_open_raw(&ep->sock);
@@ -411,9 +566,19 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
 	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
+	if (cfg->tls != NULL)
+		nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, inbound_pipe_cb, ep);
-	rv = nng_listen(ep->sock, url, NULL, 0);
+	nng_listener l;
+	rv = nng_listener_create(&l, ep->sock, url);
+	if (rv == 0 && cfg->tls != NULL && (rv = tp_tls_setup_listener(cfg->tls, l)) != 0) {
+		rc = dl_errf(err, DL_EIO, "transport: cannot set up TLS on %s: %s",
+			     cfg->listen_addr, nng_strerror(rv));
+		goto err_sock;
+	}
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
 	if (rv != 0) {
 		rc = dl_errf(err, rv == NNG_EADDRINUSE ? DL_EEXIST : DL_EIO,
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
@@ -435,6 +600,8 @@ err_sock:
 err_free:
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
+	pthread_mutex_destroy(&ep->roles_mu);
+	free(ep->roles);
 	free(ep);
 	return rc;
 }
@@ -458,6 +625,7 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
 		nng_aio_free(ep->rx_aio);
 	}
+	close_inbound_pipes(ep);
 	bool closed = tp_close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
@@ -470,8 +638,11 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	}
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
-	if (closed)
-		free(ep); /* else nng may still call inbound_pipe_cb with it */
+	if (closed) { /* else nng may still call inbound_pipe_cb with it */
+		pthread_mutex_destroy(&ep->roles_mu);
+		free(ep->roles);
+		free(ep);
+	}
 }
 
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
@@ -488,6 +659,9 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 	st->rejected = LOAD(rejected);
 	st->dropped_sends = LOAD(dropped_sends);
 	st->peers_connected = LOAD(peers_connected);
+	st->conns_node = LOAD(conns_node);
+	st->conns_client = LOAD(conns_client);
+	st->conns_refused = LOAD(conns_refused);
 #undef LOAD
 }
 
@@ -568,6 +742,9 @@ static void peer_destroy(struct tp_peer *p)
 		 * socket under it could deadlock nng (see router_cb). */
 		pthread_join(p->thread, NULL);
 	}
+	uint32_t pipe = atomic_load(&p->pipe);
+	if (pipe != 0)
+		close_pipe_id(pipe);
 	if (!tp_close_bounded(p->sock, "peer", p)) {
 		/* nng may still call outbound_pipe_cb with p: keep it. */
 		return;
@@ -590,7 +767,7 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 		return NULL;
 	p->ep = ep;
 	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	if (make_url(addr, p->url, sizeof(p->url)) != 0) {
+	if (tp_make_url(ep->cfg.tls, addr, p->url, sizeof(p->url)) != 0) {
 		free(p);
 		return NULL;
 	}
@@ -611,8 +788,16 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, outbound_pipe_cb, p);
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, outbound_pipe_cb, p);
 	/* Non-blocking dial: nng keeps retrying with backoff in the
-	 * background while the peer is down. */
-	nng_dial(p->sock, p->url, NULL, NNG_FLAG_NONBLOCK);
+	 * background while the peer is down. With TLS the server name is the
+	 * peer's host, and its certificate must be a node's. */
+	nng_dialer d;
+	int rv = nng_dialer_create(&d, p->sock, p->url);
+	if (rv == 0 && ep->cfg.tls != NULL)
+		rv = tp_tls_setup_dialer(ep->cfg.tls, d, addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot dial peer %s: %s", addr, nng_strerror(rv));
 	if (pthread_create(&p->thread, NULL, sender_main, p) != 0) {
 		peer_destroy(p);
 		return NULL;

@@ -116,12 +116,18 @@ struct tp_config {
 	uint32_t send_timeout_ms;    /* a frame not sent by then is dropped */
 	uint32_t reconnect_min_ms;
 	uint32_t reconnect_max_ms;
+	/* Mutual TLS for the listener and every peer dialed (borrowed: must
+	 * outlive the endpoint); NULL: plaintext, every connection a node's. */
+	const struct tp_tls *tls;
 	tp_deliver_fn deliver;
 	tp_conn_fn on_conn;          /* may be NULL */
 	void *arg;
 };
 
 void tp_config_defaults(struct tp_config *cfg);
+
+/* With TLS, inbound connections open at once at most (more are closed). */
+#define TP_MAX_TLS_CONNS 8192
 
 /* Binds the listener and starts the router. On failure nothing is left
  * running and err says why (address in use, bad address). */
@@ -140,6 +146,9 @@ void tp_frame_release(struct tp_frame *f);
 /* The connection (nng pipe id) the frame arrived on: replies to frames with
  * the same pipe may share one reply frame. */
 uint32_t tp_frame_pipe(const struct tp_frame *f);
+/* The role of the connection the frame arrived on (TP_ROLE_NODE for every
+ * frame when TLS is off; with TLS what its certificate says). */
+enum tp_role tp_frame_role(const struct tp_frame *f);
 
 /* Sends the frame built in `fb` to the client that sent `f` (over the pipe
  * it came on). fb is reset. Returns 0 or DL_ECLOSED / DL_EIO. */
@@ -174,6 +183,11 @@ struct tp_stats {
 	uint64_t rejected;         /* refused by the delivery callback */
 	uint64_t dropped_sends;    /* peer queue full or send timed out */
 	uint64_t peers_connected;  /* outbound connections up now */
+	/* TLS: inbound connections now up by role, and those closed at once
+	 * because the role table was full (TP_MAX_TLS_CONNS) or the connection
+	 * was not verified. */
+	uint64_t conns_node, conns_client;
+	uint64_t conns_refused;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
 
@@ -181,7 +195,15 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
  * block in it for good; see endpoint.c). True when the socket closed in
  * time. False: the close goes on on a thread of its own, a line on stderr
  * says so (naming `what`), and `keep`, what nng's callbacks of this socket
- * may still be handed, stays reachable and must not be freed. */
+ * may still be handed, stays reachable and must not be freed.
+ *
+ * Close the socket's pipes first (nng_pipe_close, which stops the protocol
+ * before the transport): nng 1.5.2's tls+tcp transport closes a socket's
+ * pipes transport first, and a message that completed just before then
+ * restarts a receive that is dropped on the closed transport, so the
+ * pipe's teardown waits for it for good, and with it nng's one reaper
+ * thread, which every later close in the process needs. A client closing
+ * right after its last reply hits this nearly every time. */
 bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
 
 #endif

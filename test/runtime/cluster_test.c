@@ -19,6 +19,8 @@
 #include "storage/sto_internal.h"
 #include "test/lib/tt.h"
 #include "test/runtime/tclient.h"
+#include "transport/transport.h"
+#include "client/client.h"
 
 TT_MAIN_STATE;
 
@@ -31,6 +33,10 @@ struct cluster {
 	char dir[64];
 	char addr[NODES][32];
 	struct rt_node *node[NODES];
+	/* With TLS: DIR/certs (test/lib/tls-certs.sh), the nodes' credentials,
+	 * and a client's (what tc_open() dials with). */
+	char certs[96];
+	struct tp_tls *tls, *client_tls;
 };
 
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
@@ -41,6 +47,7 @@ static void start_node(struct cluster *c, uint32_t k)
 	struct rt_node_config nc;
 	rt_node_config_defaults(&nc);
 	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "%s", c->addr[k]);
+	nc.tls = c->tls;
 	struct dl_errctx err = {{0}};
 	int rc = rt_node_start(&nc, &c->node[k], &err);
 	tt_assert((rc) == (0), "node %u: %s", k, err.msg);
@@ -65,16 +72,46 @@ static void start_node(struct cluster *c, uint32_t k)
 	}
 }
 
-static void cluster_start(struct cluster *c)
+/* Credentials from c->certs: NAME.crt and NAME.key, the CA of `ca_dir`
+ * ("" for c->certs itself). */
+static struct tp_tls *load_tls(const struct cluster *c, const char *name, const char *ca_dir,
+			       bool node)
+{
+	char crt[160], key[160], ca[160];
+	snprintf(crt, sizeof(crt), "%s/%s.crt", c->certs, name);
+	snprintf(key, sizeof(key), "%s/%s.key", c->certs, name);
+	snprintf(ca, sizeof(ca), "%s/%s%sca.crt", c->certs, ca_dir, ca_dir[0] ? "/" : "");
+	struct tp_tls *t = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(tp_tls_load(crt, key, ca, node, &t, &err) == 0, "%s", err.msg);
+	return t;
+}
+
+/* With `tls`, every node listens and dials with mutual TLS (a node
+ * certificate for 127.0.0.1) and tc_open() dials with a client
+ * certificate. */
+static void cluster_start_with(struct cluster *c, bool tls)
 {
 	memset(c, 0, sizeof(*c));
 	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-rt-XXXXXX");
 	tt_assert(mkdtemp(c->dir) != NULL);
+	if (tls) {
+		snprintf(c->certs, sizeof(c->certs), "%s/certs", c->dir);
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "%s/test/lib/tls-certs.sh %s %s", DL_SOURCE_DIR,
+			 DL_SOURCE_DIR, c->certs);
+		tt_assert(system(cmd) == 0, "%s", cmd);
+		c->tls = load_tls(c, "node-127.0.0.1", "", true);
+		c->client_tls = load_tls(c, "client", "", false);
+		tc_use_tls(c->client_tls);
+	}
 	for (uint32_t k = 0; k < NODES; k++)
 		snprintf(c->addr[k], sizeof(c->addr[k]), "127.0.0.1:%u", tt_port());
 	for (uint32_t k = 0; k < NODES; k++)
 		start_node(c, k);
 }
+
+static void cluster_start(struct cluster *c) { cluster_start_with(c, false); }
 
 static void cluster_stop(struct cluster *c)
 {
@@ -82,6 +119,9 @@ static void cluster_stop(struct cluster *c)
 		rt_node_stop(c->node[k]);
 		c->node[k] = NULL;
 	}
+	tc_use_tls(NULL);
+	tp_tls_free(c->tls);
+	tp_tls_free(c->client_tls);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
 	tt_assert((system(cmd)) == (0));
@@ -613,6 +653,153 @@ static void forged_frames_change_no_data_and_no_liveness(void)
 	cluster_stop(&c);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------ */
+
+/* stderr (the log) goes to a file between log_capture() and log_release(). */
+static char log_path[64];
+static int log_saved_fd = -1;
+
+static void log_capture(void)
+{
+	fflush(stderr);
+	snprintf(log_path, sizeof(log_path), "/tmp/dl-rt-log-XXXXXX");
+	int fd = mkstemp(log_path);
+	tt_assert(fd >= 0);
+	log_saved_fd = dup(STDERR_FILENO);
+	tt_assert(log_saved_fd >= 0 && dup2(fd, STDERR_FILENO) >= 0);
+	close(fd);
+}
+
+/* What was logged since log_capture(); malloc'd. */
+static char *log_text(void)
+{
+	FILE *f = fopen(log_path, "r");
+	tt_assert(f != NULL);
+	char *buf = calloc(1, 1 << 20);
+	tt_assert(buf != NULL);
+	size_t n = fread(buf, 1, (1 << 20) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Ends the capture, copies what was logged to the real stderr, and returns
+ * it (malloc'd). */
+static char *log_release(void)
+{
+	fflush(stderr);
+	char *text = log_text();
+	dup2(log_saved_fd, STDERR_FILENO);
+	close(log_saved_fd);
+	log_saved_fd = -1;
+	unlink(log_path);
+	fputs(text, stderr);
+	return text;
+}
+
+/* Waits (bounded) until the captured log holds `needle`. */
+static bool log_wait(const char *needle, unsigned timeout_ms)
+{
+	for (uint64_t end = mb_now_ns() + timeout_ms * 1000000ull;; sleep_ms(10)) {
+		char *text = log_text();
+		bool found = strstr(text, needle) != NULL;
+		free(text);
+		if (found)
+			return true;
+		if (mb_now_ns() >= end)
+			return false;
+	}
+}
+
+static uint64_t tls_failures(enum tp_tls_fail kind)
+{
+	struct tp_tls_stats st;
+	tp_tls_stats(&st);
+	return st.failures[kind];
+}
+
+/* Appends and reads work over mutual TLS, with a client certificate, both
+ * through the test client and through the C client (dl_client with TLS
+ * files); a plaintext client cannot connect, and the node says why. */
+static void tls_cluster_elects_replicates_and_reads(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start_with(&c, true);
+	tt_assert(wait_leaders(&c, true, 10000), "no preferred leader in every group over TLS");
+	uint64_t last[GROUPS];
+	for (uint32_t g = 0; g < GROUPS; g++)
+		last[g] = append_to_group(&c, g, 50, "t");
+	for (uint32_t g = 0; g < GROUPS; g++)
+		tt_assert(wait_commit(&c, g, last[g], 5000), "g%u not committed everywhere", g);
+	uint32_t follower = (uint32_t)(leader_of(&c, 2) + 1) % NODES;
+	char body[64];
+	get_entry(&c, follower, 2, last[2], body, sizeof(body));
+	tt_assert(strcmp(body, "g2-t-49") == 0, "got %s", body);
+
+	char peers[256], crt[160], key[160], ca[160];
+	snprintf(peers, sizeof(peers), "n0-%s;n1-%s;n2-%s", c.addr[0], c.addr[1], c.addr[2]);
+	snprintf(crt, sizeof(crt), "%s/client.crt", c.certs);
+	snprintf(key, sizeof(key), "%s/client.key", c.certs);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", c.certs);
+	struct dl_client_opts o = {.tls_cert_file = crt, .tls_key_file = key, .tls_ca_file = ca};
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g0", &o, &cl, &err) == 0, "%s", err.msg);
+	uint64_t index = 0;
+	tt_assert(dl_client_append(cl, "over-tls", 8, &index, NULL, &err) == 0, "%s", err.msg);
+	tt_assert(index == last[0] + 1, "index %" PRIu64 ", want %" PRIu64, index, last[0] + 1);
+	dl_client_close(cl);
+	o.tls_ca_file = NULL;
+	tt_assert(dl_client_open(peers, "g0", &o, &cl, &err) == DL_ECONFIG);
+	tt_assert(strstr(err.msg, "the CA file is missing") != NULL, "%s", err.msg);
+	o.tls_ca_file = "/nonexistent/ca.crt";
+	tt_assert(dl_client_open(peers, "g0", &o, &cl, &err) == DL_ECONFIG);
+	tt_assert(strstr(err.msg, "CA file '/nonexistent/ca.crt': cannot open") != NULL, "%s",
+		  err.msg);
+
+	uint64_t not_tls = tls_failures(TP_TLS_FAIL_NOT_TLS);
+	log_capture();
+	struct tclient plain;
+	bool refused = tc_open_tls(&plain, c.addr[0], NULL, NULL) != 0;
+	bool logged = log_wait("failed (not_tls): the peer does not speak TLS", 5000);
+	free(log_release());
+	tt_assert(refused, "a plaintext client connected to a TLS node");
+	tt_assert(logged, "no log line for the plaintext client");
+	tt_assert(tls_failures(TP_TLS_FAIL_NOT_TLS) > not_tls);
+	cluster_stop(&c);
+}
+
+/* Plaintext on an address other machines can reach: a warning at start. */
+static void a_node_without_tls_on_a_public_address_warns(void)
+{
+	dl_log_set_level(DL_LOG_INFO);
+	struct rt_node_config nc;
+	rt_node_config_defaults(&nc);
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "0.0.0.0:%u", tt_port());
+	struct rt_node *n = NULL;
+	struct dl_errctx err = {{0}};
+	log_capture();
+	int rc = rt_node_start(&nc, &n, &err);
+	char *text = log_release();
+	tt_assert(rc == 0, "%s", err.msg);
+	tt_assert(strstr(text, "WARN  listening on 0.0.0.0:") != NULL &&
+			  strstr(text, "without TLS: anyone who can reach this address") != NULL,
+		  "no warning");
+	free(text);
+	rt_node_stop(n);
+	/* Loopback: no warning. */
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "127.0.0.1:%u", tt_port());
+	log_capture();
+	rc = rt_node_start(&nc, &n, &err);
+	text = log_release();
+	tt_assert(rc == 0, "%s", err.msg);
+	tt_assert(strstr(text, "without TLS") == NULL, "a warning on loopback");
+	free(text);
+	rt_node_stop(n);
+	dl_log_set_level(DL_LOG_WARN);
+}
+
 int main(void)
 {
 	static const struct tt_test tests[] = {
@@ -626,6 +813,9 @@ int main(void)
 		 damage_on_two_followers_is_repaired_from_each_other},
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
 		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
+		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
+		{"a_node_without_tls_on_a_public_address_warns",
+		 a_node_without_tls_on_a_public_address_warns},
 	};
 	return tt_run("runtime", tests, TT_COUNT(tests));
 }
