@@ -156,6 +156,11 @@ struct rt_node_stats {
 	uint64_t frames_in, msgs_in, frames_out, msgs_out, bytes_in, bytes_out;
 	uint64_t decode_errors, unknown_target, dropped_sends, rejected;
 	uint64_t not_member; /* peer messages whose sender is not a member of the group */
+	/* peer messages refused because their connection's certificate is not a
+	 * node's (TLS; docs/OPERATIONS.md, "Securing a cluster") */
+	uint64_t not_node;
+	/* TLS: inbound connections up now by role, and those closed at once */
+	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);

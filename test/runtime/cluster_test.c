@@ -770,6 +770,82 @@ static void tls_cluster_elects_replicates_and_reads(void)
 	cluster_stop(&c);
 }
 
+static uint64_t node_stat_not_node(struct cluster *c, uint32_t k)
+{
+	struct rt_node_stats ns;
+	rt_node_stats(c->node[k], &ns);
+	return ns.not_node;
+}
+
+/* Issue 13's two forged frames, with TLS on, sent over a connection with a
+ * client certificate (which may append and read): (1) an append of a new
+ * term in the leader's name, with entries past the end of the log and a
+ * commit index over them; (2) a vote request of term 2^64-1 in a member's
+ * name. Both are refused by the router before any member sees them (the
+ * cores' refused_msgs do not move), counted in not_node and logged; no
+ * entry, term or leader changes, and the group goes on committing. */
+static void tls_client_certificates_cannot_speak_raft(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start_with(&c, true);
+	tt_assert(wait_leaders(&c, true, 10000));
+	const uint32_t g = 1, leader = 1; /* g1 prefers node 1 */
+	uint64_t last = append_to_group(&c, g, 10, "a");
+	tt_assert(wait_commit(&c, g, last, 5000));
+	struct rt_member_status st0, st1, st2;
+	tt_assert(member(&c, 0, g, &st0) && member(&c, 1, g, &st1) && member(&c, 2, g, &st2));
+	uint64_t term = st1.term, nn0 = node_stat_not_node(&c, 0), nn1 = node_stat_not_node(&c, 1);
+
+	uint64_t ctx[2] = {last + 1, term + 1};
+	struct raft_message ap = {.type = RAFT_MSG_APPEND, .term = term + 1, .voter = true,
+				  .incarnation = st1.incarnation};
+	ap.append.prev_index = last;
+	ap.append.prev_term = term;
+	ap.append.commit = last + 3;
+	ap.append.n_entries = 3;
+	struct raft_message v = {.type = RAFT_MSG_VOTE, .term = UINT64_MAX, .voter = true,
+				 .incarnation = st2.incarnation};
+	v.vote.last_index = UINT64_MAX / 2;
+	v.vote.last_term = UINT64_MAX;
+	struct tclient to0, to1; /* client certificates (cluster_start_with) */
+	tt_assert(tc_open(&to0, c.addr[0]) == 0 && tc_open(&to1, c.addr[1]) == 0);
+	log_capture();
+	send_forged(&to0, "g1", "n0", "n1", &ap, ctx);
+	send_forged(&to1, "g1", "n1", "n2", &v, NULL);
+	bool counted = false;
+	for (uint64_t end = mb_now_ns() + 5000000000ull; !counted && mb_now_ns() < end; sleep_ms(10))
+		counted = node_stat_not_node(&c, 0) == nn0 + 1 && node_stat_not_node(&c, 1) == nn1 + 1;
+	bool logged = log_wait("refused peer message 'append' for g1/n0 sent as 'n1': its "
+			       "connection's certificate is a client certificate",
+			       5000) &&
+		      log_wait("refused peer message 'vote' for g1/n1 sent as 'n2'", 5000);
+	free(log_release());
+	tt_assert(counted, "not_node: node 0 %" PRIu64 " (was %" PRIu64 "), node 1 %" PRIu64
+			   " (was %" PRIu64 ")",
+		  node_stat_not_node(&c, 0), nn0, node_stat_not_node(&c, 1), nn1);
+	tt_assert(logged, "no log line for the refused messages");
+
+	/* Nothing moved, and the cores never saw them. */
+	uint64_t more = append_to_group(&c, g, 5, "b");
+	tt_assert(wait_commit(&c, g, more, 5000));
+	tt_assert(more == last + 5, "the group's log grew by %" PRIu64 ", not 5", more - last);
+	for (uint32_t k = 0; k < 3; k++) {
+		struct rt_member_status st;
+		tt_assert(member(&c, k, g, &st));
+		tt_assert(st.term == term, "node %u: term %" PRIu64 ", was %" PRIu64, k, st.term, term);
+		tt_assert(st.refused_msgs == (k == 0 ? st0 : k == 1 ? st1 : st2).refused_msgs,
+			  "node %u: the core saw a forged message", k);
+		char body[64];
+		get_entry(&c, k, g, last + 1, body, sizeof(body));
+		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, last + 1);
+	}
+	tt_assert(leader_of(&c, g) == (int)leader);
+	tc_close(&to0);
+	tc_close(&to1);
+	cluster_stop(&c);
+}
+
 /* Plaintext on an address other machines can reach: a warning at start. */
 static void a_node_without_tls_on_a_public_address_warns(void)
 {
@@ -814,6 +890,8 @@ int main(void)
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
 		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
 		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
+		{"tls_client_certificates_cannot_speak_raft",
+		 tls_client_certificates_cannot_speak_raft},
 		{"a_node_without_tls_on_a_public_address_warns",
 		 a_node_without_tls_on_a_public_address_warns},
 	};
