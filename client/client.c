@@ -56,6 +56,7 @@
 #define RX_POLL_MS 100
 #define DETAIL_MAX 256
 #define PACK_MAX_BYTES (256u * 1024) /* requests packed into one nng message */
+#define REDIAL_NS      2000000000ull /* see struct conn's dialer */
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
 
@@ -90,6 +91,11 @@ struct conn {
 	atomic_bool rx_stop; /* the receiver exits; its socket is closed after */
 	uint32_t pipes; /* connections up (0 or 1 for a dialer) */
 	nng_pipe pipe;  /* the one up (id 0: none); closed first (tp_close_bounded) */
+	/* TLS: the dialer, replaced by the timer thread when the connection has
+	 * been down for REDIAL_NS (nng 1.5.2 can end a TLS dialer's redial loop
+	 * for good: transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
+	nng_dialer dialer;
+	uint64_t down_since_ns; /* 0: up */
 	bool up;
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
 	uint32_t n_sent;          /* ops SENT here, <= CONN_WINDOW */
@@ -510,6 +516,23 @@ static struct conn *conn_find(struct dl_client *c, const char *addr)
 	return NULL;
 }
 
+/* With TLS the server name is the host of the address, and the node must
+ * present a node certificate naming it. */
+static int conn_dial(struct dl_client *c, struct conn *cn)
+{
+	char url[TP_ADDR_MAX + 16];
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	int rv = tp_make_url(c->tls, cn->addr, url, sizeof(url)) == 0 ? 0 : NNG_EADDRINVAL;
+	if (rv == 0)
+		rv = nng_dialer_create(&d, cn->sock, url);
+	if (rv == 0 && c->tls != NULL)
+		rv = tp_tls_setup_dialer(c->tls, d, cn->addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	cn->dialer = d;
+	return rv;
+}
+
 /* The connection to `addr`, dialed in the background on first use. */
 static int conn_get(struct dl_client *c, const char *addr, struct conn **out, char *detail)
 {
@@ -561,14 +584,8 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 		detailf(detail, "cannot start a receiver thread");
 		return DL_ENOMEM;
 	}
-	/* With TLS the server name is the host of addr, and the node must
-	 * present a node certificate naming it. */
-	nng_dialer d;
-	rv = nng_dialer_create(&d, cn->sock, url);
-	if (rv == 0 && c->tls != NULL)
-		rv = tp_tls_setup_dialer(c->tls, d, addr);
-	if (rv == 0)
-		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	rv = conn_dial(c, cn);
+	cn->down_since_ns = now_ns();
 	if (rv != 0) { /* a malformed address: rare enough to wait here */
 		atomic_store_explicit(&cn->rx_stop, true, memory_order_relaxed);
 		pthread_join(cn->rx, NULL);
@@ -982,6 +999,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		cn->pipes++;
 		cn->pipe = p;
+		cn->down_since_ns = 0;
 		cn->up = true;
 		cn->failed = false;
 	} else if (ev == NNG_PIPE_EV_REM_POST && cn->pipes > 0) {
@@ -991,6 +1009,7 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		if (cn->pipes == 0) {
 			cn->up = false;
 			cn->failed = true;
+			cn->down_since_ns = now;
 			hint_drop(c, cn->addr);
 		}
 	}
@@ -1122,6 +1141,37 @@ static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct co
 	return true;
 }
 
+/* TLS: a new dialer for each connection down for REDIAL_NS (see struct
+ * conn). Called and returns with mu held; drops it around nng's calls.
+ * Returns when to look again. */
+static uint64_t redial_down_conns(struct dl_client *c)
+{
+	uint64_t next = NO_WAKE, now = now_ns();
+	struct conn *redial[DL_CLIENT_MAX_CONNS];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n_conns; i++) {
+		struct conn *cn = c->conns[i];
+		if (cn->up || cn->down_since_ns == 0)
+			continue;
+		if (now - cn->down_since_ns >= REDIAL_NS) {
+			redial[n++] = cn;
+			cn->down_since_ns = now;
+		}
+		next = min_u64(next, cn->down_since_ns + REDIAL_NS);
+	}
+	if (n == 0)
+		return next;
+	/* Only this thread replaces dialers, and dl_client_close() joins it
+	 * before closing the sockets. */
+	pthread_mutex_unlock(&c->mu);
+	for (uint32_t i = 0; i < n; i++) {
+		nng_dialer_close(redial[i]->dialer);
+		(void)conn_dial(c, redial[i]);
+	}
+	pthread_mutex_lock(&c->mu);
+	return next;
+}
+
 static void *timer_main(void *arg)
 {
 	struct dl_client *c = arg;
@@ -1150,6 +1200,8 @@ static void *timer_main(void *arg)
 			next = min_u64(next, w);
 		}
 		next = min_u64(next, c->kick_min_ns);
+		if (c->tls != NULL)
+			next = min_u64(next, redial_down_conns(c));
 		if (c->closing)
 			break;
 		if (next <= now_ns())

@@ -292,6 +292,12 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	put_one(b, "dledger_tls_connections_refused_total", "counter",
 	        "Inbound TLS connections closed at once (not verified, or too many open).",
 	        ns.tls_conns_refused);
+	put_one(b, "dledger_tls_listener_restarts_total", "counter",
+	        "Times the TLS listener was reopened because nng had stopped taking connections.",
+	        ns.tls_listener_restarts);
+	put_one(b, "dledger_tls_dialer_restarts_total", "counter",
+	        "New dialers given to peers without a connection for 2 s (TLS).",
+	        ns.tls_dialer_restarts);
 	struct tp_tls_stats ts;
 	tp_tls_stats(&ts);
 	put_one(b, "dledger_tls_handshakes_total", "counter", "TLS handshakes completed.",

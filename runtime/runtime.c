@@ -2205,6 +2205,8 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	st->tls_conns_node = ts.conns_node;
 	st->tls_conns_client = ts.conns_client;
 	st->tls_conns_refused = ts.conns_refused;
+	st->tls_listener_restarts = ts.listener_restarts;
+	st->tls_dialer_restarts = ts.dialer_restarts;
 	struct sto_flusher_stats fs;
 	sto_flusher_get_stats(n->flusher, &fs);
 	st->flush_passes = fs.passes;

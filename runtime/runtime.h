@@ -161,6 +161,9 @@ struct rt_node_stats {
 	uint64_t not_node;
 	/* TLS: inbound connections up now by role, and those closed at once */
 	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
+	/* TLS: listener reopened / peers redialed after nng 1.5.2 ended their
+	 * loops (transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
+	uint64_t tls_listener_restarts, tls_dialer_restarts;
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);

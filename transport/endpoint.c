@@ -57,6 +57,8 @@ struct tp_peer {
 	char addr[TP_ADDR_MAX + 1];
 	char url[TP_ADDR_MAX + 16];
 	nng_socket sock;
+	nng_dialer dialer;     /* replaced by the TLS watchdog (under ep->peers_mu) */
+	uint64_t down_since_ns; /* the watchdog's: when it first saw no connection (0: up) */
 	_Atomic uint32_t pipe; /* the connection up (nng pipe id; 0: none) */
 	pthread_t thread;
 	bool thread_started;
@@ -92,6 +94,17 @@ struct tp_endpoint {
 	struct role_slot *roles; /* ROLE_SLOTS; NULL without TLS */
 	uint32_t n_roles;
 	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
+
+	/* The TLS watchdog (see "nng 1.5.2's accept and dial loops"). */
+	char url[TP_ADDR_MAX + 16];
+	nng_listener listener; /* the watchdog's once started */
+	_Atomic uint64_t accepted; /* inbound connections that reached ADD_PRE */
+	_Atomic uint64_t listener_restarts, dialer_restarts;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
+	bool watch_stop;
+	bool watch_started;
+	pthread_t watch;
 
 	_Atomic uint64_t frames_in, msgs_in, bytes_in;
 	_Atomic uint64_t frames_out, msgs_out, bytes_out;
@@ -452,6 +465,7 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg, bool outbound, con
  * speak), or too many connections. */
 static void tls_pipe_added(struct tp_endpoint *ep, nng_pipe p)
 {
+	count(&ep->accepted, 1);
 	enum tp_role role = tp_tls_pipe_role(p);
 	char why[96] = "";
 	if (role == TP_ROLE_NONE)
@@ -530,6 +544,210 @@ static void close_inbound_pipes(struct tp_endpoint *ep)
 	free(ids);
 }
 
+/* ---- nng 1.5.2's accept and dial loops (TLS) -----------------------------------
+ *
+ * nng 1.5.2 can end a listener's accept loop for good: when a connection
+ * closes while its TLS handshake or SP negotiation is under way, nng's TLS
+ * layer may fail the negotiation with NNG_ECLOSED (a send completing after
+ * it closed the TCP stream), which the negotiation hands to the socket's
+ * pending accept, and nng's listener takes NNG_ECLOSED as "the listener was
+ * closed": it stops accepting. TLS handshakes still complete below it, but no
+ * connection reaches the socket again, peers' and clients' alike. (Seen here
+ * within a few hundred dledger-ctl runs; nng 1.8 maps that error to
+ * NNG_ECONNSHUT.) A dialer's redial loop ends the same way. Anyone who can
+ * open a TCP connection can cause it. So with TLS a watchdog thread:
+ *  - when TLS handshakes completed as a server in the last tick (our
+ *    engine counts them, process-wide, less those of these probes) but no
+ *    connection reached the socket, or none did for WATCH_IDLE_MS, dials
+ *    this node itself with its own certificate; if that connection comes up
+ *    on its side (the handshake and negotiation work) but does not reach
+ *    the socket within PROBE_GRACE_MS, the accept loop is dead: the
+ *    listener is closed (its connections first, pipe by pipe:
+ *    tp_close_bounded) and opened again, logged and counted;
+ *  - gives a peer that has had no connection for REDIAL_AFTER_MS a new
+ *    dialer (a dialer that ended its loop never connects again). */
+#define WATCH_TICK_MS   1000
+#define WATCH_IDLE_MS   10000
+#define PROBE_WAIT_MS   2000 /* for the probe to come up at all */
+#define PROBE_GRACE_MS  300  /* once up on its side, for it to reach the socket */
+#define REDIAL_AFTER_MS 2000
+
+/* Server handshakes of the probes (process-wide, as the engine's count). */
+static _Atomic uint64_t probe_handshakes;
+
+static uint64_t other_server_handshakes(void)
+{
+	struct tp_tls_stats st;
+	tp_tls_stats(&st);
+	return st.server_handshakes - atomic_load(&probe_handshakes);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits on watch_cv until `ns` from now or a stop; true when stopping. */
+static bool watch_sleep(struct tp_endpoint *ep, uint64_t ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ns;
+	ts.tv_sec = (time_t)(at / 1000000000ull);
+	ts.tv_nsec = (long)(at % 1000000000ull);
+	pthread_mutex_lock(&ep->watch_mu);
+	while (!ep->watch_stop && pthread_cond_timedwait(&ep->watch_cv, &ep->watch_mu, &ts) == 0)
+		;
+	bool stop = ep->watch_stop;
+	pthread_mutex_unlock(&ep->watch_mu);
+	return stop;
+}
+
+static int listener_open(struct tp_endpoint *ep, nng_listener *out)
+{
+	nng_listener l;
+	int rv = nng_listener_create(&l, ep->sock, ep->url);
+	if (rv == 0 && ep->cfg.tls != NULL)
+		rv = tp_tls_setup_listener(ep->cfg.tls, l);
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
+	if (rv != 0) {
+		if (nng_listener_id(l) > 0)
+			nng_listener_close(l);
+		return rv;
+	}
+	*out = l;
+	return 0;
+}
+
+static void probe_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)ev;
+	atomic_store((_Atomic uint32_t *)arg, nng_pipe_id(p));
+}
+
+/* Dials this node with its own certificate. 1: the connection reached the
+ * socket (or another one did meanwhile); 0: it came up on the dialing side
+ * but never reached the socket (the accept loop is dead); -1: it did not
+ * come up at all (nothing learnt). */
+static int probe_listener(struct tp_endpoint *ep)
+{
+	uint64_t before = atomic_load(&ep->accepted);
+	_Atomic uint32_t pipe = 0;
+	/* A wildcard address is dialed on loopback; the certificate's names
+	 * are not checked (it is our own). */
+	char url[TP_ADDR_MAX + 16];
+	const char *port = strrchr(ep->listen_addr, ':');
+	if (strncmp(ep->listen_addr, "0.0.0.0:", 8) == 0)
+		snprintf(url, sizeof(url), "tls+tcp://127.0.0.1%s", port);
+	else if (strncmp(ep->listen_addr, "[::]:", 5) == 0)
+		snprintf(url, sizeof(url), "tls+tcp://[::1]%s", port);
+	else
+		snprintf(url, sizeof(url), "%s", ep->url);
+	nng_socket s;
+	nng_dialer d;
+	if (nng_req0_open_raw(&s) != 0)
+		return -1;
+	nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, probe_pipe_cb, (void *)&pipe);
+	int result = -1;
+	if (nng_dialer_create(&d, s, url) == 0 && tp_tls_setup_dialer_self(ep->cfg.tls, d) == 0 &&
+	    nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0) {
+		uint64_t end = mono_ns() + PROBE_WAIT_MS * 1000000ull, up_at = 0;
+		while (atomic_load(&ep->accepted) == before && mono_ns() < end) {
+			if (up_at == 0 && atomic_load(&pipe) != 0) {
+				up_at = mono_ns();
+				count(&probe_handshakes, 1);
+				end = up_at + PROBE_GRACE_MS * 1000000ull;
+			}
+			if (watch_sleep(ep, 10 * 1000000ull))
+				break;
+		}
+		result = atomic_load(&ep->accepted) != before ? 1 : atomic_load(&pipe) != 0 ? 0 : -1;
+		if (up_at == 0 && atomic_load(&pipe) != 0)
+			count(&probe_handshakes, 1);
+	}
+	uint32_t id = atomic_load(&pipe);
+	if (id != 0)
+		close_pipe_id(id);
+	/* `pipe` is on this stack: if the close does not finish, nng's pipe
+	 * callback could still write it, so wait for it for good then. */
+	nng_close(s);
+	return result;
+}
+
+static void restart_listener(struct tp_endpoint *ep)
+{
+	count(&ep->listener_restarts, 1);
+	close_inbound_pipes(ep);
+	nng_listener_close(ep->listener);
+	int rv = listener_open(ep, &ep->listener);
+	if (rv == 0)
+		dl_log(DL_LOG_ERROR, NULL, NULL,
+		       "the TLS listener on %s stopped taking connections (nng 1.5.2: a connection "
+		       "that closed during its handshake ended the accept loop); restarted it "
+		       "(connections closed, peers redial)",
+		       ep->listen_addr);
+	else
+		dl_log(DL_LOG_ERROR, NULL, NULL,
+		       "the TLS listener on %s stopped taking connections (nng 1.5.2); restarting it "
+		       "failed: %s; trying again in %d ms",
+		       ep->listen_addr, nng_strerror(rv), WATCH_TICK_MS);
+	if (rv != 0)
+		ep->listener.id = 0;
+}
+
+static int peer_dial(struct tp_peer *p);
+
+static void redial_idle_peers(struct tp_endpoint *ep, uint64_t now)
+{
+	pthread_mutex_lock(&ep->peers_mu);
+	for (struct tp_peer *p = ep->peers; p != NULL; p = p->next) {
+		if (atomic_load(&p->pipe) != 0) {
+			p->down_since_ns = 0;
+			continue;
+		}
+		if (p->down_since_ns == 0) {
+			p->down_since_ns = now;
+			continue;
+		}
+		if (now - p->down_since_ns < REDIAL_AFTER_MS * 1000000ull)
+			continue;
+		/* A dialer that ended its loop never connects again: a new one. */
+		nng_dialer_close(p->dialer);
+		(void)peer_dial(p);
+		count(&ep->dialer_restarts, 1);
+		p->down_since_ns = now;
+	}
+	pthread_mutex_unlock(&ep->peers_mu);
+}
+
+static void *watch_main(void *arg)
+{
+	struct tp_endpoint *ep = arg;
+	pthread_setname_np(pthread_self(), "dl-tlswatch");
+	uint64_t seen = atomic_load(&ep->accepted), seen_hs = other_server_handshakes();
+	uint64_t idle_since = mono_ns();
+	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull)) {
+		uint64_t now = mono_ns(), acc = atomic_load(&ep->accepted);
+		bool suspicious = acc == seen && other_server_handshakes() != seen_hs;
+		if (acc != seen)
+			idle_since = now;
+		if (ep->listener.id == 0) {
+			restart_listener(ep); /* a restart that failed */
+		} else if (suspicious || now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
+			if (probe_listener(ep) == 0)
+				restart_listener(ep);
+			idle_since = mono_ns();
+		}
+		seen = atomic_load(&ep->accepted);
+		seen_hs = other_server_handshakes();
+		redial_idle_peers(ep, mono_ns());
+	}
+	return NULL;
+}
+
 /* ---- endpoint ---------------------------------------------------------------- */
 
 int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, struct dl_errctx *err)
@@ -548,8 +766,15 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	pthread_mutex_init(&ep->peers_mu, NULL);
 	pthread_mutex_init(&ep->roles_mu, NULL);
 
-	char url[TP_ADDR_MAX + 16];
-	int rc = tp_make_url(cfg->tls, cfg->listen_addr, url, sizeof(url));
+	pthread_mutex_init(&ep->watch_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ep->watch_cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	char *url = ep->url;
+	int rc = tp_make_url(cfg->tls, cfg->listen_addr, url, sizeof(ep->url));
 	if (rc != 0) {
 		dl_errf(err, rc, "transport: bad listen address '%s'", cfg->listen_addr);
 		goto err_free;
@@ -570,15 +795,7 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 		nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, inbound_pipe_cb, ep);
-	nng_listener l;
-	rv = nng_listener_create(&l, ep->sock, url);
-	if (rv == 0 && cfg->tls != NULL && (rv = tp_tls_setup_listener(cfg->tls, l)) != 0) {
-		rc = dl_errf(err, DL_EIO, "transport: cannot set up TLS on %s: %s",
-			     cfg->listen_addr, nng_strerror(rv));
-		goto err_sock;
-	}
-	if (rv == 0)
-		rv = nng_listener_start(l, 0);
+	rv = listener_open(ep, &ep->listener);
 	if (rv != 0) {
 		rc = dl_errf(err, rv == NNG_EADDRINUSE ? DL_EEXIST : DL_EIO,
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
@@ -592,6 +809,8 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	}
 	ep->router_started = true;
 	nng_recv_aio(ep->sock, ep->rx_aio);
+	if (cfg->tls != NULL && pthread_create(&ep->watch, NULL, watch_main, ep) == 0)
+		ep->watch_started = true;
 	*out = ep;
 	return 0;
 
@@ -601,6 +820,8 @@ err_free:
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
 	pthread_mutex_destroy(&ep->roles_mu);
+	pthread_mutex_destroy(&ep->watch_mu);
+	pthread_cond_destroy(&ep->watch_cv);
 	free(ep->roles);
 	free(ep);
 	return rc;
@@ -621,6 +842,13 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		return;
 	tp_endpoint_quiesce(ep);
 	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
+	if (ep->watch_started) {
+		pthread_mutex_lock(&ep->watch_mu);
+		ep->watch_stop = true;
+		pthread_cond_signal(&ep->watch_cv);
+		pthread_mutex_unlock(&ep->watch_mu);
+		pthread_join(ep->watch, NULL);
+	}
 	if (ep->router_started) {
 		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
 		nng_aio_free(ep->rx_aio);
@@ -640,6 +868,8 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	pthread_mutex_destroy(&ep->peers_mu);
 	if (closed) { /* else nng may still call inbound_pipe_cb with it */
 		pthread_mutex_destroy(&ep->roles_mu);
+		pthread_mutex_destroy(&ep->watch_mu);
+		pthread_cond_destroy(&ep->watch_cv);
 		free(ep->roles);
 		free(ep);
 	}
@@ -662,6 +892,8 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 	st->conns_node = LOAD(conns_node);
 	st->conns_client = LOAD(conns_client);
 	st->conns_refused = LOAD(conns_refused);
+	st->listener_restarts = LOAD(listener_restarts);
+	st->dialer_restarts = LOAD(dialer_restarts);
 #undef LOAD
 }
 
@@ -760,6 +992,24 @@ static void peer_destroy(struct tp_peer *p)
 	free(p);
 }
 
+/* Non-blocking dial: nng keeps retrying with backoff in the background
+ * while the peer is down. With TLS the server name is the peer's host, and
+ * its certificate must be a node's. */
+static int peer_dial(struct tp_peer *p)
+{
+	struct tp_endpoint *ep = p->ep;
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	int rv = nng_dialer_create(&d, p->sock, p->url);
+	if (rv == 0 && ep->cfg.tls != NULL)
+		rv = tp_tls_setup_dialer(ep->cfg.tls, d, p->addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot dial peer %s: %s", p->addr, nng_strerror(rv));
+	p->dialer = d;
+	return rv;
+}
+
 static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 {
 	struct tp_peer *p = calloc(1, sizeof(*p));
@@ -787,17 +1037,7 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 	nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 256);
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, outbound_pipe_cb, p);
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, outbound_pipe_cb, p);
-	/* Non-blocking dial: nng keeps retrying with backoff in the
-	 * background while the peer is down. With TLS the server name is the
-	 * peer's host, and its certificate must be a node's. */
-	nng_dialer d;
-	int rv = nng_dialer_create(&d, p->sock, p->url);
-	if (rv == 0 && ep->cfg.tls != NULL)
-		rv = tp_tls_setup_dialer(ep->cfg.tls, d, addr);
-	if (rv == 0)
-		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
-	if (rv != 0)
-		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot dial peer %s: %s", addr, nng_strerror(rv));
+	(void)peer_dial(p);
 	if (pthread_create(&p->thread, NULL, sender_main, p) != 0) {
 		peer_destroy(p);
 		return NULL;

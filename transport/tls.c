@@ -237,6 +237,17 @@ int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 	return rv;
 }
 
+int tp_tls_setup_dialer_self(const struct tp_tls *t, nng_dialer d)
+{
+	nng_tls_config *c;
+	int rv = make_config(t, NNG_TLS_MODE_CLIENT, NULL, &c);
+	if (rv != 0)
+		return rv;
+	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c);
+	return rv;
+}
+
 int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l)
 {
 	nng_tls_config *c;

@@ -48,7 +48,7 @@
 
 /* ---- counters and the rate-limited log ------------------------------------- */
 
-static _Atomic uint64_t n_handshakes;
+static _Atomic uint64_t n_handshakes, n_server_handshakes;
 static _Atomic uint64_t n_failures[TP_TLS_FAIL_COUNT];
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -72,6 +72,7 @@ const char *tp_tls_fail_name(enum tp_tls_fail kind)
 void tp_tls_stats(struct tp_tls_stats *st)
 {
 	st->handshakes = atomic_load_explicit(&n_handshakes, memory_order_relaxed);
+	st->server_handshakes = atomic_load_explicit(&n_server_handshakes, memory_order_relaxed);
 	for (int i = 0; i < TP_TLS_FAIL_COUNT; i++)
 		st->failures[i] = atomic_load_explicit(&n_failures[i], memory_order_relaxed);
 }
@@ -436,6 +437,8 @@ static int conn_handshake(nng_tls_engine_conn *c)
 	}
 	c->done = true;
 	atomic_fetch_add_explicit(&n_handshakes, 1, memory_order_relaxed);
+	if (c->server)
+		atomic_fetch_add_explicit(&n_server_handshakes, 1, memory_order_relaxed);
 	return 0;
 }
 

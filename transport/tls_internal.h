@@ -32,6 +32,10 @@ int tp_tls_engine_register(void);
  * verified). */
 enum tp_role tp_tls_take_role(void);
 
+/* tp_tls_setup_dialer() without the server name check (the certificate
+ * must still be the CA's and a node's): for a node dialing itself. */
+int tp_tls_setup_dialer_self(const struct tp_tls *t, nng_dialer d);
+
 /* True when `pem` holds a certificate with subject OU=dledger-node. */
 bool tp_tls_pem_is_node(const char *pem);
 

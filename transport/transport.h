@@ -91,7 +91,8 @@ enum tp_tls_fail {
 };
 const char *tp_tls_fail_name(enum tp_tls_fail kind); /* "verify", "no_cert", ... */
 struct tp_tls_stats {
-	uint64_t handshakes; /* completed */
+	uint64_t handshakes;        /* completed */
+	uint64_t server_handshakes; /* of those, as the server (inbound) */
 	uint64_t failures[TP_TLS_FAIL_COUNT];
 };
 /* Process-wide counters of our engine. */
@@ -188,6 +189,9 @@ struct tp_stats {
 	 * was not verified. */
 	uint64_t conns_node, conns_client;
 	uint64_t conns_refused;
+	/* TLS: the listener reopened, and peers given a new dialer, because
+	 * nng 1.5.2 had ended their loops (endpoint.c, the watchdog) */
+	uint64_t listener_restarts, dialer_restarts;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
 
