@@ -744,7 +744,7 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 	if (tls_set != NULL && tls_missing != NULL) {
 		size_t ki;
 		const struct cfg_key *k = cfg_key_find(tls_set, &ki);
-		struct cfg_loc loc = {c->source, nl ? nl->key[ki] : 0, flags};
+		struct cfg_loc loc = {flags ? NULL : c->source, nl ? nl->key[ki] : 0, flags};
 		return cfg_key_err(err, &loc, k,
 		                   "TLS needs tlsCertFile, tlsKeyFile and tlsCaFile together; %s is "
 		                   "missing",
