@@ -4,6 +4,8 @@
 #   other/...                                          the same from another CA (a wrong CA)
 #   expired.crt/.key    a node certificate of the right CA, valid only in January 2020
 #   localhost.crt/.key  a node certificate of the right CA naming "localhost" only
+#   nonnode.crt/.key    a server and client certificate of the right CA for 127.0.0.1 whose
+#                       subject is not a node's (OU=dledger-other)
 # Usage: test/lib/tls-certs.sh SOURCE_DIR DIR
 set -euo pipefail
 src=$1 dir=$2
@@ -43,3 +45,10 @@ openssl req -new -key "$dir/expired.key" -subj "/O=dledger/OU=dledger-node/CN=12
 openssl ca -batch -config "$db/ca.cnf" -cert "$dir/ca.crt" -keyfile "$dir/ca.key" \
 	-in "$db/expired.csr" -out "$dir/expired.crt" -extensions ext \
 	-startdate 20200101000000Z -enddate 20200201000000Z >/dev/null 2>&1
+
+# A certificate fit to serve 127.0.0.1, but not a node's.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/nonnode.key" 2>/dev/null
+openssl req -new -key "$dir/nonnode.key" -subj "/O=dledger/OU=dledger-other/CN=127.0.0.1" \
+	-out "$db/nonnode.csr"
+openssl ca -batch -config "$db/ca.cnf" -cert "$dir/ca.crt" -keyfile "$dir/ca.key" \
+	-in "$db/nonnode.csr" -out "$dir/nonnode.crt" -extensions ext -days 30 >/dev/null 2>&1

@@ -20,6 +20,7 @@
 #include "test/lib/tt.h"
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "test/runtime/tclient.h"
 #include "transport/transport.h"
@@ -40,6 +41,7 @@ struct cluster {
 	 * and a client's (what tc_open() dials with). */
 	char certs[96];
 	struct tp_tls *tls, *client_tls;
+	int plain_node; /* with TLS, this node runs without (-1: none) */
 };
 
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
@@ -50,7 +52,7 @@ static void start_node(struct cluster *c, uint32_t k)
 	struct rt_node_config nc;
 	rt_node_config_defaults(&nc);
 	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "%s", c->addr[k]);
-	nc.tls = c->tls;
+	nc.tls = (int)k == c->plain_node ? NULL : c->tls;
 	struct dl_errctx err = {{0}};
 	int rc = rt_node_start(&nc, &c->node[k], &err);
 	tt_assert((rc) == (0), "node %u: %s", k, err.msg);
@@ -90,12 +92,13 @@ static struct tp_tls *load_tls(const struct cluster *c, const char *name, const 
 	return t;
 }
 
-/* With `tls`, every node listens and dials with mutual TLS (a node
- * certificate for 127.0.0.1) and tc_open() dials with a client
- * certificate. */
-static void cluster_start_with(struct cluster *c, bool tls)
+/* With `tls`, every node but `plain_node` (-1: none) listens and dials with
+ * mutual TLS (a node certificate for 127.0.0.1) and tc_open() dials with a
+ * client certificate. */
+static void cluster_start_with(struct cluster *c, bool tls, int plain_node)
 {
 	memset(c, 0, sizeof(*c));
+	c->plain_node = plain_node;
 	snprintf(c->dir, sizeof(c->dir), "/tmp/dl-rt-XXXXXX");
 	tt_assert(mkdtemp(c->dir) != NULL);
 	if (tls) {
@@ -114,7 +117,7 @@ static void cluster_start_with(struct cluster *c, bool tls)
 		start_node(c, k);
 }
 
-static void cluster_start(struct cluster *c) { cluster_start_with(c, false); }
+static void cluster_start(struct cluster *c) { cluster_start_with(c, false, -1); }
 
 static void cluster_stop(struct cluster *c)
 {
@@ -728,7 +731,7 @@ static void tls_cluster_elects_replicates_and_reads(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
 	struct cluster c;
-	cluster_start_with(&c, true);
+	cluster_start_with(&c, true, -1);
 	tt_assert(wait_leaders(&c, true, 10000), "no preferred leader in every group over TLS");
 	uint64_t last[GROUPS];
 	for (uint32_t g = 0; g < GROUPS; g++)
@@ -791,7 +794,7 @@ static void tls_client_certificates_cannot_speak_raft(void)
 {
 	dl_log_set_level(DL_LOG_WARN);
 	struct cluster c;
-	cluster_start_with(&c, true);
+	cluster_start_with(&c, true, -1);
 	tt_assert(wait_leaders(&c, true, 10000));
 	const uint32_t g = 1, leader = 1; /* g1 prefers node 1 */
 	uint64_t last = append_to_group(&c, g, 10, "a");
@@ -849,6 +852,219 @@ static void tls_client_certificates_cannot_speak_raft(void)
 	cluster_stop(&c);
 }
 
+static char *read_pem(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	tt_assert(f != NULL, "%s", path);
+	char *buf = calloc(1, 1 << 16);
+	tt_assert(buf != NULL);
+	size_t n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* What any TLS client could do: a blocking dial to addr with these files
+ * (c->certs/NAME.crt and .key, NULL: no certificate) and this CA, without
+ * tp_tls_load()'s checks. Returns nng's result (0: connected). */
+static int raw_tls_dial(const struct cluster *c, const char *addr, const char *name,
+			const char *ca_dir)
+{
+	char path[200];
+	nng_tls_config *cfg;
+	tt_assert(nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT) == 0);
+	tt_assert(nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED) == 0);
+	snprintf(path, sizeof(path), "%s/%s%sca.crt", c->certs, ca_dir, ca_dir[0] ? "/" : "");
+	char *ca = read_pem(path);
+	tt_assert(nng_tls_config_ca_chain(cfg, ca, NULL) == 0);
+	free(ca);
+	if (name != NULL) {
+		snprintf(path, sizeof(path), "%s/%s.crt", c->certs, name);
+		char *crt = read_pem(path);
+		snprintf(path, sizeof(path), "%s/%s.key", c->certs, name);
+		char *key = read_pem(path);
+		tt_assert(nng_tls_config_own_cert(cfg, crt, key, NULL) == 0);
+		free(crt);
+		free(key);
+	}
+	tt_assert(nng_tls_config_server_name(cfg, "127.0.0.1") == 0);
+	char url[64];
+	snprintf(url, sizeof(url), "tls+tcp://%s", addr);
+	nng_socket s;
+	nng_dialer d;
+	tt_assert(nng_req0_open_raw(&s) == 0 && nng_dialer_create(&d, s, url) == 0);
+	tt_assert(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) == 0);
+	nng_tls_config_free(cfg);
+	int rv = nng_dialer_start(d, 0);
+	nng_close(s); /* nothing was received on it (see tp_close_bounded) */
+	return rv;
+}
+
+/* One refused handshake: `dial` fails, the count of `kind` rises, and the
+ * log says `why`. The engine logs one line a second per kind, so a dial
+ * right after another failure of its kind is counted but not logged: the
+ * dial is repeated (each must fail) until its line is written, for at most
+ * 5 s. */
+#define EXPECT_REFUSED(dial, kind, why)                                                        \
+	do {                                                                                   \
+		uint64_t before_ = tls_failures(kind);                                          \
+		log_capture();                                                                 \
+		int rv_ = 0;                                                                   \
+		bool logged_ = false;                                                          \
+		for (uint64_t end_ = mb_now_ns() + 5000000000ull;                              \
+		     !logged_ && mb_now_ns() < end_;) {                                        \
+			int r_ = (dial);                                                       \
+			rv_ = rv_ == 0 || r_ == 0 ? r_ : rv_;                                  \
+			if (r_ == 0)                                                           \
+				break;                                                         \
+			logged_ = log_wait(why, 100);                                          \
+		}                                                                              \
+		bool counted_ = tls_failures(kind) > before_;                                  \
+		free(log_release());                                                           \
+		tt_assert(rv_ != 0, "%s: the dial succeeded", #dial);                          \
+		tt_assert(logged_, "%s: no log line '%s'", #dial, why);                        \
+		tt_assert(counted_, "%s: %s not counted", #dial, tp_tls_fail_name(kind));      \
+	} while (0)
+
+/* Issue 13's handshake failures, each with its log line and counter: a
+ * client certificate of another CA, an expired one (of the right CA), no
+ * certificate, a client that does not trust the cluster's CA (the node sees
+ * the refusal), a node certificate that names another host, and a server
+ * whose certificate is not a node's. None of them gets a connection with a
+ * role; no term moves and the groups go on committing. */
+static void tls_handshake_failures_are_logged_and_counted(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start_with(&c, true, -1);
+	tt_assert(wait_leaders(&c, true, 10000));
+	struct rt_member_status before;
+	tt_assert(member(&c, 1, 1, &before));
+	const char *a0 = c.addr[0];
+	EXPECT_REFUSED(raw_tls_dial(&c, a0, "other/client", ""), TP_TLS_FAIL_VERIFY,
+		       "TLS handshake of an inbound connection failed (verify): the client's "
+		       "certificate did not verify: The certificate is not correctly signed by "
+		       "the trusted CA");
+	EXPECT_REFUSED(raw_tls_dial(&c, a0, "expired", ""), TP_TLS_FAIL_VERIFY,
+		       "TLS handshake of an inbound connection failed (verify): the client's "
+		       "certificate did not verify: The certificate validity has expired");
+	EXPECT_REFUSED(raw_tls_dial(&c, a0, NULL, ""), TP_TLS_FAIL_NO_CERT,
+		       "failed (no_cert): the client sent no certificate");
+	EXPECT_REFUSED(raw_tls_dial(&c, a0, "client", "other"), TP_TLS_FAIL_REFUSED,
+		       "TLS handshake of an inbound connection failed (refused_by_peer): the "
+		       "peer refused the handshake with alert 48 (unknown CA)");
+	/* The client's side: our client refuses a node certificate for another
+	 * host, and a server with a client certificate. */
+	struct rt_node_config nc;
+	rt_node_config_defaults(&nc);
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "127.0.0.1:%u", tt_port());
+	struct tp_tls *odd = load_tls(&c, "localhost", "", true);
+	nc.tls = odd;
+	struct rt_node *n = NULL;
+	struct dl_errctx err = {{0}};
+	tt_assert(rt_node_start(&nc, &n, &err) == 0, "%s", err.msg);
+	struct tclient cl;
+	EXPECT_REFUSED(tc_open_tls(&cl, nc.listen_addr, c.client_tls, NULL), TP_TLS_FAIL_VERIFY,
+		       "TLS handshake with 127.0.0.1 failed (verify): the server's certificate "
+		       "did not verify: The certificate Common Name (CN) does not match with the "
+		       "expected CN");
+	rt_node_stop(n);
+	tp_tls_free(odd);
+	snprintf(nc.listen_addr, sizeof(nc.listen_addr), "127.0.0.1:%u", tt_port());
+	odd = load_tls(&c, "nonnode", "", false);
+	nc.tls = odd;
+	tt_assert(rt_node_start(&nc, &n, &err) == 0, "%s", err.msg);
+	EXPECT_REFUSED(tc_open_tls(&cl, nc.listen_addr, c.client_tls, NULL), TP_TLS_FAIL_NOT_NODE,
+		       "TLS handshake with 127.0.0.1 failed (not_node): the server's certificate "
+		       "is valid but not a node certificate");
+	rt_node_stop(n);
+	tp_tls_free(odd);
+
+	for (uint32_t k = 0; k < NODES; k++) {
+		struct rt_node_stats ns;
+		rt_node_stats(c.node[k], &ns);
+		tt_assert(ns.tls_conns_client == 0, "node %u: a refused client is connected", k);
+	}
+	uint64_t last = append_to_group(&c, 1, 3, "after");
+	tt_assert(wait_commit(&c, 1, last, 5000));
+	struct rt_member_status after;
+	tt_assert(member(&c, 1, 1, &after));
+	tt_assert(after.term == before.term, "term %" PRIu64 " -> %" PRIu64, before.term,
+		  after.term);
+	cluster_stop(&c);
+}
+
+/* The node of `g` that nodes 0 and 1 both follow and that leads; -1 while
+ * they do not agree (node 2 is cut off). */
+static int leader_of_01(struct cluster *c, uint32_t g)
+{
+	struct rt_member_status s0, s1;
+	if (!member(c, 0, g, &s0) || !member(c, 1, g, &s1) || s0.leader[0] != 'n' ||
+	    strcmp(s0.leader, s1.leader) != 0)
+		return -1;
+	int l = atoi(s0.leader + 1);
+	struct rt_member_status sl;
+	return l <= 1 && member(c, (uint32_t)l, g, &sl) && sl.role == RAFT_LEADER ? l : -1;
+}
+
+/* A peer without TLS dialing TLS nodes: node 2, restarted without TLS
+ * (its members were voters with data), fails every handshake (logged and
+ * counted as not_tls on both sides), gets nothing more, and nodes 0 and 1
+ * go on electing and committing on their own. (A group whose stores are all
+ * new needs every member to elect at all: "A member that lost its disk".) */
+static void tls_plaintext_peer_cannot_join(void)
+{
+	dl_log_set_level(DL_LOG_WARN);
+	struct cluster c;
+	cluster_start_with(&c, true, -1);
+	tt_assert(wait_leaders(&c, true, 10000));
+	uint64_t held[GROUPS];
+	for (uint32_t g = 0; g < GROUPS; g++) {
+		held[g] = append_to_group(&c, g, 3, "tls");
+		tt_assert(wait_commit(&c, g, held[g], 5000));
+	}
+	rt_node_stop(c.node[2]);
+	c.node[2] = NULL;
+	c.plain_node = 2;
+	uint64_t not_tls = tls_failures(TP_TLS_FAIL_NOT_TLS);
+	log_capture();
+	start_node(&c, 2);
+	bool logged = log_wait("TLS handshake of an inbound connection failed (not_tls): the peer "
+			       "does not speak TLS (a plaintext peer on a TLS port?)",
+			       10000);
+	free(log_release());
+	tt_assert(logged, "no log line for the plaintext peer");
+	tt_assert(tls_failures(TP_TLS_FAIL_NOT_TLS) > not_tls);
+	uint64_t last[GROUPS];
+	for (uint32_t g = 0; g < GROUPS; g++) {
+		int l = -1;
+		for (uint64_t end = mb_now_ns() + 10000000000ull; l < 0 && mb_now_ns() < end;
+		     sleep_ms(10))
+			l = leader_of_01(&c, g);
+		tt_assert(l >= 0, "g%u: no leader among nodes 0 and 1", g);
+		char gn[16], id[16];
+		group_name(g, gn);
+		member_name((uint32_t)l, id);
+		for (int i = 0; i < 5; i++) {
+			int rc = tc_append(c.addr[l], gn, id, "two", 3, &last[g], NULL, 2000);
+			tt_assert(rc == 0, "append to %s at node %d: %s", gn, l, dl_strerror(rc));
+		}
+	}
+	for (uint32_t g = 0; g < GROUPS; g++) {
+		struct rt_member_status s0, s1, s2;
+		for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10))
+			if (member(&c, 0, g, &s0) && member(&c, 1, g, &s1) &&
+			    s0.commit_index >= last[g] && s1.commit_index >= last[g])
+				break;
+		tt_assert(s0.commit_index >= last[g] && s1.commit_index >= last[g]);
+		tt_assert(member(&c, 2, g, &s2));
+		tt_assert(s2.last_index == held[g],
+			  "g%u: the plaintext node got entries (last %" PRIu64 ", held %" PRIu64 ")",
+			  g, s2.last_index, held[g]);
+	}
+	cluster_stop(&c);
+}
+
 /* A metadata request to node k over a fresh TLS connection; true when it is
  * answered within timeout_ms. */
 static bool node_answers(struct cluster *c, uint32_t k, int timeout_ms)
@@ -876,7 +1092,7 @@ static void tls_connections_dropped_mid_handshake_do_not_stop_the_listener(void)
 {
 	dl_log_set_level(DL_LOG_ERROR);
 	struct cluster c;
-	cluster_start_with(&c, true);
+	cluster_start_with(&c, true, -1);
 	tt_assert(wait_leaders(&c, true, 10000));
 	char url[64];
 	for (int i = 0; i < 600; i++) {
@@ -954,6 +1170,9 @@ int main(void)
 		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
 		{"tls_client_certificates_cannot_speak_raft",
 		 tls_client_certificates_cannot_speak_raft},
+		{"tls_handshake_failures_are_logged_and_counted",
+		 tls_handshake_failures_are_logged_and_counted},
+		{"tls_plaintext_peer_cannot_join", tls_plaintext_peer_cannot_join},
 		{"tls_connections_dropped_mid_handshake_do_not_stop_the_listener",
 		 tls_connections_dropped_mid_handshake_do_not_stop_the_listener},
 		{"a_node_without_tls_on_a_public_address_warns",
