@@ -56,7 +56,8 @@
 #define RX_POLL_MS 100
 #define DETAIL_MAX 256
 #define PACK_MAX_BYTES (256u * 1024) /* requests packed into one nng message */
-#define REDIAL_NS      2000000000ull /* see struct conn's dialer */
+#define REDIAL_NS      10000000000ull /* see struct conn's dialer; not sooner: closing a dialer
+					   * mid-handshake can end the node's accept loop */
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
 
