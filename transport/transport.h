@@ -12,12 +12,15 @@
  *    for that node and sends them; a dead or slow peer only fills its own
  *    bounded queue, after which its messages are dropped and counted (Raft
  *    retransmits);
+ *  - with TLS, a watchdog thread reopens the listener, and gives peers new
+ *    dialers, when nng 1.5.2 ended their loops (endpoint.c);
  *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply().
  *
  * nng protocol (docs/PROTOCOL.md, "Transport"): the node listens with a raw
  * REP socket; peers dial it with raw REQ sockets (one per remote node,
  * shared by all groups) and never expect replies; clients dial it with
- * REQ sockets and get replies routed back over the pipe they came on.
+ * REQ sockets and get replies routed back over the pipe they came on. With
+ * TLS all of them use tls+tcp:// with mutual authentication (below, "TLS").
  */
 #ifndef DLEDGER_TRANSPORT_H
 #define DLEDGER_TRANSPORT_H
