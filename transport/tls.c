@@ -213,6 +213,18 @@ static int make_config(const struct tp_tls *t, nng_tls_mode mode, const char *se
 	return 0;
 }
 
+/* A client config (server name `host`, NULL: names not checked) on `d`. */
+static int dialer_config(const struct tp_tls *t, nng_dialer d, const char *host)
+{
+	nng_tls_config *c;
+	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
+	if (rv != 0)
+		return rv;
+	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c); /* the dialer holds it */
+	return rv;
+}
+
 int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 {
 	/* The host of "host:port" or "[v6]:port", as the certificate names it. */
@@ -228,24 +240,12 @@ int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 	}
 	memcpy(host, h, len);
 	host[len] = '\0';
-	nng_tls_config *c;
-	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
-	if (rv != 0)
-		return rv;
-	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
-	nng_tls_config_free(c); /* the dialer holds it */
-	return rv;
+	return dialer_config(t, d, host);
 }
 
 int tp_tls_setup_dialer_self(const struct tp_tls *t, nng_dialer d)
 {
-	nng_tls_config *c;
-	int rv = make_config(t, NNG_TLS_MODE_CLIENT, NULL, &c);
-	if (rv != 0)
-		return rv;
-	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
-	nng_tls_config_free(c);
-	return rv;
+	return dialer_config(t, d, NULL);
 }
 
 int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l)

@@ -586,6 +586,43 @@ static void send_forged(struct tclient *cl, const char *group, const char *targe
 	tp_fb_free(&fb);
 }
 
+/* Issue 13, finding 1: an append of term + 1 with FORGED-0..2 (forged_read)
+ * after the last entry, and a commit index over them. */
+static struct raft_message forged_append(uint64_t last, uint64_t term, uint64_t incarnation)
+{
+	struct raft_message ap = {.type = RAFT_MSG_APPEND, .term = term + 1, .voter = true,
+				  .incarnation = incarnation};
+	ap.append.prev_index = last;
+	ap.append.prev_term = term;
+	ap.append.commit = last + 3;
+	ap.append.n_entries = 3;
+	return ap;
+}
+
+/* After forged frames to group g whose log ended at `last` in `term`, led
+ * by node `leader`: five appends commit right after `last` ("g1-b-0" ...)
+ * on every member, no term or leader moved, and with `before` (NULL: not
+ * checked) no core counted a refused message since then (the router took
+ * them all). */
+static void expect_nothing_moved(struct cluster *c, uint32_t g, uint64_t last, uint64_t term,
+				 uint32_t leader, const struct rt_member_status before[3])
+{
+	uint64_t more = append_to_group(c, g, 5, "b");
+	tt_assert(wait_commit(c, g, more, 5000));
+	tt_assert(more == last + 5, "the group's log grew by %" PRIu64 ", not 5", more - last);
+	for (uint32_t k = 0; k < 3; k++) {
+		struct rt_member_status st;
+		tt_assert(member(c, k, g, &st));
+		tt_assert(st.term == term, "node %u: term %" PRIu64 ", was %" PRIu64, k, st.term, term);
+		tt_assert(before == NULL || st.refused_msgs == before[k].refused_msgs,
+			  "node %u: the core saw a forged message", k);
+		char body[64];
+		get_entry(c, k, g, last + 1, body, sizeof(body));
+		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, last + 1);
+	}
+	tt_assert(leader_of(c, g) == (int)leader);
+}
+
 /* Issue 13, both findings, without TLS. (1) An append from a sender that is
  * not a member of the group (or that claims to be the receiver itself) is
  * refused by the router and counted: the forged entries never appear. (2) A
@@ -609,12 +646,7 @@ static void forged_frames_change_no_data_and_no_liveness(void)
 	uint64_t not_member = ns.not_member;
 	/* (1) FORGED-0..2 after the last entry, committed, from "a9" and "n0". */
 	uint64_t ctx[2] = {last + 1, term + 1};
-	struct raft_message ap = {.type = RAFT_MSG_APPEND, .term = term + 1, .voter = true,
-				  .incarnation = st1.incarnation};
-	ap.append.prev_index = last;
-	ap.append.prev_term = term;
-	ap.append.commit = last + 3;
-	ap.append.n_entries = 3;
+	struct raft_message ap = forged_append(last, term, st1.incarnation);
 	struct tclient to0, to1;
 	tt_assert(tc_open(&to0, c.addr[0]) == 0 && tc_open(&to1, c.addr[1]) == 0);
 	send_forged(&to0, "g1", "n0", "a9", &ap, ctx);
@@ -642,18 +674,7 @@ static void forged_frames_change_no_data_and_no_liveness(void)
 	tt_assert(st1.refused_msgs == refused + 2, "refused %" PRIu64 " (was %" PRIu64 ")",
 		  st1.refused_msgs, refused);
 	/* Nothing moved: no forged entry, no term, and the group commits. */
-	uint64_t more = append_to_group(&c, g, 5, "b");
-	tt_assert(wait_commit(&c, g, more, 5000));
-	tt_assert(more == last + 5, "the group's log grew by %" PRIu64 ", not 5", more - last);
-	for (uint32_t k = 0; k < 3; k++) {
-		struct rt_member_status st;
-		tt_assert(member(&c, k, g, &st));
-		tt_assert(st.term == term, "node %u: term %" PRIu64 ", was %" PRIu64, k, st.term, term);
-		char body[64];
-		get_entry(&c, k, g, last + 1, body, sizeof(body));
-		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, last + 1);
-	}
-	tt_assert(leader_of(&c, g) == (int)leader);
+	expect_nothing_moved(&c, g, last, term, leader, NULL);
 	tc_close(&to0);
 	tc_close(&to1);
 	cluster_stop(&c);
@@ -804,12 +825,7 @@ static void tls_client_certificates_cannot_speak_raft(void)
 	uint64_t term = st1.term, nn0 = node_stat_not_node(&c, 0), nn1 = node_stat_not_node(&c, 1);
 
 	uint64_t ctx[2] = {last + 1, term + 1};
-	struct raft_message ap = {.type = RAFT_MSG_APPEND, .term = term + 1, .voter = true,
-				  .incarnation = st1.incarnation};
-	ap.append.prev_index = last;
-	ap.append.prev_term = term;
-	ap.append.commit = last + 3;
-	ap.append.n_entries = 3;
+	struct raft_message ap = forged_append(last, term, st1.incarnation);
 	struct raft_message v = {.type = RAFT_MSG_VOTE, .term = UINT64_MAX, .voter = true,
 				 .incarnation = st2.incarnation};
 	v.vote.last_index = UINT64_MAX / 2;
@@ -833,20 +849,8 @@ static void tls_client_certificates_cannot_speak_raft(void)
 	tt_assert(logged, "no log line for the refused messages");
 
 	/* Nothing moved, and the cores never saw them. */
-	uint64_t more = append_to_group(&c, g, 5, "b");
-	tt_assert(wait_commit(&c, g, more, 5000));
-	tt_assert(more == last + 5, "the group's log grew by %" PRIu64 ", not 5", more - last);
-	for (uint32_t k = 0; k < 3; k++) {
-		struct rt_member_status st;
-		tt_assert(member(&c, k, g, &st));
-		tt_assert(st.term == term, "node %u: term %" PRIu64 ", was %" PRIu64, k, st.term, term);
-		tt_assert(st.refused_msgs == (k == 0 ? st0 : k == 1 ? st1 : st2).refused_msgs,
-			  "node %u: the core saw a forged message", k);
-		char body[64];
-		get_entry(&c, k, g, last + 1, body, sizeof(body));
-		tt_assert(strcmp(body, "g1-b-0") == 0, "node %u holds %s at %" PRIu64, k, body, last + 1);
-	}
-	tt_assert(leader_of(&c, g) == (int)leader);
+	const struct rt_member_status before[3] = {st0, st1, st2};
+	expect_nothing_moved(&c, g, last, term, leader, before);
 	tc_close(&to0);
 	tc_close(&to1);
 	cluster_stop(&c);
