@@ -415,10 +415,12 @@ static int conn_handshake(nng_tls_engine_conn *c)
 	if (rv != 0) {
 		enum tp_tls_fail kind = explain(c, rv, why, sizeof(why));
 		handshake_failed(kind, c->who, why);
-		c->failed = kind == TP_TLS_FAIL_VERIFY || kind == TP_TLS_FAIL_NO_CERT ||
-				    kind == TP_TLS_FAIL_REFUSED
-			? NNG_EPEERAUTH
-			: NNG_ECRYPTO;
+		/* Every failure is NNG_EPEERAUTH: nng 1.5.2's listener pauses
+		 * its accept loop for 100 ms after most other errors (so a
+		 * stream of plaintext connections could keep it paused), and
+		 * after NNG_ECLOSED it stops for good (endpoint.c, "nng 1.5.2's
+		 * accept and dial loops"). */
+		c->failed = NNG_EPEERAUTH;
 		return c->failed;
 	}
 	const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->ssl);
@@ -442,15 +444,17 @@ static int conn_handshake(nng_tls_engine_conn *c)
 	return 0;
 }
 
+/* A connection that ends (the peer's close_notify, EOF) or breaks (a bad
+ * record) is NNG_ECONNRESET, never NNG_ECLOSED: during the negotiation nng
+ * 1.5.2 hands the error to the listener's accept, which stops for good on
+ * NNG_ECLOSED and pauses 100 ms on most others (see conn_handshake). */
 static int conn_recv(nng_tls_engine_conn *c, uint8_t *buf, size_t *szp)
 {
 	int rv = mbedtls_ssl_read(&c->ssl, buf, *szp);
 	if (rv == MBEDTLS_ERR_SSL_WANT_READ || rv == MBEDTLS_ERR_SSL_WANT_WRITE)
 		return NNG_EAGAIN;
-	if (rv == 0 || rv == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-		return NNG_ECLOSED;
-	if (rv < 0)
-		return NNG_ECRYPTO;
+	if (rv <= 0)
+		return NNG_ECONNRESET;
 	*szp = (size_t)rv;
 	return 0;
 }
@@ -461,7 +465,7 @@ static int conn_send(nng_tls_engine_conn *c, const uint8_t *buf, size_t *szp)
 	if (rv == MBEDTLS_ERR_SSL_WANT_READ || rv == MBEDTLS_ERR_SSL_WANT_WRITE)
 		return NNG_EAGAIN;
 	if (rv < 0)
-		return NNG_ECRYPTO;
+		return NNG_ECONNRESET;
 	*szp = (size_t)rv;
 	return 0;
 }
