@@ -1337,8 +1337,8 @@ void dl_client_close(struct dl_client *c)
 		pthread_mutex_lock(&c->mu);
 		nng_pipe p = c->conns[i]->pipe;
 		pthread_mutex_unlock(&c->mu);
-		if (nng_pipe_id(p) > 0)
-			nng_pipe_close(p); /* first: see tp_close_bounded() */
+		if (c->tls != NULL) /* see tp_close_bounded() */
+			tp_close_pipe_first(c->conns[i]->dialer, nng_pipe_id(p));
 		if (!tp_close_bounded(c->conns[i]->sock, "client", c))
 			keep = true;
 	}

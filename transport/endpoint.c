@@ -93,6 +93,7 @@ struct tp_endpoint {
 	pthread_mutex_t roles_mu;
 	struct role_slot *roles; /* ROLE_SLOTS; NULL without TLS */
 	uint32_t n_roles;
+	bool closing_inbound; /* new connections are closed at once (restart, close) */
 	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
 
 	/* The TLS watchdog (see "nng 1.5.2's accept and dial loops"). */
@@ -145,11 +146,12 @@ static enum tp_role roles_get(struct tp_endpoint *ep, uint32_t pipe)
 	return r;
 }
 
-static bool roles_put(struct tp_endpoint *ep, uint32_t pipe, enum tp_role role)
+/* 1: recorded; 0: the table is full; -1: closing_inbound. */
+static int roles_put(struct tp_endpoint *ep, uint32_t pipe, enum tp_role role)
 {
 	pthread_mutex_lock(&ep->roles_mu);
-	bool ok = ep->n_roles < TP_MAX_TLS_CONNS;
-	if (ok) {
+	int ok = ep->closing_inbound ? -1 : ep->n_roles < TP_MAX_TLS_CONNS;
+	if (ok == 1) {
 		uint32_t i = role_home(pipe);
 		while (ep->roles[i].pipe != 0)
 			i = (i + 1) & (ROLE_SLOTS - 1);
@@ -468,9 +470,14 @@ static void tls_pipe_added(struct tp_endpoint *ep, nng_pipe p)
 	count(&ep->accepted, 1);
 	enum tp_role role = tp_tls_pipe_role(p);
 	char why[96] = "";
+	int put = role == TP_ROLE_NONE ? 0 : roles_put(ep, nng_pipe_id(p), role);
+	if (put < 0) {
+		nng_pipe_close(p); /* the listener is closing: no log, no count */
+		return;
+	}
 	if (role == TP_ROLE_NONE)
 		snprintf(why, sizeof(why), "its certificate was not verified");
-	else if (!roles_put(ep, nng_pipe_id(p), role))
+	else if (put == 0)
 		snprintf(why, sizeof(why), "too many TLS connections open (at most %d)",
 			 TP_MAX_TLS_CONNS);
 	if (why[0] == '\0') {
@@ -525,16 +532,29 @@ static void close_pipe_id(uint32_t id)
 	nng_pipe_close(p);
 }
 
-/* TLS: every inbound connection, before the listening socket closes (see
- * tp_close_bounded). */
+void tp_close_pipe_first(nng_dialer d, uint32_t pipe)
+{
+	if (nng_dialer_id(d) > 0)
+		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 3600 * 1000);
+	if (pipe != 0)
+		close_pipe_id(pipe);
+}
+
+/* TLS: every inbound connection, before the listener (or the socket)
+ * closes, pipe by pipe (see tp_close_bounded), and from here on every new
+ * one at once: nng closes what is left transport first, so no connection
+ * of the socket's may be open then. Until reopen_inbound(). */
 static void close_inbound_pipes(struct tp_endpoint *ep)
 {
 	if (ep->roles == NULL)
 		return;
 	uint32_t *ids = malloc(TP_MAX_TLS_CONNS * sizeof(*ids)), n = 0;
-	if (ids == NULL)
-		return;
 	pthread_mutex_lock(&ep->roles_mu);
+	ep->closing_inbound = true;
+	if (ids == NULL) {
+		pthread_mutex_unlock(&ep->roles_mu);
+		return;
+	}
 	for (uint32_t i = 0; i < ROLE_SLOTS && n < TP_MAX_TLS_CONNS; i++)
 		if (ep->roles[i].pipe != 0)
 			ids[n++] = ep->roles[i].pipe;
@@ -640,7 +660,11 @@ static void probe_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 static int probe_listener(struct tp_endpoint *ep)
 {
 	uint64_t before = atomic_load(&ep->accepted);
-	_Atomic uint32_t pipe = 0;
+	/* On the heap: should the close not finish (tp_close_bounded), nng's
+	 * pipe callback may still write it. */
+	_Atomic uint32_t *pipe = calloc(1, sizeof(*pipe));
+	if (pipe == NULL)
+		return -1;
 	/* A wildcard address is dialed on loopback; the certificate's names
 	 * are not checked (it is our own). */
 	char url[TP_ADDR_MAX + 16];
@@ -652,16 +676,18 @@ static int probe_listener(struct tp_endpoint *ep)
 	else
 		snprintf(url, sizeof(url), "%s", ep->url);
 	nng_socket s;
-	nng_dialer d;
-	if (nng_req0_open_raw(&s) != 0)
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	if (nng_req0_open_raw(&s) != 0) {
+		free(pipe);
 		return -1;
-	nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, probe_pipe_cb, (void *)&pipe);
+	}
+	nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, probe_pipe_cb, (void *)pipe);
 	int result = -1;
 	if (nng_dialer_create(&d, s, url) == 0 && tp_tls_setup_dialer_self(ep->cfg.tls, d) == 0 &&
 	    nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0) {
 		uint64_t end = mono_ns() + PROBE_WAIT_MS * 1000000ull, up_at = 0;
 		while (atomic_load(&ep->accepted) == before && mono_ns() < end) {
-			if (up_at == 0 && atomic_load(&pipe) != 0) {
+			if (up_at == 0 && atomic_load(pipe) != 0) {
 				up_at = mono_ns();
 				count(&probe_handshakes, 1);
 				end = up_at + PROBE_GRACE_MS * 1000000ull;
@@ -669,17 +695,21 @@ static int probe_listener(struct tp_endpoint *ep)
 			if (watch_sleep(ep, 10 * 1000000ull))
 				break;
 		}
-		result = atomic_load(&ep->accepted) != before ? 1 : atomic_load(&pipe) != 0 ? 0 : -1;
-		if (up_at == 0 && atomic_load(&pipe) != 0)
+		result = atomic_load(&ep->accepted) != before ? 1 : atomic_load(pipe) != 0 ? 0 : -1;
+		if (up_at == 0 && atomic_load(pipe) != 0)
 			count(&probe_handshakes, 1);
 	}
-	uint32_t id = atomic_load(&pipe);
-	if (id != 0)
-		close_pipe_id(id);
-	/* `pipe` is on this stack: if the close does not finish, nng's pipe
-	 * callback could still write it, so wait for it for good then. */
-	nng_close(s);
+	tp_close_pipe_first(d, atomic_load(pipe));
+	if (tp_close_bounded(s, "probe", pipe))
+		free(pipe);
 	return result;
+}
+
+static void reopen_inbound(struct tp_endpoint *ep)
+{
+	pthread_mutex_lock(&ep->roles_mu);
+	ep->closing_inbound = false;
+	pthread_mutex_unlock(&ep->roles_mu);
 }
 
 static void restart_listener(struct tp_endpoint *ep)
@@ -687,6 +717,7 @@ static void restart_listener(struct tp_endpoint *ep)
 	count(&ep->listener_restarts, 1);
 	close_inbound_pipes(ep);
 	nng_listener_close(ep->listener);
+	reopen_inbound(ep);
 	int rv = listener_open(ep, &ep->listener);
 	if (rv == 0)
 		dl_log(DL_LOG_ERROR, NULL, NULL,
@@ -985,9 +1016,8 @@ static void peer_destroy(struct tp_peer *p)
 		 * socket under it could deadlock nng (see router_cb). */
 		pthread_join(p->thread, NULL);
 	}
-	uint32_t pipe = atomic_load(&p->pipe);
-	if (pipe != 0)
-		close_pipe_id(pipe);
+	if (p->ep->cfg.tls != NULL)
+		tp_close_pipe_first(p->dialer, atomic_load(&p->pipe));
 	if (!tp_close_bounded(p->sock, "peer", p)) {
 		/* nng may still call outbound_pipe_cb with p: keep it. */
 		return;

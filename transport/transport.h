@@ -213,4 +213,10 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
  * right after its last reply hits this nearly every time. */
 bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
 
+/* With TLS, before tp_close_bounded(): puts off the dialer's next dial by
+ * an hour (else closing its pipe starts a redial that the socket's close
+ * then races, which leaks nng's connect state) and closes the pipe `pipe`
+ * (an nng pipe id; 0: none). The dialer may be NNG_DIALER_INITIALIZER. */
+void tp_close_pipe_first(nng_dialer d, uint32_t pipe);
+
 #endif

@@ -31,8 +31,10 @@ int tc_open_tls(struct tclient *c, const char *addr, const struct tp_tls *tls, i
 	if (nng_req0_open_raw(&c->s) != 0)
 		return DL_EIO;
 	nng_pipe_notify(c->s, NNG_PIPE_EV_ADD_POST, on_pipe, c);
-	nng_dialer d;
+	nng_dialer d = NNG_DIALER_INITIALIZER;
 	int rv = nng_dialer_create(&d, c->s, url);
+	c->dialer = d;
+	c->tls = tls != NULL;
 	if (rv == 0 && tls != NULL)
 		rv = tp_tls_setup_dialer(tls, d, addr);
 	if (rv == 0)
@@ -52,10 +54,8 @@ void tc_close(struct tclient *c)
 	if (c->reply)
 		nng_msg_free(c->reply);
 	c->reply = NULL;
-	nng_pipe p = NNG_PIPE_INITIALIZER;
-	p.id = atomic_load(&c->pipe);
-	if (p.id > 0)
-		nng_pipe_close(p);
+	if (c->tls)
+		tp_close_pipe_first(c->dialer, atomic_load(&c->pipe));
 	nng_close(c->s);
 }
 

@@ -6,13 +6,16 @@
 #define DLEDGER_TEST_TCLIENT_H
 
 #include <nng/nng.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "transport/codec.h"
 
 struct tclient {
 	nng_socket s;
-	_Atomic uint32_t pipe; /* closed before the socket (tp_close_bounded in transport.h) */
+	_Atomic uint32_t pipe; /* with TLS closed before the socket (tp_close_pipe_first) */
+	nng_dialer dialer;
+	bool tls;
 	uint64_t next_id;
 	nng_msg *reply; /* last reply, owned */
 };
