@@ -165,7 +165,9 @@ int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *o
 /* DLedger's command line: --group/-g, --id/-i, --peers/-p,
  * --store-base-dir/-s (alias --store-dir), --preferred-leader-id,
  * --store-type, --flush-mode, --control-socket, --metrics-address,
- * --log-level, or --config/-c FILE (alias --config-file) alone, which loads
+ * --log-level, --tls-cert-file, --tls-key-file, --tls-ca-file (aliases
+ * --tls-cert, --tls-key, --tls-ca), or --config/-c FILE (alias
+ * --config-file) alone, which loads
  * the file. Values as "--flag VALUE" or "--flag=VALUE". argv[0] is skipped.
  * Returns DL_OK, DL_ECONFIG, CFG_HELP (--help/-h), CFG_VERSION (--version),
  * or what cfg_load_file() returns; `*out` as for cfg_load_file(). */
