@@ -8,6 +8,8 @@
  * program at once (threads may be mid-flight; continuing would only add
  * noise), after the summary line "NAME: N passed, 1 failed".
  *
+ * TT_ONLY=NAME runs one test, TT_SKIP=NAME all but one.
+ *
  *   TT_TEST(groups_elect) { tt_assert(x == 1, "x is %d", x); }
  *   int main(void) { return tt_run("runtime", tt_tests, TT_COUNT(tt_tests)); }
  */
@@ -44,8 +46,10 @@ static inline int tt_run(const char *suite, const struct tt_test *tests, size_t 
 {
 	tt_suite = suite;
 	const char *only = getenv("TT_ONLY"); /* run one test by name */
+	const char *skip = getenv("TT_SKIP"); /* or all but one */
 	for (size_t i = 0; i < n; i++) {
-		if (only != NULL && strcmp(only, tests[i].name) != 0)
+		if ((only != NULL && strcmp(only, tests[i].name) != 0) ||
+		    (skip != NULL && strcmp(skip, tests[i].name) == 0))
 			continue;
 		printf("[RUN ] %s::%s\n", suite, tests[i].name);
 		fflush(stdout);

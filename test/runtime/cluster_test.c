@@ -28,6 +28,21 @@
 
 TT_MAIN_STATE;
 
+#define CHURN_TEST "tls_connections_dropped_mid_handshake_do_not_stop_the_listener"
+
+/* LeakSanitizer's built-in suppressions (read at the leak check, at exit).
+ * The churn test ends nng 1.5.2's accept loops on purpose, and nng then
+ * never frees the connections it orphaned (the TLS streams left in its
+ * transport's lists, the listener that held them; fixed upstream in 2024):
+ * when that test runs alone (meson's runtime-tls-churn), allocations under
+ * libnng are left out; every other run checks everything. */
+const char *__lsan_default_suppressions(void);
+__attribute__((used)) const char *__lsan_default_suppressions(void)
+{
+	const char *only = getenv("TT_ONLY");
+	return only != NULL && strcmp(only, CHURN_TEST) == 0 ? "leak:libnng.so\n" : "";
+}
+
 #define NODES 3
 #define GROUPS 4
 #define HEARTBEAT_MS 50
@@ -1177,8 +1192,7 @@ int main(void)
 		{"tls_handshake_failures_are_logged_and_counted",
 		 tls_handshake_failures_are_logged_and_counted},
 		{"tls_plaintext_peer_cannot_join", tls_plaintext_peer_cannot_join},
-		{"tls_connections_dropped_mid_handshake_do_not_stop_the_listener",
-		 tls_connections_dropped_mid_handshake_do_not_stop_the_listener},
+		{CHURN_TEST, tls_connections_dropped_mid_handshake_do_not_stop_the_listener},
 		{"a_node_without_tls_on_a_public_address_warns",
 		 a_node_without_tls_on_a_public_address_warns},
 	};
