@@ -716,6 +716,15 @@ static void restart_listener(struct tp_endpoint *ep)
 {
 	count(&ep->listener_restarts, 1);
 	close_inbound_pipes(ep);
+	/* Until nng has torn them down (REM_POST empties the role table),
+	 * at most 2 s: then nothing of the socket's is left to close. */
+	for (uint64_t end = mono_ns() + 2000000000ull; mono_ns() < end;) {
+		pthread_mutex_lock(&ep->roles_mu);
+		uint32_t left = ep->n_roles;
+		pthread_mutex_unlock(&ep->roles_mu);
+		if (left == 0 || watch_sleep(ep, 10 * 1000000ull))
+			break;
+	}
 	nng_listener_close(ep->listener);
 	reopen_inbound(ep);
 	int rv = listener_open(ep, &ep->listener);
