@@ -116,12 +116,23 @@ for i in 0 1 2; do
 		{ echo "demo: $g: follower $follower returned other entries" >&2; exit 1; }
 done
 
+# metadata_ ARGS...: dledger-ctl metadata, asked again (at most 5 times) when
+# a node does not answer in time (with TLS, nng 1.5.2 can stop a node's
+# listener for the seconds its watchdog takes to reopen it:
+# docs/OPERATIONS.md, "Securing a cluster").
+metadata_() {
+	local out
+	for _ in 1 2 3 4; do
+		out=$(ctl_ metadata --peers "$all" "$@" 2>/dev/null) && { printf '%s\n' "$out"; return 0; }
+	done
+	ctl_ metadata --peers "$all" "$@"
+}
 echo
 echo "== the cluster, as each node knows it"
-ctl_ metadata --peers "$all"
+metadata_
 echo
 echo "== leaders per node"
-ctl_ metadata --peers "$all" --json | python3 -c '
+metadata_ --json | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)
 count = {}

@@ -581,10 +581,10 @@ static void close_inbound_pipes(struct tp_endpoint *ep)
  *    connection reached the socket, or none did for WATCH_IDLE_MS, dials
  *    this node itself with its own certificate; if that connection comes up
  *    on its side (the handshake and negotiation work) but neither it nor
- *    any other connection reaches the socket within PROBE_GRACE_MS, twice
- *    in a row, the accept loop is dead: the listener is closed (its
+ *    any other connection reaches the socket within PROBE_GRACE_MS, and a
+ *    second probe right after finds the same, the accept loop is dead: the listener is closed (its
  *    connections first, pipe by pipe: tp_close_bounded) and opened again,
- *    logged and counted. Twice and a whole second, because a restart
+ *    logged and counted. Twice and over two seconds, because a restart
  *    drops every connection, and a node that is merely slow (a storm of
  *    handshakes on a busy machine) must not be mistaken for a dead one;
  *  - gives a peer that has had no connection for REDIAL_AFTER_MS a new
@@ -774,7 +774,6 @@ static void *watch_main(void *arg)
 	pthread_setname_np(pthread_self(), "dl-tlswatch");
 	uint64_t seen = atomic_load(&ep->accepted), seen_hs = other_server_handshakes();
 	uint64_t idle_since = mono_ns();
-	int dead_probes = 0; /* in a row */
 	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull)) {
 		uint64_t now = mono_ns(), acc = atomic_load(&ep->accepted);
 		bool suspicious = acc == seen && other_server_handshakes() != seen_hs;
@@ -782,14 +781,10 @@ static void *watch_main(void *arg)
 			idle_since = now;
 		if (ep->listener.id == 0) {
 			restart_listener(ep); /* a restart that failed */
-		} else if (suspicious || dead_probes > 0 ||
-			   now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
-			int r = probe_listener(ep);
-			dead_probes = r == 0 ? dead_probes + 1 : 0;
-			if (dead_probes >= 2) {
+		} else if (suspicious || now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
+			/* Dead only when a second probe, right after, agrees. */
+			if (probe_listener(ep) == 0 && probe_listener(ep) == 0)
 				restart_listener(ep);
-				dead_probes = 0;
-			}
 			idle_since = mono_ns();
 		}
 		seen = atomic_load(&ep->accepted);
