@@ -31,16 +31,18 @@ TT_MAIN_STATE;
 #define CHURN_TEST "tls_connections_dropped_mid_handshake_do_not_stop_the_listener"
 
 /* LeakSanitizer's built-in suppressions (read at the leak check, at exit).
- * The churn test ends nng 1.5.2's accept loops on purpose, and nng then
- * never frees the connections it orphaned (the TLS streams left in its
- * transport's lists, the listener that held them; fixed upstream in 2024):
- * when that test runs alone (meson's runtime-tls-churn), allocations under
- * libnng are left out; every other run checks everything. */
+ * The TLS tests' failed and dropped handshakes can end nng 1.5.2's accept
+ * loop (the churn test does it on purpose), and nng then never frees the
+ * connections it orphaned (the TLS streams left in its transport's lists,
+ * the listener that held them; fixed upstream in 2024): when only TLS
+ * tests run (meson's runtime-tls and runtime-tls-churn, TT_ONLY=tls_...),
+ * allocations under libnng are left out; every other run checks
+ * everything. */
 const char *__lsan_default_suppressions(void);
 __attribute__((used)) const char *__lsan_default_suppressions(void)
 {
 	const char *only = getenv("TT_ONLY");
-	return only != NULL && strcmp(only, CHURN_TEST) == 0 ? "leak:libnng.so\n" : "";
+	return only != NULL && strncmp(only, "tls_", 4) == 0 ? "leak:libnng.so\n" : "";
 }
 
 #define NODES 3
