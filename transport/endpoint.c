@@ -656,7 +656,8 @@ static void probe_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 /* Dials this node with its own certificate. 1: the connection reached the
  * socket (or another one did meanwhile); 0: it came up on the dialing side
  * but never reached the socket (the accept loop is dead); -1: it did not
- * come up at all (nothing learnt). */
+ * come up at all (nothing learnt); -2: its socket did not close in time
+ * (nng's reaper is stuck: probing on would only pile up threads). */
 static int probe_listener(struct tp_endpoint *ep)
 {
 	uint64_t before = atomic_load(&ep->accepted);
@@ -700,8 +701,9 @@ static int probe_listener(struct tp_endpoint *ep)
 			count(&probe_handshakes, 1);
 	}
 	tp_close_pipe_first(d, atomic_load(pipe));
-	if (tp_close_bounded(s, "probe", pipe))
-		free(pipe);
+	if (!tp_close_bounded(s, "probe", pipe))
+		return -2;
+	free(pipe);
 	return result;
 }
 
@@ -783,8 +785,18 @@ static void *watch_main(void *arg)
 			restart_listener(ep); /* a restart that failed */
 		} else if (suspicious || now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
 			/* Dead only when a second probe, right after, agrees. */
-			if (probe_listener(ep) == 0 && probe_listener(ep) == 0)
+			int r = probe_listener(ep);
+			if (r == 0)
+				r = probe_listener(ep);
+			if (r == 0)
 				restart_listener(ep);
+			if (r == -2) {
+				dl_log(DL_LOG_ERROR, NULL, NULL,
+				       "TLS watchdog: nng no longer finishes closing sockets (its "
+				       "reaper is stuck, nng 1.5.2); the watchdog stops: restart "
+				       "this node");
+				break;
+			}
 			idle_since = mono_ns();
 		}
 		seen = atomic_load(&ep->accepted);
