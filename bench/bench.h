@@ -86,6 +86,9 @@ struct bench_load_cfg {
 	uint32_t payload_bytes;
 	double rate_rps;
 	uint32_t timeout_ms; /* per request, redirects and retries included */
+	/* Mutual TLS with this client certificate, key and CA (all three or
+	 * none: plaintext). */
+	const char *tls_cert, *tls_key, *tls_ca;
 };
 
 /* What the load measured: successful requests and their entries, and their
@@ -138,6 +141,10 @@ struct bench_cluster_cfg {
 	bool store_memory;
 	bool keep; /* leave the directory in place on stop */
 	uint32_t heartbeat_ms, election_ms; /* 0: 200 and 1000 */
+	/* scripts/make-certs.sh: the nodes run with mutual TLS, with
+	 * certificates it makes in DIR/certs for this cluster; NULL:
+	 * plaintext. */
+	const char *make_certs;
 };
 
 struct bench_cluster {
@@ -149,6 +156,9 @@ struct bench_cluster {
 	uint16_t metrics_port[BENCH_NODES];
 	pid_t pid[BENCH_NODES];  /* 0: not running (never started or reaped) */
 	int status[BENCH_NODES]; /* wait status of a reaped node */
+	/* With TLS (cfg.make_certs): a client's certificate, key and the CA,
+	 * for the load; "" without. */
+	char tls_cert[4200], tls_key[4200], tls_ca[4200];
 };
 
 /* Makes the directory, writes the configs and starts the nodes (their output

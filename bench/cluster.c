@@ -90,8 +90,13 @@ static int write_config(const struct bench_cluster *c, unsigned node, struct dl_
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
 		return dl_errf(err, DL_EIO, "%s: %s", path, strerror(errno));
+	fprintf(f, "# written by dledger-bench --spawn\n");
+	if (c->cfg.make_certs != NULL)
+		fprintf(f,
+		        "tlsCertFile: %s/certs/node-127.0.0.1.crt\n"
+		        "tlsKeyFile: %s/certs/node-127.0.0.1.key\ntlsCaFile: %s\n",
+		        c->dir, c->dir, c->tls_ca);
 	fprintf(f,
-	        "# written by dledger-bench --spawn\n"
 	        "storeBaseDir: %s/node%u\nmetricsAddress: 127.0.0.1:%u\n"
 	        "heartBeatTimeIntervalMs: %d\nelectionTimeoutMs: %d\n"
 	        "flushMode: %s\nstoreType: %s\nDLedgerConfigs:\n",
@@ -137,6 +142,38 @@ static int spawn(struct bench_cluster *c, unsigned node, struct dl_errctx *err)
 	return 0;
 }
 
+/* TLS: scripts/make-certs.sh DIR/certs 127.0.0.1 (its output in
+ * DIR/make-certs.log), and the client's paths. */
+static int make_certs(struct bench_cluster *c, struct dl_errctx *err)
+{
+	if (c->cfg.make_certs == NULL)
+		return 0;
+	char certs[4200], logf[4200];
+	snprintf(certs, sizeof(certs), "%s/certs", c->dir);
+	snprintf(logf, sizeof(logf), "%s/make-certs.log", c->dir);
+	char *const argv[] = {(char *)c->cfg.make_certs, certs, "127.0.0.1", NULL};
+	pid_t pid = fork();
+	if (pid < 0)
+		return dl_errf(err, DL_EIO, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int out = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+			_exit(127);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return dl_errf(err, DL_EIO, "%s %s 127.0.0.1 failed (see %s)", c->cfg.make_certs,
+		               certs, logf);
+	snprintf(c->tls_cert, sizeof(c->tls_cert), "%s/certs/client.crt", c->dir);
+	snprintf(c->tls_key, sizeof(c->tls_key), "%s/certs/client.key", c->dir);
+	snprintf(c->tls_ca, sizeof(c->tls_ca), "%s/certs/ca.crt", c->dir);
+	return 0;
+}
+
 static int name_groups(struct bench_cluster *c, struct dl_errctx *err)
 {
 	c->group_names = calloc(c->cfg.groups ? c->cfg.groups : 1, sizeof(*c->group_names));
@@ -176,6 +213,8 @@ int bench_cluster_start(const struct bench_cluster_cfg *cfg, struct bench_cluste
 	c->cfg = *cfg;
 	uint16_t ports[2 * BENCH_NODES];
 	int rc = make_dir(c, err);
+	if (rc == 0)
+		rc = make_certs(c, err);
 	if (rc == 0)
 		rc = name_groups(c, err);
 	if (rc == 0)
@@ -305,7 +344,11 @@ int bench_cluster_wait_leaders(struct bench_cluster *c, uint32_t timeout_ms,
 {
 	uint32_t total = c->cfg.groups + c->cfg.idle_groups;
 	struct dl_client *cl;
-	struct dl_client_opts o = {.timeout_ms = 1000};
+	bool tls = c->cfg.make_certs != NULL;
+	struct dl_client_opts o = {.timeout_ms = 1000,
+	                           .tls_cert_file = tls ? c->tls_cert : NULL,
+	                           .tls_key_file = tls ? c->tls_key : NULL,
+	                           .tls_ca_file = tls ? c->tls_ca : NULL};
 	int rc = dl_client_open(c->peers, NULL, &o, &cl, err);
 	if (rc != 0)
 		return rc;

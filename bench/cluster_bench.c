@@ -48,13 +48,14 @@ static void on_signal(int sig)
 /* ---- options ------------------------------------------------------------------------------- */
 
 struct cb_opts {
-	bool spawn, keep, sweep, plot, calibrate, progress;
+	bool spawn, keep, sweep, plot, calibrate, progress, tls, tls_compare;
 	const char *actors, *flush_mode, *store_type, *peers, *group, *pids, *metrics, *csv, *label;
+	const char *make_certs, *tls_cert, *tls_key, *tls_ca;
 	uint32_t groups, idle_groups, payload, clients, inflight, batch, duration_s, warmup_s;
 	uint32_t heartbeat_ms, election_ms;
 	uint64_t rate;
 	/* derived */
-	char actors_buf[4096];
+	char actors_buf[4096], make_certs_buf[4096];
 	bool flush_async, store_memory;
 	unsigned n_pids, n_metrics;
 	pid_t pid[BENCH_NODES];
@@ -100,6 +101,12 @@ static const struct opt_def opt_defs[] = {
         {"--heartbeat-ms", OPT_U32, OFF(heartbeat_ms), 10, 60000, false},
         {"--election-ms", OPT_U32, OFF(election_ms), 30, 600000, false},
         {"--rate", OPT_U64, OFF(rate), 1, 100000000, true},
+        {"--tls", OPT_FLAG, OFF(tls), 0, 0, false},
+        {"--tls-compare", OPT_FLAG, OFF(tls_compare), 0, 0, false},
+        {"--make-certs", OPT_STR, OFF(make_certs), 0, 0, false},
+        {"--tls-cert", OPT_STR, OFF(tls_cert), 0, 0, false},
+        {"--tls-key", OPT_STR, OFF(tls_key), 0, 0, false},
+        {"--tls-ca", OPT_STR, OFF(tls_ca), 0, 0, false},
 };
 #define N_OPTS (sizeof(opt_defs) / sizeof(opt_defs[0]))
 
@@ -129,8 +136,18 @@ static void usage(FILE *f)
 	        "                      Group k's preferred leader is n{k mod 3}: leaders, and\n"
 	        "                      so the load, are spread over the three nodes.\n"
 	        "  --keep              leave the cluster's directory (configs, logs, stores)\n"
+	        "  --tls               mutual TLS between the nodes and for the load, with\n"
+	        "                      certificates made for the run in the cluster's directory\n"
+	        "                      (scripts/make-certs.sh); the run's label gets '+tls'\n"
+	        "  --tls-compare       the rows 1x1 (1 in flight), 4x64 (256 in flight) and\n"
+	        "                      64groups (64x4), each in plaintext and then with --tls,\n"
+	        "                      and what TLS costs in each (5 s after 8 s of warm-up a\n"
+	        "                      row; --duration, --warmup change that). About 3 minutes\n"
+	        "  --make-certs PATH   scripts/make-certs.sh [the source tree's]\n"
 	        "  --peers P --group G a running cluster instead; CPU and memory only of the\n"
 	        "                      processes in --pids, frames/s only from --metrics\n"
+	        "  --tls-cert F --tls-key F --tls-ca F\n"
+	        "                      with --peers: mutual TLS with this client certificate\n"
 	        "\n"
 	        "Load (defaults: 128 B, 1 client x 1 in flight, 1 entry a request):\n"
 	        "  --payload B         bytes per entry, 0..4m [128]\n"
@@ -315,10 +332,11 @@ static bool given_opt(const bool *given, const char *name)
 /* Options that only make sense with one target. */
 static int check_target(const struct cb_opts *o, const bool *given)
 {
-	static const char *const spawn_only[] = {"--actors", "--flush-mode",  "--store-type",
-	                                         "--groups", "--idle-groups", "--keep",
-	                                         "--sweep"};
-	static const char *const peers_only[] = {"--group", "--pids", "--metrics"};
+	static const char *const spawn_only[] = {
+	        "--actors", "--flush-mode", "--store-type", "--groups",     "--idle-groups",
+	        "--keep",   "--sweep",      "--tls",        "--tls-compare", "--make-certs"};
+	static const char *const peers_only[] = {"--group", "--pids", "--metrics",
+	                                         "--tls-cert", "--tls-key", "--tls-ca"};
 	if (o->spawn == (o->peers != NULL))
 		return bad("give either --spawn (start a cluster) or --peers P --group G (a "
 		           "running one)");
@@ -330,6 +348,36 @@ static int check_target(const struct cb_opts *o, const bool *given)
 			return bad("%s is for --peers, not --spawn", peers_only[i]);
 	if (o->peers != NULL && o->group == NULL)
 		return bad("--peers needs --group G");
+	if ((o->tls_cert || o->tls_key || o->tls_ca) && !(o->tls_cert && o->tls_key && o->tls_ca))
+		return bad("--tls-cert, --tls-key and --tls-ca go together");
+	if (o->sweep && o->tls_compare)
+		return bad("--sweep and --tls-compare are two sets of rows: give one");
+	if (o->tls && o->tls_compare)
+		return bad("--tls-compare runs each row with and without TLS: no --tls");
+	return 0;
+}
+
+/* scripts/make-certs.sh: --make-certs, else the source tree's (built in),
+ * else DIR/../../scripts/make-certs.sh, DIR being where this binary is. */
+static int resolve_make_certs(struct cb_opts *o)
+{
+	if (o->make_certs == NULL) {
+#ifdef DL_SOURCE_DIR
+		snprintf(o->make_certs_buf, sizeof(o->make_certs_buf),
+		         "%s/scripts/make-certs.sh", DL_SOURCE_DIR);
+#endif
+		if (o->make_certs_buf[0] == '\0' || access(o->make_certs_buf, X_OK) != 0) {
+			char self[4096];
+			ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+			self[n > 0 ? n : 0] = '\0';
+			snprintf(o->make_certs_buf, sizeof(o->make_certs_buf),
+			         "%s/../../scripts/make-certs.sh", dirname(self));
+		}
+		o->make_certs = o->make_certs_buf;
+	}
+	if (access(o->make_certs, X_OK) != 0)
+		return bad("no executable make-certs.sh at '%s' (%s); give --make-certs PATH",
+		           o->make_certs, strerror(errno));
 	return 0;
 }
 
@@ -355,6 +403,8 @@ static int check_values(struct cb_opts *o)
 		return 2;
 	if (o->metrics != NULL && parse_metrics_list(o) != 0)
 		return 2;
+	if (o->spawn && (o->tls || o->tls_compare) && resolve_make_certs(o) != 0)
+		return 2;
 	if (o->spawn)
 		return resolve_actors(o);
 	return 0;
@@ -362,12 +412,12 @@ static int check_values(struct cb_opts *o)
 
 static int check_shape(struct cb_opts *o, const bool *given)
 {
-	if (o->sweep) {
+	if (o->sweep || o->tls_compare) {
 		for (size_t d = 0; d < N_OPTS; d++)
 			if (given[d] && opt_defs[d].load)
-				return bad("%s: --sweep sets the load and shape of each row itself",
-				           opt_defs[d].name);
-		o->calibrate = true;
+				return bad("%s: %s sets the load and shape of each row itself",
+				           opt_defs[d].name, o->sweep ? "--sweep" : "--tls-compare");
+		o->calibrate = o->calibrate || o->sweep;
 		return 0;
 	}
 	if (o->groups == 0 && o->idle_groups == 0)
@@ -401,9 +451,12 @@ static int parse(int argc, char **argv, struct cb_opts *o)
 			return rc;
 	}
 	if (!given_opt(given, "--duration"))
-		o->duration_s = o->sweep ? 5 : 10;
+		o->duration_s = o->sweep || o->tls_compare ? 5 : 10;
+	/* --tls-compare: 8 s, so that the 192 TLS handshakes of 64groups's
+	 * clients are over before measuring (after 3 s, one request in 1,000
+	 * still waited seconds for its connection): steady state both ways. */
 	if (!given_opt(given, "--warmup"))
-		o->warmup_s = o->sweep ? 1 : 2;
+		o->warmup_s = o->sweep ? 1 : o->tls_compare ? 8 : 2;
 	if (!given_opt(given, "--heartbeat-ms"))
 		o->heartbeat_ms = 200;
 	if (o->election_ms != 0 && o->election_ms <= o->heartbeat_ms) {
@@ -443,6 +496,18 @@ static const struct cb_row sweep_rows[] = {
         {"1024idle", 0, 1024, 0, 0, 0, 0, 0, 0, 2000},
 };
 #define N_SWEEP (sizeof(sweep_rows) / sizeof(sweep_rows[0]))
+
+/* --tls-compare: issue 13's shapes, each in plaintext and then with TLS, on
+ * a cluster started afresh for each (the same shape otherwise). */
+static const struct cb_row tls_rows[] = {
+        {"1x1", 1, 0, 128, 1, 1, 1, 0, 0, 0, false},
+        {"1x1", 1, 0, 128, 1, 1, 1, 0, 0, 0, true},
+        {"4x64", 1, 0, 128, 4, 64, 1, 0, 0, 0, false},
+        {"4x64", 1, 0, 128, 4, 64, 1, 0, 0, 0, true},
+        {"64groups", 64, 0, 128, 64, 4, 1, 0, 0, 2000, false},
+        {"64groups", 64, 0, 128, 64, 4, 1, 0, 0, 2000, true},
+};
+#define N_TLS_ROWS (sizeof(tls_rows) / sizeof(tls_rows[0]))
 
 struct cb_ctx {
 	const struct cb_opts *o;
@@ -484,7 +549,8 @@ static int ensure_cluster(struct cb_ctx *x, const struct cb_row *row)
 	              : hb > 200                                    ? 3 * hb
 	                                                            : 1000;
 	if (x->cluster_up && x->cl.cfg.groups == row->groups &&
-	    x->cl.cfg.idle_groups == row->idle_groups && x->cl.cfg.heartbeat_ms == hb)
+	    x->cl.cfg.idle_groups == row->idle_groups && x->cl.cfg.heartbeat_ms == hb &&
+	    (x->cl.cfg.make_certs != NULL) == row->tls)
 		return 0;
 	if (x->cluster_up && !bench_cluster_stop(&x->cl))
 		fprintf(stderr, "dledger-bench: a node of the previous cluster did not stop "
@@ -498,10 +564,11 @@ static int ensure_cluster(struct cb_ctx *x, const struct cb_row *row)
 	                                .store_memory = x->o->store_memory,
 	                                .keep = x->o->keep,
 	                                .heartbeat_ms = hb,
-	                                .election_ms = el};
+	                                .election_ms = el,
+	                                .make_certs = row->tls ? x->o->make_certs : NULL};
 	struct dl_errctx err = {{0}};
-	fprintf(stderr, "dledger-bench: starting 3 nodes, %u loaded + %u idle groups...\n",
-	        row->groups, row->idle_groups);
+	fprintf(stderr, "dledger-bench: starting 3 nodes, %u loaded + %u idle groups%s...\n",
+	        row->groups, row->idle_groups, row->tls ? ", mutual TLS" : "");
 	uint64_t t0 = bench_now_ns();
 	if (bench_cluster_start(&cfg, &x->cl, &err) != 0) {
 		fprintf(stderr, "dledger-bench: %s\n", err.msg);
@@ -710,6 +777,15 @@ static int start_load(struct cb_ctx *x, const struct cb_row *row, struct bench_l
 	        .rate_rps = (double)row->rate_rps,
 	        .timeout_ms = REQUEST_TIMEOUT_MS,
 	};
+	if (row->tls && x->o->spawn) {
+		cfg.tls_cert = x->cl.tls_cert;
+		cfg.tls_key = x->cl.tls_key;
+		cfg.tls_ca = x->cl.tls_ca;
+	} else if (row->tls) {
+		cfg.tls_cert = x->o->tls_cert;
+		cfg.tls_key = x->o->tls_key;
+		cfg.tls_ca = x->o->tls_ca;
+	}
 	struct dl_errctx err = {{0}};
 	if (bench_load_start(&cfg, l, &err) != 0) {
 		fprintf(stderr, "dledger-bench: %s\n", err.msg);
@@ -772,7 +848,8 @@ static void row_from_opts(const struct cb_opts *o, struct cb_row *row)
 	                       .clients = o->clients,
 	                       .inflight = o->inflight,
 	                       .batch = o->batch,
-	                       .rate_rps = o->rate};
+	                       .rate_rps = o->rate,
+	                       .tls = o->tls || o->tls_cert != NULL};
 	snprintf(row->label, sizeof(row->label), "%s", o->label != NULL ? o->label : "run");
 	if (row->groups == 0)
 		row->payload = row->clients = row->inflight = row->batch = 0;
@@ -782,6 +859,12 @@ static int run_all(struct cb_ctx *x, const struct cb_row *rows)
 {
 	for (; x->n_done < x->n_rows; x->n_done++) {
 		struct cb_row row = rows[x->n_done];
+		if (x->o->tls || x->o->tls_cert != NULL)
+			row.tls = true;
+		size_t len = strlen(row.label);
+		if (row.tls && (len < 4 || strcmp(row.label + len - 4, "+tls") != 0) &&
+		    len + 4 < sizeof(row.label))
+			strcat(row.label, "+tls");
 		if (row.rate_pct > 0) {
 			row.rate_rps = rate_from_earlier(x, &row);
 			if (row.rate_rps == 0) {
@@ -836,11 +919,13 @@ int bench_cluster_main(int argc, char **argv)
 	row_from_opts(&o, &single);
 	struct cb_ctx x = {.o = &o,
 	                   .show_progress = o.progress || isatty(2),
-	                   .n_rows = o.sweep ? (unsigned)N_SWEEP : 1};
+	                   .n_rows = o.sweep         ? (unsigned)N_SWEEP
+	                             : o.tls_compare ? (unsigned)N_TLS_ROWS
+	                                             : 1};
 	x.res = calloc(x.n_rows, sizeof(*x.res));
 	if (x.res == NULL)
 		return 1;
-	rc = run_all(&x, o.sweep ? sweep_rows : &single);
+	rc = run_all(&x, o.sweep ? sweep_rows : o.tls_compare ? tls_rows : &single);
 	if (x.cluster_up && !bench_cluster_stop(&x.cl))
 		fprintf(stderr, "dledger-bench: a node did not stop cleanly (see above)\n");
 	if (rc == EXIT_INTERRUPTED)
@@ -850,6 +935,8 @@ int bench_cluster_main(int argc, char **argv)
 		done += x.res[i].secs > 0;
 	if (done > 1)
 		cb_print_table(x.res, x.n_done, &x.cal);
+	if (o.tls_compare)
+		cb_print_tls_cost(x.res, x.n_done);
 	if (rc == 0 && o.plot)
 		rc = cb_plot(o.csv, x.res, x.n_done);
 	free(x.res);

@@ -22,6 +22,7 @@ struct cb_row {
 	uint32_t rate_pct; /* sweep: open loop at this % of the best closed-loop rate so far */
 	uint64_t rate_rps; /* open loop when > 0 */
 	uint32_t heartbeat_ms; /* of the spawned cluster; 0: --heartbeat-ms */
+	bool tls; /* mutual TLS between the nodes and for the load */
 };
 
 /* The disk's figures, when --calibrate measured them. */
@@ -50,6 +51,9 @@ struct cb_result {
 void cb_print_run(const struct cb_result *r, const struct cb_calib *cal, unsigned n, unsigned of);
 /* One line per run (stdout). */
 void cb_print_table(const struct cb_result *rs, unsigned n, const struct cb_calib *cal);
+/* For each run with TLS that follows the same shape in plaintext: what TLS
+ * costs (stdout). */
+void cb_print_tls_cost(const struct cb_result *rs, unsigned n);
 
 /* Checks that `path` can take rows (creating its directory and the header
  * if new; refusing a file with another header). Returns 0, or 1 with a

@@ -143,6 +143,45 @@ void cb_print_table(const struct cb_result *rs, unsigned n, const struct cb_cali
 	fflush(stdout);
 }
 
+/* Node CPU (all three) per committed entry, in microseconds; -1 if unknown. */
+static double cpu_us_per_entry(const struct cb_result *r)
+{
+	double cpu = 0;
+	for (unsigned k = 0; k < BENCH_NODES; k++) {
+		if (r->cpu_s[k] < 0)
+			return -1;
+		cpu += r->cpu_s[k];
+	}
+	return r->load.entries > 0 ? cpu * 1e6 / (double)r->load.entries : -1;
+}
+
+static double pct(double a, double b)
+{
+	return a > 0 ? 100.0 * (b - a) / a : 0;
+}
+
+void cb_print_tls_cost(const struct cb_result *rs, unsigned n)
+{
+	printf("\nWhat TLS costs (each TLS row against the plaintext row before it):\n");
+	printf("%-10s %21s %21s %21s %23s\n", "shape", "entries/s", "p50 ms", "p99 ms",
+	       "node CPU us/entry");
+	for (unsigned i = 1; i < n; i++) {
+		const struct cb_result *p = &rs[i - 1], *t = &rs[i];
+		if (!t->row.tls || p->row.tls || p->secs <= 0 || t->secs <= 0 ||
+		    p->row.groups != t->row.groups || p->row.clients != t->row.clients ||
+		    p->row.inflight != t->row.inflight || p->row.batch != t->row.batch)
+			continue;
+		double pe = per_s(p->load.entries, p->secs), te = per_s(t->load.entries, t->secs);
+		double pc = cpu_us_per_entry(p), tc = cpu_us_per_entry(t);
+		printf("%-10s %8.0f -> %6.0f %+4.0f%% %6.3f -> %6.3f %+4.0f%% %6.3f -> %6.3f %+4.0f%% "
+		       "%7.1f -> %7.1f %+4.0f%%\n",
+		       p->row.label, pe, te, pct(pe, te), q_ms(p, 0.5), q_ms(t, 0.5),
+		       pct(q_ms(p, 0.5), q_ms(t, 0.5)), q_ms(p, 0.99), q_ms(t, 0.99),
+		       pct(q_ms(p, 0.99), q_ms(t, 0.99)), pc, tc, pct(pc, tc));
+	}
+	fflush(stdout);
+}
+
 /* ---- CSV ----------------------------------------------------------------------------------- */
 
 static const char *const csv_cols[] = {

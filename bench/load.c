@@ -246,8 +246,12 @@ static int client_open(struct bench_load *l, struct lclient *c, uint32_t k, stru
 	c->free_slot = calloc(cfg->inflight, sizeof(*c->free_slot));
 	if (c->dcs == NULL || c->slots == NULL || c->free_slot == NULL)
 		return dl_errf(err, DL_ENOMEM, "load client %u", k);
-	struct dl_client_opts o = {
-	        .max_inflight = cfg->inflight, .retry_busy = true, .timeout_ms = cfg->timeout_ms};
+	struct dl_client_opts o = {.max_inflight = cfg->inflight,
+	                           .retry_busy = true,
+	                           .timeout_ms = cfg->timeout_ms,
+	                           .tls_cert_file = cfg->tls_cert,
+	                           .tls_key_file = cfg->tls_key,
+	                           .tls_ca_file = cfg->tls_ca};
 	for (uint32_t i = 0; i < c->n_dcs; i++) {
 		const char *g = cfg->groups[first + i * step];
 		int rc = dl_client_open(cfg->peers, g, &o, &c->dcs[i], err);

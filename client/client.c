@@ -56,6 +56,8 @@
 #define RX_POLL_MS 100
 #define DETAIL_MAX 256
 #define PACK_MAX_BYTES (256u * 1024) /* requests packed into one nng message */
+#define REDIAL_NS      10000000000ull /* see struct conn's dialer; not sooner: closing a dialer
+					   * mid-handshake can end the node's accept loop */
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
 
@@ -89,6 +91,12 @@ struct conn {
 	bool rx_started;
 	atomic_bool rx_stop; /* the receiver exits; its socket is closed after */
 	uint32_t pipes; /* connections up (0 or 1 for a dialer) */
+	nng_pipe pipe;  /* the one up (id 0: none); closed first (tp_close_bounded) */
+	/* TLS: the dialer, replaced by the timer thread when the connection has
+	 * been down for REDIAL_NS (nng 1.5.2 can end a TLS dialer's redial loop
+	 * for good: transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
+	nng_dialer dialer;
+	uint64_t down_since_ns; /* 0: up */
 	bool up;
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
 	uint32_t n_sent;          /* ops SENT here, <= CONN_WINDOW */
@@ -130,7 +138,8 @@ struct op {
 };
 
 struct dl_client {
-	struct dl_client_opts o;
+	struct dl_client_opts o; /* the tls_* paths are not kept: see tls */
+	struct tp_tls *tls;      /* NULL: plaintext */
 	struct cfg_peers peers;
 	char addrs[CFG_MAX_MEMBERS][CFG_ADDR_STR_MAX];
 	char group[TP_NAME_MAX + 1]; /* "" when opened without one */
@@ -224,6 +233,15 @@ static int resolve_opts(const struct dl_client_opts *in, struct dl_client_opts *
 	if (o->max_frame_bytes < 4096 || o->max_frame_bytes > UINT32_MAX)
 		return dl_errf(err, DL_EINVAL, "max_frame_bytes %zu is out of range",
 			       o->max_frame_bytes);
+	bool any_tls = o->tls_cert_file != NULL || o->tls_key_file != NULL ||
+		       o->tls_ca_file != NULL;
+	if (any_tls && (o->tls_cert_file == NULL || o->tls_key_file == NULL ||
+			o->tls_ca_file == NULL))
+		return dl_errf(err, DL_ECONFIG, "TLS needs a certificate, its key and the CA file "
+						"together; %s is missing",
+			       o->tls_cert_file == NULL ? "the certificate"
+			       : o->tls_key_file == NULL ? "the key"
+							 : "the CA file");
 	return 0;
 }
 
@@ -499,6 +517,23 @@ static struct conn *conn_find(struct dl_client *c, const char *addr)
 	return NULL;
 }
 
+/* With TLS the server name is the host of the address, and the node must
+ * present a node certificate naming it. */
+static int conn_dial(struct dl_client *c, struct conn *cn)
+{
+	char url[TP_ADDR_MAX + 16];
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	int rv = tp_make_url(c->tls, cn->addr, url, sizeof(url)) == 0 ? 0 : NNG_EADDRINVAL;
+	if (rv == 0)
+		rv = nng_dialer_create(&d, cn->sock, url);
+	if (rv == 0 && c->tls != NULL)
+		rv = tp_tls_setup_dialer(c->tls, d, cn->addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	cn->dialer = d;
+	return rv;
+}
+
 /* The connection to `addr`, dialed in the background on first use. */
 static int conn_get(struct dl_client *c, const char *addr, struct conn **out, char *detail)
 {
@@ -521,7 +556,11 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 	cn->wq_head = cn->wq_tail = NO_SLOT;
 	snprintf(cn->addr, sizeof(cn->addr), "%s", addr);
 	char url[TP_ADDR_MAX + 16];
-	snprintf(url, sizeof(url), "tcp://%s", addr);
+	if (tp_make_url(c->tls, addr, url, sizeof(url)) != 0) {
+		free(cn);
+		detailf(detail, "not an address: '%s'", addr);
+		return DL_EINVAL;
+	}
 	int rv = nng_req0_open_raw(&cn->sock);
 	if (rv != 0) {
 		free(cn);
@@ -546,7 +585,8 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 		detailf(detail, "cannot start a receiver thread");
 		return DL_ENOMEM;
 	}
-	rv = nng_dial(cn->sock, url, NULL, NNG_FLAG_NONBLOCK);
+	rv = conn_dial(c, cn);
+	cn->down_since_ns = now_ns();
 	if (rv != 0) { /* a malformed address: rare enough to wait here */
 		atomic_store_explicit(&cn->rx_stop, true, memory_order_relaxed);
 		pthread_join(cn->rx, NULL);
@@ -953,20 +993,24 @@ static void fail_later(struct dl_client *c, struct op *op, int rc)
 /* Connection up or down (an nng thread). */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	(void)p;
 	struct conn *cn = arg;
 	struct dl_client *c = cn->c;
 	pthread_mutex_lock(&c->mu);
 	uint64_t now = now_ns();
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		cn->pipes++;
+		cn->pipe = p;
+		cn->down_since_ns = 0;
 		cn->up = true;
 		cn->failed = false;
 	} else if (ev == NNG_PIPE_EV_REM_POST && cn->pipes > 0) {
 		cn->pipes--;
+		if (nng_pipe_id(cn->pipe) == nng_pipe_id(p))
+			cn->pipe = (nng_pipe)NNG_PIPE_INITIALIZER;
 		if (cn->pipes == 0) {
 			cn->up = false;
 			cn->failed = true;
+			cn->down_since_ns = now;
 			hint_drop(c, cn->addr);
 		}
 	}
@@ -1098,6 +1142,37 @@ static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct co
 	return true;
 }
 
+/* TLS: a new dialer for each connection down for REDIAL_NS (see struct
+ * conn). Called and returns with mu held; drops it around nng's calls.
+ * Returns when to look again. */
+static uint64_t redial_down_conns(struct dl_client *c)
+{
+	uint64_t next = NO_WAKE, now = now_ns();
+	struct conn *redial[DL_CLIENT_MAX_CONNS];
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < c->n_conns; i++) {
+		struct conn *cn = c->conns[i];
+		if (cn->up || cn->down_since_ns == 0)
+			continue;
+		if (now - cn->down_since_ns >= REDIAL_NS) {
+			redial[n++] = cn;
+			cn->down_since_ns = now;
+		}
+		next = min_u64(next, cn->down_since_ns + REDIAL_NS);
+	}
+	if (n == 0)
+		return next;
+	/* Only this thread replaces dialers, and dl_client_close() joins it
+	 * before closing the sockets. */
+	pthread_mutex_unlock(&c->mu);
+	for (uint32_t i = 0; i < n; i++) {
+		nng_dialer_close(redial[i]->dialer);
+		(void)conn_dial(c, redial[i]);
+	}
+	pthread_mutex_lock(&c->mu);
+	return next;
+}
+
 static void *timer_main(void *arg)
 {
 	struct dl_client *c = arg;
@@ -1126,6 +1201,8 @@ static void *timer_main(void *arg)
 			next = min_u64(next, w);
 		}
 		next = min_u64(next, c->kick_min_ns);
+		if (c->tls != NULL)
+			next = min_u64(next, redial_down_conns(c));
 		if (c->closing)
 			break;
 		if (next <= now_ns())
@@ -1187,6 +1264,13 @@ int dl_client_open(const char *peers, const char *group, const struct dl_client_
 	int rc = resolve_opts(opts, &c->o, err);
 	if (rc == 0)
 		rc = open_peers(c, peers, group, err);
+	if (rc == 0 && c->o.tls_cert_file != NULL) {
+		rc = tp_tls_load(c->o.tls_cert_file, c->o.tls_key_file, c->o.tls_ca_file, false,
+				 &c->tls, err);
+		if (rc == DL_EIO)
+			rc = DL_ECONFIG; /* an unreadable file is a bad option here */
+	}
+	c->o.tls_cert_file = c->o.tls_key_file = c->o.tls_ca_file = NULL;
 	if (rc != 0)
 		goto err_free;
 	c->cap = c->o.max_inflight;
@@ -1220,6 +1304,7 @@ err_sync:
 err_free:
 	free(c->ops);
 	cfg_peers_free(&c->peers);
+	tp_tls_free(c->tls);
 	free(c);
 	return rc;
 }
@@ -1248,9 +1333,15 @@ void dl_client_close(struct dl_client *c)
 	 * a close left to finish in the background may still call pipe_cb(),
 	 * which uses the client: then the client is kept, not freed. */
 	bool keep = false;
-	for (uint32_t i = 0; i < n_conns; i++)
+	for (uint32_t i = 0; i < n_conns; i++) {
+		pthread_mutex_lock(&c->mu);
+		nng_pipe p = c->conns[i]->pipe;
+		pthread_mutex_unlock(&c->mu);
+		if (c->tls != NULL) /* see tp_close_bounded() */
+			tp_close_pipe_first(c->conns[i]->dialer, nng_pipe_id(p));
 		if (!tp_close_bounded(c->conns[i]->sock, "client", c))
 			keep = true;
+	}
 	tl_client = c;
 	pthread_mutex_lock(&c->mu);
 	for (uint32_t i = 0; i < c->cap; i++) {
@@ -1266,6 +1357,10 @@ void dl_client_close(struct dl_client *c)
 	}
 	pthread_mutex_unlock(&c->mu);
 	tl_client = NULL;
+	/* Only conn_get() uses it, and no conn is made while closing; the
+	 * dialers hold copies of what they need. */
+	tp_tls_free(c->tls);
+	c->tls = NULL;
 	if (keep)
 		return;
 	for (uint32_t i = 0; i < c->n_conns; i++)

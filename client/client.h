@@ -92,6 +92,15 @@ struct dl_client_opts {
 	size_t max_frame_bytes;      /* largest request or reply [TP_DEFAULT_MAX_FRAME_BYTES] */
 	bool retry_busy;             /* DL_EBUSY: back off and retry until the timeout
 					instead of failing at once [false] */
+	/* Mutual TLS (tls+tcp://) with this certificate, its key and the
+	 * cluster's CA, all three PEM files or none [plaintext]. Read and
+	 * checked by dl_client_open() (DL_ECONFIG naming the file); the nodes'
+	 * certificates must be node certificates (OU=dledger-node) naming the
+	 * host of their address. A client certificate may append, read and ask
+	 * for metadata (docs/OPERATIONS.md, "Securing a cluster"). */
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	const char *tls_ca_file;
 };
 
 /* One entry body to append. Borrowed: copied before the call returns. */

@@ -8,7 +8,8 @@
  *                  --store-base-dir /var/lib/dledger
  *
  * Exit status: 0 after a graceful stop, 1 when the node cannot start (address
- * in use, a damaged store), 2 for a bad configuration or bad flags.
+ * in use, a damaged store), 2 for a bad configuration or bad flags (a TLS
+ * file that cannot be read or does not check out included).
  *
  * Threads: main starts the node with every signal blocked (so every thread
  * the node starts inherits the mask) and then waits in sigwait(); the
@@ -24,6 +25,7 @@
 #include "control/control.h"
 #include "metrics/metrics.h"
 #include "runtime/runtime.h"
+#include "transport/transport.h"
 
 #ifndef DLEDGER_VERSION
 #define DLEDGER_VERSION "0.1.0"
@@ -76,6 +78,19 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* TLS files: read and checked before anything starts. */
+	struct tp_tls *tls = NULL;
+	if (cfg.node.tls_cert_file != NULL) {
+		rc = tp_tls_load(cfg.node.tls_cert_file, cfg.node.tls_key_file,
+				 cfg.node.tls_ca_file, true, &tls, &err);
+		if (rc != 0) {
+			fprintf(stderr, "dledger-actors: TLS (tlsCertFile, tlsKeyFile, tlsCaFile): "
+					"%s\n", err.msg[0] ? err.msg : dl_strerror(rc));
+			cfg_free(&cfg);
+			return 2;
+		}
+	}
+
 	/* The control socket's groups.yaml (run-time additions and removals)
 	 * on top of the configuration; refuses a socket a live node holds. */
 	struct ctl_server *ctl = NULL;
@@ -83,6 +98,7 @@ int main(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "dledger-actors: %s\n", err.msg[0] ? err.msg : dl_strerror(rc));
 		cfg_free(&cfg);
+		tp_tls_free(tls);
 		return rc == DL_ECONFIG ? 2 : 1;
 	}
 
@@ -92,12 +108,14 @@ int main(int argc, char **argv)
 			sizeof(nc.listen_addr));
 	if (cfg.node.max_frame_bytes != 0)
 		nc.max_frame_bytes = cfg.node.max_frame_bytes;
+	nc.tls = tls;
 	struct rt_node *node = NULL;
 	rc = rt_node_start(&nc, &node, &err);
 	if (rc != 0) {
 		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot start: %s", err.msg);
 		ctl_close(ctl);
 		cfg_free(&cfg);
+		tp_tls_free(tls);
 		return 1;
 	}
 	struct met_server *metrics = NULL;
@@ -108,6 +126,7 @@ int main(int argc, char **argv)
 			ctl_close(ctl);
 			rt_node_stop(node);
 			cfg_free(&cfg);
+			tp_tls_free(tls);
 			return 1;
 		}
 	}
@@ -150,5 +169,6 @@ int main(int argc, char **argv)
 	met_stop(metrics);
 	rt_node_stop(node);
 	cfg_free(&cfg);
+	tp_tls_free(tls);
 	return status;
 }

@@ -84,6 +84,7 @@ struct common {
 	const char *member;
 	uint32_t timeout_ms;
 	uint32_t max_hops;
+	const char *tls_cert, *tls_key, *tls_ca; /* all three or none */
 	bool json;
 	bool help;
 };
@@ -124,6 +125,9 @@ enum opt_id {
 	OPT_LINES,
 	OPT_BATCH,
 	OPT_INFLIGHT,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_CA,
 	OPT_HELP,
 };
 
@@ -136,6 +140,9 @@ static int common_opt(struct common *co, int id, const char *arg)
 	case OPT_GROUP: co->group = arg; return 1;
 	case OPT_MEMBER: co->member = arg; return 1;
 	case OPT_JSON: co->json = true; return 1;
+	case OPT_TLS_CERT: co->tls_cert = arg; return 1;
+	case OPT_TLS_KEY: co->tls_key = arg; return 1;
+	case OPT_TLS_CA: co->tls_ca = arg; return 1;
 	case OPT_HELP: co->help = true; return 1;
 	case OPT_TIMEOUT:
 		if (!parse_u32(arg, 1, 3600u * 1000u, &co->timeout_ms))
@@ -190,11 +197,19 @@ static int open_client(const struct common *co, const char *group, uint32_t infl
 	struct dl_client_opts o = {.timeout_ms = co->timeout_ms,
 				   .max_hops = co->max_hops,
 				   .max_inflight = inflight,
-				   .retry_busy = true};
+				   .retry_busy = true,
+				   .tls_cert_file = co->tls_cert,
+				   .tls_key_file = co->tls_key,
+				   .tls_ca_file = co->tls_ca};
+	if ((co->tls_cert || co->tls_key || co->tls_ca) &&
+	    !(co->tls_cert && co->tls_key && co->tls_ca))
+		return usage_error("--tls-cert, --tls-key and --tls-ca go together");
 	struct dl_errctx err = {{0}};
 	int rc = dl_client_open(co->peers, group, &o, c, &err);
+	/* A bad peers string, or a TLS file that cannot be read or does not
+	 * check out: the message names the member or the file. */
 	if (rc == DL_ECONFIG || rc == DL_EINVAL)
-		return usage_error("--peers: %s", err.msg);
+		return usage_error("%s%s", co->tls_cert != NULL ? "" : "--peers: ", err.msg);
 	if (rc != 0)
 		return op_error(rc, &err);
 	return 0;
@@ -203,7 +218,16 @@ static int open_client(const struct common *co, const char *group, uint32_t infl
 #define COMMON_OPTS                                                            \
 	{"peers", required_argument, NULL, OPT_PEERS},                         \
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},                   \
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},                     \
+	{"tls-ca", required_argument, NULL, OPT_TLS_CA},                       \
 	{"help", no_argument, NULL, OPT_HELP}
+
+#define TLS_USAGE                                                                        \
+	"  --tls-cert FILE  with --tls-key and --tls-ca: mutual TLS (tls+tcp://) with this\n" \
+	"                   client certificate (PEM; scripts/make-certs.sh makes one)\n"     \
+	"  --tls-key FILE   its private key (PEM)\n"                                          \
+	"  --tls-ca FILE    the cluster's CA certificate (PEM)\n"
 
 /* ---- append ---------------------------------------------------------------------- */
 
@@ -226,6 +250,7 @@ static const char append_usage[] =
 	"  --inflight N     stdin: at most N requests in flight (default 64)\n"
 	"  --timeout MS     per request, redirects and retries included (default 5000)\n"
 	"  --max-hops N     leader redirects followed per request (default 3)\n"
+	TLS_USAGE
 	"  --help           this text\n"
 	"\n"
 	"After a failed request no more input is read; what was already sent is\n"
@@ -612,6 +637,7 @@ static const char get_usage[] =
 	"                   leader, or any member that answers\n"
 	"  --lines          a newline after each body\n"
 	"  --timeout MS     per request (default 5000)\n"
+	TLS_USAGE
 	"  --help           this text\n"
 	"\n"
 	"Exit status: 0 all written, 1 an error (entry not committed, compacted, no such\n"
@@ -721,6 +747,7 @@ static const char metadata_usage[] =
 	"  --json           a JSON array of objects (with each member's view of the\n"
 	"                   others: role and match index) instead of a table\n"
 	"  --timeout MS     per request (default 5000)\n"
+	TLS_USAGE
 	"  --help           this text\n"
 	"\n"
 	"A node that does not answer is reported on stderr and the others are still\n"

@@ -42,6 +42,12 @@ static const struct flag flags[] = {
         {"--control-socket", 0, FL_KEY, "controlSocket"},
         {"--metrics-address", 0, FL_KEY, "metricsAddress"},
         {"--log-level", 0, FL_KEY, "logLevel"},
+        {"--tls-cert-file", 0, FL_KEY, "tlsCertFile"},
+        {"--tls-cert", 0, FL_KEY, "tlsCertFile"},
+        {"--tls-key-file", 0, FL_KEY, "tlsKeyFile"},
+        {"--tls-key", 0, FL_KEY, "tlsKeyFile"},
+        {"--tls-ca-file", 0, FL_KEY, "tlsCaFile"},
+        {"--tls-ca", 0, FL_KEY, "tlsCaFile"},
         {"--config", 'c', FL_CONFIG, NULL},
         {"--config-file", 0, FL_CONFIG, NULL},
         {"--set", 0, FL_SET, NULL},
@@ -65,6 +71,10 @@ static const char usage[] =
         "      --control-socket PATH    default <store-base-dir>/control.sock\n"
         "      --metrics-address H:P    serve metrics there (default off)\n"
         "      --log-level LEVEL        error, warn, info (default), debug\n"
+        "      --tls-cert-file FILE     this node's certificate: with the next two,\n"
+        "                               mutual TLS for every connection (alias --tls-cert)\n"
+        "      --tls-key-file FILE      its private key (alias --tls-key)\n"
+        "      --tls-ca-file FILE       the cluster's CA certificate (alias --tls-ca)\n"
         "      --set KEY=VALUE          any configuration key (docs/OPERATIONS.md)\n"
         "  -h, --help                   this text\n"
         "  -V, --version                the version\n";

@@ -53,6 +53,12 @@ const struct cfg_key cfg_keys[] = {
          GIB, "bytes"},
         {"logLevel", NULL, "--log-level", CFG_SC_NODE, CFG_K_LOGLEVEL, N_OFF(log_level), 0, 0,
          NULL},
+        {"tlsCertFile", NULL, "--tls-cert-file", CFG_SC_NODE, CFG_K_PATH, N_OFF(tls_cert_file), 0,
+         0, NULL},
+        {"tlsKeyFile", NULL, "--tls-key-file", CFG_SC_NODE, CFG_K_PATH, N_OFF(tls_key_file), 0, 0,
+         NULL},
+        {"tlsCaFile", NULL, "--tls-ca-file", CFG_SC_NODE, CFG_K_PATH, N_OFF(tls_ca_file), 0, 0,
+         NULL},
         {"storeType", NULL, "--store-type", CFG_SC_BOTH, CFG_K_STORE, O_OFF(store_type), 0, 0,
          NULL},
         {"mappedFileSizeForEntryData", NULL, NULL, CFG_SC_BOTH, CFG_K_BYTES,
@@ -725,6 +731,25 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 			return dl_errf(err, DL_ENOMEM, "out of memory");
 		snprintf(n->control_socket, len, "%s/control.sock", n->store_base_dir);
 	}
+	/* TLS: all three files or none (docs/OPERATIONS.md, "Securing a
+	 * cluster"); the files themselves are read when the node starts. */
+	const char *tls_set = n->tls_cert_file ? "tlsCertFile"
+	                      : n->tls_key_file ? "tlsKeyFile"
+	                      : n->tls_ca_file  ? "tlsCaFile"
+	                                        : NULL;
+	const char *tls_missing = !n->tls_cert_file ? "tlsCertFile"
+	                          : !n->tls_key_file ? "tlsKeyFile"
+	                          : !n->tls_ca_file  ? "tlsCaFile"
+	                                             : NULL;
+	if (tls_set != NULL && tls_missing != NULL) {
+		size_t ki;
+		const struct cfg_key *k = cfg_key_find(tls_set, &ki);
+		struct cfg_loc loc = {flags ? NULL : c->source, nl ? nl->key[ki] : 0, flags};
+		return cfg_key_err(err, &loc, k,
+		                   "TLS needs tlsCertFile, tlsKeyFile and tlsCaFile together; %s is "
+		                   "missing",
+		                   tls_missing);
+	}
 	free(n->self_host);
 	n->self_host = NULL;
 	n->self_port = 0;
@@ -888,6 +913,9 @@ void cfg_free(struct cfg *c)
 	free(c->node.store_base_dir);
 	free(c->node.control_socket);
 	free(c->node.metrics_address);
+	free(c->node.tls_cert_file);
+	free(c->node.tls_key_file);
+	free(c->node.tls_ca_file);
 	free(c->node.self_host);
 	cfg_opts_free(&c->node.defaults);
 	memset(c, 0, sizeof(*c));

@@ -128,6 +128,10 @@ struct cfg_node {
 	bool leader_balance;            /* leaderBalance */
 	uint32_t max_frame_bytes;       /* maxFrameBytes */
 	enum cfg_log_level log_level;   /* logLevel */
+	/* Mutual TLS: all three or none (checked); NULL: plaintext. */
+	char *tls_cert_file;            /* tlsCertFile: this node's certificate (PEM) */
+	char *tls_key_file;             /* tlsKeyFile: its private key (PEM, unencrypted) */
+	char *tls_ca_file;              /* tlsCaFile: the cluster's CA (PEM, optional CRLs) */
 	struct cfg_group_opts defaults; /* the top-level per-group keys */
 	/* This node's address, the same in every group (checked): where the
 	 * node endpoint listens. NULL/0 when there is no group. */
@@ -161,7 +165,9 @@ int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *o
 /* DLedger's command line: --group/-g, --id/-i, --peers/-p,
  * --store-base-dir/-s (alias --store-dir), --preferred-leader-id,
  * --store-type, --flush-mode, --control-socket, --metrics-address,
- * --log-level, or --config/-c FILE (alias --config-file) alone, which loads
+ * --log-level, --tls-cert-file, --tls-key-file, --tls-ca-file (aliases
+ * --tls-cert, --tls-key, --tls-ca), or --config/-c FILE (alias
+ * --config-file) alone, which loads
  * the file. Values as "--flag VALUE" or "--flag=VALUE". argv[0] is skipped.
  * Returns DL_OK, DL_ECONFIG, CFG_HELP (--help/-h), CFG_VERSION (--version),
  * or what cfg_load_file() returns; `*out` as for cfg_load_file(). */

@@ -203,8 +203,8 @@ static void *balance_main(void *arg)
 	return NULL;
 }
 
-int ctl_balance_start(struct rt_node *n, const char *self_addr, uint32_t period_ms,
-		      struct ctl_balancer **out, struct dl_errctx *err)
+int ctl_balance_start(struct rt_node *n, const struct cfg_node *node, const char *self_addr,
+		      uint32_t period_ms, struct ctl_balancer **out, struct dl_errctx *err)
 {
 	DL_ASSERT(n != NULL && self_addr != NULL && out != NULL && period_ms > 0);
 	*out = NULL;
@@ -225,7 +225,11 @@ int ctl_balance_start(struct rt_node *n, const char *self_addr, uint32_t period_
 	pthread_condattr_destroy(&ca);
 	char peers[CFG_ADDR_STR_MAX + 8];
 	snprintf(peers, sizeof(peers), "self-%s", self_addr);
-	struct dl_client_opts o = {.timeout_ms = BAL_RPC_MS, .connect_timeout_ms = BAL_RPC_MS / 2};
+	struct dl_client_opts o = {.timeout_ms = BAL_RPC_MS,
+				   .connect_timeout_ms = BAL_RPC_MS / 2,
+				   .tls_cert_file = node->tls_cert_file,
+				   .tls_key_file = node->tls_key_file,
+				   .tls_ca_file = node->tls_ca_file};
 	int rc = dl_client_open(peers, NULL, &o, &b->cl, err);
 	if (rc == DL_OK && pthread_create(&b->thread, NULL, balance_main, b) != 0)
 		rc = dl_errf(err, DL_ENOMEM, "leader balance: cannot start its thread");

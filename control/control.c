@@ -279,8 +279,8 @@ int ctl_start(struct ctl_server *s, struct rt_node *n, struct dl_errctx *err)
 		cfg_format_addr(s->cfg->node.self_host, s->cfg->node.self_port, addr, sizeof(addr));
 		/* A round every 5 heartbeats of the node defaults, at least 500 ms. */
 		uint32_t period_ms = 5 * s->cfg->node.defaults.heart_beat_time_interval_ms;
-		int rc = ctl_balance_start(n, addr, period_ms < 500 ? 500 : period_ms, &s->balancer,
-					   err);
+		int rc = ctl_balance_start(n, &s->cfg->node, addr, period_ms < 500 ? 500 : period_ms,
+					   &s->balancer, err);
 		if (rc != DL_OK)
 			return rc;
 	}

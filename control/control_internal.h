@@ -125,9 +125,11 @@ char *ctl_reload_text(const char *source, const struct ctl_reload *r);
 /* Leader balance (balance.c): a thread that moves leaderships of groups
  * without a preferred leader from this node to the least-loaded node. */
 struct ctl_balancer;
-/* `self_addr` is this node's "host:port"; `period_ms` between rounds. */
-int ctl_balance_start(struct rt_node *n, const char *self_addr, uint32_t period_ms,
-		      struct ctl_balancer **out, struct dl_errctx *err);
+/* `self_addr` is this node's "host:port"; `period_ms` between rounds; `node`
+ * gives the TLS files (the balancer asks the other nodes with this node's
+ * certificate). */
+int ctl_balance_start(struct rt_node *n, const struct cfg_node *node, const char *self_addr,
+		      uint32_t period_ms, struct ctl_balancer **out, struct dl_errctx *err);
 /* Stops and joins the thread, frees. NULL-safe. */
 void ctl_balance_stop(struct ctl_balancer *b);
 

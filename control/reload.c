@@ -128,6 +128,12 @@ static int node_diff(const struct cfg_node *a, const struct cfg_node *b, struct 
 		rc = strs_add(out, "leaderBalance");
 	if (rc == DL_OK && a->max_frame_bytes != b->max_frame_bytes)
 		rc = strs_add(out, "maxFrameBytes");
+	if (rc == DL_OK && str_differs(a->tls_cert_file, b->tls_cert_file))
+		rc = strs_add(out, "tlsCertFile");
+	if (rc == DL_OK && str_differs(a->tls_key_file, b->tls_key_file))
+		rc = strs_add(out, "tlsKeyFile");
+	if (rc == DL_OK && str_differs(a->tls_ca_file, b->tls_ca_file))
+		rc = strs_add(out, "tlsCaFile");
 	if (rc == DL_OK && a->log_level != b->log_level) {
 		/* The one node-wide key that can change live. */
 		static const enum dl_log_level map[] = {

@@ -26,6 +26,7 @@
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
 #include "common/dl_mem.h"
+#include "transport/transport.h"
 
 struct met_server {
 	pthread_mutex_t mu;
@@ -280,6 +281,32 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	put_one(b, "dledger_not_member_messages_total", "counter",
 	        "Peer messages refused because their sender is not a member of the group.",
 	        ns.not_member);
+	put_one(b, "dledger_not_node_messages_total", "counter",
+	        "Peer messages refused because their connection's certificate is not a node "
+	        "certificate (TLS).",
+	        ns.not_node);
+	family(b, "dledger_tls_connections", "gauge",
+	       "Inbound TLS connections open now, by the role of their certificate.");
+	put(b, "dledger_tls_connections{role=\"node\"} %" PRIu64 "\n", ns.tls_conns_node);
+	put(b, "dledger_tls_connections{role=\"client\"} %" PRIu64 "\n", ns.tls_conns_client);
+	put_one(b, "dledger_tls_connections_refused_total", "counter",
+	        "Inbound TLS connections closed at once (not verified, or too many open).",
+	        ns.tls_conns_refused);
+	put_one(b, "dledger_tls_listener_restarts_total", "counter",
+	        "Times the TLS listener was reopened because nng had stopped taking connections.",
+	        ns.tls_listener_restarts);
+	put_one(b, "dledger_tls_dialer_restarts_total", "counter",
+	        "New dialers given to peers without a connection for 2 s (TLS).",
+	        ns.tls_dialer_restarts);
+	struct tp_tls_stats ts;
+	tp_tls_stats(&ts);
+	put_one(b, "dledger_tls_handshakes_total", "counter", "TLS handshakes completed.",
+	        ts.handshakes);
+	family(b, "dledger_tls_handshake_failures_total", "counter",
+	       "TLS handshakes that failed, by reason (each also logged).");
+	for (int i = 0; i < TP_TLS_FAIL_COUNT; i++)
+		put(b, "dledger_tls_handshake_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+		    tp_tls_fail_name((enum tp_tls_fail)i), ts.failures[i]);
 	put_one(b, "dledger_dropped_sends_total", "counter",
 	        "Sends dropped (peer queue full or send timed out).", ns.dropped_sends);
 	put_one(b, "dledger_rejected_messages_total", "counter",

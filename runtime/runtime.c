@@ -180,6 +180,8 @@ struct rt_node {
 	_Atomic uint32_t router_in;
 	_Atomic uint64_t router_epoch;
 	_Atomic uint64_t not_member; /* peer messages from a non-member, refused */
+	_Atomic uint64_t not_node;   /* peer messages from a connection that is not a node's */
+	struct rt_ratelog not_node_log; /* the router's alone */
 	_Atomic bool closing;
 	/* Where this node's tick grid starts: random, so that two nodes on one
 	 * machine (one CLOCK_MONOTONIC) do not tick at the same instants. */
@@ -1872,6 +1874,25 @@ static int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 	atomic_store_explicit(&n->router_in, 1, memory_order_seq_cst);
 	const struct rt_table *t = atomic_load_explicit(&n->table, memory_order_seq_cst);
 	int rc = 0;
+	/* Peer messages (Raft's, and the repair ones) only over connections
+	 * whose certificate is a node's (with TLS; without it every
+	 * connection counts as a node's): a client certificate may append,
+	 * read and ask for metadata, never speak Raft. */
+	if (h->type <= TP_PEER_MAX && tp_frame_role(f) != TP_ROLE_NODE) {
+		atomic_fetch_add_explicit(&n->not_node, 1, memory_order_relaxed);
+		if (rt_log_due(&n->not_node_log, tp_frame_pipe(f), mb_now_ns())) {
+			char more[80];
+			dl_log(DL_LOG_WARN, NULL, NULL,
+			       "refused peer message '%s' for %s/%s sent as '%s': its "
+			       "connection's certificate is a %s certificate, not a node "
+			       "certificate (OU=%s)%s",
+			       tp_type_name(h->type), h->group, h->target, h->sender,
+			       tp_role_name(tp_frame_role(f)), TP_TLS_NODE_OU,
+			       rt_log_skipped(&n->not_node_log, "such messages", more, sizeof(more)));
+		}
+		rc = DL_EPROTO;
+		goto out;
+	}
 	if (h->type == TP_METADATA && h->group[0] == '\0') {
 		rc = node_metadata(n, t, f, h);
 		goto out;
@@ -1928,6 +1949,14 @@ static void on_conn(void *arg, const char *addr, bool outbound, bool up)
 
 /* ---- node ------------------------------------------------------------------------------------ */
 
+/* "127.x.y.z:port", "[::1]:port" or "localhost:port": only this machine can
+ * connect. */
+static bool addr_is_loopback(const char *addr)
+{
+	return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]:", 6) == 0 ||
+	       strncmp(addr, "localhost:", 10) == 0;
+}
+
 int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct dl_errctx *err)
 {
 	*out = NULL;
@@ -1953,13 +1982,27 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 	tp_config_defaults(&tc);
 	tc.listen_addr = nc->listen_addr;
 	tc.max_frame_bytes = nc->max_frame_bytes;
+	tc.tls = nc->tls;
 	tc.deliver = deliver;
 	tc.on_conn = on_conn;
 	tc.arg = n;
 	rc = tp_endpoint_open(&tc, &n->ep, err);
 	if (rc != 0)
 		goto err_flusher;
-	dl_log(DL_LOG_INFO, NULL, NULL, "node listening on %s", nc->listen_addr);
+	if (nc->tls != NULL) {
+		dl_log(DL_LOG_INFO, NULL, NULL,
+		       "node listening on %s with mutual TLS (certificate %s); Raft only from "
+		       "node certificates (OU=%s)",
+		       nc->listen_addr, tp_tls_subject(nc->tls), TP_TLS_NODE_OU);
+	} else {
+		dl_log(DL_LOG_INFO, NULL, NULL, "node listening on %s", nc->listen_addr);
+		if (!addr_is_loopback(nc->listen_addr))
+			dl_log(DL_LOG_WARN, NULL, NULL,
+			       "listening on %s without TLS: anyone who can reach this address can "
+			       "send Raft messages and client requests; set tlsCertFile, tlsKeyFile "
+			       "and tlsCaFile (docs/OPERATIONS.md, \"Securing a cluster\")",
+			       nc->listen_addr);
+	}
 	*out = n;
 	return 0;
 
@@ -2057,11 +2100,13 @@ void rt_node_stop(struct rt_node *n)
 	rt_node_stats(n, &st);
 	dl_log(DL_LOG_INFO, NULL, NULL,
 	       "node stopping: frames in %llu out %llu, messages in %llu out %llu, decode errors "
-	       "%llu, unknown group or member %llu, rejected %llu, dropped sends %llu",
+	       "%llu, unknown group or member %llu, rejected %llu, dropped sends %llu, not a "
+	       "member %llu, not a node %llu",
 	       (unsigned long long)st.frames_in, (unsigned long long)st.frames_out,
 	       (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
 	       (unsigned long long)st.decode_errors, (unsigned long long)st.unknown_target,
-	       (unsigned long long)st.rejected, (unsigned long long)st.dropped_sends);
+	       (unsigned long long)st.rejected, (unsigned long long)st.dropped_sends,
+	       (unsigned long long)st.not_member, (unsigned long long)st.not_node);
 	tp_endpoint_quiesce(n->ep);
 	pthread_mutex_lock(&n->mu);
 	struct rt_table *t = atomic_exchange_explicit(&n->table, NULL, memory_order_seq_cst);
@@ -2156,6 +2201,12 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	st->dropped_sends = ts.dropped_sends;
 	st->rejected = ts.rejected;
 	st->not_member = atomic_load_explicit(&n->not_member, memory_order_relaxed);
+	st->not_node = atomic_load_explicit(&n->not_node, memory_order_relaxed);
+	st->tls_conns_node = ts.conns_node;
+	st->tls_conns_client = ts.conns_client;
+	st->tls_conns_refused = ts.conns_refused;
+	st->tls_listener_restarts = ts.listener_restarts;
+	st->tls_dialer_restarts = ts.dialer_restarts;
 	struct sto_flusher_stats fs;
 	sto_flusher_get_stats(n->flusher, &fs);
 	st->flush_passes = fs.passes;

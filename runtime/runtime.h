@@ -68,10 +68,15 @@ struct rt_member_config {
 /* Defaults for everything but names, peers and store.base_dir. */
 void rt_member_config_defaults(struct rt_member_config *mc);
 
+struct tp_tls; /* transport/transport.h */
+
 struct rt_node_config {
 	char listen_addr[TP_ADDR_MAX + 1];
 	size_t max_frame_bytes;
 	size_t stack_bytes; /* per actor thread */
+	/* Mutual TLS for every connection (tp_tls_load() with a node
+	 * certificate; borrowed, must outlive the node); NULL: plaintext. */
+	const struct tp_tls *tls;
 };
 void rt_node_config_defaults(struct rt_node_config *nc);
 
@@ -151,6 +156,14 @@ struct rt_node_stats {
 	uint64_t frames_in, msgs_in, frames_out, msgs_out, bytes_in, bytes_out;
 	uint64_t decode_errors, unknown_target, dropped_sends, rejected;
 	uint64_t not_member; /* peer messages whose sender is not a member of the group */
+	/* peer messages refused because their connection's certificate is not a
+	 * node's (TLS; docs/OPERATIONS.md, "Securing a cluster") */
+	uint64_t not_node;
+	/* TLS: inbound connections up now by role, and those closed at once */
+	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
+	/* TLS: listener reopened / peers redialed after nng 1.5.2 ended their
+	 * loops (transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
+	uint64_t tls_listener_restarts, tls_dialer_restarts;
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);

@@ -10,8 +10,14 @@
  *    peer's `mu`; the sender thread owns a frame once it popped it.
  *  - struct tp_frame: immutable after the router built it; freed by the last
  *    tp_frame_release() (refs is atomic, acq_rel on the final drop).
+ *  - the role table (TLS only: inbound pipe id -> role), guarded by
+ *    roles_mu: filled by nng's ADD_PRE pipe callback, before the pipe
+ *    delivers anything, emptied by REM_POST, read by the router per frame.
  */
 #include "transport/transport.h"
+
+#include "common/dl_log.h"
+#include "transport/tls_internal.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -28,6 +34,15 @@
 struct tp_frame {
 	_Atomic uint32_t refs;
 	nng_msg *msg;
+	enum tp_role role;
+};
+
+/* Open addressing, linear probing; at most half full. */
+#define ROLE_SLOTS (2u * TP_MAX_TLS_CONNS)
+_Static_assert((ROLE_SLOTS & (ROLE_SLOTS - 1)) == 0, "a power of two");
+struct role_slot {
+	uint32_t pipe; /* 0: free (nng never gives pipe id 0) */
+	uint8_t role;
 };
 
 struct sealed {
@@ -42,6 +57,9 @@ struct tp_peer {
 	char addr[TP_ADDR_MAX + 1];
 	char url[TP_ADDR_MAX + 16];
 	nng_socket sock;
+	nng_dialer dialer;     /* replaced by the TLS watchdog (under ep->peers_mu) */
+	uint64_t down_since_ns; /* the watchdog's: when it first saw no connection (0: up) */
+	_Atomic uint32_t pipe; /* the connection up (nng pipe id; 0: none) */
 	pthread_t thread;
 	bool thread_started;
 	uint32_t refs; /* guarded by ep->peers_mu */
@@ -72,10 +90,28 @@ struct tp_endpoint {
 	pthread_mutex_t peers_mu;
 	struct tp_peer *peers;
 
+	pthread_mutex_t roles_mu;
+	struct role_slot *roles; /* ROLE_SLOTS; NULL without TLS */
+	uint32_t n_roles;
+	bool closing_inbound; /* new connections are closed at once (restart, close) */
+	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
+
+	/* The TLS watchdog (see "nng 1.5.2's accept and dial loops"). */
+	char url[TP_ADDR_MAX + 16];
+	nng_listener listener; /* the watchdog's once started */
+	_Atomic uint64_t accepted; /* inbound connections that reached ADD_PRE */
+	_Atomic uint64_t listener_restarts, dialer_restarts;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
+	bool watch_stop;
+	bool watch_started;
+	pthread_t watch;
+
 	_Atomic uint64_t frames_in, msgs_in, bytes_in;
 	_Atomic uint64_t frames_out, msgs_out, bytes_out;
 	_Atomic uint64_t decode_errors, unknown_target, rejected, dropped_sends;
 	_Atomic uint64_t peers_connected;
+	_Atomic uint64_t conns_node, conns_client, conns_refused;
 };
 
 static void count(_Atomic uint64_t *c, uint64_t n)
@@ -93,14 +129,66 @@ void tp_config_defaults(struct tp_config *cfg)
 	cfg->reconnect_max_ms = 1000;
 }
 
-/* "host:port" -> "tcp://host:port"; rejects what cannot be an address. */
-static int make_url(const char *addr, char *url, size_t cap)
+/* ---- roles of inbound connections (TLS) ---------------------------------------- */
+
+static uint32_t role_home(uint32_t pipe) { return (pipe * 0x9e3779b1u) & (ROLE_SLOTS - 1); }
+
+static enum tp_role roles_get(struct tp_endpoint *ep, uint32_t pipe)
 {
-	size_t n = strlen(addr);
-	if (n == 0 || n > TP_ADDR_MAX || strchr(addr, ':') == NULL || strchr(addr, '/') != NULL)
-		return DL_EINVAL;
-	int w = snprintf(url, cap, "tcp://%s", addr);
-	return w > 0 && (size_t)w < cap ? 0 : DL_EINVAL;
+	enum tp_role r = TP_ROLE_NONE;
+	pthread_mutex_lock(&ep->roles_mu);
+	for (uint32_t i = role_home(pipe); ep->roles[i].pipe != 0; i = (i + 1) & (ROLE_SLOTS - 1))
+		if (ep->roles[i].pipe == pipe) {
+			r = (enum tp_role)ep->roles[i].role;
+			break;
+		}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return r;
+}
+
+/* 1: recorded; 0: the table is full; -1: closing_inbound. */
+static int roles_put(struct tp_endpoint *ep, uint32_t pipe, enum tp_role role)
+{
+	pthread_mutex_lock(&ep->roles_mu);
+	int ok = ep->closing_inbound ? -1 : ep->n_roles < TP_MAX_TLS_CONNS;
+	if (ok == 1) {
+		uint32_t i = role_home(pipe);
+		while (ep->roles[i].pipe != 0)
+			i = (i + 1) & (ROLE_SLOTS - 1);
+		ep->roles[i].pipe = pipe;
+		ep->roles[i].role = (uint8_t)role;
+		ep->n_roles++;
+	}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return ok;
+}
+
+/* Removes the pipe's entry (backward-shift deletion keeps every probe
+ * chain whole); returns the role it had, TP_ROLE_NONE if none. */
+static enum tp_role roles_del(struct tp_endpoint *ep, uint32_t pipe)
+{
+	enum tp_role r = TP_ROLE_NONE;
+	const uint32_t mask = ROLE_SLOTS - 1;
+	pthread_mutex_lock(&ep->roles_mu);
+	uint32_t i = role_home(pipe);
+	while (ep->roles[i].pipe != 0 && ep->roles[i].pipe != pipe)
+		i = (i + 1) & mask;
+	if (ep->roles[i].pipe == pipe) {
+		r = (enum tp_role)ep->roles[i].role;
+		ep->n_roles--;
+		uint32_t hole = i;
+		for (uint32_t j = (i + 1) & mask; ep->roles[j].pipe != 0; j = (j + 1) & mask) {
+			/* An entry moves into the hole if its home is not in (hole, j]. */
+			uint32_t home = role_home(ep->roles[j].pipe);
+			if (((j - home) & mask) >= ((j - hole) & mask)) {
+				ep->roles[hole] = ep->roles[j];
+				hole = j;
+			}
+		}
+		ep->roles[hole].pipe = 0;
+	}
+	pthread_mutex_unlock(&ep->roles_mu);
+	return r;
 }
 
 /* ---- closing sockets ----------------------------------------------------------
@@ -207,6 +295,8 @@ uint32_t tp_frame_pipe(const struct tp_frame *f)
 	return nng_pipe_id(nng_msg_get_pipe(f->msg));
 }
 
+enum tp_role tp_frame_role(const struct tp_frame *f) { return f->role; }
+
 /* ---- router ----------------------------------------------------------------- */
 
 static void reply_error(struct tp_endpoint *ep, const struct tp_frame *f, const struct tp_hdr *h,
@@ -298,6 +388,8 @@ static void router_cb(void *arg)
 		} else {
 			atomic_init(&f->refs, 1);
 			f->msg = msg;
+			f->role = ep->roles == NULL ? TP_ROLE_NODE
+						    : roles_get(ep, tp_frame_pipe(f));
 			pthread_mutex_lock(&ep->deliver_mu);
 			if (!ep->paused)
 				route_frame(ep, f);
@@ -369,15 +461,349 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg, bool outbound, con
 		ep->cfg.on_conn(ep->cfg.arg, addr, outbound, up);
 }
 
+/* TLS: an inbound connection was verified (the handshake is done) and is
+ * about to deliver. Record its role, or close it: not verified (cannot
+ * happen with auth mode REQUIRED, but a pipe without a role must not
+ * speak), or too many connections. */
+static void tls_pipe_added(struct tp_endpoint *ep, nng_pipe p)
+{
+	count(&ep->accepted, 1);
+	enum tp_role role = tp_tls_pipe_role(p);
+	char why[96] = "";
+	int put = role == TP_ROLE_NONE ? 0 : roles_put(ep, nng_pipe_id(p), role);
+	if (put < 0) {
+		nng_pipe_close(p); /* the listener is closing: no log, no count */
+		return;
+	}
+	if (role == TP_ROLE_NONE)
+		snprintf(why, sizeof(why), "its certificate was not verified");
+	else if (put == 0)
+		snprintf(why, sizeof(why), "too many TLS connections open (at most %d)",
+			 TP_MAX_TLS_CONNS);
+	if (why[0] == '\0') {
+		count(role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
+		return;
+	}
+	count(&ep->conns_refused, 1);
+	nng_pipe_close(p);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t last = atomic_load_explicit(&ep->refused_log_ns, memory_order_relaxed);
+	if ((last == 0 || now - last >= 1000000000ull) &&
+	    atomic_compare_exchange_strong(&ep->refused_log_ns, &last, now))
+		dl_log(DL_LOG_WARN, NULL, NULL, "inbound connection closed: %s", why);
+}
+
 static void inbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
+	struct tp_endpoint *ep = arg;
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		tls_pipe_added(ep, p);
+		return;
+	}
+	if (ev == NNG_PIPE_EV_REM_POST && ep->roles != NULL) {
+		enum tp_role r = roles_del(ep, nng_pipe_id(p));
+		if (r != TP_ROLE_NONE)
+			atomic_fetch_sub_explicit(r == TP_ROLE_NODE ? &ep->conns_node
+								 : &ep->conns_client,
+						  1, memory_order_relaxed);
+	}
 	pipe_event(p, ev, arg, false, NULL);
 }
 
 static void outbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct tp_peer *peer = arg;
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_store(&peer->pipe, nng_pipe_id(p));
+	} else {
+		uint32_t id = nng_pipe_id(p);
+		atomic_compare_exchange_strong(&peer->pipe, &id, 0);
+	}
 	pipe_event(p, ev, peer->ep, true, peer->addr);
+}
+
+/* Closes a pipe by id (protocol first, then transport; tp_close_bounded). */
+static void close_pipe_id(uint32_t id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	p.id = id;
+	nng_pipe_close(p);
+}
+
+void tp_close_pipe_first(nng_dialer d, uint32_t pipe)
+{
+	if (nng_dialer_id(d) > 0)
+		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 3600 * 1000);
+	if (pipe != 0)
+		close_pipe_id(pipe);
+}
+
+/* TLS: every inbound connection, before the listener (or the socket)
+ * closes, pipe by pipe (see tp_close_bounded), and from here on every new
+ * one at once: nng closes what is left transport first, so no connection
+ * of the socket's may be open then. Until reopen_inbound(). */
+static void close_inbound_pipes(struct tp_endpoint *ep)
+{
+	if (ep->roles == NULL)
+		return;
+	uint32_t *ids = malloc(TP_MAX_TLS_CONNS * sizeof(*ids)), n = 0;
+	pthread_mutex_lock(&ep->roles_mu);
+	ep->closing_inbound = true;
+	if (ids == NULL) {
+		pthread_mutex_unlock(&ep->roles_mu);
+		return;
+	}
+	for (uint32_t i = 0; i < ROLE_SLOTS && n < TP_MAX_TLS_CONNS; i++)
+		if (ep->roles[i].pipe != 0)
+			ids[n++] = ep->roles[i].pipe;
+	pthread_mutex_unlock(&ep->roles_mu);
+	for (uint32_t i = 0; i < n; i++)
+		close_pipe_id(ids[i]); /* REM_POST (roles_mu) runs later, on nng's reaper */
+	free(ids);
+}
+
+/* ---- nng 1.5.2's accept and dial loops (TLS) -----------------------------------
+ *
+ * nng 1.5.2 can end a listener's accept loop for good: when a connection
+ * closes while its TLS handshake or SP negotiation is under way, nng's TLS
+ * layer may fail the negotiation with NNG_ECLOSED (a send completing after
+ * it closed the TCP stream), which the negotiation hands to the socket's
+ * pending accept, and nng's listener takes NNG_ECLOSED as "the listener was
+ * closed": it stops accepting. TLS handshakes still complete below it, but no
+ * connection reaches the socket again, peers' and clients' alike. (Seen here
+ * within a few hundred dledger-ctl runs; nng 1.8 maps that error to
+ * NNG_ECONNSHUT.) A dialer's redial loop ends the same way. Anyone who can
+ * open a TCP connection can cause it. So with TLS a watchdog thread:
+ *  - when TLS handshakes completed as a server in the last tick (our
+ *    engine counts them, process-wide, less those of these probes) but no
+ *    connection reached the socket, or none did for WATCH_IDLE_MS, dials
+ *    this node itself with its own certificate; if that connection comes up
+ *    on its side (the handshake and negotiation work) but neither it nor
+ *    any other connection reaches the socket within PROBE_GRACE_MS, and a
+ *    second probe right after finds the same, the accept loop is dead: the listener is closed (its
+ *    connections first, pipe by pipe: tp_close_bounded) and opened again,
+ *    logged and counted. Twice and over two seconds, because a restart
+ *    drops every connection, and a node that is merely slow (a storm of
+ *    handshakes on a busy machine) must not be mistaken for a dead one;
+ *  - gives a peer that has had no connection for REDIAL_AFTER_MS a new
+ *    dialer (a dialer that ended its loop never connects again). Not
+ *    sooner: closing a dialer whose handshake is under way is itself what
+ *    can end the other side's accept loop. */
+#define WATCH_TICK_MS   1000
+#define WATCH_IDLE_MS   10000
+#define PROBE_WAIT_MS   2000 /* for the probe to come up at all */
+#define PROBE_GRACE_MS  1000 /* once up on its side, for it to reach the socket */
+#define REDIAL_AFTER_MS 5000
+
+/* Server handshakes of the probes (process-wide, as the engine's count). */
+static _Atomic uint64_t probe_handshakes;
+
+static uint64_t other_server_handshakes(void)
+{
+	struct tp_tls_stats st;
+	tp_tls_stats(&st);
+	return st.server_handshakes - atomic_load(&probe_handshakes);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits on watch_cv until `ns` from now or a stop; true when stopping. */
+static bool watch_sleep(struct tp_endpoint *ep, uint64_t ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ns;
+	ts.tv_sec = (time_t)(at / 1000000000ull);
+	ts.tv_nsec = (long)(at % 1000000000ull);
+	pthread_mutex_lock(&ep->watch_mu);
+	while (!ep->watch_stop && pthread_cond_timedwait(&ep->watch_cv, &ep->watch_mu, &ts) == 0)
+		;
+	bool stop = ep->watch_stop;
+	pthread_mutex_unlock(&ep->watch_mu);
+	return stop;
+}
+
+static int listener_open(struct tp_endpoint *ep, nng_listener *out)
+{
+	nng_listener l;
+	int rv = nng_listener_create(&l, ep->sock, ep->url);
+	if (rv == 0 && ep->cfg.tls != NULL)
+		rv = tp_tls_setup_listener(ep->cfg.tls, l);
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
+	if (rv != 0) {
+		if (nng_listener_id(l) > 0)
+			nng_listener_close(l);
+		return rv;
+	}
+	*out = l;
+	return 0;
+}
+
+static void probe_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)ev;
+	atomic_store((_Atomic uint32_t *)arg, nng_pipe_id(p));
+}
+
+/* Dials this node with its own certificate. 1: the connection reached the
+ * socket (or another one did meanwhile); 0: it came up on the dialing side
+ * but never reached the socket (the accept loop is dead); -1: it did not
+ * come up at all (nothing learnt); -2: its socket did not close in time
+ * (nng's reaper is stuck: probing on would only pile up threads). */
+static int probe_listener(struct tp_endpoint *ep)
+{
+	uint64_t before = atomic_load(&ep->accepted);
+	/* On the heap: should the close not finish (tp_close_bounded), nng's
+	 * pipe callback may still write it. */
+	_Atomic uint32_t *pipe = calloc(1, sizeof(*pipe));
+	if (pipe == NULL)
+		return -1;
+	/* A wildcard address is dialed on loopback; the certificate's names
+	 * are not checked (it is our own). */
+	char url[TP_ADDR_MAX + 16];
+	const char *port = strrchr(ep->listen_addr, ':');
+	if (strncmp(ep->listen_addr, "0.0.0.0:", 8) == 0)
+		snprintf(url, sizeof(url), "tls+tcp://127.0.0.1%s", port);
+	else if (strncmp(ep->listen_addr, "[::]:", 5) == 0)
+		snprintf(url, sizeof(url), "tls+tcp://[::1]%s", port);
+	else
+		snprintf(url, sizeof(url), "%s", ep->url);
+	nng_socket s;
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	if (nng_req0_open_raw(&s) != 0) {
+		free(pipe);
+		return -1;
+	}
+	nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, probe_pipe_cb, (void *)pipe);
+	int result = -1;
+	if (nng_dialer_create(&d, s, url) == 0 && tp_tls_setup_dialer_self(ep->cfg.tls, d) == 0 &&
+	    nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0) {
+		uint64_t end = mono_ns() + PROBE_WAIT_MS * 1000000ull, up_at = 0;
+		while (atomic_load(&ep->accepted) == before && mono_ns() < end) {
+			if (up_at == 0 && atomic_load(pipe) != 0) {
+				up_at = mono_ns();
+				count(&probe_handshakes, 1);
+				end = up_at + PROBE_GRACE_MS * 1000000ull;
+			}
+			if (watch_sleep(ep, 10 * 1000000ull))
+				break;
+		}
+		result = atomic_load(&ep->accepted) != before ? 1 : atomic_load(pipe) != 0 ? 0 : -1;
+		if (up_at == 0 && atomic_load(pipe) != 0)
+			count(&probe_handshakes, 1);
+	}
+	tp_close_pipe_first(d, atomic_load(pipe));
+	if (!tp_close_bounded(s, "probe", pipe))
+		return -2;
+	free(pipe);
+	return result;
+}
+
+static void reopen_inbound(struct tp_endpoint *ep)
+{
+	pthread_mutex_lock(&ep->roles_mu);
+	ep->closing_inbound = false;
+	pthread_mutex_unlock(&ep->roles_mu);
+}
+
+static void restart_listener(struct tp_endpoint *ep)
+{
+	count(&ep->listener_restarts, 1);
+	close_inbound_pipes(ep);
+	/* Until nng has torn them down (REM_POST empties the role table),
+	 * at most 2 s: then nothing of the socket's is left to close. */
+	for (uint64_t end = mono_ns() + 2000000000ull; mono_ns() < end;) {
+		pthread_mutex_lock(&ep->roles_mu);
+		uint32_t left = ep->n_roles;
+		pthread_mutex_unlock(&ep->roles_mu);
+		if (left == 0 || watch_sleep(ep, 10 * 1000000ull))
+			break;
+	}
+	nng_listener_close(ep->listener);
+	reopen_inbound(ep);
+	int rv = listener_open(ep, &ep->listener);
+	if (rv == 0)
+		dl_log(DL_LOG_ERROR, NULL, NULL,
+		       "the TLS listener on %s stopped taking connections (nng 1.5.2: a connection "
+		       "that closed during its handshake ended the accept loop); restarted it "
+		       "(connections closed, peers redial)",
+		       ep->listen_addr);
+	else
+		dl_log(DL_LOG_ERROR, NULL, NULL,
+		       "the TLS listener on %s stopped taking connections (nng 1.5.2); restarting it "
+		       "failed: %s; trying again in %d ms",
+		       ep->listen_addr, nng_strerror(rv), WATCH_TICK_MS);
+	if (rv != 0)
+		ep->listener.id = 0;
+}
+
+static int peer_dial(struct tp_peer *p);
+
+static void redial_idle_peers(struct tp_endpoint *ep, uint64_t now)
+{
+	pthread_mutex_lock(&ep->peers_mu);
+	for (struct tp_peer *p = ep->peers; p != NULL; p = p->next) {
+		if (atomic_load(&p->pipe) != 0) {
+			p->down_since_ns = 0;
+			continue;
+		}
+		if (p->down_since_ns == 0) {
+			p->down_since_ns = now;
+			continue;
+		}
+		if (now - p->down_since_ns < REDIAL_AFTER_MS * 1000000ull)
+			continue;
+		/* A dialer that ended its loop never connects again: a new one. */
+		nng_dialer_close(p->dialer);
+		(void)peer_dial(p);
+		count(&ep->dialer_restarts, 1);
+		p->down_since_ns = now;
+	}
+	pthread_mutex_unlock(&ep->peers_mu);
+}
+
+static void *watch_main(void *arg)
+{
+	struct tp_endpoint *ep = arg;
+	pthread_setname_np(pthread_self(), "dl-tlswatch");
+	uint64_t seen = atomic_load(&ep->accepted), seen_hs = other_server_handshakes();
+	uint64_t idle_since = mono_ns();
+	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull)) {
+		uint64_t now = mono_ns(), acc = atomic_load(&ep->accepted);
+		bool suspicious = acc == seen && other_server_handshakes() != seen_hs;
+		if (acc != seen)
+			idle_since = now;
+		if (ep->listener.id == 0) {
+			restart_listener(ep); /* a restart that failed */
+		} else if (suspicious || now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
+			/* Dead only when a second probe, right after, agrees. */
+			int r = probe_listener(ep);
+			if (r == 0)
+				r = probe_listener(ep);
+			if (r == 0)
+				restart_listener(ep);
+			if (r == -2) {
+				dl_log(DL_LOG_ERROR, NULL, NULL,
+				       "TLS watchdog: nng no longer finishes closing sockets (its "
+				       "reaper is stuck, nng 1.5.2); the watchdog stops: restart "
+				       "this node");
+				break;
+			}
+			idle_since = mono_ns();
+		}
+		seen = atomic_load(&ep->accepted);
+		seen_hs = other_server_handshakes();
+		redial_idle_peers(ep, mono_ns());
+	}
+	return NULL;
 }
 
 /* ---- endpoint ---------------------------------------------------------------- */
@@ -396,11 +822,23 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	ep->cfg.listen_addr = ep->listen_addr;
 	pthread_mutex_init(&ep->deliver_mu, NULL);
 	pthread_mutex_init(&ep->peers_mu, NULL);
+	pthread_mutex_init(&ep->roles_mu, NULL);
 
-	char url[TP_ADDR_MAX + 16];
-	int rc = make_url(cfg->listen_addr, url, sizeof(url));
+	pthread_mutex_init(&ep->watch_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ep->watch_cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	char *url = ep->url;
+	int rc = tp_make_url(cfg->tls, cfg->listen_addr, url, sizeof(ep->url));
 	if (rc != 0) {
 		dl_errf(err, rc, "transport: bad listen address '%s'", cfg->listen_addr);
+		goto err_free;
+	}
+	if (cfg->tls != NULL && (ep->roles = calloc(ROLE_SLOTS, sizeof(*ep->roles))) == NULL) {
+		rc = dl_errf(err, DL_ENOMEM, "transport: out of memory");
 		goto err_free;
 	}
 	int rv = nng_rep0_open_raw(&ep->sock);
@@ -411,9 +849,11 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
 	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
+	if (cfg->tls != NULL)
+		nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
 	nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, inbound_pipe_cb, ep);
-	rv = nng_listen(ep->sock, url, NULL, 0);
+	rv = listener_open(ep, &ep->listener);
 	if (rv != 0) {
 		rc = dl_errf(err, rv == NNG_EADDRINUSE ? DL_EEXIST : DL_EIO,
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
@@ -427,6 +867,8 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	}
 	ep->router_started = true;
 	nng_recv_aio(ep->sock, ep->rx_aio);
+	if (cfg->tls != NULL && pthread_create(&ep->watch, NULL, watch_main, ep) == 0)
+		ep->watch_started = true;
 	*out = ep;
 	return 0;
 
@@ -435,6 +877,10 @@ err_sock:
 err_free:
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
+	pthread_mutex_destroy(&ep->roles_mu);
+	pthread_mutex_destroy(&ep->watch_mu);
+	pthread_cond_destroy(&ep->watch_cv);
+	free(ep->roles);
 	free(ep);
 	return rc;
 }
@@ -454,10 +900,18 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		return;
 	tp_endpoint_quiesce(ep);
 	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
+	if (ep->watch_started) {
+		pthread_mutex_lock(&ep->watch_mu);
+		ep->watch_stop = true;
+		pthread_cond_signal(&ep->watch_cv);
+		pthread_mutex_unlock(&ep->watch_mu);
+		pthread_join(ep->watch, NULL);
+	}
 	if (ep->router_started) {
 		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
 		nng_aio_free(ep->rx_aio);
 	}
+	close_inbound_pipes(ep);
 	bool closed = tp_close_bounded(ep->sock, "listening", ep);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
@@ -470,8 +924,13 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	}
 	pthread_mutex_destroy(&ep->deliver_mu);
 	pthread_mutex_destroy(&ep->peers_mu);
-	if (closed)
-		free(ep); /* else nng may still call inbound_pipe_cb with it */
+	if (closed) { /* else nng may still call inbound_pipe_cb with it */
+		pthread_mutex_destroy(&ep->roles_mu);
+		pthread_mutex_destroy(&ep->watch_mu);
+		pthread_cond_destroy(&ep->watch_cv);
+		free(ep->roles);
+		free(ep);
+	}
 }
 
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
@@ -488,6 +947,11 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 	st->rejected = LOAD(rejected);
 	st->dropped_sends = LOAD(dropped_sends);
 	st->peers_connected = LOAD(peers_connected);
+	st->conns_node = LOAD(conns_node);
+	st->conns_client = LOAD(conns_client);
+	st->conns_refused = LOAD(conns_refused);
+	st->listener_restarts = LOAD(listener_restarts);
+	st->dialer_restarts = LOAD(dialer_restarts);
 #undef LOAD
 }
 
@@ -568,6 +1032,8 @@ static void peer_destroy(struct tp_peer *p)
 		 * socket under it could deadlock nng (see router_cb). */
 		pthread_join(p->thread, NULL);
 	}
+	if (p->ep->cfg.tls != NULL)
+		tp_close_pipe_first(p->dialer, atomic_load(&p->pipe));
 	if (!tp_close_bounded(p->sock, "peer", p)) {
 		/* nng may still call outbound_pipe_cb with p: keep it. */
 		return;
@@ -583,6 +1049,24 @@ static void peer_destroy(struct tp_peer *p)
 	free(p);
 }
 
+/* Non-blocking dial: nng keeps retrying with backoff in the background
+ * while the peer is down. With TLS the server name is the peer's host, and
+ * its certificate must be a node's. */
+static int peer_dial(struct tp_peer *p)
+{
+	struct tp_endpoint *ep = p->ep;
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	int rv = nng_dialer_create(&d, p->sock, p->url);
+	if (rv == 0 && ep->cfg.tls != NULL)
+		rv = tp_tls_setup_dialer(ep->cfg.tls, d, p->addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot dial peer %s: %s", p->addr, nng_strerror(rv));
+	p->dialer = d;
+	return rv;
+}
+
 static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 {
 	struct tp_peer *p = calloc(1, sizeof(*p));
@@ -590,7 +1074,7 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 		return NULL;
 	p->ep = ep;
 	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	if (make_url(addr, p->url, sizeof(p->url)) != 0) {
+	if (tp_make_url(ep->cfg.tls, addr, p->url, sizeof(p->url)) != 0) {
 		free(p);
 		return NULL;
 	}
@@ -610,9 +1094,7 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 	nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 256);
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, outbound_pipe_cb, p);
 	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, outbound_pipe_cb, p);
-	/* Non-blocking dial: nng keeps retrying with backoff in the
-	 * background while the peer is down. */
-	nng_dial(p->sock, p->url, NULL, NNG_FLAG_NONBLOCK);
+	(void)peer_dial(p);
 	if (pthread_create(&p->thread, NULL, sender_main, p) != 0) {
 		peer_destroy(p);
 		return NULL;

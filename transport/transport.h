@@ -12,12 +12,15 @@
  *    for that node and sends them; a dead or slow peer only fills its own
  *    bounded queue, after which its messages are dropped and counted (Raft
  *    retransmits);
+ *  - with TLS, a watchdog thread reopens the listener, and gives peers new
+ *    dialers, when nng 1.5.2 ended their loops (endpoint.c);
  *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply().
  *
  * nng protocol (docs/PROTOCOL.md, "Transport"): the node listens with a raw
  * REP socket; peers dial it with raw REQ sockets (one per remote node,
  * shared by all groups) and never expect replies; clients dial it with
- * REQ sockets and get replies routed back over the pipe they came on.
+ * REQ sockets and get replies routed back over the pipe they came on. With
+ * TLS all of them use tls+tcp:// with mutual authentication (below, "TLS").
  */
 #ifndef DLEDGER_TRANSPORT_H
 #define DLEDGER_TRANSPORT_H
@@ -34,6 +37,69 @@
 struct tp_endpoint;
 struct tp_peer;
 struct tp_frame; /* an inbound frame, reference counted */
+
+/* ---- TLS (docs/OPERATIONS.md, "Securing a cluster") -----------------------
+ *
+ * With TLS every connection is mutually authenticated (tls+tcp://, auth mode
+ * REQUIRED both ways) against one CA, and each inbound connection has the
+ * ROLE its verified certificate gives: a node certificate has subject
+ * OU=dledger-node (TP_TLS_NODE_OU), any other is a client's. Without TLS
+ * every connection counts as a node's. The engine behind it is ours
+ * (tls_engine.c), registered with nng by tp_tls_load(). */
+
+#define TP_TLS_NODE_OU "dledger-node"
+
+enum tp_role {
+	TP_ROLE_NONE = 0, /* not authenticated (or unknown) */
+	TP_ROLE_CLIENT,   /* a verified certificate that is not a node's */
+	TP_ROLE_NODE,     /* a node certificate; every connection without TLS */
+};
+const char *tp_role_name(enum tp_role r);
+
+/* Certificate, key and CA, read and checked once; immutable, shared. */
+struct tp_tls;
+
+/* Reads the three PEM files and checks them: each parses, the key is the
+ * certificate's, the certificate chains to the CA and is valid now, and
+ * with `node` it is a node certificate. A CRL (PEM "X509 CRL" blocks) in
+ * the CA file is honoured. Errors name the file and the reason. */
+int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file, bool node,
+		struct tp_tls **out, struct dl_errctx *err);
+void tp_tls_free(struct tp_tls *t);
+/* The subject of the loaded certificate, for log lines. */
+const char *tp_tls_subject(const struct tp_tls *t);
+
+/* "tcp://ADDR", or "tls+tcp://ADDR" when t is not NULL. ADDR is "host:port"
+ * ("[v6]:port"); DL_EINVAL when it cannot be one. */
+int tp_make_url(const struct tp_tls *t, const char *addr, char *url, size_t cap);
+/* Mutual TLS with `t` on a dialer not yet started: server name = the host
+ * of `addr`, whose certificate must name it and be a node certificate.
+ * Returns 0 or an nng error. */
+int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr);
+/* The same for a listener (every client must present a certificate). */
+int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l);
+/* The role of an inbound connection: asks nng whether the pipe is verified
+ * and takes the role our engine records. TP_ROLE_NONE when it is not. */
+enum tp_role tp_tls_pipe_role(nng_pipe p);
+
+/* Why a handshake failed (each also logged, rate-limited, with the reason). */
+enum tp_tls_fail {
+	TP_TLS_FAIL_VERIFY = 0, /* certificate not trusted, expired, wrong name, revoked */
+	TP_TLS_FAIL_NO_CERT,    /* the client sent no certificate */
+	TP_TLS_FAIL_NOT_TLS,    /* the peer does not speak TLS (plaintext on a TLS port) */
+	TP_TLS_FAIL_REFUSED,    /* the peer refused ours (a fatal alert) */
+	TP_TLS_FAIL_NOT_NODE,   /* a server whose certificate is not a node's */
+	TP_TLS_FAIL_OTHER,
+	TP_TLS_FAIL_COUNT
+};
+const char *tp_tls_fail_name(enum tp_tls_fail kind); /* "verify", "no_cert", ... */
+struct tp_tls_stats {
+	uint64_t handshakes;        /* completed */
+	uint64_t server_handshakes; /* of those, as the server (inbound) */
+	uint64_t failures[TP_TLS_FAIL_COUNT];
+};
+/* Process-wide counters of our engine. */
+void tp_tls_stats(struct tp_tls_stats *st);
 
 /* Called by the router (never twice at once) for each message of an inbound frame. `f`
  * and `h->body` stay valid for the call; to keep them longer take a
@@ -54,12 +120,18 @@ struct tp_config {
 	uint32_t send_timeout_ms;    /* a frame not sent by then is dropped */
 	uint32_t reconnect_min_ms;
 	uint32_t reconnect_max_ms;
+	/* Mutual TLS for the listener and every peer dialed (borrowed: must
+	 * outlive the endpoint); NULL: plaintext, every connection a node's. */
+	const struct tp_tls *tls;
 	tp_deliver_fn deliver;
 	tp_conn_fn on_conn;          /* may be NULL */
 	void *arg;
 };
 
 void tp_config_defaults(struct tp_config *cfg);
+
+/* With TLS, inbound connections open at once at most (more are closed). */
+#define TP_MAX_TLS_CONNS 8192
 
 /* Binds the listener and starts the router. On failure nothing is left
  * running and err says why (address in use, bad address). */
@@ -78,6 +150,9 @@ void tp_frame_release(struct tp_frame *f);
 /* The connection (nng pipe id) the frame arrived on: replies to frames with
  * the same pipe may share one reply frame. */
 uint32_t tp_frame_pipe(const struct tp_frame *f);
+/* The role of the connection the frame arrived on (TP_ROLE_NODE for every
+ * frame when TLS is off; with TLS what its certificate says). */
+enum tp_role tp_frame_role(const struct tp_frame *f);
 
 /* Sends the frame built in `fb` to the client that sent `f` (over the pipe
  * it came on). fb is reset. Returns 0 or DL_ECLOSED / DL_EIO. */
@@ -112,6 +187,14 @@ struct tp_stats {
 	uint64_t rejected;         /* refused by the delivery callback */
 	uint64_t dropped_sends;    /* peer queue full or send timed out */
 	uint64_t peers_connected;  /* outbound connections up now */
+	/* TLS: inbound connections now up by role, and those closed at once
+	 * because the role table was full (TP_MAX_TLS_CONNS) or the connection
+	 * was not verified. */
+	uint64_t conns_node, conns_client;
+	uint64_t conns_refused;
+	/* TLS: the listener reopened, and peers given a new dialer, because
+	 * nng 1.5.2 had ended their loops (endpoint.c, the watchdog) */
+	uint64_t listener_restarts, dialer_restarts;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
 
@@ -119,7 +202,21 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
  * block in it for good; see endpoint.c). True when the socket closed in
  * time. False: the close goes on on a thread of its own, a line on stderr
  * says so (naming `what`), and `keep`, what nng's callbacks of this socket
- * may still be handed, stays reachable and must not be freed. */
+ * may still be handed, stays reachable and must not be freed.
+ *
+ * Close the socket's pipes first (nng_pipe_close, which stops the protocol
+ * before the transport): nng 1.5.2's tls+tcp transport closes a socket's
+ * pipes transport first, and a message that completed just before then
+ * restarts a receive that is dropped on the closed transport, so the
+ * pipe's teardown waits for it for good, and with it nng's one reaper
+ * thread, which every later close in the process needs. A client closing
+ * right after its last reply hits this nearly every time. */
 bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
+
+/* With TLS, before tp_close_bounded(): puts off the dialer's next dial by
+ * an hour (else closing its pipe starts a redial that the socket's close
+ * then races, which leaks nng's connect state) and closes the pipe `pipe`
+ * (an nng pipe id; 0: none). The dialer may be NNG_DIALER_INITIALIZER. */
+void tp_close_pipe_first(nng_dialer d, uint32_t pipe);
 
 #endif

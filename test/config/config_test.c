@@ -265,7 +265,32 @@ Test(config_good, fixed_leader_without_elector)
 	cfg_free(&c);
 }
 
+Test(config_good, tls_keys_are_node_wide_paths)
+{
+	struct cfg c = load_ok("tlsCertFile: /etc/dl/node.crt\ntlsKeyFile: /etc/dl/node.key\n"
+	                       "tlsCaFile: /etc/dl/ca.crt\nDLedgerConfigs:\n" ITEM_G0);
+	cr_assert_str_eq(c.node.tls_cert_file, "/etc/dl/node.crt");
+	cr_assert_str_eq(c.node.tls_key_file, "/etc/dl/node.key");
+	cr_assert_str_eq(c.node.tls_ca_file, "/etc/dl/ca.crt");
+	cfg_free(&c);
+	c = load_ok("DLedgerConfigs:\n" ITEM_G0);
+	cr_assert_null(c.node.tls_cert_file); /* plaintext by default */
+	cfg_free(&c);
+}
+
 /* ---- bad configurations: file, line and key in every message ---- */
+
+Test(config_bad, tls_needs_all_three_files_at_the_top_level)
+{
+	expect_err("tlsCertFile: /a.crt\ntlsCaFile: /ca.crt\nDLedgerConfigs:\n" ITEM_G0, 1,
+	           "tlsCertFile", "tlsKeyFile is missing");
+	expect_err("tlsCaFile: /ca.crt\nDLedgerConfigs:\n" ITEM_G0, 1, "tlsCaFile",
+	           "tlsCertFile is missing");
+	expect_err("tlsCertFile: ''\nDLedgerConfigs:\n" ITEM_G0, 1, "tlsCertFile",
+	           "must not be empty");
+	expect_err("DLedgerConfigs:\n" ITEM_G0 "    tlsCertFile: /a.crt\n", 5, "tlsCertFile",
+	           "node-wide");
+}
 
 Test(config_bad, seed_tab_indentation_is_named_with_its_line)
 {
@@ -680,6 +705,14 @@ Test(config_flags, dledger_flags_make_one_group)
 	cr_assert_eq(c.node.self_port, 10001);
 	cfg_free(&c);
 
+	const char *tls[] = {"x", "-i", "n0", "-p", PEERS3, "--tls-cert-file", "/a.crt",
+	                     "--tls-key=/a.key", "--tls-ca", "/ca.crt", NULL};
+	cr_assert_eq(args(&c, &e, tls), DL_OK, "%s", e.msg);
+	cr_assert_str_eq(c.node.tls_cert_file, "/a.crt");
+	cr_assert_str_eq(c.node.tls_key_file, "/a.key");
+	cr_assert_str_eq(c.node.tls_ca_file, "/ca.crt");
+	cfg_free(&c);
+
 	const char *dflt[] = {"x", "--id", "n0", "--peers", "n0-localhost:20911", NULL};
 	cr_assert_eq(args(&c, &e, dflt), DL_OK, "%s", e.msg);
 	cr_assert_str_eq(c.groups[0].group, "default");
@@ -710,7 +743,7 @@ Test(config_flags, help_version_and_config)
 Test(config_flags, errors_name_the_flag)
 {
 	static const struct {
-		const char *argv[8];
+		const char *argv[10];
 		const char *msg;
 	} cases[] = {
 	        {{"x", NULL}, "no configuration: give --config FILE, or --id and --peers"},
@@ -730,6 +763,10 @@ Test(config_flags, errors_name_the_flag)
 	         "flag '--flush-mode': 'later' is not one of"},
 	        {{"x", "-i", "n0", "-p", "n0-h:1", "-g", "a b", NULL},
 	         "flag '--group': group name 'a b' has characters unsafe"},
+	        {{"x", "-i", "n0", "-p", "n0-h:1", "--tls-cert", "/a.crt", "--tls-key", "/a.key",
+	          NULL},
+	         "flag '--tls-cert-file': TLS needs tlsCertFile, tlsKeyFile and tlsCaFile "
+	         "together; tlsCaFile is missing"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct cfg c;

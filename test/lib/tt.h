@@ -8,6 +8,9 @@
  * program at once (threads may be mid-flight; continuing would only add
  * noise), after the summary line "NAME: N passed, 1 failed".
  *
+ * TT_ONLY=NAME runs one test, TT_SKIP=NAME all but one; a NAME ending in
+ * '*' is a prefix (TT_ONLY='tls_*').
+ *
  *   TT_TEST(groups_elect) { tt_assert(x == 1, "x is %d", x); }
  *   int main(void) { return tt_run("runtime", tt_tests, TT_COUNT(tt_tests)); }
  */
@@ -40,12 +43,23 @@ extern unsigned tt_passed;
 		}                                                                         \
 	} while (0)
 
+/* Whether `name` is `pattern`, or starts with it when it ends in '*'. */
+static inline int tt_match(const char *pattern, const char *name)
+{
+	size_t n = strlen(pattern);
+	if (n > 0 && pattern[n - 1] == '*')
+		return strncmp(pattern, name, n - 1) == 0;
+	return strcmp(pattern, name) == 0;
+}
+
 static inline int tt_run(const char *suite, const struct tt_test *tests, size_t n)
 {
 	tt_suite = suite;
 	const char *only = getenv("TT_ONLY"); /* run one test by name */
+	const char *skip = getenv("TT_SKIP"); /* or all but one */
 	for (size_t i = 0; i < n; i++) {
-		if (only != NULL && strcmp(only, tests[i].name) != 0)
+		if ((only != NULL && !tt_match(only, tests[i].name)) ||
+		    (skip != NULL && tt_match(skip, tests[i].name)))
 			continue;
 		printf("[RUN ] %s::%s\n", suite, tests[i].name);
 		fflush(stdout);

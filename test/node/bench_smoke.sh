@@ -34,10 +34,10 @@ check_gone() {
 	if compgen -G "$tmp/dledger-bench-*" >/dev/null; then fail "$1: cluster directory left"; fi
 }
 
-# column NAME: the value of that column in the CSV's first data row.
+# column NAME [CSV]: the value of that column in the CSV's first data row.
 column() {
 	awk -F, -v name="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
-		NR == 2 { print $c }' "$tmp/out.csv"
+		NR == 2 { print $c }' "${2:-$tmp/out.csv}"
 }
 
 echo "== a short run"
@@ -58,6 +58,18 @@ awk -v v="$eps" 'BEGIN { exit !(v > 0) }' || fail "no committed entries ($eps/s)
 cdf=$(column cdf_file)
 [ -s "$tmp/$cdf" ] || fail "no CDF file '$cdf' next to the CSV"
 check_gone "after a run"
+
+echo "== a short run with mutual TLS (--tls: certificates made for the run)"
+rc=0
+timeout 90 "$bench" --spawn --tls --actors "$actors" --duration 2 --warmup 1 --clients 2 \
+	--inflight 8 --csv "$tmp/tls.csv" >"$tmp/tls.out" 2>"$tmp/tls.err" || rc=$?
+cat "$tmp/tls.out"
+[ "$rc" = 0 ] || { cat "$tmp/tls.err" >&2; fail "--tls: exit status $rc"; }
+[ "$(column label "$tmp/tls.csv")" = "run+tls" ] || fail "--tls: the row is not labelled run+tls"
+eps=$(column entries_per_s "$tmp/tls.csv")
+awk -v v="$eps" 'BEGIN { exit !(v > 0) }' || fail "--tls: no committed entries ($eps/s)"
+[ "$(column errors "$tmp/tls.csv")" = 0 ] || fail "--tls: errors"
+check_gone "after a TLS run"
 
 echo "== SIGTERM midway"
 "$bench" --spawn --actors "$actors" --duration 60 --warmup 1 >"$tmp/term.out" 2>"$tmp/term.err" &

@@ -1,20 +1,47 @@
 #include "test/runtime/tclient.h"
 
 #include <nng/protocol/reqrep0/req.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/dl_err.h"
 #include "runtime/mailbox.h"
+#include "transport/transport.h"
 
-int tc_open(struct tclient *c, const char *addr)
+static const struct tp_tls *default_tls;
+
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)ev;
+	struct tclient *c = arg;
+	atomic_store(&c->pipe, nng_pipe_id(p));
+}
+
+void tc_use_tls(const struct tp_tls *tls) { default_tls = tls; }
+
+int tc_open(struct tclient *c, const char *addr) { return tc_open_tls(c, addr, default_tls, NULL); }
+
+int tc_open_tls(struct tclient *c, const char *addr, const struct tp_tls *tls, int *nng_rv)
 {
 	memset(c, 0, sizeof(*c));
 	char url[400];
-	snprintf(url, sizeof(url), "tcp://%s", addr);
+	if (tp_make_url(tls, addr, url, sizeof(url)) != 0)
+		return DL_EINVAL;
 	if (nng_req0_open_raw(&c->s) != 0)
 		return DL_EIO;
-	if (nng_dial(c->s, url, NULL, 0) != 0) {
+	nng_pipe_notify(c->s, NNG_PIPE_EV_ADD_POST, on_pipe, c);
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	int rv = nng_dialer_create(&d, c->s, url);
+	c->dialer = d;
+	c->tls = tls != NULL;
+	if (rv == 0 && tls != NULL)
+		rv = tp_tls_setup_dialer(tls, d, addr);
+	if (rv == 0)
+		rv = nng_dialer_start(d, 0);
+	if (nng_rv != NULL)
+		*nng_rv = rv;
+	if (rv != 0) {
 		nng_close(c->s);
 		return DL_EIO;
 	}
@@ -27,6 +54,8 @@ void tc_close(struct tclient *c)
 	if (c->reply)
 		nng_msg_free(c->reply);
 	c->reply = NULL;
+	if (c->tls)
+		tp_close_pipe_first(c->dialer, atomic_load(&c->pipe));
 	nng_close(c->s);
 }
 

@@ -6,17 +6,31 @@
 #define DLEDGER_TEST_TCLIENT_H
 
 #include <nng/nng.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "transport/codec.h"
 
 struct tclient {
 	nng_socket s;
+	_Atomic uint32_t pipe; /* with TLS closed before the socket (tp_close_pipe_first) */
+	nng_dialer dialer;
+	bool tls;
 	uint64_t next_id;
 	nng_msg *reply; /* last reply, owned */
 };
 
+struct tp_tls;
+
+/* Dials addr (blocking). With TLS (tc_use_tls) the dial fails when the
+ * handshake does: DL_EIO, the nng error in *nng_rv if asked. */
 int tc_open(struct tclient *c, const char *addr);
+/* The credentials tc_open() (and so tc_append()) dials with from now on;
+ * NULL: plaintext. Borrowed. */
+void tc_use_tls(const struct tp_tls *tls);
+/* tc_open() with this TLS setup (NULL: plaintext); *nng_rv (may be NULL)
+ * gets nng's result of the dial. */
+int tc_open_tls(struct tclient *c, const char *addr, const struct tp_tls *tls, int *nng_rv);
 void tc_close(struct tclient *c);
 /* Sends the frame in fb (request id `id`), waits up to timeout_ms for the
  * reply with that id; *h is its first message (body in c->reply). */
