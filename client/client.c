@@ -386,6 +386,8 @@ int dl_client_append_async(struct dl_client *c, const struct dl_client_buf *entr
 
 /* ---- blocking calls -------------------------------------------------------------------------- */
 
+/* The one way to wait for an op: the op's completion callback copies its
+ * completion here and wakes the caller. Used by every blocking call. */
 struct waiter {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -405,6 +407,7 @@ static void waiter_done(void *arg, struct completion *cp)
 {
 	struct waiter *w = arg;
 	pthread_mutex_lock(&w->mu);
+	DL_ASSERT(!w->done); /* a completion runs exactly once */
 	w->cp = *cp;
 	w->done = true;
 	pthread_cond_signal(&w->cv);
@@ -417,6 +420,11 @@ static void waiter_wait(struct waiter *w)
 	while (!w->done)
 		pthread_cond_wait(&w->cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
+	DL_ASSERT(w->cp.rc != 0 || w->cp.detail[0] == '\0');
+}
+
+static void waiter_destroy(struct waiter *w)
+{
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 }
@@ -427,41 +435,23 @@ static int call(struct dl_client *c, struct submit_args *sa, struct waiter *w,
 {
 	if (cl_tl_client == c)
 		return dl_errf(err, DL_EINVAL, "blocking client call from a client callback");
+	if (sa->kind == OP_APPEND) {
+		int rc = check_append(c, sa->bufs, sa->n, err);
+		if (rc != 0)
+			return rc;
+	}
 	waiter_init(w);
 	sa->done = waiter_done;
 	sa->arg = w;
 	int rc = submit(c, sa, err);
-	if (rc != 0) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
+	if (rc == 0)
+		waiter_wait(w);
+	waiter_destroy(w);
+	if (rc != 0)
 		return rc;
-	}
-	waiter_wait(w);
 	if (w->cp.rc != 0)
 		return dl_errf(err, w->cp.rc, "%s", w->cp.detail);
 	return 0;
-}
-
-struct append_wait {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
-	int code;
-	uint64_t first_index, term;
-	char detail[DETAIL_MAX];
-};
-
-static void append_wait_done(void *arg, const struct dl_client_result *r)
-{
-	struct append_wait *aw = arg;
-	pthread_mutex_lock(&aw->mu);
-	aw->code = r->code;
-	aw->first_index = r->first_index;
-	aw->term = r->term;
-	snprintf(aw->detail, sizeof(aw->detail), "%s", r->detail);
-	aw->done = true;
-	pthread_cond_signal(&aw->cv);
-	pthread_mutex_unlock(&aw->mu);
 }
 
 int dl_client_append_batch(struct dl_client *c, const struct dl_client_buf *entries, uint32_t n,
@@ -469,29 +459,18 @@ int dl_client_append_batch(struct dl_client *c, const struct dl_client_buf *entr
 {
 	if (c == NULL)
 		return dl_errf(err, DL_EINVAL, "no client");
-	if (cl_tl_client == c)
-		return dl_errf(err, DL_EINVAL, "blocking client call from a client callback");
-	struct append_wait aw = {.done = false};
-	pthread_mutex_init(&aw.mu, NULL);
-	pthread_cond_init(&aw.cv, NULL);
-	int rc = dl_client_append_async(c, entries, n, append_wait_done, &aw, err);
-	if (rc == 0) {
-		pthread_mutex_lock(&aw.mu);
-		while (!aw.done)
-			pthread_cond_wait(&aw.cv, &aw.mu);
-		pthread_mutex_unlock(&aw.mu);
-		rc = aw.code;
-		if (rc != 0)
-			dl_errf(err, rc, "%s", aw.detail);
-		DL_ASSERT(rc != 0 || aw.first_index > 0);
-	}
-	pthread_cond_destroy(&aw.cv);
-	pthread_mutex_destroy(&aw.mu);
-	if (rc == 0 && first_index)
-		*first_index = aw.first_index;
-	if (rc == 0 && term)
-		*term = aw.term;
-	return rc;
+	struct submit_args sa = {.kind = OP_APPEND, .bufs = entries, .n = n};
+	struct waiter w;
+	int rc = call(c, &sa, &w, err);
+	if (rc != 0)
+		return rc;
+	DL_ASSERT(w.cp.kind == OP_APPEND && w.cp.msg == NULL);
+	DL_ASSERT(w.cp.ar.first_index > 0 && w.cp.ar.n == n);
+	if (first_index)
+		*first_index = w.cp.ar.first_index;
+	if (term)
+		*term = w.cp.ar.term;
+	return 0;
 }
 
 int dl_client_append(struct dl_client *c, const void *data, size_t len, uint64_t *index,
