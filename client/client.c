@@ -90,8 +90,9 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 	}
 	if (c->closing)
 		return dl_errf(err, DL_ECLOSED, "client closing");
+	DL_ASSERT(c->free_head < c->cap && c->n_active < c->cap);
 	struct op *op = &c->ops[c->free_head];
-	DL_ASSERT(op->state == OP_FREE);
+	DL_ASSERT(op->state == OP_FREE && op->slot == c->free_head);
 	c->free_head = op->next_free;
 	uint32_t slot = op->slot;
 	memset(op, 0, sizeof(*op));
@@ -99,6 +100,7 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 	op->state = OP_NEW;
 	op->peer = -1;
 	c->n_active++;
+	DL_ASSERT(c->n_active <= c->cap);
 	*out = op;
 	return 0;
 }
@@ -340,6 +342,8 @@ static int submit(struct dl_client *c, const struct submit_args *sa, struct dl_e
 		if (rc != 0)
 			dl_errf(err, rc, "%s", op->detail);
 	}
+	DL_ASSERT(rc != 0 || op->state == OP_SENT || op->state == OP_PARKED ||
+		  op->state == OP_BACKOFF);
 	if (rc == 0)
 		timer_kick(c, op->deadline_ns);
 	else

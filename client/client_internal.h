@@ -172,6 +172,10 @@ struct dl_client {
 
 	struct conn *conns[DL_CLIENT_MAX_CONNS];
 	uint32_t n_conns;
+	/* Reply frames or messages from a node that did not decode: the op
+	 * they answer fails with DL_EPROTO, the frame is dropped, and they are
+	 * counted here (a debugger's view; client.h does not report it). */
+	uint64_t bad_replies;
 
 	/* The leader as last learned (from a success or a redirect). */
 	bool hint;

@@ -184,6 +184,8 @@ int cl_retry_later(struct dl_client *c, struct op *op, uint64_t now, const char 
 	op->state = OP_BACKOFF;
 	op->conn = NULL;
 	op->wake_ns = min_u64(now + ms_ns(op->backoff_ms), op->deadline_ns);
+	DL_ASSERT(op->backoff_ms >= c->o.backoff_min_ms && op->backoff_ms <= c->o.backoff_max_ms);
+	DL_ASSERT(op->wake_ns <= op->deadline_ns);
 	timer_kick(c, op->wake_ns);
 	return 0;
 }
@@ -195,6 +197,8 @@ int cl_retry_later(struct dl_client *c, struct op *op, uint64_t now, const char 
 static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uint32_t k,
 		      uint64_t now)
 {
+	DL_ASSERT(k > 0 && k <= CONN_WINDOW);
+	DL_ASSERT(cn->n_sent + k <= CONN_WINDOW);
 	nng_msg *m = NULL;
 	/* Raw REQ: we supply the request-id word nng's REQ would, high bit
 	 * set; the node echoes it, we match on each message's request_id. */
@@ -204,7 +208,7 @@ static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uin
 						     (uint32_t)(ops[0]->rid & 0x7fffffffu));
 	for (uint32_t i = 0; i < k && rv == 0; i++) {
 		struct op *op = ops[i];
-		DL_ASSERT(op->conn == cn && op->req != NULL);
+		DL_ASSERT(op->conn == cn && op->req != NULL && op->state == OP_NEW);
 		size_t off = 0;
 		if (i > 0)
 			DL_ASSERT(tp_frame_begin(op->req, op->req_len, &off) == 0);
@@ -250,8 +254,10 @@ static void pump(struct dl_client *c, struct conn *cn, uint64_t now)
 			batch[k++] = op;
 			bytes += op->req_len;
 		}
+		DL_ASSERT(k > 0); /* the window had room and the queue an op */
 		send_reqs(c, cn, batch, k, now);
 	}
+	DL_ASSERT(cn->n_sent <= CONN_WINDOW);
 }
 
 void cl_pump_all(struct dl_client *c, uint64_t now)
@@ -264,6 +270,7 @@ void cl_pump_all(struct dl_client *c, uint64_t now)
  * connection is up. Returns 0, or an error that ends the op. */
 int cl_transmit(struct dl_client *c, struct op *op, uint64_t now)
 {
+	DL_ASSERT(op->state != OP_FREE && op->req != NULL);
 	struct conn *cn;
 	int rc = conn_get(c, op->addr, &cn, op->detail);
 	if (rc != 0)
@@ -272,6 +279,7 @@ int cl_transmit(struct dl_client *c, struct op *op, uint64_t now)
 	op->conn = cn;
 	if (cn->up && cn->n_sent < CONN_WINDOW && cn->wq_head == NO_SLOT && cl_tl_cork != c) {
 		send_reqs(c, cn, &op, 1, now);
+		DL_ASSERT(op->state == OP_SENT || op->state == OP_BACKOFF);
 		return 0;
 	}
 	if (!cn->up && cn->failed && !op->pinned)
@@ -281,6 +289,7 @@ int cl_transmit(struct dl_client *c, struct op *op, uint64_t now)
 	/* Waiting for room in the window is bounded by the deadline only. */
 	op->wake_ns = cn->up ? op->deadline_ns
 			     : min_u64(now + ms_ns(c->o.connect_timeout_ms), op->deadline_ns);
+	DL_ASSERT(op->wake_ns <= op->deadline_ns && cn->wq_tail == op->slot);
 	timer_kick(c, op->wake_ns);
 	return 0;
 }
@@ -387,6 +396,7 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 		if (tp_decode_error(h, &e) != 0) {
 			cl_detailf(op->detail, "%s: malformed error reply", op->addr);
 			rc = DL_EPROTO;
+			c->bad_replies++;
 		} else {
 			rc = on_error(c, op, &e, now);
 		}
@@ -400,6 +410,11 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 			cl_detailf(op->detail, "%s: answer for %u entries, sent %u", op->addr, ar.n,
 				op->n_entries);
 			rc = DL_EPROTO;
+			c->bad_replies++;
+		} else if (rc == 0 && ar.first_index == 0) {
+			cl_detailf(op->detail, "%s: malformed append reply (index 0)", op->addr);
+			rc = DL_EPROTO;
+			c->bad_replies++;
 		} else if (rc == 0) {
 			cl_hint_set(c, op->id, op->addr, op->peer);
 			cl_op_finish(c, op, 0, NULL, NULL, cp);
@@ -407,6 +422,7 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 			return true;
 		} else {
 			cl_detailf(op->detail, "%s: malformed append reply", op->addr);
+			c->bad_replies++;
 		}
 	} else if (h->type == reply_type(op->kind)) {
 		nng_msg *m = msg;
@@ -426,6 +442,7 @@ static bool on_reply(struct dl_client *c, struct conn *cn, nng_msg *msg, const s
 	} else {
 		cl_detailf(op->detail, "%s: unexpected reply type %u", op->addr, h->type);
 		rc = DL_EPROTO;
+		c->bad_replies++;
 	}
 	if (rc == 0)
 		return false;
@@ -439,6 +456,9 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 	size_t len = nng_msg_len(msg), off = 0;
 	bool taken = false;
 	if (tp_frame_begin(buf, len, &off) != 0) {
+		pthread_mutex_lock(&c->mu);
+		c->bad_replies++;
+		pthread_mutex_unlock(&c->mu);
 		nng_msg_free(msg);
 		return;
 	}
@@ -457,6 +477,8 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 	cl_tl_cork = NULL;
 	/* What the completions submitted, and what the answers made room for. */
 	pthread_mutex_lock(&c->mu);
+	if (off < len) /* a message that did not decode, and what followed it */
+		c->bad_replies++;
 	cl_pump_all(c, now_ns());
 	pthread_mutex_unlock(&c->mu);
 	if (!taken)

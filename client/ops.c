@@ -27,13 +27,14 @@ void cl_detailf(char *buf, const char *fmt, ...)
 void cl_op_release(struct dl_client *c, struct op *op)
 {
 	DL_ASSERT(op->state != OP_FREE);
-	DL_ASSERT(c->n_active > 0);
+	DL_ASSERT(c->n_active > 0 && op->slot < c->cap && &c->ops[op->slot] == op);
 	free(op->req);
 	op->req = NULL;
 	op->state = OP_FREE;
 	op->next_free = c->free_head;
 	c->free_head = op->slot;
 	c->n_active--;
+	DL_ASSERT(c->n_active < c->cap);
 	pthread_cond_signal(&c->slot_cv);
 }
 
@@ -180,8 +181,10 @@ int cl_encode_req(struct dl_client *c, struct op *op, const struct dl_client_buf
 /* A new attempt: a new request id, so an answer to the old one is dropped. */
 int cl_new_attempt(struct dl_client *c, struct op *op)
 {
+	DL_ASSERT(op->slot < c->cap && op->state != OP_FREE);
 	c->seq++;
 	op->rid = (c->seq << SLOT_BITS) | op->slot;
+	DL_ASSERT((op->rid & SLOT_MASK) == op->slot);
 	return cl_encode_req(c, op, NULL);
 }
 
@@ -189,6 +192,8 @@ int cl_new_attempt(struct dl_client *c, struct op *op)
 
 void cl_wq_push(struct dl_client *c, struct conn *cn, struct op *op)
 {
+	DL_ASSERT(op->state == OP_NEW && op->conn == cn);
+	DL_ASSERT(op->slot < c->cap && (cn->wq_tail == NO_SLOT) == (cn->wq_head == NO_SLOT));
 	op->wq_next = NO_SLOT;
 	op->wq_prev = cn->wq_tail;
 	if (cn->wq_tail != NO_SLOT)
@@ -200,6 +205,8 @@ void cl_wq_push(struct dl_client *c, struct conn *cn, struct op *op)
 
 static void wq_remove(struct dl_client *c, struct conn *cn, struct op *op)
 {
+	DL_ASSERT(op->state == OP_PARKED && op->conn == cn);
+	DL_ASSERT(cn->wq_head != NO_SLOT && cn->wq_tail != NO_SLOT);
 	if (op->wq_prev != NO_SLOT)
 		c->ops[op->wq_prev].wq_next = op->wq_next;
 	else
@@ -215,12 +222,15 @@ static void wq_remove(struct dl_client *c, struct conn *cn, struct op *op)
  * in the hands of the caller, which gives it its next state. */
 void cl_op_detach(struct dl_client *c, struct op *op)
 {
+	DL_ASSERT(op->state != OP_FREE && op->slot < c->cap);
 	if (op->state == OP_SENT) {
-		DL_ASSERT(op->conn->n_sent > 0);
+		DL_ASSERT(op->conn != NULL && op->conn->n_sent > 0);
+		DL_ASSERT(op->conn->n_sent <= CONN_WINDOW);
 		op->conn->n_sent--;
 	} else if (op->state == OP_PARKED) {
 		wq_remove(c, op->conn, op);
 	}
 	if (op->state == OP_SENT || op->state == OP_PARKED || op->state == OP_BACKOFF)
 		op->state = OP_NEW;
+	DL_ASSERT(op->state == OP_NEW);
 }

@@ -92,6 +92,8 @@ static int avoid_suspect(struct dl_client *c, struct op *op, uint64_t now)
 /* One op's due work (under mu). Returns true when it finished into `cp`. */
 static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct completion *cp)
 {
+	DL_ASSERT(op->state == OP_SENT || op->state == OP_PARKED || op->state == OP_BACKOFF);
+	DL_ASSERT(op->state == OP_BACKOFF || op->conn != NULL);
 	int rc = 0;
 	if (op->fail_rc != 0) {
 		rc = op->fail_rc;
