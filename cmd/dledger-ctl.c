@@ -25,10 +25,9 @@
 #include <unistd.h>
 
 #include <msgpack.h>
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 
 #include "client/client.h"
+#include "control/ctl_client.h"
 #include "control/ctl_pack.h"
 
 #ifndef DLEDGER_VERSION
@@ -942,103 +941,17 @@ static int ctl_opt(void *ctx, int id, const char *arg)
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},                     \
 	{"help", no_argument, NULL, OPT_HELP}
 
-/* Starts a control request: a map holding "op" and `n_more` other fields,
- * which the caller packs next. */
-static void ctl_request_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t n_more,
-			      const char *op)
-{
-	msgpack_sbuffer_init(sb);
-	msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_map(pk, 1 + n_more);
-	ctl_pack_kstr(pk, "op", op);
-}
-
-static uint64_t mp_u64(const msgpack_object *map, const char *key)
-{
-	const msgpack_object *v = ctl_map_get(map, key);
-	return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-}
-
-/* The string at `key` (cut to fit), "" if absent. */
-static const char *mp_s(const msgpack_object *map, const char *key, char *buf, size_t cap)
-{
-	const msgpack_object *v = ctl_map_get(map, key);
-	buf[0] = '\0';
-	if (v != NULL && v->type == MSGPACK_OBJECT_STR)
-		snprintf(buf, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
-	return buf;
-}
-
-/* A decoded reply. Its strings point into `m` (msgpack_unpack_next does
- * not copy them), so both live until reply_free(). */
-struct reply {
-	nng_msg *m;
-	msgpack_unpacked u;
-};
-
-static void reply_free(struct reply *r)
-{
-	msgpack_unpacked_destroy(&r->u);
-	if (r->m != NULL)
-		nng_msg_free(r->m);
-	r->m = NULL;
-}
-
 /* Sends the request in `sb` to the node at `path` and waits (bounded) for
- * the reply into `r` (free it with reply_free() whatever this returns). An
- * error reply is printed. Returns 0 or EXIT_OP. */
+ * the reply into `r` (free it with ctl_reply_free() whatever this returns).
+ * An error, or an error reply, is printed. Returns 0 or EXIT_OP. */
 static int ctl_call(const char *path, const msgpack_sbuffer *sb, uint32_t timeout_ms,
-		    struct reply *r)
+		    struct ctl_reply *r)
 {
-	msgpack_unpacked *u = &r->u;
-	msgpack_unpacked_init(u);
-	r->m = NULL;
-	char url[160];
-	snprintf(url, sizeof(url), "ipc://%s", path);
-	nng_socket s;
-	nng_msg *m = NULL;
-	int rv = nng_req0_open(&s);
-	if (rv != 0) {
-		fail_msg("%s", nng_strerror(rv));
-		return EXIT_OP;
-	}
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, (nng_duration)timeout_ms);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)timeout_ms);
-	rv = nng_dial(s, url, NULL, 0);
-	if (rv != 0) {
-		fail_msg("cannot reach a node at control socket %s: %s", path, nng_strerror(rv));
-		nng_close(s);
-		return EXIT_OP;
-	}
-	if ((rv = nng_msg_alloc(&m, 0)) == 0 && (rv = nng_msg_append(m, sb->data, sb->size)) == 0 &&
-	    (rv = nng_sendmsg(s, m, 0)) == 0)
-		m = NULL;
-	if (m != NULL) /* not sent */
-		nng_msg_free(m);
-	m = NULL;
-	if (rv == 0)
-		rv = nng_recvmsg(s, &m, 0);
-	int rc = 0;
-	size_t off = 0;
-	if (rv != 0) {
-		fail_msg("control socket %s: %s", path, nng_strerror(rv));
-		rc = EXIT_OP;
-	} else if (!ctl_mp_bounded(nng_msg_body(m), nng_msg_len(m)) ||
-		   msgpack_unpack_next(u, nng_msg_body(m), nng_msg_len(m), &off) !=
-			   MSGPACK_UNPACK_SUCCESS) {
-		fail_msg("control socket %s: undecodable reply", path);
-		rc = EXIT_OP;
-	} else {
-		const msgpack_object *ok = ctl_map_get(&u->data, "ok");
-		if (ok == NULL || ok->type != MSGPACK_OBJECT_BOOLEAN || !ok->via.boolean) {
-			char e[512];
-			fail_msg("%s", mp_s(&u->data, "error", e, sizeof(e)));
-			rc = EXIT_OP;
-		}
-	}
-	r->m = m; /* the reply, or NULL; an unsent request was freed above */
-	nng_close(s);
-	return rc;
+	struct dl_errctx err = {{0}};
+	if (ctl_client_call(path, sb->data, sb->size, timeout_ms, r, &err) == DL_OK)
+		return 0;
+	fail_msg("%s", err.msg);
+	return EXIT_OP;
 }
 
 /* Parses the options, checks --control, prints help. Returns 0 to go on,
@@ -1109,16 +1022,16 @@ static int cmd_add_group(int argc, char **argv)
 		msgpack_pack_str_body(&pk, a.set[i], (size_t)(eq - a.set[i]));
 		ctl_pack_str(&pk, eq + 1);
 	}
-	struct reply u;
+	struct ctl_reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
 	if (rc == 0) {
-		const msgpack_object *r = ctl_map_get(&u.u.data, "resumed");
+		const msgpack_object *r = ctl_map_get(u.map, "resumed");
 		printf("added group %s member %s%s\n", co.group, a.id,
 		       r && r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean
 			       ? " (resumed from its data)"
 			       : "");
 	}
-	reply_free(&u);
+	ctl_reply_free(&u);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -1159,15 +1072,15 @@ static int cmd_remove_group(int argc, char **argv)
 		msgpack_pack_true(&pk);
 	else
 		msgpack_pack_false(&pk);
-	struct reply u;
+	struct ctl_reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
 	if (rc == 0) {
 		char data[4096];
-		mp_s(&u.u.data, "data", data, sizeof(data));
+		ctl_reply_str(u.map, "data", data, sizeof(data));
 		printf("removed group %s member %s (data %s%s)\n", co.group, a.id,
 		       a.delete_data ? "" : "kept in ", data);
 	}
-	reply_free(&u);
+	ctl_reply_free(&u);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -1200,12 +1113,12 @@ static int cmd_transfer_leader(int argc, char **argv)
 	ctl_pack_kstr(&pk, "to", a.to);
 	ctl_pack_str(&pk, "timeout_ms");
 	msgpack_pack_uint32(&pk, co.timeout_ms);
-	struct reply u;
+	struct ctl_reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms + 2000, &u);
 	if (rc == 0)
 		printf("%s: %s leads (term %" PRIu64 ", after %" PRIu64 " ms)\n", co.group, a.to,
-		       mp_u64(&u.u.data, "term"), mp_u64(&u.u.data, "elapsed_ms"));
-	reply_free(&u);
+		       ctl_reply_u64(u.map, "term"), ctl_reply_u64(u.map, "elapsed_ms"));
+	ctl_reply_free(&u);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -1264,22 +1177,22 @@ static void status_row(const msgpack_object *m)
 	char group[CTL_TEXT_MAX], id[CTL_TEXT_MAX], role[128], leader[CTL_TEXT_MAX];
 	char note[160] = "";
 	char b1[16], b2[16], b3[16], lag[256] = "";
-	mp_s(m, "group", group, sizeof(group));
-	mp_s(m, "id", id, sizeof(id));
-	mp_s(m, "role", role, sizeof(role));
-	mp_s(m, "leader", leader, sizeof(leader));
+	ctl_reply_str(m, "group", group, sizeof(group));
+	ctl_reply_str(m, "id", id, sizeof(id));
+	ctl_reply_str(m, "role", role, sizeof(role));
+	ctl_reply_str(m, "leader", leader, sizeof(leader));
 	const msgpack_object *f = ctl_map_get(m, "followers");
 	size_t n = 0;
 	for (uint32_t i = 0; f && f->type == MSGPACK_OBJECT_ARRAY && i < f->via.array.size; i++) {
 		char fid[CTL_TEXT_MAX], b4[16];
-		mp_s(&f->via.array.ptr[i], "id", fid, sizeof(fid));
+		ctl_reply_str(&f->via.array.ptr[i], "id", fid, sizeof(fid));
 		n += (size_t)snprintf(lag + n, n < sizeof(lag) ? sizeof(lag) - n : 0, "%s%s:%" PRIu64,
 				      n ? " " : "", abbrev(fid, 5, b4, sizeof(b4)),
-				      mp_u64(&f->via.array.ptr[i], "lag"));
+				      ctl_reply_u64(&f->via.array.ptr[i], "lag"));
 		if (n >= sizeof(lag))
 			break;
 	}
-	uint64_t damaged = mp_u64(m, "damaged_index");
+	uint64_t damaged = ctl_reply_u64(m, "damaged_index");
 	size_t k = strlen(lag);
 	if (damaged != 0 && k + 1 < sizeof(lag))
 		snprintf(lag + k, sizeof(lag) - k, "%sdamaged:%" PRIu64, k ? " " : "", damaged);
@@ -1300,9 +1213,9 @@ static void status_row(const msgpack_object *m)
 	printf("%-8s %-5s %-4s %4" PRIu64 " %-5s %6" PRIu64 " %7" PRIu64 " %7" PRIu64 " %7" PRIu64
 	       " %4" PRIu64 " %s%s\n",
 	       abbrev(group, 8, b1, sizeof(b1)), abbrev(id, 5, b2, sizeof(b2)), role,
-	       mp_u64(m, "term"), abbrev(leader[0] ? leader : "-", 5, b3, sizeof(b3)),
-	       mp_u64(m, "first"), mp_u64(m, "last"), mp_u64(m, "committed"), mp_u64(m, "durable"),
-	       mp_u64(m, "pending"), lag, note);
+	       ctl_reply_u64(m, "term"), abbrev(leader[0] ? leader : "-", 5, b3, sizeof(b3)),
+	       ctl_reply_u64(m, "first"), ctl_reply_u64(m, "last"), ctl_reply_u64(m, "committed"), ctl_reply_u64(m, "durable"),
+	       ctl_reply_u64(m, "pending"), lag, note);
 }
 
 static int cmd_status(int argc, char **argv)
@@ -1320,12 +1233,12 @@ static int cmd_status(int argc, char **argv)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	ctl_request_begin(&sb, &pk, 0, "status");
-	struct reply u;
+	struct ctl_reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms, &u);
-	const msgpack_object *ms = rc == 0 ? ctl_map_get(&u.u.data, "members") : NULL;
+	const msgpack_object *ms = rc == 0 ? ctl_map_get(u.map, "members") : NULL;
 	uint32_t n = ms && ms->type == MSGPACK_OBJECT_ARRAY ? ms->via.array.size : 0;
 	if (rc == 0 && co.json) {
-		json_t *j = mp_to_json(&u.u.data);
+		json_t *j = mp_to_json(u.map);
 		json_object_del(j, "ok");
 		if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
 			rc = EXIT_OP;
@@ -1337,11 +1250,11 @@ static int cmd_status(int argc, char **argv)
 		for (uint32_t i = 0; i < n; i++)
 			status_row(&ms->via.array.ptr[i]);
 		printf("%u members, %" PRIu64 " leading on this node\n", n,
-		       mp_u64(&u.u.data, "leaders"));
+		       ctl_reply_u64(u.map, "leaders"));
 	}
 	if (fflush(stdout) != 0)
 		rc = EXIT_OP;
-	reply_free(&u);
+	ctl_reply_free(&u);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -1369,17 +1282,17 @@ static int cmd_reload(int argc, char **argv)
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	ctl_request_begin(&sb, &pk, 0, "reload");
-	struct reply u;
+	struct ctl_reply u;
 	rc = ctl_call(a.control, &sb, co.timeout_ms + 30000, &u);
 	if (rc == 0) {
-		const msgpack_object *rep = ctl_map_get(&u.u.data, "report");
-		const msgpack_object *failed = ctl_map_get(&u.u.data, "failed");
+		const msgpack_object *rep = ctl_map_get(u.map, "report");
+		const msgpack_object *failed = ctl_map_get(u.map, "failed");
 		if (rep != NULL && rep->type == MSGPACK_OBJECT_STR)
 			printf("%.*s\n", (int)rep->via.str.size, rep->via.str.ptr);
 		if (failed != NULL && failed->type == MSGPACK_OBJECT_ARRAY && failed->via.array.size)
 			rc = EXIT_OP;
 	}
-	reply_free(&u);
+	ctl_reply_free(&u);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }

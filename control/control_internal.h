@@ -11,6 +11,8 @@
  *   request.c  decoding and checking a control request (no node, no cfg)
  *   reload.c   config reload: the file re-read, members made to follow it
  *   balance.c  leaderBalance: its own thread, the C client and rt_node_*
+ *   ctl_client.c  the client side of the control socket (ctl_client.h),
+ *              for dledger-ctl and the tests; uses none of the above
  *   control.c  the socket server: its thread, the ops, open/start/close
  */
 #ifndef DLEDGER_CONTROL_INTERNAL_H
