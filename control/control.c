@@ -6,7 +6,6 @@
  * cannot be decoded gets an error reply and is counted (bad_requests, in
  * the status reply); the node goes on.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -50,103 +49,6 @@ struct ctl_server {
 	uint64_t requests, bad_requests;
 	struct rt_member_status *rows; /* RT_MAX_MEMBERS, for status */
 };
-
-/* The config module checks a member's directory against its own copy of
- * the store's limit (config/ does not depend on storage/). */
-_Static_assert(CFG_MEMBER_DIR_MAX == STO_DIR_MAX, "CFG_MEMBER_DIR_MAX must be STO_DIR_MAX");
-
-void ctl_member_config(const struct cfg *c, const struct cfg_group *g, struct rt_member_config *mc)
-{
-	rt_member_config_defaults(mc);
-	snprintf(mc->group, sizeof(mc->group), "%s", g->group);
-	snprintf(mc->self_id, sizeof(mc->self_id), "%s", g->self_id);
-	mc->n_peers = g->peers.n_members;
-	for (uint32_t i = 0; i < g->peers.n_members; i++) {
-		const struct cfg_peer *p = &g->peers.members[i];
-		snprintf(mc->peers[i].id, sizeof(mc->peers[i].id), "%s", p->id);
-		cfg_format_addr(p->host, p->port, mc->peers[i].addr, sizeof(mc->peers[i].addr));
-	}
-	if (g->preferred_leader_id != NULL)
-		snprintf(mc->preferred_id, sizeof(mc->preferred_id), "%s", g->preferred_leader_id);
-	if (!g->o.enable_leader_elector && g->leader_id != NULL)
-		snprintf(mc->fixed_leader_id, sizeof(mc->fixed_leader_id), "%s", g->leader_id);
-	mc->heartbeat_ms = g->o.heart_beat_time_interval_ms;
-	mc->election_ms = g->o.election_timeout_ms;
-	mc->max_pending_appends = g->o.max_pending_requests_num;
-
-	struct sto_config *s = &mc->store;
-	s->type = g->o.store_type == CFG_STORE_MEMORY ? STO_TYPE_MEMORY : STO_TYPE_MMAP;
-	s->base_dir = g->o.store_base_dir != NULL ? g->o.store_base_dir : c->node.store_base_dir;
-	s->segment_bytes = g->o.mapped_file_size_for_entry_data_bytes;
-	s->index_segment_bytes = g->o.mapped_file_size_for_entry_index_bytes;
-	s->flush_mode = g->o.flush_mode == CFG_FLUSH_ASYNC ? STO_FLUSH_ASYNC : STO_FLUSH_SYNC;
-	s->flush_interval_ms = g->o.flush_file_interval_ms;
-	s->file_reserved_hours = g->o.file_reserved_hours;
-	s->enable_disk_force_clean = g->o.enable_disk_force_clean;
-	s->disk_space_ratio_to_force_clean = g->o.disk_space_ratio_to_force_clean;
-	s->disk_full_ratio = g->o.disk_full_ratio;
-}
-
-/* ---- config bookkeeping ------------------------------------------------------- */
-
-ssize_t ctl_cfg_find(const struct cfg *c, const char *group)
-{
-	for (size_t i = 0; i < c->n_groups; i++)
-		if (strcmp(c->groups[i].group, group) == 0)
-			return (ssize_t)i;
-	return -1;
-}
-
-void ctl_cfg_drop(struct cfg *c, size_t i)
-{
-	DL_ASSERT(i < c->n_groups);
-	cfg_group_free(&c->groups[i]);
-	memmove(&c->groups[i], &c->groups[i + 1], (c->n_groups - i - 1) * sizeof(c->groups[0]));
-	c->n_groups--;
-}
-
-static void member_dir(const struct cfg *c, const struct cfg_group *g, char *buf, size_t cap)
-{
-	const char *base = g->o.store_base_dir ? g->o.store_base_dir : c->node.store_base_dir;
-	snprintf(buf, cap, "%s/%s/%s", base, g->group, g->self_id);
-}
-
-int ctl_group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
-		     struct dl_errctx *err)
-{
-	struct cfg_kv kv[CTL_MAX_KV];
-	for (uint32_t i = 0; i < r->n_kv; i++)
-		kv[i] = (struct cfg_kv){r->key[i], r->val[i]};
-	int rc = cfg_group_from_kv(&c->node, kv, r->n_kv, g, err);
-	if (rc == DL_OK && (rc = cfg_check_new_group(c, g, err)) != DL_OK)
-		cfg_group_free(g);
-	return rc;
-}
-
-int ctl_apply_state(struct cfg *c, const struct ctl_state *st, const char *state_path,
-		    struct dl_errctx *err)
-{
-	for (size_t i = 0; i < st->n_removed; i++) {
-		ssize_t k = ctl_cfg_find(c, ctl_rec_get(&st->removed[i], "group"));
-		if (k >= 0 && strcmp(c->groups[k].self_id, ctl_rec_get(&st->removed[i], "id")) == 0)
-			ctl_cfg_drop(c, (size_t)k);
-	}
-	for (size_t i = 0; i < st->n_added; i++) {
-		const struct ctl_rec *r = &st->added[i];
-		ssize_t k = ctl_cfg_find(c, ctl_rec_get(r, "group"));
-		if (k >= 0)
-			ctl_cfg_drop(c, (size_t)k);
-		struct cfg_group g;
-		struct dl_errctx e = {{0}};
-		int rc = ctl_group_of_rec(c, r, &g, &e);
-		if (rc == DL_OK && (rc = cfg_add_group(c, &g, &e)) != DL_OK)
-			cfg_group_free(&g);
-		if (rc != DL_OK)
-			return dl_errf(err, rc, "%s: added group '%s': %s", state_path,
-				       ctl_rec_get(r, "group"), e.msg);
-	}
-	return DL_OK;
-}
 
 /* ---- open / start / close ----------------------------------------------------- */
 
@@ -311,19 +213,6 @@ void ctl_close(struct ctl_server *s)
 
 /* ---- msgpack helpers ---------------------------------------------------------- */
 
-/* The string at `key` into buf (NUL-terminated); false if absent, not a
- * string, empty or too long. */
-static bool mp_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
-{
-	const msgpack_object *v = ctl_map_get(map, key);
-	if (v == NULL || v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
-	    v->via.str.size >= cap || memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
-		return false;
-	memcpy(buf, v->via.str.ptr, v->via.str.size);
-	buf[v->via.str.size] = '\0';
-	return true;
-}
-
 static void pk_ku64(msgpack_packer *pk, const char *k, uint64_t v)
 {
 	ctl_pack_str(pk, k);
@@ -434,54 +323,6 @@ static void op_status(struct ctl_server *s, msgpack_packer *pk)
 
 /* ---- add-group / remove-group ---------------------------------------------------- */
 
-/* The keys of an add-group request ("keys": map of string to string). */
-static int rec_of_request(const msgpack_object *req, struct ctl_rec *r, struct dl_errctx *err)
-{
-	const msgpack_object *keys = ctl_map_get(req, "keys");
-	if (keys == NULL || keys->type != MSGPACK_OBJECT_MAP)
-		return dl_errf(err, DL_EPROTO, "add-group: 'keys' is missing or not a map");
-	for (uint32_t i = 0; i < keys->via.map.size; i++) {
-		const msgpack_object *k = &keys->via.map.ptr[i].key, *v = &keys->via.map.ptr[i].val;
-		if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_STR)
-			return dl_errf(err, DL_EPROTO, "add-group: keys and values must be strings");
-		if (memchr(k->via.str.ptr, '\0', k->via.str.size) ||
-		    memchr(v->via.str.ptr, '\0', v->via.str.size))
-			return dl_errf(err, DL_EPROTO, "add-group: NUL in a key or value");
-		/* groups.yaml records them, and YAML holds Unicode text only */
-		if (!ctl_utf8_valid(k->via.str.ptr, k->via.str.size) ||
-		    !ctl_utf8_valid(v->via.str.ptr, v->via.str.size))
-			return dl_errf(err, DL_EPROTO, "add-group: a key or value is not UTF-8");
-		int rc = ctl_rec_add(r, k->via.str.ptr, k->via.str.size, v->via.str.ptr,
-				     v->via.str.size);
-		if (rc != DL_OK)
-			return dl_errf(err, rc, "add-group: more than %d keys", CTL_MAX_KV);
-	}
-	return DL_OK;
-}
-
-/* No membership change: another member's data of the group on this node
- * means a different member once lived here. */
-int ctl_check_no_other_member(const struct cfg *c, const struct cfg_group *g,
-			      struct dl_errctx *err)
-{
-	char dir[CFG_PATH_MAX];
-	const char *base = g->o.store_base_dir ? g->o.store_base_dir : c->node.store_base_dir;
-	snprintf(dir, sizeof(dir), "%s/%s", base, g->group);
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return DL_OK;
-	int rc = DL_OK;
-	for (struct dirent *e; rc == DL_OK && (e = readdir(d)) != NULL;)
-		if (e->d_name[0] != '.' && strcmp(e->d_name, g->self_id) != 0 &&
-		    e->d_type == DT_DIR)
-			rc = dl_errf(err, DL_ECONFIG,
-				     "group '%s' has data of member '%s' on this node (%s); "
-				     "changing a group's members is not supported",
-				     g->group, e->d_name, dir);
-	closedir(d);
-	return rc;
-}
-
 /* Moves the request's keys (req->rec) into the state once it records them. */
 static int op_add(struct ctl_server *s, struct ctl_req *req, msgpack_packer *pk,
 		  struct dl_errctx *err)
@@ -503,7 +344,7 @@ static int op_add(struct ctl_server *s, struct ctl_req *req, msgpack_packer *pk,
 	struct rt_member_config mc;
 	ctl_member_config(s->cfg, &g, &mc);
 	char dir[CFG_PATH_MAX];
-	member_dir(s->cfg, &g, dir, sizeof(dir));
+	ctl_member_dir(s->cfg, &g, dir, sizeof(dir));
 	bool resumed = access(dir, F_OK) == 0;
 	rc = rt_node_add(s->node, &mc, err);
 	if (rc != DL_OK)
@@ -554,7 +395,7 @@ static int op_remove(struct ctl_server *s, const struct ctl_req *req, msgpack_pa
 		return dl_errf(err, DL_ENOTFOUND, "this node has no member '%s' of group '%s'", id,
 			       group);
 	char dir[CFG_PATH_MAX];
-	member_dir(s->cfg, &s->cfg->groups[k], dir, sizeof(dir));
+	ctl_member_dir(s->cfg, &s->cfg->groups[k], dir, sizeof(dir));
 	int rc = rt_node_remove(s->node, group, id);
 	if (rc != DL_OK && rc != DL_ENOTFOUND) /* not running (failed): still drop it */
 		return dl_errf(err, rc, "cannot stop the member: %s", dl_strerror(rc));
@@ -680,97 +521,6 @@ void ctl_reload_signal(struct ctl_server *s)
 	(void)op_reload(s, &pk, &err); /* logs its report or why it refused */
 	pthread_mutex_unlock(&s->lock);
 	msgpack_sbuffer_destroy(&sb);
-}
-
-/* ---- decoding a request ---------------------------------------------------------- */
-
-static int decode_op(const msgpack_object *map, struct ctl_req *r, struct dl_errctx *err)
-{
-	char op[32];
-	if (!mp_str(map, "op", op, sizeof(op)))
-		return dl_errf(err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
-	static const struct {
-		const char *name;
-		enum ctl_op op;
-	} ops[] = {
-		{"status", CTL_OP_STATUS},
-		{"add-group", CTL_OP_ADD},
-		{"remove-group", CTL_OP_REMOVE},
-		{"transfer-leader", CTL_OP_TRANSFER},
-		{"reload", CTL_OP_RELOAD},
-	};
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (strcmp(op, ops[i].name) == 0) {
-			r->op = ops[i].op;
-			return DL_OK;
-		}
-	}
-	return dl_errf(err, DL_EPROTO, "unknown op '%s'", op);
-}
-
-/* The fields of r->op. */
-static int decode_fields(const msgpack_object *map, struct ctl_req *r, struct dl_errctx *err)
-{
-	const msgpack_object *v;
-	switch (r->op) {
-	case CTL_OP_ADD:
-		return rec_of_request(map, &r->rec, err);
-	case CTL_OP_REMOVE:
-		if (!mp_str(map, "group", r->group, sizeof(r->group)) ||
-		    !mp_str(map, "id", r->id, sizeof(r->id)))
-			return dl_errf(err, DL_EPROTO,
-				       "remove-group: 'group' and 'id' are required strings");
-		v = ctl_map_get(map, "delete_data");
-		r->delete_data = v != NULL && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
-		return DL_OK;
-	case CTL_OP_TRANSFER:
-		if (!mp_str(map, "group", r->group, sizeof(r->group)) ||
-		    !mp_str(map, "to", r->to, sizeof(r->to)))
-			return dl_errf(err, DL_EPROTO,
-				       "transfer-leader: 'group' and 'to' are required");
-		v = ctl_map_get(map, "timeout_ms");
-		r->timeout_ms = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 5000;
-		if (r->timeout_ms > CTL_MAX_WAIT_MS)
-			r->timeout_ms = CTL_MAX_WAIT_MS;
-		return DL_OK;
-	case CTL_OP_STATUS:
-	case CTL_OP_RELOAD:
-		return DL_OK;
-	}
-	return dl_errf(err, DL_EPROTO, "unknown op");
-}
-
-int ctl_req_decode(const void *buf, size_t len, struct ctl_req *out, struct dl_errctx *err)
-{
-	DL_ASSERT(out != NULL && (buf != NULL || len == 0));
-	memset(out, 0, sizeof(*out));
-	if (len > CTL_MAX_REQUEST_BYTES)
-		return dl_errf(err, DL_ETOOBIG, "request larger than %u bytes",
-			       CTL_MAX_REQUEST_BYTES);
-	msgpack_unpacked u;
-	msgpack_unpacked_init(&u);
-	size_t off = 0;
-	int rc = DL_OK;
-	if (!ctl_mp_bounded(buf, len) ||
-	    msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
-	    u.data.type != MSGPACK_OBJECT_MAP)
-		rc = dl_errf(err, DL_EPROTO, "malformed request: expected a msgpack map with 'op'");
-	if (rc == DL_OK)
-		rc = decode_op(&u.data, out, err);
-	if (rc == DL_OK)
-		rc = decode_fields(&u.data, out, err);
-	msgpack_unpacked_destroy(&u); /* the request keeps copies only */
-	if (rc != DL_OK)
-		ctl_req_free(out);
-	return rc;
-}
-
-void ctl_req_free(struct ctl_req *r)
-{
-	if (r == NULL)
-		return;
-	ctl_rec_free(&r->rec);
-	memset(r, 0, sizeof(*r));
 }
 
 /* ---- the server thread ------------------------------------------------------------ */

@@ -1,5 +1,19 @@
 /*
- * control_internal.h - shared by control.c and state.c only.
+ * control_internal.h - shared by the files of the control module only.
+ *
+ * The files, lower first; each uses only the ones above it in this list,
+ * so dependencies point one way (control.c -> reload.c -> groups.c ->
+ * state.c):
+ *   state.c    groups.yaml: its records, load, atomic save; UTF-8 checks
+ *   groups.c   the node's set of groups (groups.h): find, drop, a
+ *              member's config and directory, groups.yaml applied on top
+ *              of a config
+ *   request.c  decoding and checking a control request (no node, no cfg)
+ *   reload.c   config reload: the file re-read, members made to follow it
+ *   balance.c  leaderBalance: its own thread, the C client and rt_node_*
+ *   ctl_client.c  the client side of the control socket (ctl_client.h),
+ *              for dledger-ctl and the tests; uses none of the above
+ *   control.c  the socket server: its thread, the ops, open/start/close
  */
 #ifndef DLEDGER_CONTROL_INTERNAL_H
 #define DLEDGER_CONTROL_INTERNAL_H
@@ -10,6 +24,7 @@
 #include <sys/types.h>
 
 #include "control/control.h"
+#include "control/groups.h"
 
 /* One group of groups.yaml: its keys as given ("group" and "id" among them).
  * Owns every string. */
@@ -51,7 +66,7 @@ int ctl_state_note_added(struct ctl_state *st, struct ctl_rec *r);
 /* Drops the group's added record and records the removal. */
 int ctl_state_note_removed(struct ctl_state *st, const char *group, const char *id);
 
-/* ---- a request, decoded (control.c) ----
+/* ---- a request, decoded (request.c) ----
  * serve() first decodes and checks a request on its own, with neither the
  * node nor the config (so that the control fuzz target, test/fuzz/, can
  * feed this layer alone), then carries it out. */
@@ -74,25 +89,6 @@ struct ctl_req {
 int ctl_req_decode(const void *buf, size_t len, struct ctl_req *out, struct dl_errctx *err);
 void ctl_req_free(struct ctl_req *r);
 
-/* An add-group's keys as a group of `c`: valid, and fitting the other
- * groups (not there yet, this node's address). On success `*g` is the
- * caller's (cfg_group_free()); on failure it is zeroed. */
-int ctl_group_of_rec(const struct cfg *c, const struct ctl_rec *r, struct cfg_group *g,
-		     struct dl_errctx *err);
-
-/* ---- shared by control.c, reload.c and balance.c ---- */
-
-/* Index of `group` in c->groups, or -1. */
-ssize_t ctl_cfg_find(const struct cfg *c, const char *group);
-/* Frees c->groups[i] and closes the gap. */
-void ctl_cfg_drop(struct cfg *c, size_t i);
-/* groups.yaml on top of `c`: removals first, then additions (an addition
- * replaces c's item of the same group). DL_ECONFIG names `state_path`. */
-int ctl_apply_state(struct cfg *c, const struct ctl_state *st, const char *state_path,
-		    struct dl_errctx *err);
-/* DL_ECONFIG when another member id of g's group has data on this node. */
-int ctl_check_no_other_member(const struct cfg *c, const struct cfg_group *g,
-			      struct dl_errctx *err);
 
 /* What a reload did. Every list owns its strings. */
 struct ctl_strs {

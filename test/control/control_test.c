@@ -23,11 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <msgpack.h>
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
-
 #include "client/client.h"
+#include "control/ctl_client.h"
 #include "test/lib/tt.h"
 #include "test/lib/tt_cluster.h"
 
@@ -238,35 +235,13 @@ static void a_second_node_on_the_same_socket_is_refused(void)
  * copies its "error". */
 static bool raw_request(int k, const void *buf, size_t len, char *error, size_t cap)
 {
-	char url[160];
-	snprintf(url, sizeof(url), "ipc://%s", sock[k]);
-	nng_socket s;
-	tt_assert(nng_req0_open(&s) == 0);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-	tt_assert(nng_dial(s, url, NULL, 0) == 0);
-	tt_assert(nng_send(s, (void *)buf, len, 0) == 0);
-	nng_msg *m;
-	tt_assert(nng_recvmsg(s, &m, 0) == 0, "no reply to a malformed request");
-	msgpack_unpacked u;
-	msgpack_unpacked_init(&u);
-	size_t off = 0;
-	tt_assert(msgpack_unpack_next(&u, nng_msg_body(m), nng_msg_len(m), &off) ==
-		  MSGPACK_UNPACK_SUCCESS);
-	bool ok = true;
-	error[0] = '\0';
-	tt_assert(u.data.type == MSGPACK_OBJECT_MAP);
-	for (uint32_t i = 0; i < u.data.via.map.size; i++) {
-		const msgpack_object *key = &u.data.via.map.ptr[i].key;
-		const msgpack_object *v = &u.data.via.map.ptr[i].val;
-		if (key->via.str.size == 2 && memcmp(key->via.str.ptr, "ok", 2) == 0)
-			ok = v->via.boolean;
-		if (key->via.str.size == 5 && memcmp(key->via.str.ptr, "error", 5) == 0)
-			snprintf(error, cap, "%.*s", (int)v->via.str.size, v->via.str.ptr);
-	}
-	msgpack_unpacked_destroy(&u);
-	nng_msg_free(m);
-	nng_close(s);
-	return ok;
+	struct ctl_reply r;
+	struct dl_errctx err = {{0}};
+	int rc = ctl_client_call(sock[k], buf, len, 5000, &r, &err);
+	tt_assert(r.map != NULL, "no reply to a malformed request: %s", err.msg);
+	snprintf(error, cap, "%s", rc == DL_OK ? "" : err.msg);
+	ctl_reply_free(&r);
+	return rc == DL_OK;
 }
 
 static void malformed_requests_get_an_error_and_the_node_keeps_running(void)
