@@ -162,7 +162,7 @@ static struct progress *progress_of(struct raft *r, raft_id id)
 }
 
 /* Term at `index`, seeing entries of the update being built too. */
-static bool term_at(struct raft *r, uint64_t index, uint64_t *term)
+static bool raft_term_at(struct raft *r, uint64_t index, uint64_t *term)
 {
 	if (index == 0) {
 		*term = 0;
@@ -179,13 +179,13 @@ static bool term_at(struct raft *r, uint64_t index, uint64_t *term)
 	return r->ops->term_at(r->ctx, index, term);
 }
 
-static uint64_t term_or_zero(struct raft *r, uint64_t index)
+static uint64_t raft_term_or_zero(struct raft *r, uint64_t index)
 {
 	uint64_t t = 0;
-	return term_at(r, index, &t) ? t : 0;
+	return raft_term_at(r, index, &t) ? t : 0;
 }
 
-static uint32_t entry_bytes(struct raft *r, uint64_t index)
+static uint32_t raft_entry_bytes(struct raft *r, uint64_t index)
 {
 	struct raft_update *u = r->u;
 	if (u != NULL && u->n_entries > 0 && index >= u->first_index &&
@@ -194,14 +194,14 @@ static uint32_t entry_bytes(struct raft *r, uint64_t index)
 	return r->ops->entry_bytes(r->ctx, index);
 }
 
-static void reset_election_timer(struct raft *r)
+static void raft_reset_election_timer(struct raft *r)
 {
 	r->election_elapsed = 0;
 	uint32_t t = r->cfg.election_ticks;
 	r->randomized_timeout = t + (uint32_t)(rng_next(r) % t);
 }
 
-static struct raft_message *msg_new(struct raft *r, uint8_t type, raft_id to)
+static struct raft_message *raft_msg_new(struct raft *r, uint8_t type, raft_id to)
 {
 	if (r->n_out >= r->cfg.max_outbox) {
 		r->dropped_msgs++;
@@ -219,7 +219,7 @@ static struct raft_message *msg_new(struct raft *r, uint8_t type, raft_id to)
 }
 
 /* Messages of an older term are useless once the term moved: drop them. */
-static void outbox_purge_stale(struct raft *r)
+static void raft_outbox_purge_stale(struct raft *r)
 {
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < r->n_out; i++)
@@ -236,7 +236,7 @@ static void set_leader(struct raft *r, raft_id leader)
 }
 
 /* Append entries to the log through the update (the caller stores them). */
-static void log_append(struct raft *r, const struct raft_entry *entries, uint32_t n)
+static void raft_log_append(struct raft *r, const struct raft_entry *entries, uint32_t n)
 {
 	struct raft_update *u = r->u;
 	RAFT_ASSERT(u->n_entries == 0);
@@ -248,7 +248,7 @@ static void log_append(struct raft *r, const struct raft_entry *entries, uint32_
 	r->last_term = entries[n - 1].term;
 }
 
-static void log_truncate(struct raft *r, uint64_t after)
+static void raft_log_truncate(struct raft *r, uint64_t after)
 {
 	struct raft_update *u = r->u;
 	/* Raft §5.3: only uncommitted entries may be removed. */
@@ -258,12 +258,12 @@ static void log_truncate(struct raft *r, uint64_t after)
 	u->truncate = true;
 	u->truncate_after = after;
 	r->last_index = after;
-	r->last_term = term_or_zero(r, after);
+	r->last_term = raft_term_or_zero(r, after);
 	if (r->durable > after)
 		r->durable = after;
 }
 
-static void inflight_reset(struct progress *pr)
+static void raft_inflight_reset(struct progress *pr)
 {
 	pr->hole = 0;
 	pr->infl_head = 0;
@@ -275,18 +275,18 @@ static void inflight_reset(struct progress *pr)
 /* Leader: forget what a member held beyond `match` and probe it again from
  * there (its store was replaced, or it lost entries it acknowledged). The
  * one place where a match index goes down. */
-static void progress_restart(struct raft *r, struct progress *pr, uint64_t match)
+static void raft_progress_restart(struct raft *r, struct progress *pr, uint64_t match)
 {
 	RAFT_ASSERT(match <= pr->match);
 	pr->match = match;
 	pr->next = match + 1;
 	pr->state = PR_PROBE;
 	pr->probe_sent = false;
-	inflight_reset(pr);
+	raft_inflight_reset(pr);
 	RAFT_ASSERT(pr->next <= r->last_index + 1);
 }
 
-static void inflight_free_to(struct raft *r, struct progress *pr, uint64_t index)
+static void raft_inflight_free_to(struct raft *r, struct progress *pr, uint64_t index)
 {
 	uint32_t cap = r->cfg.max_inflight_msgs;
 	while (pr->infl_count > 0) {
@@ -299,7 +299,7 @@ static void inflight_free_to(struct raft *r, struct progress *pr, uint64_t index
 	}
 }
 
-static bool inflight_full(const struct raft *r, const struct progress *pr)
+static bool raft_inflight_full(const struct raft *r, const struct progress *pr)
 {
 	return pr->infl_count >= r->cfg.max_inflight_msgs ||
 	       pr->infl_bytes >= r->cfg.max_inflight_bytes;
@@ -324,7 +324,7 @@ static void end_takeover(struct raft *r, bool won)
 	r->takeover_backoff_ticks = r->cfg.election_ticks << r->takeover_failures;
 }
 
-static void become_follower(struct raft *r, uint64_t term, raft_id leader)
+static void raft_become_follower(struct raft *r, uint64_t term, raft_id leader)
 {
 	RAFT_ASSERT(term >= r->term);
 	end_takeover(r, false);
@@ -338,27 +338,27 @@ static void become_follower(struct raft *r, uint64_t term, raft_id leader)
 	if (term > r->term) {
 		r->term = term;
 		r->vote = 0;
-		outbox_purge_stale(r);
+		raft_outbox_purge_stale(r);
 	}
 	r->role = RAFT_FOLLOWER;
 	set_leader(r, leader);
 	r->transferee = 0;
-	reset_election_timer(r);
+	raft_reset_election_timer(r);
 }
 
 static void send_append(struct raft *r, struct progress *pr, bool allow_empty);
 static void bcast_append(struct raft *r);
-static void maybe_commit(struct raft *r);
+static void raft_maybe_commit(struct raft *r);
 
 /* Leader: an empty entry of the current term, sent to everyone. */
-static void append_noop(struct raft *r)
+static void raft_append_noop(struct raft *r)
 {
 	RAFT_ASSERT(r->role == RAFT_LEADER);
 	r->noop.term = r->term;
 	r->noop.data = NULL;
 	r->noop.len = 0;
 	r->noop.type = RAFT_ENTRY_NOOP;
-	log_append(r, &r->noop, 1);
+	raft_log_append(r, &r->noop, 1);
 	bcast_append(r);
 }
 
@@ -367,7 +367,7 @@ static void append_noop(struct raft *r)
  * for once it holds our log up to this term's first entry (raft.h,
  * "Voters", (a)). A leader is a voter: elected by voters or by all, its log
  * holds every committed entry. */
-static void become_leader(struct raft *r, bool unanimous)
+static void raft_become_leader(struct raft *r, bool unanimous)
 {
 	end_takeover(r, true);
 	r->role = RAFT_LEADER;
@@ -386,14 +386,14 @@ static void become_leader(struct raft *r, bool unanimous)
 		pr->active = true;
 		pr->want_lead = false;
 		pr->genesis = unanimous && pr->id != r->cfg.self;
-		inflight_reset(pr);
+		raft_inflight_reset(pr);
 	}
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */
-	append_noop(r);
-	maybe_commit(r);
+	raft_append_noop(r);
+	raft_maybe_commit(r);
 }
 
-static bool log_up_to_date(struct raft *r, uint64_t last_index, uint64_t last_term)
+static bool raft_log_up_to_date(struct raft *r, uint64_t last_index, uint64_t last_term)
 {
 	/* Raft §5.4.1: compare last terms, then last indexes. */
 	return last_term > r->last_term || (last_term == r->last_term && last_index >= r->last_index);
@@ -409,7 +409,7 @@ static void reset_votes(struct raft *r)
 	}
 }
 
-static void become_candidate(struct raft *r, bool transfer);
+static void raft_become_candidate(struct raft *r, bool transfer);
 
 /* Counts answers; wins or gives up as soon as the outcome is certain. A
  * win takes the grants of a majority of voters, or the grants of every
@@ -428,13 +428,13 @@ static void tally_votes(struct raft *r)
 	RAFT_ASSERT(granted_voters <= granted && granted + pending <= n);
 	if (granted_voters >= q || granted == n) {
 		if (r->role == RAFT_PRECANDIDATE)
-			become_candidate(r, false);
+			raft_become_candidate(r, false);
 		else
-			become_leader(r, granted == n);
+			raft_become_leader(r, granted == n);
 	} else if (granted_voters + pending < q && granted + pending < n) {
 		/* Lost: back to follower, so a member that cannot win never
 		 * stays a candidate (DLedger #85, #247). */
-		become_follower(r, r->term, 0);
+		raft_become_follower(r, r->term, 0);
 	}
 }
 
@@ -444,7 +444,7 @@ static void send_vote_requests(struct raft *r, uint8_t type, uint64_t term, bool
 		raft_id id = r->prs[i].id;
 		if (id == r->cfg.self)
 			continue;
-		struct raft_message *m = msg_new(r, type, id);
+		struct raft_message *m = raft_msg_new(r, type, id);
 		if (m == NULL)
 			continue;
 		m->term = term;
@@ -454,18 +454,18 @@ static void send_vote_requests(struct raft *r, uint8_t type, uint64_t term, bool
 	}
 }
 
-static void become_candidate(struct raft *r, bool transfer)
+static void raft_become_candidate(struct raft *r, bool transfer)
 {
 	r->term++;
 	r->vote = r->cfg.self;
-	outbox_purge_stale(r);
+	raft_outbox_purge_stale(r);
 	r->role = RAFT_CANDIDATE;
 	set_leader(r, 0);
 	r->transferee = 0;
 	r->leader_match = 0;
 	r->acked_match = 0;
 	r->elections++;
-	reset_election_timer(r);
+	raft_reset_election_timer(r);
 	reset_votes(r);
 	send_vote_requests(r, RAFT_MSG_VOTE, r->term, transfer);
 	tally_votes(r);
@@ -478,7 +478,7 @@ static void become_precandidate(struct raft *r)
 	set_leader(r, 0);
 	r->leader_match = 0;
 	r->acked_match = 0;
-	reset_election_timer(r);
+	raft_reset_election_timer(r);
 	reset_votes(r);
 	send_vote_requests(r, RAFT_MSG_PREVOTE, r->term + 1, false);
 	tally_votes(r);
@@ -490,26 +490,26 @@ static void campaign(struct raft *r)
 	if (r->cfg.prevote)
 		become_precandidate(r);
 	else
-		become_candidate(r, false);
+		raft_become_candidate(r, false);
 }
 
 /* ---- replication (leader) ---------------------------------------------- */
 
-static void send_timeout_now(struct raft *r, raft_id to)
+static void raft_send_timeout_now(struct raft *r, raft_id to)
 {
-	(void)msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
+	(void)raft_msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
 }
 
 static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 {
 	if (pr->state == PR_PROBE && pr->probe_sent)
 		return;
-	if (pr->state == PR_REPLICATE && inflight_full(r, pr))
+	if (pr->state == PR_REPLICATE && raft_inflight_full(r, pr))
 		return;
 	uint64_t prev = pr->next - 1;
 	uint64_t prev_term, first_term;
-	if (!term_at(r, prev, &prev_term) ||
-	    (pr->next <= r->last_index && !term_at(r, pr->next, &first_term))) {
+	if (!raft_term_at(r, prev, &prev_term) ||
+	    (pr->next <= r->last_index && !raft_term_at(r, pr->next, &first_term))) {
 		/* The entry before next, or next itself, was dropped from our
 		 * log: this member cannot be caught up by appends. Counted; an
 		 * operator must reseed it (docs/OPERATIONS.md, "Replacing a
@@ -520,7 +520,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	uint32_t n = 0;
 	uint64_t bytes = 0;
 	for (uint64_t idx = pr->next; idx <= r->last_index && n < r->cfg.max_append_entries; idx++) {
-		uint32_t b = entry_bytes(r, idx);
+		uint32_t b = raft_entry_bytes(r, idx);
 		if (n > 0 && bytes + b > r->cfg.max_append_bytes)
 			break;
 		n++;
@@ -528,7 +528,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	}
 	if (n == 0 && !allow_empty)
 		return;
-	struct raft_message *m = msg_new(r, RAFT_MSG_APPEND, pr->id);
+	struct raft_message *m = raft_msg_new(r, RAFT_MSG_APPEND, pr->id);
 	if (m == NULL)
 		return;
 	m->append.prev_index = prev;
@@ -551,7 +551,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 }
 
 /* Sends as much as the window allows. */
-static void send_append_all(struct raft *r, struct progress *pr)
+static void raft_send_append_all(struct raft *r, struct progress *pr)
 {
 	for (uint32_t guard = 0; guard <= r->cfg.max_inflight_msgs; guard++) {
 		uint32_t before = r->n_out;
@@ -568,17 +568,17 @@ static void bcast_append(struct raft *r)
 	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 		struct progress *pr = &r->prs[i];
 		if (pr->id != r->cfg.self)
-			send_append_all(r, pr);
+			raft_send_append_all(r, pr);
 	}
 }
 
-static void bcast_heartbeat(struct raft *r)
+static void raft_bcast_heartbeat(struct raft *r)
 {
 	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 		struct progress *pr = &r->prs[i];
 		if (pr->id == r->cfg.self)
 			continue;
-		struct raft_message *m = msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
+		struct raft_message *m = raft_msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
 		if (m == NULL)
 			continue;
 		/* etcd: never tell a member to commit what it may not hold. */
@@ -607,7 +607,7 @@ static void commit_by_count(struct raft *r)
 	qsort(m, n, sizeof(m[0]), cmp_desc);
 	uint64_t idx = m[quorum(r) - 1];
 	/* Raft §5.4.2: only an entry of the current term commits by count. */
-	if (idx > r->commit && term_or_zero(r, idx) == r->term) {
+	if (idx > r->commit && raft_term_or_zero(r, idx) == r->term) {
 		RAFT_ASSERT(idx <= r->last_index);
 		r->commit = idx;
 	}
@@ -629,7 +629,7 @@ static bool can_vouch(const struct raft *r, const struct progress *pr)
 	       pr->match >= r->commit;
 }
 
-static void maybe_commit(struct raft *r)
+static void raft_maybe_commit(struct raft *r)
 {
 	commit_by_count(r);
 	if (r->role != RAFT_LEADER)
@@ -652,30 +652,30 @@ static void maybe_commit(struct raft *r)
 /* A member caught up but not yet vouched for, because nothing was
  * committed since we first heard of it (an idle group): append a no-op,
  * whose commit by the voters vouches for it (raft.h, "Voters", (b)). */
-static void maybe_certify(struct raft *r, const struct progress *pr)
+static void raft_maybe_certify(struct raft *r, const struct progress *pr)
 {
 	if (counts(r, pr) || pr->incarnation == 0 || r->transferee != 0 || r->u->n_entries != 0)
 		return;
 	if (pr->match < r->last_index || r->last_index > pr->first_seen_last)
 		return;
-	append_noop(r);
+	raft_append_noop(r);
 }
 
 static void maybe_send_timeout_now(struct raft *r, struct progress *pr)
 {
 	if (r->transferee == pr->id && pr->match == r->last_index)
-		send_timeout_now(r, pr->id);
+		raft_send_timeout_now(r, pr->id);
 }
 
 /* Largest index <= index whose term is <= term (etcd findConflictByTerm),
  * never below `floor`. */
-static uint64_t find_by_term(struct raft *r, uint64_t index, uint64_t term, uint64_t floor)
+static uint64_t raft_find_by_term(struct raft *r, uint64_t index, uint64_t term, uint64_t floor)
 {
 	if (index > r->last_index)
 		index = r->last_index;
 	while (index > floor) {
 		uint64_t t;
-		if (!term_at(r, index, &t))
+		if (!raft_term_at(r, index, &t))
 			break;
 		if (t <= term)
 			break;
@@ -698,13 +698,13 @@ static void handle_gap(struct raft *r, struct progress *pr, uint64_t member_last
 		next = pr->match + 1;
 	if (next > r->last_index + 1 || next >= pr->next)
 		return;
-	inflight_reset(pr);
+	raft_inflight_reset(pr);
 	pr->next = next;
 	pr->hole = next;
-	send_append_all(r, pr);
+	raft_send_append_all(r, pr);
 }
 
-static void handle_append_resp(struct raft *r, const struct raft_message *m)
+static void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
 	pr->active = true;
@@ -720,7 +720,7 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 			 * that overtook it; a real loss stalls replication there
 			 * and comes back here as a probe. */
 			r->member_resets++;
-			progress_restart(r, pr, m->append_resp.last_index);
+			raft_progress_restart(r, pr, m->append_resp.last_index);
 			send_append(r, pr, true);
 			return;
 		}
@@ -728,7 +728,7 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 			handle_gap(r, pr, m->append_resp.last_index);
 			return;
 		}
-		uint64_t next = find_by_term(r, m->append_resp.hint_index, m->append_resp.hint_term,
+		uint64_t next = raft_find_by_term(r, m->append_resp.hint_index, m->append_resp.hint_term,
 					     pr->match) + 1;
 		if (next > rej)
 			next = rej; /* always move back at least one */
@@ -737,7 +737,7 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 		pr->next = next;
 		pr->state = PR_PROBE;
 		pr->probe_sent = false;
-		inflight_reset(pr);
+		raft_inflight_reset(pr);
 		send_append(r, pr, true);
 		return;
 	}
@@ -750,28 +750,28 @@ static void handle_append_resp(struct raft *r, const struct raft_message *m)
 	if (match > pr->match) {
 		pr->match = match;
 		pr->stall_ticks = 0;
-		maybe_commit(r);
+		raft_maybe_commit(r);
 	}
-	maybe_certify(r, pr);
+	raft_maybe_certify(r, pr);
 	if (pr->state == PR_PROBE) {
 		if (last + 1 >= pr->next || match + 1 >= pr->next) {
 			pr->state = PR_REPLICATE;
 			pr->probe_sent = false;
-			inflight_reset(pr);
+			raft_inflight_reset(pr);
 			pr->next = (last > match ? last : match) + 1;
 		}
 	} else {
-		inflight_free_to(r, pr, last);
+		raft_inflight_free_to(r, pr, last);
 		if (pr->next <= last)
 			pr->next = last + 1;
 		if (pr->hole != 0 && last >= pr->hole)
 			pr->hole = 0;
 	}
 	maybe_send_timeout_now(r, pr);
-	send_append_all(r, pr);
+	raft_send_append_all(r, pr);
 }
 
-static void handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
+static void raft_handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
 	pr->active = true;
@@ -779,14 +779,14 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 	uint64_t match = m->heartbeat_resp.match_index;
 	if (match <= r->last_index && match > pr->match) {
 		pr->match = match;
-		maybe_commit(r);
+		raft_maybe_commit(r);
 	}
-	maybe_certify(r, pr);
+	raft_maybe_certify(r, pr);
 	if (pr->state == PR_PROBE) {
 		pr->probe_sent = false;
 		send_append(r, pr, true);
 	} else if (pr->infl_count == 0 && pr->match < r->last_index) {
-		send_append_all(r, pr);
+		raft_send_append_all(r, pr);
 	}
 	maybe_send_timeout_now(r, pr);
 }
@@ -795,7 +795,7 @@ static void handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 
 static void send_append_ack(struct raft *r, raft_id to)
 {
-	struct raft_message *m = msg_new(r, RAFT_MSG_APPEND_RESP, to);
+	struct raft_message *m = raft_msg_new(r, RAFT_MSG_APPEND_RESP, to);
 	if (m == NULL)
 		return;
 	uint64_t match = r->durable < r->leader_match ? r->durable : r->leader_match;
@@ -806,16 +806,16 @@ static void send_append_ack(struct raft *r, raft_id to)
 
 static void send_append_reject(struct raft *r, const struct raft_message *m)
 {
-	struct raft_message *out = msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
+	struct raft_message *out = raft_msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
 	if (out == NULL)
 		return;
 	uint64_t prev = m->append.prev_index;
 	out->append_resp.reject = true;
 	out->append_resp.rejected_index = prev;
 	out->append_resp.last_index = r->last_index;
-	uint64_t hint = find_by_term(r, prev, m->append.prev_term, r->commit);
+	uint64_t hint = raft_find_by_term(r, prev, m->append.prev_term, r->commit);
 	out->append_resp.hint_index = hint;
-	out->append_resp.hint_term = term_or_zero(r, hint);
+	out->append_resp.hint_term = raft_term_or_zero(r, hint);
 }
 
 /* The first index at or before our commit where the append's prev entry or
@@ -824,10 +824,10 @@ static void send_append_reject(struct raft *r, const struct raft_message *m)
 static uint64_t committed_conflict(struct raft *r, const struct raft_message *m, uint32_t n)
 {
 	uint64_t prev = m->append.prev_index, t;
-	if (prev > 0 && term_at(r, prev, &t) && t != m->append.prev_term)
+	if (prev > 0 && raft_term_at(r, prev, &t) && t != m->append.prev_term)
 		return prev;
 	for (uint32_t k = 0; k < n; k++)
-		if (term_at(r, prev + 1 + k, &t) && t != m->append.entries[k].term)
+		if (raft_term_at(r, prev + 1 + k, &t) && t != m->append.entries[k].term)
 			return prev + 1 + k;
 	return 0;
 }
@@ -851,7 +851,7 @@ static bool append_is_well_formed(const struct raft_message *m)
 	return true;
 }
 
-static void handle_append(struct raft *r, const struct raft_message *m)
+static void raft_handle_append(struct raft *r, const struct raft_message *m)
 {
 	if (!append_is_well_formed(m)) {
 		r->ignored_msgs++;
@@ -872,7 +872,7 @@ static void handle_append(struct raft *r, const struct raft_message *m)
 			r->u->conflict_index = bad;
 			return;
 		}
-	} else if (prev > r->last_index || !term_at(r, prev, &t) || t != m->append.prev_term) {
+	} else if (prev > r->last_index || !raft_term_at(r, prev, &t) || t != m->append.prev_term) {
 		send_append_reject(r, m);
 		return;
 	}
@@ -881,15 +881,15 @@ static void handle_append(struct raft *r, const struct raft_message *m)
 		if (idx > r->last_index)
 			break;
 		uint64_t have;
-		if (!term_at(r, idx, &have) || have != m->append.entries[i].term) {
+		if (!raft_term_at(r, idx, &have) || have != m->append.entries[i].term) {
 			/* DLedger TRUNCATE: drop our divergent suffix. */
 			RAFT_ASSERT(idx > r->commit);
-			log_truncate(r, idx - 1);
+			raft_log_truncate(r, idx - 1);
 			break;
 		}
 	}
 	if (i < n)
-		log_append(r, m->append.entries + i, n - i);
+		raft_log_append(r, m->append.entries + i, n - i);
 	uint64_t agreed = prev + n > r->commit ? prev + n : r->commit;
 	if (agreed > r->leader_match)
 		r->leader_match = agreed;
@@ -901,7 +901,7 @@ static void handle_append(struct raft *r, const struct raft_message *m)
 		send_append_ack(r, m->from);
 }
 
-static void handle_heartbeat(struct raft *r, const struct raft_message *m)
+static void raft_handle_heartbeat(struct raft *r, const struct raft_message *m)
 {
 	uint64_t c = m->heartbeat.commit;
 	if (c > r->last_index)
@@ -915,7 +915,7 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 		r->hb_skipped = true; /* nothing new: answer the next one */
 		return;
 	}
-	struct raft_message *out = msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
+	struct raft_message *out = raft_msg_new(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
 	if (out == NULL)
 		return;
 	out->heartbeat_resp.match_index = match;
@@ -927,17 +927,17 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 
 /* ---- votes -------------------------------------------------------------- */
 
-static void handle_vote_request(struct raft *r, const struct raft_message *m)
+static void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
 {
 	bool prevote = m->type == RAFT_MSG_PREVOTE;
 	bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
 			(prevote && m->term > r->term);
-	bool granted = can_vote && log_up_to_date(r, m->vote.last_index, m->vote.last_term);
+	bool granted = can_vote && raft_log_up_to_date(r, m->vote.last_index, m->vote.last_term);
 	if (granted && !prevote) {
 		r->vote = m->from;
-		reset_election_timer(r);
+		raft_reset_election_timer(r);
 	}
-	struct raft_message *out = msg_new(r, prevote ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
+	struct raft_message *out = raft_msg_new(r, prevote ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
 	if (out == NULL)
 		return;
 	/* A granted pre-vote carries the candidate's future term (etcd). */
@@ -946,7 +946,7 @@ static void handle_vote_request(struct raft *r, const struct raft_message *m)
 	out->vote_resp.granted = granted;
 }
 
-static void handle_vote_resp(struct raft *r, const struct raft_message *m)
+static void raft_handle_vote_resp(struct raft *r, const struct raft_message *m)
 {
 	bool want = (r->role == RAFT_PRECANDIDATE && m->type == RAFT_MSG_PREVOTE_RESP) ||
 		    (r->role == RAFT_CANDIDATE && m->type == RAFT_MSG_VOTE_RESP);
@@ -979,7 +979,7 @@ static bool message_is_valid(struct raft *r, const struct raft_message *m)
 
 /* Raft §5.1 term rules, with pre-vote and lease exceptions (etcd).
  * Returns false when the message is done with. */
-static bool handle_term(struct raft *r, const struct raft_message *m)
+static bool raft_handle_term(struct raft *r, const struct raft_message *m)
 {
 	bool is_vote = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
 	if (m->term > r->term && m->term - r->term > RAFT_MAX_TERM_JUMP) {
@@ -1000,13 +1000,13 @@ static bool handle_term(struct raft *r, const struct raft_message *m)
 			return false;
 		bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
 				   m->type == RAFT_MSG_TIMEOUT_NOW;
-		become_follower(r, m->term, from_leader ? m->from : 0);
+		raft_become_follower(r, m->term, from_leader ? m->from : 0);
 		return true;
 	}
 	if (m->term < r->term) {
 		if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT) {
 			/* Tell a stale leader about the newer term. */
-			struct raft_message *out = msg_new(
+			struct raft_message *out = raft_msg_new(
 				r, m->type == RAFT_MSG_APPEND ? RAFT_MSG_APPEND_RESP : RAFT_MSG_HEARTBEAT_RESP,
 				m->from);
 			if (out != NULL && m->type == RAFT_MSG_APPEND) {
@@ -1016,7 +1016,7 @@ static bool handle_term(struct raft *r, const struct raft_message *m)
 				out->append_resp.hint_term = r->last_term;
 			}
 		} else if (m->type == RAFT_MSG_PREVOTE) {
-			struct raft_message *out = msg_new(r, RAFT_MSG_PREVOTE_RESP, m->from);
+			struct raft_message *out = raft_msg_new(r, RAFT_MSG_PREVOTE_RESP, m->from);
 			if (out != NULL)
 				out->vote_resp.granted = false;
 		}
@@ -1027,7 +1027,7 @@ static bool handle_term(struct raft *r, const struct raft_message *m)
 
 /* Tracks the sender's incarnation. Returns false for a message of an older
  * incarnation than one already heard (from before its store was replaced). */
-static bool note_incarnation(struct raft *r, struct progress *pr, const struct raft_message *m)
+static bool raft_note_incarnation(struct raft *r, struct progress *pr, const struct raft_message *m)
 {
 	if (m->incarnation < pr->incarnation) {
 		r->ignored_msgs++;
@@ -1043,7 +1043,7 @@ static bool note_incarnation(struct raft *r, struct progress *pr, const struct r
 			pr->voter = false;
 			if (r->role == RAFT_LEADER) {
 				r->member_resets++;
-				progress_restart(r, pr, 0);
+				raft_progress_restart(r, pr, 0);
 			}
 		}
 	}
@@ -1053,7 +1053,7 @@ static bool note_incarnation(struct raft *r, struct progress *pr, const struct r
 }
 
 /* Follower: the leader vouches for this incarnation (raft.h, "Voters"). */
-static void note_vouched(struct raft *r, const struct raft_message *m)
+static void raft_note_vouched(struct raft *r, const struct raft_message *m)
 {
 	if (!r->voter && m->peer_voter_inc != 0 && m->peer_voter_inc == r->incarnation)
 		r->voter = true;
@@ -1065,18 +1065,18 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 		r->ignored_msgs++;
 		return;
 	}
-	if (!note_incarnation(r, progress_of(r, m->from), m))
+	if (!raft_note_incarnation(r, progress_of(r, m->from), m))
 		return;
-	if (!handle_term(r, m))
+	if (!raft_handle_term(r, m))
 		return;
 	switch (m->type) {
 	case RAFT_MSG_PREVOTE:
 	case RAFT_MSG_VOTE:
-		handle_vote_request(r, m);
+		raft_handle_vote_request(r, m);
 		break;
 	case RAFT_MSG_PREVOTE_RESP:
 	case RAFT_MSG_VOTE_RESP:
-		handle_vote_resp(r, m);
+		raft_handle_vote_resp(r, m);
 		break;
 	case RAFT_MSG_APPEND:
 	case RAFT_MSG_HEARTBEAT:
@@ -1092,25 +1092,25 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 			return;
 		}
 		if (r->role != RAFT_FOLLOWER || r->leader != m->from)
-			become_follower(r, m->term, m->from);
+			raft_become_follower(r, m->term, m->from);
 		r->election_elapsed = 0;
-		note_vouched(r, m);
+		raft_note_vouched(r, m);
 		if (m->type == RAFT_MSG_APPEND)
-			handle_append(r, m);
+			raft_handle_append(r, m);
 		else
-			handle_heartbeat(r, m);
+			raft_handle_heartbeat(r, m);
 		break;
 	case RAFT_MSG_APPEND_RESP:
 		if (r->role == RAFT_LEADER)
-			handle_append_resp(r, m);
+			raft_handle_append_resp(r, m);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
 		if (r->role == RAFT_LEADER)
-			handle_heartbeat_resp(r, m);
+			raft_handle_heartbeat_resp(r, m);
 		break;
 	case RAFT_MSG_TIMEOUT_NOW:
 		if (r->role == RAFT_FOLLOWER && r->leader == m->from && r->cfg.fixed_leader == 0) {
-			become_candidate(r, true);
+			raft_become_candidate(r, true);
 			r->takeover = r->role == RAFT_CANDIDATE;
 		}
 		break;
@@ -1131,7 +1131,7 @@ static void abort_transfer(struct raft *r)
 	r->transferee = 0;
 }
 
-static void start_transfer(struct raft *r, raft_id target)
+static void raft_start_transfer(struct raft *r, raft_id target)
 {
 	struct progress *pr = progress_of(r, target);
 	if (pr == NULL || target == r->cfg.self || r->transferee == target)
@@ -1139,9 +1139,9 @@ static void start_transfer(struct raft *r, raft_id target)
 	r->transferee = target;
 	r->transfer_elapsed = 0;
 	if (pr->match == r->last_index)
-		send_timeout_now(r, target);
+		raft_send_timeout_now(r, target);
 	else
-		send_append_all(r, pr);
+		raft_send_append_all(r, pr);
 }
 
 static void maybe_transfer_to_preferred(struct raft *r)
@@ -1155,7 +1155,7 @@ static void maybe_transfer_to_preferred(struct raft *r)
 		return;
 	/* Close enough: the transfer pauses proposals and tops it up. */
 	if (r->last_index - pr->match <= r->cfg.max_append_entries)
-		start_transfer(r, p);
+		raft_start_transfer(r, p);
 }
 
 static void tick_leader(struct raft *r)
@@ -1178,7 +1178,7 @@ static void tick_leader(struct raft *r)
 		}
 		if (r->cfg.check_quorum && active < quorum(r)) {
 			/* Check-quorum: we may be cut off; stop claiming. */
-			become_follower(r, r->term, 0);
+			raft_become_follower(r, r->term, 0);
 			return;
 		}
 	}
@@ -1192,7 +1192,7 @@ static void tick_leader(struct raft *r)
 			pr->state = PR_PROBE;
 			pr->probe_sent = false;
 			pr->next = pr->match + 1;
-			inflight_reset(pr);
+			raft_inflight_reset(pr);
 		}
 	}
 	bool beat;
@@ -1203,12 +1203,12 @@ static void tick_leader(struct raft *r)
 	}
 	if (beat) {
 		r->heartbeat_elapsed = 0;
-		bcast_heartbeat(r);
+		raft_bcast_heartbeat(r);
 		maybe_transfer_to_preferred(r);
 	}
 }
 
-static void tick(struct raft *r)
+static void raft_tick(struct raft *r)
 {
 	if (r->takeover_backoff_ticks > 0)
 		r->takeover_backoff_ticks--;
@@ -1228,10 +1228,10 @@ static void tick(struct raft *r)
 	 * and waits a fresh randomized timeout before asking again, so a
 	 * member that cannot win never stays a candidate (DLedger #85, #247)
 	 * and leaves the others room to elect. */
-	become_follower(r, r->term, 0);
+	raft_become_follower(r, r->term, 0);
 }
 
-static void propose(struct raft *r, struct raft_entry *entries, uint32_t n, struct raft_update *u)
+static void raft_propose(struct raft *r, struct raft_entry *entries, uint32_t n, struct raft_update *u)
 {
 	if (r->role != RAFT_LEADER) {
 		u->propose_rc = RAFT_ENOTLEADER;
@@ -1250,18 +1250,18 @@ static void propose(struct raft *r, struct raft_entry *entries, uint32_t n, stru
 	u->propose_rc = RAFT_OK;
 	u->propose_index = r->last_index + 1;
 	u->propose_term = r->term;
-	log_append(r, entries, n);
+	raft_log_append(r, entries, n);
 	bcast_append(r);
 }
 
-static void persisted(struct raft *r, uint64_t index, uint64_t term)
+static void raft_persisted(struct raft *r, uint64_t index, uint64_t term)
 {
 	uint64_t t;
-	if (index <= r->durable || index > r->last_index || !term_at(r, index, &t) || t != term)
+	if (index <= r->durable || index > r->last_index || !raft_term_at(r, index, &t) || t != term)
 		return; /* stale report from before a truncation, or a repeat */
 	r->durable = index;
 	if (r->role == RAFT_LEADER) {
-		maybe_commit(r);
+		raft_maybe_commit(r);
 	} else if (r->role == RAFT_FOLLOWER && r->leader != 0) {
 		uint64_t match = r->durable < r->leader_match ? r->durable : r->leader_match;
 		if (match > r->acked_match)
@@ -1280,7 +1280,7 @@ static void fixed_boot(struct raft *r)
 	 * in the crash cannot clash with what it sends now. */
 	r->term = (r->term > r->last_term ? r->term : r->last_term) + 1;
 	r->vote = r->cfg.self;
-	become_leader(r, false);
+	raft_become_leader(r, false);
 }
 
 /* ---- public API ------------------------------------------------------------ */
@@ -1365,7 +1365,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 	r->cfg = *cfg;
 	r->ops = ops;
 	r->ctx = ctx;
-	/* malloc, not calloc: msg_new() clears each message it hands out and
+	/* malloc, not calloc: raft_msg_new() clears each message it hands out and
 	 * in-flight records are written before they are read, so pages a
 	 * member never uses (an idle follower's outbox) stay untouched, not
 	 * resident. */
@@ -1402,7 +1402,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 		r->vote = 0;
 	}
 	r->role = RAFT_FOLLOWER;
-	reset_election_timer(r);
+	raft_reset_election_timer(r);
 	r->fixed_boot_pending = cfg->fixed_leader != 0;
 	*out = r;
 	return RAFT_OK;
@@ -1447,16 +1447,16 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 		break;
 	case RAFT_EV_TICK:
 		r->now_ticks = ev->tick.now;
-		tick(r);
+		raft_tick(r);
 		break;
 	case RAFT_EV_MESSAGE:
 		handle_message(r, ev->msg);
 		break;
 	case RAFT_EV_PROPOSE:
-		propose(r, ev->propose.entries, ev->propose.n, u);
+		raft_propose(r, ev->propose.entries, ev->propose.n, u);
 		break;
 	case RAFT_EV_PERSISTED:
-		persisted(r, ev->persisted.index, ev->persisted.term);
+		raft_persisted(r, ev->persisted.index, ev->persisted.term);
 		break;
 	case RAFT_EV_STATE_PERSISTED:
 		if (ev->state.term == r->term && ev->state.vote == r->vote) {
@@ -1466,7 +1466,7 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 		break;
 	case RAFT_EV_TRANSFER:
 		if (r->role == RAFT_LEADER)
-			start_transfer(r, ev->target);
+			raft_start_transfer(r, ev->target);
 		break;
 	default:
 		r->ignored_msgs++;
