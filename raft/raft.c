@@ -263,29 +263,10 @@ void raft_free(struct raft *r)
 	free(r);
 }
 
-void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *u)
+/* One event of raft.h's list, with `u` already reset. */
+static void step_event(struct raft *r, const struct raft_event *ev, struct raft_update *u)
 {
-	memset(u, 0, sizeof(*u));
-	if (r->out_released) {
-		r->n_out = 0;
-		r->out_released = false;
-	}
-	r->u = u;
-	uint8_t role0 = r->role;
-	raft_id leader0 = r->leader;
-	uint64_t commit0 = r->commit;
-	uint64_t term0 = r->term;
-
-	bool booted = false;
-	if (r->fixed_boot_pending) {
-		fixed_boot(r);
-		booted = r->role == RAFT_LEADER;
-	}
-
-	switch (booted && ev->type == RAFT_EV_PROPOSE ? 0 : ev->type) {
-	case 0: /* the boot appended a no-op in this step: retry the proposal */
-		u->propose_rc = RAFT_EBUSY;
-		break;
+	switch (ev->type) {
 	case RAFT_EV_TICK:
 		r->now_ticks = ev->tick.now;
 		raft_tick(r);
@@ -312,6 +293,33 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 	default:
 		r->ignored_msgs++;
 		break;
+	}
+}
+
+void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *u)
+{
+	memset(u, 0, sizeof(*u));
+	if (r->out_released) {
+		r->n_out = 0;
+		r->out_released = false;
+	}
+	r->u = u;
+	uint8_t role0 = r->role;
+	raft_id leader0 = r->leader;
+	uint64_t commit0 = r->commit;
+	uint64_t term0 = r->term;
+
+	bool booted = false;
+	if (r->fixed_boot_pending) {
+		fixed_boot(r);
+		booted = r->role == RAFT_LEADER;
+	}
+	if (booted && ev->type == RAFT_EV_PROPOSE) {
+		/* The boot appended a no-op to this update, and an update holds
+		 * one append: the caller retries the proposal. */
+		u->propose_rc = RAFT_EBUSY;
+	} else {
+		step_event(r, ev, u);
 	}
 
 	/* Post-conditions: terms never go down; commit never passes the log
