@@ -1,6 +1,7 @@
 /*
  * election.c - roles and their transitions, votes and pre-votes, the term
- * rules of Raft §5.1, election and leader timers, leadership transfer. See raft_internal.h.
+ * rules of Raft §5.1, election and leader timers, leadership transfer. See
+ * raft_internal.h.
  */
 #include "raft/raft_internal.h"
 
@@ -22,6 +23,8 @@ void raft_reset_election_timer(struct raft *r)
 
 static void set_leader(struct raft *r, raft_id leader)
 {
+	/* Set after the role: we name ourselves leader exactly when we lead. */
+	RAFT_ASSERT((leader == r->cfg.self) == (r->role == RAFT_LEADER));
 	if (leader != r->leader && leader != 0)
 		r->leader_changes++;
 	r->leader = leader;
@@ -46,7 +49,7 @@ static void end_takeover(struct raft *r, bool won)
 
 void raft_become_follower(struct raft *r, uint64_t term, raft_id leader)
 {
-	RAFT_ASSERT(term >= r->term);
+	RAFT_ASSERT(term >= r->term && leader != r->cfg.self);
 	end_takeover(r, false);
 	/* What we agreed with a leader holds for that leader in that term
 	 * only: a new term of the same leader may have lost and rewritten the
@@ -64,6 +67,7 @@ void raft_become_follower(struct raft *r, uint64_t term, raft_id leader)
 	set_leader(r, leader);
 	r->transferee = 0;
 	raft_reset_election_timer(r);
+	RAFT_ASSERT(r->term == term && r->role == RAFT_FOLLOWER && r->leader == leader);
 }
 
 /* `unanimous`: every member granted the vote, so every member's log is
@@ -73,6 +77,10 @@ void raft_become_follower(struct raft *r, uint64_t term, raft_id leader)
  * holds every committed entry. */
 void raft_become_leader(struct raft *r, bool unanimous)
 {
+	/* Raft §5.2: a candidate that won its own vote in this term; or the
+	 * fixed leader at boot, in a term of its own (fixed_boot()). */
+	RAFT_ASSERT(r->role == RAFT_CANDIDATE || r->cfg.fixed_leader == r->cfg.self);
+	RAFT_ASSERT(r->role != RAFT_LEADER && r->vote == r->cfg.self && r->term > r->last_term);
 	end_takeover(r, true);
 	r->role = RAFT_LEADER;
 	set_leader(r, r->cfg.self);
@@ -95,6 +103,7 @@ void raft_become_leader(struct raft *r, bool unanimous)
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */
 	raft_append_noop(r);
 	raft_maybe_commit(r);
+	RAFT_ASSERT(r->last_index == r->term_start && r->last_term == r->term);
 }
 
 static void reset_votes(struct raft *r)
@@ -112,6 +121,7 @@ static void reset_votes(struct raft *r)
  * member (raft.h, "Voters"). */
 static void tally_votes(struct raft *r)
 {
+	RAFT_ASSERT(r->role == RAFT_PRECANDIDATE || r->role == RAFT_CANDIDATE);
 	uint32_t granted = 0, granted_voters = 0, pending = 0;
 	const uint32_t n = r->cfg.n_members, q = quorum(r);
 	for (uint32_t i = 0; i < n; i++) {
@@ -152,6 +162,8 @@ static void send_vote_requests(struct raft *r, uint8_t type, uint64_t term, bool
 
 void raft_become_candidate(struct raft *r, bool transfer)
 {
+	RAFT_ASSERT(r->role == RAFT_FOLLOWER || r->role == RAFT_PRECANDIDATE);
+	RAFT_ASSERT(r->cfg.fixed_leader == 0 && r->term < UINT64_MAX);
 	r->term++;
 	r->vote = r->cfg.self;
 	raft_outbox_purge_stale(r);
@@ -170,6 +182,7 @@ void raft_become_candidate(struct raft *r, bool transfer)
 static void become_precandidate(struct raft *r)
 {
 	/* Pre-vote (Raft thesis §9.6): ask before raising the term. */
+	RAFT_ASSERT(r->role == RAFT_FOLLOWER || r->role == RAFT_PRECANDIDATE);
 	r->role = RAFT_PRECANDIDATE;
 	set_leader(r, 0);
 	r->leader_match = 0;
@@ -200,7 +213,13 @@ void raft_handle_vote_request(struct raft *r, const struct raft_message *m)
 	bool can_vote = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
 			(prevote && m->term > r->term);
 	bool granted = can_vote && raft_log_up_to_date(r, m->vote.last_index, m->vote.last_term);
+	/* raft_handle_term() took a vote's term; a pre-vote may be ahead. */
+	RAFT_ASSERT(prevote ? m->term >= r->term : m->term == r->term);
 	if (granted && !prevote) {
+		/* Raft §5.2: one vote per term. A candidate or leader voted for
+		 * itself, so only a follower or pre-candidate grants one. */
+		RAFT_ASSERT(r->vote == 0 || r->vote == m->from);
+		RAFT_ASSERT(r->role == RAFT_FOLLOWER || r->role == RAFT_PRECANDIDATE);
 		r->vote = m->from;
 		raft_reset_election_timer(r);
 	}
@@ -220,6 +239,7 @@ void raft_handle_vote_resp(struct raft *r, const struct raft_message *m)
 	if (!want)
 		return;
 	struct progress *pr = progress_of(r, m->from);
+	RAFT_ASSERT(pr != NULL && pr->id != r->cfg.self);
 	if (pr->vote_responded)
 		return;
 	pr->vote_responded = true;
@@ -257,6 +277,7 @@ bool raft_handle_term(struct raft *r, const struct raft_message *m)
 		bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
 				   m->type == RAFT_MSG_TIMEOUT_NOW;
 		raft_become_follower(r, m->term, from_leader ? m->from : 0);
+		RAFT_ASSERT(r->term == m->term && r->vote == 0);
 		return true;
 	}
 	if (m->term < r->term) {
@@ -278,6 +299,7 @@ bool raft_handle_term(struct raft *r, const struct raft_message *m)
 		}
 		return false;
 	}
+	RAFT_ASSERT(m->term == r->term);
 	return true;
 }
 
@@ -295,6 +317,7 @@ static void abort_transfer(struct raft *r)
 
 void raft_start_transfer(struct raft *r, raft_id target)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER);
 	struct progress *pr = progress_of(r, target);
 	if (pr == NULL || target == r->cfg.self || r->transferee == target)
 		return;
@@ -322,6 +345,7 @@ static void maybe_transfer_to_preferred(struct raft *r)
 
 static void tick_leader(struct raft *r)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER && r->leader == r->cfg.self);
 	if (r->preferred_backoff_ticks > 0)
 		r->preferred_backoff_ticks--;
 	if (r->transferee != 0 && ++r->transfer_elapsed >= r->cfg.election_ticks)

@@ -43,12 +43,19 @@ void raft_log_append(struct raft *r, const struct raft_entry *entries, uint32_t 
 {
 	struct raft_update *u = r->u;
 	RAFT_ASSERT(u->n_entries == 0);
-	RAFT_ASSERT(n > 0);
+	RAFT_ASSERT(n > 0 && r->last_index <= UINT64_MAX - n);
+	/* Entries come from a leader of our term: terms rise through the
+	 * batch and none is above ours (raft.h, "Impossible messages"). */
+	RAFT_ASSERT(entries[0].term > 0 && entries[0].term <= entries[n - 1].term);
+	RAFT_ASSERT(entries[n - 1].term <= r->term);
 	u->first_index = r->last_index + 1;
 	u->entries = entries;
 	u->n_entries = n;
 	r->last_index += n;
 	r->last_term = entries[n - 1].term;
+	/* Contiguity: the batch follows the truncation point, if any. */
+	RAFT_ASSERT(!u->truncate || u->first_index == u->truncate_after + 1);
+	RAFT_ASSERT(r->last_index == u->first_index + n - 1 && r->last_index > r->commit);
 }
 
 void raft_log_truncate(struct raft *r, uint64_t after)
@@ -58,12 +65,16 @@ void raft_log_truncate(struct raft *r, uint64_t after)
 	RAFT_ASSERT(after >= r->commit);
 	RAFT_ASSERT(after < r->last_index);
 	RAFT_ASSERT(u->n_entries == 0 && !u->truncate);
+	/* A leader's log only grows in its term (Raft §5.3, Leader
+	 * Append-Only). */
+	RAFT_ASSERT(r->role != RAFT_LEADER);
 	u->truncate = true;
 	u->truncate_after = after;
 	r->last_index = after;
 	r->last_term = raft_term_or_zero(r, after);
 	if (r->durable > after)
 		r->durable = after;
+	RAFT_ASSERT(r->durable <= r->last_index && r->commit <= r->last_index);
 }
 
 bool raft_log_up_to_date(struct raft *r, uint64_t last_index, uint64_t last_term)
@@ -78,6 +89,7 @@ uint64_t raft_find_by_term(struct raft *r, uint64_t index, uint64_t term, uint64
 {
 	if (index > r->last_index)
 		index = r->last_index;
+	const uint64_t start = index;
 	while (index > floor) {
 		uint64_t t;
 		if (!raft_term_at(r, index, &t))
@@ -86,5 +98,6 @@ uint64_t raft_find_by_term(struct raft *r, uint64_t index, uint64_t term, uint64
 			break;
 		index--;
 	}
+	RAFT_ASSERT(index <= start && index <= r->last_index);
 	return index;
 }

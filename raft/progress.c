@@ -21,6 +21,7 @@ void raft_inflight_reset(struct progress *pr)
  * one place where a match index goes down. */
 void raft_progress_restart(struct raft *r, struct progress *pr, uint64_t match)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER && pr->id != r->cfg.self);
 	RAFT_ASSERT(match <= pr->match);
 	pr->match = match;
 	pr->next = match + 1;
@@ -30,9 +31,24 @@ void raft_progress_restart(struct raft *r, struct progress *pr, uint64_t match)
 	RAFT_ASSERT(pr->next <= r->last_index + 1);
 }
 
+/* A member's answer raises its match (etcd's MaybeUpdate); a probe below
+ * what it holds moves up with it, so that match < next always, also while
+ * the commit that follows sends appends. Returns whether match rose. */
+bool raft_progress_update(struct progress *pr, uint64_t match)
+{
+	if (match <= pr->match)
+		return false;
+	pr->match = match;
+	if (pr->next <= match)
+		pr->next = match + 1;
+	RAFT_ASSERT(pr->match < pr->next);
+	return true;
+}
+
 void raft_inflight_free_to(struct raft *r, struct progress *pr, uint64_t index)
 {
 	uint32_t cap = r->cfg.max_inflight_msgs;
+	RAFT_ASSERT(pr->infl_count <= cap);
 	while (pr->infl_count > 0) {
 		struct inflight *f = &pr->infl[pr->infl_head];
 		if (f->last_index > index)
@@ -41,6 +57,8 @@ void raft_inflight_free_to(struct raft *r, struct progress *pr, uint64_t index)
 		pr->infl_head = (pr->infl_head + 1) % cap;
 		pr->infl_count--;
 	}
+	/* The window's bytes are the sum of its records'. */
+	RAFT_ASSERT(pr->infl_count > 0 || pr->infl_bytes == 0);
 }
 
 bool raft_inflight_full(const struct raft *r, const struct progress *pr)
@@ -59,6 +77,7 @@ static int cmp_desc(const void *a, const void *b)
  * holding nothing). */
 static void commit_by_count(struct raft *r)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER && r->voter);
 	uint64_t m[RAFT_MAX_MEMBERS];
 	uint32_t n = r->cfg.n_members;
 	for (uint32_t i = 0; i < n; i++) {
@@ -70,7 +89,8 @@ static void commit_by_count(struct raft *r)
 	uint64_t idx = m[quorum(r) - 1];
 	/* Raft §5.4.2: only an entry of the current term commits by count. */
 	if (idx > r->commit && raft_term_or_zero(r, idx) == r->term) {
-		RAFT_ASSERT(idx <= r->last_index);
+		/* Only we append entries of our term, from term_start on. */
+		RAFT_ASSERT(idx <= r->last_index && idx >= r->term_start);
 		r->commit = idx;
 	}
 }
@@ -116,6 +136,7 @@ void raft_maybe_commit(struct raft *r)
  * whose commit by the voters vouches for it (raft.h, "Voters", (b)). */
 void raft_maybe_certify(struct raft *r, const struct progress *pr)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER);
 	if (counts(r, pr) || pr->incarnation == 0 || r->transferee != 0 || r->u->n_entries != 0)
 		return;
 	if (pr->match < r->last_index || r->last_index > pr->first_seen_last)
@@ -147,6 +168,7 @@ bool raft_note_incarnation(struct raft *r, struct progress *pr, const struct raf
 	}
 	if (m->voter)
 		pr->voter = true;
+	RAFT_ASSERT(pr->heard && pr->incarnation == m->incarnation);
 	return true;
 }
 

@@ -112,6 +112,29 @@ static void handle_message(struct raft *r, const struct raft_message *m)
 	}
 }
 
+/* What holds between any two steps, whatever the messages were. */
+static void check_invariants(const struct raft *r)
+{
+	RAFT_ASSERT(r->role <= RAFT_LEADER && r->n_out <= r->cfg.max_outbox);
+	RAFT_ASSERT(r->commit <= r->last_index && r->durable <= r->last_index);
+	/* Entries carry the term of the leader that made them, at most ours;
+	 * the caller confirms only the hard state we handed out. */
+	RAFT_ASSERT(r->last_term <= r->term && r->confirmed_term <= r->term);
+	/* A candidate and a leader voted for themselves in their term. */
+	RAFT_ASSERT(r->role < RAFT_CANDIDATE || r->vote == r->cfg.self);
+	if (r->role != RAFT_LEADER)
+		return;
+	RAFT_ASSERT(r->leader == r->cfg.self && r->voter && r->term_start <= r->last_index);
+	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
+		const struct progress *pr = &r->prs[i];
+		if (pr->id == r->cfg.self)
+			continue;
+		/* etcd's Progress: match < next <= last + 1. */
+		RAFT_ASSERT(pr->match < pr->next && pr->next <= r->last_index + 1);
+		RAFT_ASSERT(pr->infl_count <= r->cfg.max_inflight_msgs);
+	}
+}
+
 static void fixed_boot(struct raft *r)
 {
 	r->fixed_boot_pending = false;
@@ -124,6 +147,7 @@ static void fixed_boot(struct raft *r)
 	r->term = (r->term > r->last_term ? r->term : r->last_term) + 1;
 	r->vote = r->cfg.self;
 	raft_become_leader(r, false);
+	RAFT_ASSERT(r->role == RAFT_LEADER && r->term == r->last_term);
 }
 
 void raft_config_defaults(struct raft_config *cfg)
@@ -245,6 +269,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_log_ops *ops, void
 	r->role = RAFT_FOLLOWER;
 	raft_reset_election_timer(r);
 	r->fixed_boot_pending = cfg->fixed_leader != 0;
+	check_invariants(r);
 	*out = r;
 	return RAFT_OK;
 
@@ -308,6 +333,8 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 	raft_id leader0 = r->leader;
 	uint64_t commit0 = r->commit;
 	uint64_t term0 = r->term;
+	raft_id vote0 = r->vote;
+	uint64_t last0 = r->last_index;
 
 	bool booted = false;
 	if (r->fixed_boot_pending) {
@@ -327,6 +354,11 @@ void raft_step(struct raft *r, const struct raft_event *ev, struct raft_update *
 	RAFT_ASSERT(r->term >= term0);
 	RAFT_ASSERT(r->commit >= commit0);
 	RAFT_ASSERT(r->commit <= r->last_index);
+	/* Raft §5.2: at most one vote per term, never taken back. */
+	RAFT_ASSERT(r->term != term0 || vote0 == 0 || r->vote == vote0);
+	/* Raft §5.3: a leader never truncates its log in its term. */
+	RAFT_ASSERT(role0 != RAFT_LEADER || r->term != term0 || (!u->truncate && r->last_index >= last0));
+	check_invariants(r);
 
 	if (r->term != r->reported_term || r->vote != r->reported_vote ||
 	    r->voter != r->reported_voter) {

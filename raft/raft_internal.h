@@ -165,6 +165,7 @@ uint64_t raft_find_by_term(struct raft *r, uint64_t index, uint64_t term, uint64
 /* progress.c: the leader's view of each member; commit; voters. */
 void raft_inflight_reset(struct progress *pr);
 void raft_progress_restart(struct raft *r, struct progress *pr, uint64_t match);
+bool raft_progress_update(struct progress *pr, uint64_t match);
 void raft_inflight_free_to(struct raft *r, struct progress *pr, uint64_t index);
 bool raft_inflight_full(const struct raft *r, const struct progress *pr);
 void raft_maybe_commit(struct raft *r);

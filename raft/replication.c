@@ -1,6 +1,7 @@
 /*
  * replication.c - appends and heartbeats: the leader sending and reading
- * the answers, the follower taking them; proposals and persistence reports. See raft_internal.h.
+ * the answers, the follower taking them; proposals and persistence reports.
+ * See raft_internal.h.
  */
 #include "raft/raft_internal.h"
 
@@ -20,6 +21,8 @@ void raft_append_noop(struct raft *r)
 
 static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 {
+	RAFT_ASSERT(r->role == RAFT_LEADER && pr->id != r->cfg.self);
+	RAFT_ASSERT(pr->match < pr->next && pr->next <= r->last_index + 1);
 	if (pr->state == PR_PROBE && pr->probe_sent)
 		return;
 	if (pr->state == PR_REPLICATE && raft_inflight_full(r, pr))
@@ -55,6 +58,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
 	m->append.n_entries = n;
 	m->append.entries = NULL;
+	RAFT_ASSERT(prev + n <= r->last_index && n <= r->cfg.max_append_entries);
 	if (pr->state == PR_PROBE) {
 		pr->probe_sent = true;
 	} else if (n > 0) {
@@ -65,6 +69,7 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 		pr->infl_count++;
 		pr->infl_bytes += bytes;
 		pr->next = prev + n + 1;
+		RAFT_ASSERT(pr->infl_count <= cap && pr->next <= r->last_index + 1);
 	}
 }
 
@@ -128,12 +133,14 @@ static void handle_gap(struct raft *r, struct progress *pr, uint64_t member_last
 	raft_inflight_reset(pr);
 	pr->next = next;
 	pr->hole = next;
+	RAFT_ASSERT(pr->match < pr->next && pr->next <= r->last_index + 1);
 	raft_send_append_all(r, pr);
 }
 
 void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
+	RAFT_ASSERT(r->role == RAFT_LEADER && pr != NULL && pr->id != r->cfg.self);
 	pr->active = true;
 	if (m->append_resp.reject) {
 		uint64_t rej = m->append_resp.rejected_index;
@@ -161,6 +168,7 @@ void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 			next = rej; /* always move back at least one */
 		if (next <= pr->match)
 			next = pr->match + 1;
+		RAFT_ASSERT(pr->match < next && next <= r->last_index + 1);
 		pr->next = next;
 		pr->state = PR_PROBE;
 		pr->probe_sent = false;
@@ -170,12 +178,12 @@ void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 	}
 	uint64_t match = m->append_resp.match_index;
 	uint64_t last = m->append_resp.last_index;
-	if (match > r->last_index || last > r->last_index) {
+	/* A member acknowledges at most what it agreed to (raft.h). */
+	if (match > r->last_index || last > r->last_index || match > last) {
 		r->ignored_msgs++;
 		return;
 	}
-	if (match > pr->match) {
-		pr->match = match;
+	if (raft_progress_update(pr, match)) {
 		pr->stall_ticks = 0;
 		raft_maybe_commit(r);
 	}
@@ -194,6 +202,7 @@ void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 		if (pr->hole != 0 && last >= pr->hole)
 			pr->hole = 0;
 	}
+	RAFT_ASSERT(pr->match < pr->next && pr->next <= r->last_index + 1);
 	maybe_send_timeout_now(r, pr);
 	raft_send_append_all(r, pr);
 }
@@ -201,13 +210,12 @@ void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 void raft_handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 {
 	struct progress *pr = progress_of(r, m->from);
+	RAFT_ASSERT(r->role == RAFT_LEADER && pr != NULL && pr->id != r->cfg.self);
 	pr->active = true;
 	pr->want_lead = m->heartbeat_resp.want_lead;
 	uint64_t match = m->heartbeat_resp.match_index;
-	if (match <= r->last_index && match > pr->match) {
-		pr->match = match;
+	if (match <= r->last_index && raft_progress_update(pr, match))
 		raft_maybe_commit(r);
-	}
 	raft_maybe_certify(r, pr);
 	if (pr->state == PR_PROBE) {
 		pr->probe_sent = false;
@@ -224,6 +232,8 @@ static void send_append_ack(struct raft *r, raft_id to)
 	if (m == NULL)
 		return;
 	uint64_t match = r->durable < r->leader_match ? r->durable : r->leader_match;
+	/* A follower acknowledges only what is durable (raft.h). */
+	RAFT_ASSERT(r->role == RAFT_FOLLOWER && match <= r->durable && r->durable <= r->last_index);
 	m->append_resp.match_index = match;
 	m->append_resp.last_index = r->leader_match;
 	r->acked_match = match;
@@ -278,6 +288,7 @@ static bool append_is_well_formed(const struct raft_message *m)
 
 void raft_handle_append(struct raft *r, const struct raft_message *m)
 {
+	RAFT_ASSERT(r->role == RAFT_FOLLOWER && r->leader == m->from && r->term == m->term);
 	if (!append_is_well_formed(m)) {
 		r->ignored_msgs++;
 		return;
@@ -315,12 +326,15 @@ void raft_handle_append(struct raft *r, const struct raft_message *m)
 	}
 	if (i < n)
 		raft_log_append(r, m->append.entries + i, n - i);
+	/* Log Matching: our log now holds the append's range as sent. */
+	RAFT_ASSERT(r->last_index >= prev + n && r->last_index >= r->commit);
 	uint64_t agreed = prev + n > r->commit ? prev + n : r->commit;
 	if (agreed > r->leader_match)
 		r->leader_match = agreed;
 	uint64_t c = m->append.commit < agreed ? m->append.commit : agreed;
 	if (c > r->commit)
 		r->commit = c;
+	RAFT_ASSERT(r->commit <= agreed && agreed <= r->last_index);
 	/* Ack what is durable now; the rest is acked from RAFT_EV_PERSISTED. */
 	if (r->durable >= r->leader_match || r->u->n_entries == 0)
 		send_append_ack(r, m->from);
@@ -328,11 +342,13 @@ void raft_handle_append(struct raft *r, const struct raft_message *m)
 
 void raft_handle_heartbeat(struct raft *r, const struct raft_message *m)
 {
+	RAFT_ASSERT(r->role == RAFT_FOLLOWER && r->leader == m->from && r->term == m->term);
 	uint64_t c = m->heartbeat.commit;
 	if (c > r->last_index)
 		c = r->last_index;
 	if (c > r->commit)
 		r->commit = c;
+	RAFT_ASSERT(r->commit <= r->last_index);
 	uint64_t match = r->durable < r->leader_match ? r->durable : r->leader_match;
 	bool want = r->cfg.preferred_id == r->cfg.self && r->takeover_backoff_ticks == 0;
 	if (r->cfg.thin_heartbeat_acks && !r->hb_skipped && match == r->hb_acked_match &&
@@ -370,6 +386,7 @@ void raft_propose(struct raft *r, struct raft_entry *entries, uint32_t n, struct
 	u->propose_index = r->last_index + 1;
 	u->propose_term = r->term;
 	raft_log_append(r, entries, n);
+	RAFT_ASSERT(r->last_index - n + 1 == u->propose_index && r->last_term == r->term);
 	bcast_append(r);
 }
 
@@ -378,6 +395,7 @@ void raft_persisted(struct raft *r, uint64_t index, uint64_t term)
 	uint64_t t;
 	if (index <= r->durable || index > r->last_index || !raft_term_at(r, index, &t) || t != term)
 		return; /* stale report from before a truncation, or a repeat */
+	RAFT_ASSERT(index > r->durable && index <= r->last_index);
 	r->durable = index;
 	if (r->role == RAFT_LEADER) {
 		raft_maybe_commit(r);
