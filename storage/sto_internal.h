@@ -1,8 +1,9 @@
 /*
  * sto_internal.h - what the storage files share and nothing else sees:
- * the on-disk codec (docs/STORAGE.md), the refcounted file handle that the
- * owner thread and the flush thread both hold, the common part of every
- * store (the hand-over to the flush thread), and test hooks.
+ * the on-disk entry record (record.c, docs/STORAGE.md), the refcounted
+ * file handle that the owner thread and the flush thread both hold, the
+ * common part of every store (the hand-over to the flush thread), and test
+ * hooks.
  *
  * Threads: see the comment on struct sto below; every field says who owns
  * it.
