@@ -171,76 +171,86 @@ static bool send_until(struct tp_peer *p, struct sink *s, uint64_t n)
 	return false;
 }
 
-static void peer_addr(uint16_t port, char *buf, size_t cap)
+/* Two endpoints, a and b, and a's peer towards b, connected. */
+struct pair {
+	struct sink sa, sb;
+	struct tp_endpoint *a, *b;
+	uint16_t port_b;
+	char addr_b[32];
+	struct tp_peer *p;
+};
+
+static void pair_open(struct pair *t)
 {
-	snprintf(buf, cap, "127.0.0.1:%u", port);
+	sink_init(&t->sa);
+	sink_init(&t->sb);
+	uint16_t pa = tt_port();
+	t->port_b = tt_port();
+	t->a = open_ep(pa, &t->sa, 0);
+	t->b = open_ep(t->port_b, &t->sb, 0);
+	snprintf(t->addr_b, sizeof(t->addr_b), "127.0.0.1:%u", t->port_b);
+	t->p = tp_peer_open(t->a, t->addr_b);
+	tt_assert(t->p != NULL, "no peer");
+	tt_assert(send_until(t->p, &t->sb, 1), "no delivery within %d ms", WAIT_MS);
+}
+
+/* b may be closed already (NULL). */
+static void pair_close(struct pair *t)
+{
+	tp_peer_put(t->p);
+	tp_endpoint_close(t->a);
+	tp_endpoint_close(t->b);
+	sink_fini(&t->sa);
+	sink_fini(&t->sb);
 }
 
 static void t_a_peer_connects_and_its_frames_are_delivered(void)
 {
-	struct sink sa, sb;
-	sink_init(&sa);
-	sink_init(&sb);
-	uint16_t pa = tt_port(), pb = tt_port();
-	struct tp_endpoint *a = open_ep(pa, &sa, 0), *b = open_ep(pb, &sb, 0);
-	char addr[32];
-	peer_addr(pb, addr, sizeof(addr));
-	struct tp_peer *p = tp_peer_open(a, addr);
-	tt_assert(p != NULL, "no peer");
-	tt_assert(tp_peer_open(a, addr) == p, "a second open shares the peer");
+	struct pair t;
+	pair_open(&t);
+	struct tp_peer *p = t.p;
+	struct sink *sb = &t.sb;
+	tt_assert(tp_peer_open(t.a, t.addr_b) == p, "a second open shares the peer");
 	tp_peer_put(p);
-	tt_assert(send_until(p, &sb, 1), "no delivery within %d ms", WAIT_MS);
 	/* Connected: a batch arrives whole, coalesced into few frames. */
-	uint64_t before = sink_msgs(&sb);
+	uint64_t before = sink_msgs(sb);
 	tt_assert(send_heartbeats(p, 100, false) == 100, "enqueue refused");
-	tt_assert(sink_wait(&sb, before + 100, WAIT_MS), "got %llu of %llu",
-	          (unsigned long long)sink_msgs(&sb), (unsigned long long)before + 100);
+	tt_assert(sink_wait(sb, before + 100, WAIT_MS), "got %llu of %llu",
+	          (unsigned long long)sink_msgs(sb), (unsigned long long)before + 100);
 	struct tp_stats st;
-	tp_endpoint_stats(b, &st);
+	tp_endpoint_stats(t.b, &st);
 	tt_assert(st.msgs_in >= before + 100 && st.decode_errors == 0 && st.frames_in < st.msgs_in,
 	          "b: %llu msgs in %llu frames, %llu decode errors",
 	          (unsigned long long)st.msgs_in, (unsigned long long)st.frames_in,
 	          (unsigned long long)st.decode_errors);
-	tp_endpoint_stats(a, &st);
+	tp_endpoint_stats(t.a, &st);
 	tt_assert(st.peers_connected == 1, "a: %llu peers connected",
 	          (unsigned long long)st.peers_connected);
-	tt_assert(sb.bad == 0 && sa.msgs == 0, "bad %llu, a got %llu", (unsigned long long)sb.bad,
-	          (unsigned long long)sa.msgs);
-	tp_peer_put(p);
-	tp_endpoint_close(a);
-	tp_endpoint_close(b);
-	sink_fini(&sa);
-	sink_fini(&sb);
+	tt_assert(sb->bad == 0 && t.sa.msgs == 0, "bad %llu, a got %llu",
+	          (unsigned long long)sb->bad, (unsigned long long)t.sa.msgs);
+	pair_close(&t);
 }
 
 static void t_a_peer_reconnects_after_the_other_endpoint_restarts(void)
 {
-	struct sink sa, sb, sb2;
-	sink_init(&sa);
-	sink_init(&sb);
+	struct pair t;
+	pair_open(&t);
+	struct tp_peer *p = t.p;
+	struct sink sb2;
 	sink_init(&sb2);
-	uint16_t pa = tt_port(), pb = tt_port();
-	struct tp_endpoint *a = open_ep(pa, &sa, 0), *b = open_ep(pb, &sb, 0);
-	char addr[32];
-	peer_addr(pb, addr, sizeof(addr));
-	struct tp_peer *p = tp_peer_open(a, addr);
-	tt_assert(p != NULL, "no peer");
-	tt_assert(send_until(p, &sb, 1), "no first delivery");
-	tp_endpoint_close(b);
+	tp_endpoint_close(t.b);
+	t.b = NULL;
 	/* While b is down, sends fail or wait; none may block the caller
 	 * for good, and none may arrive at the next b twice. */
 	for (int i = 0; i < 10; i++)
 		send_heartbeats(p, 5, i % 2 == 0);
-	struct tp_endpoint *b2 = open_ep(pb, &sb2, 0);
+	struct tp_endpoint *b2 = open_ep(t.port_b, &sb2, 0);
 	tt_assert(send_until(p, &sb2, 1), "no delivery after b restarted");
 	uint64_t before = sink_msgs(&sb2);
 	tt_assert(send_heartbeats(p, 50, true) == 50, "enqueue refused");
 	tt_assert(sink_wait(&sb2, before + 50, WAIT_MS), "the reconnected peer lost messages");
-	tp_peer_put(p);
-	tp_endpoint_close(a);
 	tp_endpoint_close(b2);
-	sink_fini(&sa);
-	sink_fini(&sb);
+	pair_close(&t);
 	sink_fini(&sb2);
 }
 
@@ -397,26 +407,21 @@ static void *push_main(void *arg)
 static void t_an_endpoint_closes_while_senders_push_frames_at_it(void)
 {
 	enum { PUSHERS = 4 };
-	struct sink sa, sb;
-	sink_init(&sa);
-	sink_init(&sb);
-	uint16_t pa = tt_port(), pb = tt_port();
-	struct tp_endpoint *a = open_ep(pa, &sa, 0), *b = open_ep(pb, &sb, 0);
-	char addr[32];
-	peer_addr(pb, addr, sizeof(addr));
-	struct tp_peer *p = tp_peer_open(a, addr);
-	tt_assert(p != NULL && send_until(p, &sb, 1), "no connection");
+	struct pair t;
+	pair_open(&t);
+	struct sink *sb = &t.sb;
 	_Atomic bool stop = false;
 	struct pusher ps[PUSHERS];
 	for (int i = 0; i < PUSHERS; i++) {
-		ps[i] = (struct pusher){.p = tp_peer_open(a, addr), .stop = &stop};
+		ps[i] = (struct pusher){.p = tp_peer_open(t.a, t.addr_b), .stop = &stop};
 		tt_assert(pthread_create(&ps[i].thread, NULL, push_main, &ps[i]) == 0, "thread");
 	}
 	/* Traffic flows: wait for it, then close b under it. */
-	uint64_t base = sink_msgs(&sb);
-	tt_assert(sink_wait(&sb, base + 2000, WAIT_MS), "no traffic");
-	tp_endpoint_close(b);
-	uint64_t after_close = sink_msgs(&sb);
+	uint64_t base = sink_msgs(sb);
+	tt_assert(sink_wait(sb, base + 2000, WAIT_MS), "no traffic");
+	tp_endpoint_close(t.b);
+	t.b = NULL;
+	uint64_t after_close = sink_msgs(sb);
 	/* The pushers go on against a dead peer: its queue fills and the
 	 * excess is refused and counted, nothing blocks. */
 	struct tp_stats st;
@@ -425,11 +430,11 @@ static void t_an_endpoint_closes_while_senders_push_frames_at_it(void)
 	sink_init(&idle);
 	do {
 		(void)sink_wait(&idle, 1, 5);
-		tp_endpoint_stats(a, &st);
+		tp_endpoint_stats(t.a, &st);
 	} while (st.dropped_sends == 0 && !past(&dl));
 	sink_fini(&idle);
 	tt_assert(st.dropped_sends > 0, "nothing dropped towards a closed endpoint");
-	tt_assert(sink_msgs(&sb) == after_close, "delivered after close");
+	tt_assert(sink_msgs(sb) == after_close, "delivered after close");
 	atomic_store_explicit(&stop, true, memory_order_relaxed);
 	uint64_t taken = 0;
 	for (int i = 0; i < PUSHERS; i++) {
@@ -437,15 +442,12 @@ static void t_an_endpoint_closes_while_senders_push_frames_at_it(void)
 		taken += ps[i].taken;
 		tp_peer_put(ps[i].p);
 	}
-	tt_assert(taken > 0 && sb.bad == 0, "taken %llu, bad %llu", (unsigned long long)taken,
-	          (unsigned long long)sb.bad);
+	tt_assert(taken > 0 && sb->bad == 0, "taken %llu, bad %llu", (unsigned long long)taken,
+	          (unsigned long long)sb->bad);
 	/* a still holds frames queued for the dead b: closing drops them,
 	 * within the send timeout, and frees everything (LeakSanitizer). */
-	send_heartbeats(p, 100, false);
-	tp_peer_put(p);
-	tp_endpoint_close(a);
-	sink_fini(&sa);
-	sink_fini(&sb);
+	send_heartbeats(t.p, 100, false);
+	pair_close(&t);
 }
 
 int main(void)
