@@ -1,11 +1,25 @@
 /*
  * sto_internal.h - what the storage files share and nothing else sees:
- * the on-disk codec (docs/STORAGE.md), the refcounted file handle that the
- * owner thread and the flush thread both hold, the common part of every
- * store (the hand-over to the flush thread), and test hooks.
+ * the on-disk entry record (record.c, docs/STORAGE.md), the refcounted
+ * file handle that the owner thread and the flush thread both hold, the
+ * common part of every store (the hand-over to the flush thread), and test
+ * hooks.
  *
  * Threads: see the comment on struct sto below; every field says who owns
  * it.
+ *
+ * Layers: the files depend on each other one way, top to bottom; none
+ * calls a file above it.
+ *   open.c                      sto_open(): picks a kind by config
+ *   mmap_store.c, mem_store.c   the two kinds (their sto_ops tables); the
+ *   + mmap_recover.c            mmap kind's recovery at open shares its
+ *                               helpers (mmap_internal.h), both ways
+ *   store.c                     common to both kinds: config checks, the
+ *                               public calls through the ops table (never
+ *                               a kind by name), the flush hand-over
+ *   flush.c, state.c            the flush thread; the state and checkpoint files
+ *   fsutil.c                    files, directories, mappings
+ *   record.c                    the on-disk entry record, CRC32C, asserts
  */
 #ifndef DLEDGER_STO_INTERNAL_H
 #define DLEDGER_STO_INTERNAL_H
@@ -332,7 +346,7 @@ int sto_hook_alloc(const char *path, uint64_t off, uint64_t len);
 int sto_hook_write(const char *path, uint64_t off, uint64_t len);
 int sto_hook_sync(const char *path);
 
-/* Implementations. */
+/* The two kinds; called by sto_open() (open.c) only. */
 int sto_mmap_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
                   struct dl_errctx *err);
 int sto_mem_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,

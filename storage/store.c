@@ -1,6 +1,7 @@
 /*
  * store.c - what both store implementations share: the config, the calls
- * through the ops table, and the hand-over to the flush thread.
+ * through the ops table, and the hand-over to the flush thread. It knows
+ * neither implementation: sto_open() (open.c) picks one.
  *
  * Threads: the owner thread calls everything here except sto_durable()
  * (any thread). The hand-over block of struct sto is
@@ -461,19 +462,6 @@ int sto_disk_ratio(const struct sto *s, double *ratio, uint64_t *total_bytes)
 }
 
 /* ------------------------------------------------- the table, dispatched */
-
-int sto_open(const struct sto_config *cfg, struct sto_flusher *fl, struct sto **out,
-             struct dl_errctx *err)
-{
-	*out = NULL;
-	if (cfg == NULL)
-		return dl_errf(err, DL_EINVAL, "no config");
-	if (cfg->type == STO_TYPE_MEMORY)
-		return sto_mem_open(cfg, fl, out, err);
-	if (cfg->type == STO_TYPE_MMAP)
-		return sto_mmap_open(cfg, fl, out, err);
-	return dl_errf(err, DL_ECONFIG, "storeType %d unknown", (int)cfg->type);
-}
 
 const struct sto_ops *sto_ops_of(const struct sto *s)
 {

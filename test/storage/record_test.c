@@ -1,10 +1,10 @@
-/* codec_test.c - the entry header and index record catch damage. */
+/* record_test.c - the entry header and index record catch damage. */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "storage/sto_internal.h"
 
-Test(codec, crc32c_gives_the_standard_check_value)
+Test(record, crc32c_gives_the_standard_check_value)
 {
 	cr_assert_eq(sto_crc32c("123456789", 9), 0xe3069283u);
 	cr_assert_eq(sto_crc32c("", 0), 0);
@@ -24,7 +24,7 @@ static void sample(uint8_t out[STO_HDR_BYTES], struct sto_hdr *h)
 	sto_hdr_encode(out, h);
 }
 
-Test(codec, a_header_round_trips_little_endian)
+Test(record, a_header_round_trips_little_endian)
 {
 	uint8_t b[STO_HDR_BYTES];
 	struct sto_hdr h, g;
@@ -39,7 +39,7 @@ Test(codec, a_header_round_trips_little_endian)
 	cr_assert_eq(b[16], 42, "index is little-endian at offset 16");
 }
 
-Test(codec, every_single_bit_flip_in_a_header_is_caught)
+Test(record, every_single_bit_flip_in_a_header_is_caught)
 {
 	uint8_t b[STO_HDR_BYTES];
 	struct sto_hdr h, g;
@@ -51,7 +51,7 @@ Test(codec, every_single_bit_flip_in_a_header_is_caught)
 	}
 }
 
-Test(codec, an_index_record_knows_its_own_index)
+Test(record, an_index_record_knows_its_own_index)
 {
 	uint8_t b[STO_IDX_BYTES];
 	struct sto_idx r = {.pos = 123456, .term = 9, .body_bytes = 77, .type = 1}, g;
@@ -65,7 +65,7 @@ Test(codec, an_index_record_knows_its_own_index)
 	cr_assert_not(sto_idx_decode(b, 0, &g), "a zero record is not valid");
 }
 
-Test(codec, sizes_round_up_to_eight_bytes)
+Test(record, sizes_round_up_to_eight_bytes)
 {
 	cr_assert_eq(sto_entry_total(0), 48);
 	cr_assert_eq(sto_entry_total(1), 56);

@@ -1,6 +1,6 @@
 /*
- * codec.c - the entry header and index record (docs/STORAGE.md), and
- * CRC32C from ISA-L. No state, any thread.
+ * record.c - the on-disk entry record: its header and its index record
+ * (docs/STORAGE.md), and CRC32C from ISA-L. No state, any thread.
  */
 #include <isa-l/crc.h>
 #include <stdio.h>
