@@ -54,6 +54,11 @@ if [ $tls = 1 ]; then
 	tlsopts=(--tls-cert "$dir/certs/client.crt" --tls-key "$dir/certs/client.key"
 		--tls-ca "$dir/certs/ca.crt")
 fi
+# With TLS, nng 1.5.2 can stop taking a node's connections until the node's
+# watchdog reopens its listener, a few seconds (docs/OPERATIONS.md, "Securing
+# a cluster"); an append then waits for it, retried by the client.
+slow=()
+if [ $tls = 1 ]; then slow=(--timeout 20000); fi
 # dledger-ctl with the client certificate when TLS is on.
 ctl_() { "$ctl" "$1" "${tlsopts[@]}" "${@:2}"; }
 peers() { echo "${1}0-127.0.0.1:${ports[0]};${1}1-127.0.0.1:${ports[1]};${1}2-127.0.0.1:${ports[2]}"; }
@@ -87,7 +92,7 @@ echo "   settled after $((SECONDS - t0)) s"
 
 for i in 0 1 2; do
 	g=${groups[$i]} p=${prefixes[$i]}
-	seq -f "$g entry %g" 1 "$entries" | ctl_ append --peers "$(peers $p)" --group "$g" >"$dir/$g.acks"
+	seq -f "$g entry %g" 1 "$entries" | ctl_ append --peers "$(peers $p)" --group "$g" "${slow[@]}" >"$dir/$g.acks"
 	n=$(wc -l <"$dir/$g.acks")
 	[ "$n" = "$entries" ] || { echo "demo: $g: only $n of $entries appends acknowledged" >&2; exit 1; }
 	echo "== $g: $n entries appended and committed (indexes $(head -1 "$dir/$g.acks" | cut -d' ' -f1)..$(tail -1 "$dir/$g.acks" | cut -d' ' -f1))"
@@ -161,6 +166,18 @@ fi
 
 echo "== stopping the nodes (SIGTERM)"
 for p in "${pids[@]}"; do kill -TERM "$p"; done
-for p in "${pids[@]}"; do wait "$p" || { echo "demo: a node exited with an error" >&2; exit 1; }; done
+failed=()
+for k in "${!pids[@]}"; do
+	rc=0
+	wait "${pids[$k]}" || rc=$?
+	[ "$rc" -eq 0 ] || failed+=("$k:$rc")
+done
 pids=()
+if [ ${#failed[@]} -gt 0 ]; then
+	for f in "${failed[@]}"; do
+		echo "demo: node ${f%%:*} exited with status ${f#*:}; the end of its log:" >&2
+		tail -n 60 "$dir/node${f%%:*}.log" >&2
+	done
+	exit 1
+fi
 echo "== done"
