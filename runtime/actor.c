@@ -19,10 +19,10 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 		memset(&m, 0, sizeof(m));
 		rc = tp_decode_raft(h, &m, a->ents, a->ents_cap);
 		if (rc != DL_ETOOBIG || a->ents_cap >= TP_MAX_ENTRIES ||
-		    !ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+		    !rt_ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
 			break;
 	}
-	raft_id from = member_rid(a, h->sender);
+	raft_id from = rt_member_rid(a, h->sender);
 	if (rc != 0 || from == 0) {
 		dl_log(DL_LOG_DEBUG, a->cfg.group, a->cfg.self_id, "dropped %s from '%s': %s",
 		       tp_type_name(h->type), h->sender, rc ? dl_strerror(rc) : "not a member");
@@ -35,7 +35,7 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 		a->dirty = true;
 	struct raft_event ev = {.type = RAFT_EV_MESSAGE, .msg = &m};
 	struct raft_update u;
-	step(a, &ev, &u);
+	rt_step(a, &ev, &u);
 }
 
 static void on_frame_mail(struct rt_actor *a, struct mail *m)
@@ -48,23 +48,23 @@ static void on_frame_mail(struct rt_actor *a, struct mail *m)
 	}
 	if (h->type == TP_FETCH || h->type == TP_FETCH_RESP) {
 		if (!a->failed)
-			(h->type == TP_FETCH ? on_fetch : on_fetch_resp)(a, h);
+			(h->type == TP_FETCH ? rt_on_fetch : rt_on_fetch_resp)(a, h);
 		return;
 	}
 	if (a->failed && (h->type == TP_APPEND || (h->type == TP_GET && a->store == NULL))) {
 		char why[128];
 		snprintf(why, sizeof(why), "member stopped (%s)", a->fail_reason);
-		reply_error(a, m->frame, h->request_id,
+		rt_reply_error(a, m->frame, h->request_id,
 			    h->type == TP_APPEND ? DL_ENOTLEADER : a->fail_code, why);
 		return;
 	}
 	switch (h->type) {
-	case TP_APPEND: on_append(a, m->frame, h); break;
-	case TP_GET: on_get(a, m->frame, h); break;
-	case TP_METADATA: on_metadata(a, m->frame, h); break;
+	case TP_APPEND: rt_on_append(a, m->frame, h); break;
+	case TP_GET: rt_on_get(a, m->frame, h); break;
+	case TP_METADATA: rt_on_metadata(a, m->frame, h); break;
 	default:
 		if (h->sender[0] == '\0')
-			reply_error(a, m->frame, h->request_id, DL_EPROTO, "unexpected message type");
+			rt_reply_error(a, m->frame, h->request_id, DL_EPROTO, "unexpected message type");
 		break;
 	}
 }
@@ -84,19 +84,19 @@ static void on_durable_mail(struct rt_actor *a)
 	if (a->failed)
 		return; /* about a store that is closed, or will be */
 	if (error != 0) {
-		actor_fail(a, error, "flushing to disk", NULL);
+		rt_actor_fail(a, error, "flushing to disk", NULL);
 		return;
 	}
 	struct raft_update u;
 	if (state) {
 		struct raft_event ev = {.type = RAFT_EV_STATE_PERSISTED,
 					.state = {.term = st_term, .vote = st_vote}};
-		step(a, &ev, &u);
+		rt_step(a, &ev, &u);
 	}
 	if (index > 0) {
 		struct raft_event ev = {.type = RAFT_EV_PERSISTED,
 					.persisted = {.index = index, .term = term}};
-		step(a, &ev, &u);
+		rt_step(a, &ev, &u);
 	}
 }
 
@@ -137,7 +137,7 @@ static void handle_mail(struct rt_actor *a, struct mail *m)
 		struct raft_event ev = {.type = RAFT_EV_TRANSFER, .target = m->target};
 		struct raft_update u;
 		if (!a->failed)
-			step(a, &ev, &u);
+			rt_step(a, &ev, &u);
 		free(m);
 		break;
 	}
@@ -183,7 +183,7 @@ static void run_ticks(struct rt_actor *a, uint64_t now)
 	struct raft_update u;
 	for (uint64_t i = 0; i < k && !a->failed; i++) {
 		struct raft_event ev = {.type = RAFT_EV_TICK, .tick = {.now = grid - k + 1 + i}};
-		step(a, &ev, &u);
+		rt_step(a, &ev, &u);
 	}
 }
 
@@ -203,7 +203,7 @@ static void maybe_clean(struct rt_actor *a, uint64_t now)
 static int member_boot(struct rt_actor *a, struct dl_errctx *err);
 
 
-/* A stopped member tries again (actor_fail): the old core and store go,
+/* A stopped member tries again (rt_actor_fail): the old core and store go,
  * as in a crash of this member alone, and a new core boots from what the
  * reopened store holds, if the disk has room again. */
 static void actor_resume(struct rt_actor *a, uint64_t now)
@@ -232,7 +232,7 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 		raft_free(a->raft); /* the store stays open, for reads */
 		a->raft = NULL;
 		a->fail_code = rc;
-		snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", fail_reason_of(rc));
+		snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", rt_fail_reason(rc));
 		if ((a->retries & (a->retries - 1)) == 0) /* 1, 2, 4, 8, ... */
 			dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
 			       "still stopped after %u tries: %s", a->retries, err.msg);
@@ -293,14 +293,14 @@ static void *actor_main(void *arg)
 				break;
 			handle_mail(a, (struct mail *)nd);
 		}
-		propose_batch(a);
-		maybe_repair(a);
-		maybe_hand_off(a);
-		flush_peers(a);
+		rt_propose_batch(a);
+		rt_maybe_repair(a);
+		rt_maybe_hand_off(a);
+		rt_flush_peers(a);
 		bool idle = mb_empty(&a->mb);
 		uint64_t since = now - a->last_publish_ns;
 		if (a->dirty && (idle || since >= RT_PUBLISH_INTERVAL_NS)) {
-			publish(a);
+			rt_publish(a);
 			a->last_publish_ns = now;
 		}
 		if (idle && !atomic_load_explicit(&a->stopping, memory_order_relaxed))
@@ -311,7 +311,7 @@ static void *actor_main(void *arg)
 		struct mail *m = (struct mail *)nd;
 		if (m->kind == MAIL_FRAME) {
 			if (m->hdr.sender[0] == '\0')
-				reply_error(a, m->frame, m->hdr.request_id, DL_ECLOSED,
+				rt_reply_error(a, m->frame, m->hdr.request_id, DL_ECLOSED,
 					    "member is stopping");
 			tp_frame_release(m->frame);
 			free(m);
@@ -323,8 +323,8 @@ static void *actor_main(void *arg)
 	struct dl_errctx err = {{0}};
 	if (!a->failed && sto_sync(a->store, &err) != 0)
 		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id, "final sync: %s", err.msg);
-	pend_fail_all(a, DL_ECLOSED, "member stopped before the entries committed");
-	publish(a);
+	rt_pend_fail_all(a, DL_ECLOSED, "member stopped before the entries committed");
+	rt_publish(a);
 	return NULL;
 }
 
@@ -334,7 +334,7 @@ static void actor_free(struct rt_actor *a)
 		return;
 	if (a->pend != NULL) {
 		while (a->pend_count > 0)
-			pend_pop(a);
+			rt_pend_pop(a);
 		free(a->pend);
 	}
 	raft_free(a->raft);
@@ -395,8 +395,8 @@ static void build_raft_config(struct rt_actor *a, const struct rt_member_config 
 	uint64_t et = (uint64_t)mc->election_ms * 1000000ull / a->tick_ns;
 	a->raft_cfg.election_ticks = et <= RT_TICKS_PER_HEARTBEAT ? RT_TICKS_PER_HEARTBEAT + 1 : (uint32_t)et;
 	a->max_catchup_ticks = 4ull * a->raft_cfg.election_ticks;
-	a->raft_cfg.preferred_id = mc->preferred_id[0] ? member_rid(a, mc->preferred_id) : 0;
-	a->raft_cfg.fixed_leader = mc->fixed_leader_id[0] ? member_rid(a, mc->fixed_leader_id) : 0;
+	a->raft_cfg.preferred_id = mc->preferred_id[0] ? rt_member_rid(a, mc->preferred_id) : 0;
+	a->raft_cfg.fixed_leader = mc->fixed_leader_id[0] ? rt_member_rid(a, mc->fixed_leader_id) : 0;
 	a->raft_cfg.max_append_entries = mc->max_append_entries;
 	a->raft_cfg.max_append_bytes = mc->max_append_bytes;
 	a->raft_cfg.max_inflight_msgs = mc->max_inflight_msgs;
@@ -434,7 +434,7 @@ static int member_boot(struct rt_actor *a, struct dl_errctx *err)
 		boot.commit = boot.last_index;
 	a->commit = a->applied = boot.commit;
 
-	a->log_ops = (struct raft_log_ops){log_term_at, log_entry_bytes};
+	a->log_ops = (struct raft_log_ops){rt_log_term_at, rt_log_entry_bytes};
 	a->raft_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
 	if (raft_new(&a->raft_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK)
 		return dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
@@ -447,7 +447,7 @@ static int member_boot(struct rt_actor *a, struct dl_errctx *err)
 	return 0;
 }
 
-int actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
+int rt_actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
 		     struct dl_errctx *err)
 {
 	raft_id self = 0;
@@ -497,7 +497,7 @@ int actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_ac
 	rc = member_boot(a, err);
 	if (rc != 0)
 		goto err_free;
-	publish(a);
+	rt_publish(a);
 	*out = a;
 	return 0;
 
@@ -506,7 +506,7 @@ err_free:
 	return rc;
 }
 
-int actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err)
+int rt_actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err)
 {
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
@@ -519,7 +519,7 @@ int actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err)
 	return 0;
 }
 
-void actor_signal_stop(struct rt_actor *a)
+void rt_actor_signal_stop(struct rt_actor *a)
 {
 	if (a->thread_started && !a->stop_sent) {
 		a->stop_sent = true;
@@ -527,10 +527,10 @@ void actor_signal_stop(struct rt_actor *a)
 	}
 }
 
-void actor_stop(struct rt_actor *a)
+void rt_actor_stop(struct rt_actor *a)
 {
 	if (a->thread_started) {
-		actor_signal_stop(a);
+		rt_actor_signal_stop(a);
 		pthread_join(a->thread, NULL);
 		a->thread_started = false;
 	}

@@ -12,7 +12,7 @@
 #include "common/dl_log.h"
 #include "common/dl_mem.h"
 
-raft_id member_rid(const struct rt_actor *a, const char *id)
+raft_id rt_member_rid(const struct rt_actor *a, const char *id)
 {
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++)
 		if (strcmp(a->members[i].p.id, id) == 0)
@@ -20,18 +20,18 @@ raft_id member_rid(const struct rt_actor *a, const char *id)
 	return 0;
 }
 
-const char *rid_name(const struct rt_actor *a, raft_id id)
+const char *rt_rid_name(const struct rt_actor *a, raft_id id)
 {
 	return id >= 1 && id <= a->cfg.n_peers ? a->members[id - 1].p.id : "";
 }
 
-bool log_term_at(void *ctx, uint64_t index, uint64_t *term)
+bool rt_log_term_at(void *ctx, uint64_t index, uint64_t *term)
 {
 	struct rt_actor *a = ctx;
 	return sto_term_at(a->store, index, term);
 }
 
-uint32_t log_entry_bytes(void *ctx, uint64_t index)
+uint32_t rt_log_entry_bytes(void *ctx, uint64_t index)
 {
 	struct rt_actor *a = ctx;
 	return sto_entry_bytes(a->store, index);
@@ -44,7 +44,7 @@ uint32_t log_entry_bytes(void *ctx, uint64_t index)
  * (a follower's retries would repeat it many times a second), records the
  * lowest damaged index in its status (damaged_index), and answers a client
  * `get` that meets it with the message. A leader that cannot send a damaged
- * entry hands leadership to a follower that holds it (maybe_hand_off).
+ * entry hands leadership to a follower that holds it (rt_maybe_hand_off).
  */
 
 /* Whether to write a line about `key` now: a new subject at most once a
@@ -92,7 +92,7 @@ static void note_damage(struct rt_actor *a, uint64_t index)
 /* Reads an entry: a view into the map, or a copy into the actor's scratch
  * buffer, valid until the next read (the codec uses one entry at a time).
  * On failure a->read_err says why (file, offset, index). */
-int read_view(struct rt_actor *a, uint64_t index, struct sto_view *v)
+int rt_read_view(struct rt_actor *a, uint64_t index, struct sto_view *v)
 {
 	int rc = sto_read(a->store, index, a->scratch, a->scratch_cap, v, &a->read_err);
 	if (rc == DL_ETOOBIG) {
@@ -114,11 +114,11 @@ int read_view(struct rt_actor *a, uint64_t index, struct sto_view *v)
 	return rc;
 }
 
-int read_entry(void *ctx, uint64_t index, struct raft_entry *out)
+int rt_read_entry(void *ctx, uint64_t index, struct raft_entry *out)
 {
 	struct rt_actor *a = ctx;
 	struct sto_view v;
-	int rc = read_view(a, index, &v);
+	int rc = rt_read_view(a, index, &v);
 	if (rc != 0)
 		return rc;
 	out->term = v.term;
@@ -129,7 +129,7 @@ int read_entry(void *ctx, uint64_t index, struct raft_entry *out)
 }
 
 /* What status, metadata and metrics show for a stopped member. */
-const char *fail_reason_of(int rc)
+const char *rt_fail_reason(int rc)
 {
 	switch (rc) {
 	case DL_ENOSPC: return "disk full";
@@ -139,7 +139,7 @@ const char *fail_reason_of(int rc)
 	}
 }
 
-bool ents_reserve(struct rt_actor *a, size_t n)
+bool rt_ents_reserve(struct rt_actor *a, size_t n)
 {
 	if (n <= a->ents_cap)
 		return true;

@@ -66,8 +66,8 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 	tc.listen_addr = nc->listen_addr;
 	tc.max_frame_bytes = nc->max_frame_bytes;
 	tc.tls = nc->tls;
-	tc.deliver = deliver;
-	tc.on_conn = on_conn;
+	tc.deliver = rt_deliver;
+	tc.on_conn = rt_on_conn;
 	tc.arg = n;
 	rc = tp_endpoint_open(&tc, &n->ep, err);
 	if (rc != 0)
@@ -108,7 +108,7 @@ int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_
 		rc = dl_errf(err, DL_ECLOSED, "node is stopping");
 		goto out;
 	}
-	if (table_find(t, mc->group, mc->self_id, &pos) != NULL) {
+	if (rt_table_find(t, mc->group, mc->self_id, &pos) != NULL) {
 		rc = dl_errf(err, DL_EEXIST, "%s/%s is already running", mc->group, mc->self_id);
 		goto out;
 	}
@@ -117,7 +117,7 @@ int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_
 		rc = dl_errf(err, DL_EBUSY, "node already runs %d members", RT_MAX_MEMBERS);
 		goto out;
 	}
-	rc = actor_new(n, mc, &a, err);
+	rc = rt_actor_new(n, mc, &a, err);
 	if (rc != 0)
 		goto out;
 	struct rt_table *nt = malloc(sizeof(*nt) + (count + 1) * sizeof(nt->a[0]));
@@ -128,19 +128,19 @@ int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_
 	nt->n = count + 1;
 	for (uint32_t i = 0, k = 0; i < nt->n; i++)
 		nt->a[i] = i == pos ? a : t->a[k++];
-	rc = actor_start(n, a, err);
+	rc = rt_actor_start(n, a, err);
 	if (rc != 0) {
 		free(nt);
 		goto out;
 	}
-	table_swap(n, nt);
+	rt_table_swap(n, nt);
 	a = NULL;
 	dl_log(DL_LOG_INFO, mc->group, mc->self_id, "started (%u members, preferred leader %s)",
 	       mc->n_peers, mc->preferred_id[0] ? mc->preferred_id : "none");
 out:
 	pthread_mutex_unlock(&n->mu);
 	if (a != NULL)
-		actor_stop(a);
+		rt_actor_stop(a);
 	return rc;
 }
 
@@ -149,7 +149,7 @@ static struct rt_actor *unregister(struct rt_node *n, const char *group, const c
 {
 	struct rt_table *t = atomic_load_explicit(&n->table, memory_order_relaxed);
 	uint32_t pos;
-	struct rt_actor *a = table_find(t, group, id, &pos);
+	struct rt_actor *a = rt_table_find(t, group, id, &pos);
 	if (a == NULL)
 		return NULL;
 	struct rt_table *nt = malloc(sizeof(*nt) + t->n * sizeof(nt->a[0]));
@@ -159,7 +159,7 @@ static struct rt_actor *unregister(struct rt_node *n, const char *group, const c
 	for (uint32_t i = 0, k = 0; i < t->n; i++)
 		if (i != pos)
 			nt->a[k++] = t->a[i];
-	table_swap(n, nt);
+	rt_table_swap(n, nt);
 	return a;
 }
 
@@ -170,7 +170,7 @@ int rt_node_remove(struct rt_node *n, const char *group, const char *id)
 	pthread_mutex_unlock(&n->mu);
 	if (a == NULL)
 		return DL_ENOTFOUND;
-	actor_stop(a);
+	rt_actor_stop(a);
 	return 0;
 }
 
@@ -197,9 +197,9 @@ void rt_node_stop(struct rt_node *n)
 	if (t != NULL) {
 		/* Stop all actors at once, then wait for each. */
 		for (uint32_t i = 0; i < t->n; i++)
-			actor_signal_stop(t->a[i]);
+			rt_actor_signal_stop(t->a[i]);
 		for (uint32_t i = 0; i < t->n; i++)
-			actor_stop(t->a[i]);
+			rt_actor_stop(t->a[i]);
 		free(t);
 	}
 	tp_endpoint_close(n->ep);
@@ -230,7 +230,7 @@ int rt_node_member_status(struct rt_node *n, const char *group, const char *id,
 			  struct rt_member_status *out)
 {
 	pthread_mutex_lock(&n->mu);
-	struct rt_actor *a = table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
+	struct rt_actor *a = rt_table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
 					id, NULL);
 	if (a != NULL) {
 		pthread_mutex_lock(&a->st_mu);
@@ -245,9 +245,9 @@ int rt_node_transfer(struct rt_node *n, const char *group, const char *id, const
 {
 	pthread_mutex_lock(&n->mu);
 	int rc = 0;
-	struct rt_actor *a = table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
+	struct rt_actor *a = rt_table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
 					id, NULL);
-	raft_id target = a ? member_rid(a, to_id) : 0;
+	raft_id target = a ? rt_member_rid(a, to_id) : 0;
 	if (a == NULL)
 		rc = DL_ENOTFOUND;
 	else if (target == 0)

@@ -17,7 +17,7 @@ static int actor_cmp(const char *g, const char *id, const struct rt_actor *a)
 	return c != 0 ? c : strcmp(id, a->cfg.self_id);
 }
 
-struct rt_actor *table_find(const struct rt_table *t, const char *g, const char *id,
+struct rt_actor *rt_table_find(const struct rt_table *t, const char *g, const char *id,
 				   uint32_t *pos)
 {
 	uint32_t lo = 0, hi = t ? t->n : 0;
@@ -43,7 +43,7 @@ struct rt_actor *table_find(const struct rt_table *t, const char *g, const char 
  * router brackets each delivery with router_in=1 ... router_in=0 and an
  * epoch bump (seq_cst on both sides: if we read router_in==0 after our
  * swap, the router's next bracket starts after the swap and sees `t`). */
-void table_swap(struct rt_node *n, struct rt_table *t)
+void rt_table_swap(struct rt_node *n, struct rt_table *t)
 {
 	struct rt_table *old = atomic_exchange_explicit(&n->table, t, memory_order_seq_cst);
 	uint64_t epoch = atomic_load_explicit(&n->router_epoch, memory_order_seq_cst);
@@ -56,10 +56,10 @@ void table_swap(struct rt_node *n, struct rt_table *t)
 	free(old);
 }
 
-int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
+int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 {
 	struct rt_node *n = arg;
-	/* seq_cst: pairs with table_swap(). */
+	/* seq_cst: pairs with rt_table_swap(). */
 	atomic_store_explicit(&n->router_in, 1, memory_order_seq_cst);
 	const struct rt_table *t = atomic_load_explicit(&n->table, memory_order_seq_cst);
 	int rc = 0;
@@ -83,10 +83,10 @@ int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 		goto out;
 	}
 	if (h->type == TP_METADATA && h->group[0] == '\0') {
-		rc = node_metadata(n, t, f, h);
+		rc = rt_metadata_all(n, t, f, h);
 		goto out;
 	}
-	struct rt_actor *a = table_find(t, h->group, h->target, NULL);
+	struct rt_actor *a = rt_table_find(t, h->group, h->target, NULL);
 	if (a == NULL) {
 		rc = DL_ENOTFOUND;
 		goto out;
@@ -94,7 +94,7 @@ int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 	/* Peer messages (Raft's, and the repair ones) only from another member
 	 * of the group: counted and refused here, before any mailbox. */
 	if (h->type <= TP_PEER_MAX) {
-		raft_id from = member_rid(a, h->sender);
+		raft_id from = rt_member_rid(a, h->sender);
 		if (from == 0 || from == a->self) {
 			atomic_fetch_add_explicit(&n->not_member, 1, memory_order_relaxed);
 			rc = DL_EPROTO;
@@ -127,7 +127,7 @@ out:
 	return rc;
 }
 
-void on_conn(void *arg, const char *addr, bool outbound, bool up)
+void rt_on_conn(void *arg, const char *addr, bool outbound, bool up)
 {
 	(void)arg;
 	/* Clients come and go: their connections are debug noise. */

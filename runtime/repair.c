@@ -17,7 +17,7 @@
  * it TIMEOUT_NOW). At most once per two election timeouts; with no such
  * follower it can only say so. Stepped after the pass, not from inside
  * carry_out(), whose update the step would overwrite. */
-void maybe_hand_off(struct rt_actor *a)
+void rt_maybe_hand_off(struct rt_actor *a)
 {
 	uint64_t index = a->handoff_index;
 	if (index == 0)
@@ -27,7 +27,7 @@ void maybe_hand_off(struct rt_actor *a)
 	if (a->failed || a->role != RAFT_LEADER || now < a->handoff_next_ns)
 		return;
 	if (a->fetch_index == index && a->fetch_asked < a->cfg.n_peers)
-		return; /* being repaired in place (maybe_repair): hand off if that fails */
+		return; /* being repaired in place (rt_maybe_repair): hand off if that fails */
 	struct raft_status rs;
 	raft_get_status(a->raft, &rs);
 	if (rs.transferee != 0)
@@ -57,10 +57,10 @@ void maybe_hand_off(struct rt_actor *a)
 	a->dirty = true;
 	dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
 	       "entry %llu is damaged here: handing leadership to %s (match %llu), which holds it",
-	       (unsigned long long)index, rid_name(a, best), (unsigned long long)best_match);
+	       (unsigned long long)index, rt_rid_name(a, best), (unsigned long long)best_match);
 	struct raft_event ev = {.type = RAFT_EV_TRANSFER, .target = best};
 	struct raft_update u;
-	step(a, &ev, &u);
+	rt_step(a, &ev, &u);
 }
 
 /* ---- repair in place -------------------------------------------------------------
@@ -84,12 +84,12 @@ static int enc_fetch(void *ctx, struct tp_fb *fb)
 {
 	struct enc_fetch_ctx *c = ctx;
 	struct tp_addr ad = {.group = c->a->cfg.group,
-			     .target = rid_name(c->a, c->to),
+			     .target = rt_rid_name(c->a, c->to),
 			     .sender = c->a->cfg.self_id,
 			     .request_id = 0};
 	if (c->type == TP_FETCH)
 		return tp_fb_add_fetch(fb, &ad, c->index);
-	return tp_fb_add_fetch_resp(fb, &ad, c->code, c->index, read_entry, c->a);
+	return tp_fb_add_fetch_resp(fb, &ad, c->code, c->index, rt_read_entry, c->a);
 }
 
 static void send_fetch(struct rt_actor *a, raft_id to, uint8_t type, int code, uint64_t index)
@@ -100,7 +100,7 @@ static void send_fetch(struct rt_actor *a, raft_id to, uint8_t type, int code, u
 	int rc = tp_peer_enqueue(mem->peer, enc_fetch, &c);
 	if (rc != 0 && rc != DL_EBUSY)
 		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id, "cannot send %s of entry %llu to %s: %s",
-		       tp_type_name(type), (unsigned long long)index, rid_name(a, to), dl_strerror(rc));
+		       tp_type_name(type), (unsigned long long)index, rt_rid_name(a, to), dl_strerror(rc));
 	mem->touched = true;
 	mem->urgent = true;
 }
@@ -109,9 +109,9 @@ static void send_fetch(struct rt_actor *a, raft_id to, uint8_t type, int code, u
  * will do, committed or not: the asker checks that its index and term are
  * those of the damaged one. A read that finds our copy damaged too is
  * answered with that code (and noted here, to be repaired in turn). */
-void on_fetch(struct rt_actor *a, const struct tp_hdr *h)
+void rt_on_fetch(struct rt_actor *a, const struct tp_hdr *h)
 {
-	raft_id from = member_rid(a, h->sender);
+	raft_id from = rt_member_rid(a, h->sender);
 	struct tp_get g;
 	if (from == 0 || from == a->self || tp_decode_get(h, &g) != 0) {
 		dl_log(DL_LOG_DEBUG, a->cfg.group, a->cfg.self_id, "dropped a bad fetch from '%s'",
@@ -119,15 +119,15 @@ void on_fetch(struct rt_actor *a, const struct tp_hdr *h)
 		return;
 	}
 	struct sto_view v;
-	int code = read_view(a, g.index, &v);
+	int code = rt_read_view(a, g.index, &v);
 	send_fetch(a, from, TP_FETCH_RESP, code, g.index);
 }
 
 /* A peer's answer: the entry, written over the damaged one when it is that
  * entry (sto_rewrite checks index record, term, size and type). */
-void on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h)
+void rt_on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h)
 {
-	raft_id from = member_rid(a, h->sender);
+	raft_id from = rt_member_rid(a, h->sender);
 	struct tp_get_resp r;
 	struct raft_entry ent;
 	if (from == 0 || from == a->self || tp_decode_get_resp(h, &r, &ent, 1) != 0) {
@@ -137,7 +137,7 @@ void on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h)
 	}
 	if (a->fetch_index == 0 || r.first_index != a->fetch_index)
 		return; /* late: repaired already, or given up */
-	const char *peer = rid_name(a, from);
+	const char *peer = rt_rid_name(a, from);
 	if (r.code != 0) {
 		dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id,
 		       "%s has no good copy of entry %llu (%s): asking the next member", peer,
@@ -160,7 +160,7 @@ void on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h)
 		       "cannot repair entry %llu in place: %s", (unsigned long long)r.first_index,
 		       err.msg);
 		if (rc == DL_EIO || rc == DL_ENOSPC)
-			actor_fail(a, rc, "repairing a damaged entry", NULL);
+			rt_actor_fail(a, rc, "repairing a damaged entry", NULL);
 		else
 			a->fetch_asked = UINT32_MAX; /* the cut, at the next pass */
 		return;
@@ -218,7 +218,7 @@ static bool repair_in_place(struct rt_actor *a, uint64_t now)
 	if (a->fetch_asked == 1)
 		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id,
 		       "repairing damaged entry %llu (term %llu) in place: asking %s for its copy",
-		       (unsigned long long)index, (unsigned long long)term, rid_name(a, to));
+		       (unsigned long long)index, (unsigned long long)term, rt_rid_name(a, to));
 	send_fetch(a, to, TP_FETCH, 0, index);
 	return true;
 }
@@ -234,9 +234,9 @@ static bool repair_in_place(struct rt_actor *a, uint64_t now)
  * the leader sends it all again and it votes only once vouched for
  * (raft/raft.h, "Voters"). A leader that must send the entry waits for one
  * round of asks before it hands leadership to a member with a good copy
- * (maybe_hand_off); when the entry cannot be repaired in place it hands off
+ * (rt_maybe_hand_off); when the entry cannot be repaired in place it hands off
  * first, and is cut once it follows. */
-void maybe_repair(struct rt_actor *a)
+void rt_maybe_repair(struct rt_actor *a)
 {
 	if (a->damaged_index == 0 || a->failed || a->cfg.store.type != STO_TYPE_MMAP)
 		return;
@@ -252,6 +252,6 @@ void maybe_repair(struct rt_actor *a)
 	a->repair_from = a->damaged_index;
 	char what[64];
 	snprintf(what, sizeof(what), "reading entry %llu", (unsigned long long)a->repair_from);
-	actor_fail(a, DL_ECORRUPT, what, "repairing from the leader");
+	rt_actor_fail(a, DL_ECORRUPT, what, "repairing from the leader");
 	a->retry_ns = mb_now_ns(); /* at once */
 }

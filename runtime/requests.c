@@ -12,13 +12,13 @@
 #include "common/dl_hist.h"
 #include "common/dl_mem.h"
 
-struct tp_addr reply_addr(const struct rt_actor *a, const struct tp_hdr *h)
+struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h)
 {
 	return (struct tp_addr){.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
 				.request_id = h->request_id};
 }
 
-void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
+void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
 			const char *msg)
 {
 	struct tp_error e;
@@ -26,7 +26,7 @@ void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, in
 	e.code = code;
 	snprintf(e.message, sizeof(e.message), "%s", msg ? msg : dl_strerror(code));
 	if (code == DL_ENOTLEADER && a->leader != 0) {
-		snprintf(e.leader, sizeof(e.leader), "%s", rid_name(a, a->leader));
+		snprintf(e.leader, sizeof(e.leader), "%s", rt_rid_name(a, a->leader));
 		snprintf(e.leader_addr, sizeof(e.leader_addr), "%s",
 			 a->members[a->leader - 1].p.addr);
 	}
@@ -37,23 +37,23 @@ void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, in
 		(void)tp_reply(a->node->ep, f, &a->reply_fb);
 }
 
-struct pending *pend_at(struct rt_actor *a, uint32_t i)
+struct pending *rt_pend_at(struct rt_actor *a, uint32_t i)
 {
 	return &a->pend[(a->pend_head + i) % a->pend_cap];
 }
 
-void pend_pop(struct rt_actor *a)
+void rt_pend_pop(struct rt_actor *a)
 {
-	struct pending *p = pend_at(a, 0);
+	struct pending *p = rt_pend_at(a, 0);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
 	a->pend_head = (a->pend_head + 1) % a->pend_cap;
 	a->pend_count--;
 }
 
-void pend_pop_newest(struct rt_actor *a)
+void rt_pend_pop_newest(struct rt_actor *a)
 {
-	struct pending *p = pend_at(a, a->pend_count - 1);
+	struct pending *p = rt_pend_at(a, a->pend_count - 1);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
 	a->pend_count--;
@@ -112,11 +112,11 @@ static void reply_append_ok(struct rt_actor *a, struct tp_frame *f, const struct
 /* Answers every pending append whose entries are now committed: success if
  * the log still holds them in the term they were given, else they were
  * replaced by another leader's entries. */
-void pend_resolve(struct rt_actor *a)
+void rt_pend_resolve(struct rt_actor *a)
 {
 	uint64_t now_ns = a->pend_count > 0 ? mb_now_ns() : 0;
 	while (a->pend_count > 0) {
-		struct pending *p = pend_at(a, 0);
+		struct pending *p = rt_pend_at(a, 0);
 		uint64_t last = p->first_index + p->n - 1;
 		if (p->first_index == 0 || last > a->commit)
 			break;
@@ -130,23 +130,23 @@ void pend_resolve(struct rt_actor *a)
 			dl_hist_record(&a->node->commit_latency, now_ns - p->proposed_ns);
 			a->committed_bytes += p->bytes;
 		} else {
-			reply_error(a, p->frame, p->request_id, DL_ENOTLEADER,
+			rt_reply_error(a, p->frame, p->request_id, DL_ENOTLEADER,
 				    "leadership changed before the entries committed; they were "
 				    "replaced");
 		}
-		pend_pop(a);
+		rt_pend_pop(a);
 	}
 	rslots_flush(a);
 }
 
-void pend_fail_all(struct rt_actor *a, int code, const char *why)
+void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 {
 	a->prop_n = 0;
 	a->prop_reqs = 0;
 	while (a->pend_count > 0) {
-		struct pending *p = pend_at(a, 0);
-		reply_error(a, p->frame, p->request_id, code, why);
-		pend_pop(a);
+		struct pending *p = rt_pend_at(a, 0);
+		rt_reply_error(a, p->frame, p->request_id, code, why);
+		rt_pend_pop(a);
 	}
 }
 
@@ -175,7 +175,7 @@ static bool pend_reserve(struct rt_actor *a)
 	if (p == NULL)
 		return false;
 	for (uint32_t i = 0; i < a->pend_count; i++)
-		p[i] = *pend_at(a, i);
+		p[i] = *rt_pend_at(a, i);
 	free(a->pend);
 	a->pend = p;
 	a->pend_head = 0;
@@ -183,16 +183,16 @@ static bool pend_reserve(struct rt_actor *a)
 	return true;
 }
 
-/* An append joins the pass's batch (propose_batch() at the end of the pass);
+/* An append joins the pass's batch (rt_propose_batch() at the end of the pass);
  * what can be refused is refused here, at once. */
-void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 {
 	if (a->role != RAFT_LEADER) {
-		reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
+		rt_reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
 		return;
 	}
 	if (a->pend_count >= a->cfg.max_pending_appends || !pend_reserve(a)) {
-		reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
+		rt_reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
 		return;
 	}
 	uint32_t n = 0;
@@ -200,13 +200,13 @@ void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 	for (;;) {
 		rc = tp_decode_append(h, a->ents, a->ents_cap, &n);
 		if (rc != DL_ETOOBIG || a->ents_cap >= RT_MAX_PROPOSE ||
-		    !ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+		    !rt_ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
 			break;
 	}
 	if (rc == 0 && n == 0)
 		rc = DL_EINVAL;
 	if (rc != 0) {
-		reply_error(a, f, h->request_id, rc, "bad append request");
+		rt_reply_error(a, f, h->request_id, rc, "bad append request");
 		return;
 	}
 	uint64_t bytes = 0;
@@ -214,50 +214,50 @@ void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 		a->ents[i].type = RAFT_ENTRY_NORMAL;
 		bytes += a->ents[i].len;
 		if (a->ents[i].len > a->cfg.store.max_entry_bytes) {
-			reply_error(a, f, h->request_id, DL_ETOOBIG, "entry larger than the limit");
+			rt_reply_error(a, f, h->request_id, DL_ETOOBIG, "entry larger than the limit");
 			return;
 		}
 	}
 	if (a->prop_n + n > RT_MAX_PROPOSE)
-		propose_batch(a);
+		rt_propose_batch(a);
 	if (!prop_reserve(a, a->prop_n + n)) {
-		reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
+		rt_reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
 		return;
 	}
 	memcpy(a->prop + a->prop_n, a->ents, n * sizeof(*a->ents));
 	a->prop_n += n;
 	a->prop_reqs++;
-	struct pending *p = pend_at(a, a->pend_count);
+	struct pending *p = rt_pend_at(a, a->pend_count);
 	tp_frame_hold(f);
 	*p = (struct pending){.frame = f, .request_id = h->request_id, .n = n,
 			      .proposed_ns = mb_now_ns(), .bytes = bytes};
 	a->pend_count++;
 }
 
-void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 {
 	struct tp_get g;
 	if (tp_decode_get(h, &g) != 0 || g.index == 0 || g.to < g.index) {
-		reply_error(a, f, h->request_id, DL_EINVAL, "bad get request");
+		rt_reply_error(a, f, h->request_id, DL_EINVAL, "bad get request");
 		return;
 	}
 	if (g.index > a->commit) {
-		reply_error(a, f, h->request_id, DL_ENOTCOMMITTED, "entry not committed (yet)");
+		rt_reply_error(a, f, h->request_id, DL_ENOTCOMMITTED, "entry not committed (yet)");
 		return;
 	}
 	if (g.index < sto_first_index(a->store)) {
-		reply_error(a, f, h->request_id, DL_ECOMPACTED, "entry compacted");
+		rt_reply_error(a, f, h->request_id, DL_ECOMPACTED, "entry compacted");
 		return;
 	}
 	uint64_t to = g.to < a->commit ? g.to : a->commit;
 	uint64_t want = to - g.index + 1;
 	uint32_t n = want > TP_MAX_ENTRIES ? TP_MAX_ENTRIES : (uint32_t)want;
 	uint32_t max_bytes = g.max_bytes ? g.max_bytes : 4u * 1024 * 1024;
-	struct tp_addr ad = reply_addr(a, h);
+	struct tp_addr ad = rt_reply_addr(a, h);
 	uint32_t added = 0;
 	tp_fb_reset(&a->reply_fb);
 	a->read_err_index = 0;
-	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g.index, n, max_bytes, read_entry, a,
+	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g.index, n, max_bytes, rt_read_entry, a,
 				    &added);
 	if (rc != 0) {
 		/* The index first: a long path may cut the message at 255 bytes. */
@@ -267,7 +267,7 @@ void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 			     (unsigned long long)a->read_err_index, dl_strerror(rc),
 			     a->read_err.msg) < 0)
 			snprintf(msg, sizeof(msg), "cannot read the entries");
-		reply_error(a, f, h->request_id, rc, msg);
+		rt_reply_error(a, f, h->request_id, rc, msg);
 		return;
 	}
 	(void)tp_reply(a->node->ep, f, &a->reply_fb);

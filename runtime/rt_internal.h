@@ -141,7 +141,7 @@ struct rt_actor {
 	uint64_t next_clean_ns;
 	uint64_t last_publish_ns;
 	bool dirty; /* something the status shows may have changed */
-	/* Stopped by a storage error (actor_fail): takes no part in Raft,
+	/* Stopped by a storage error (rt_actor_fail): takes no part in Raft,
 	 * answers appends with DL_ENOTLEADER, and retries (actor_resume) at
 	 * retry_ns: reopens the store and boots a new core, as a restart of
 	 * this member alone would. */
@@ -200,65 +200,65 @@ struct rt_node {
 
 /* ---- base.c ------------------------------------------------------------------ */
 
-raft_id member_rid(const struct rt_actor *a, const char *id);
-const char *rid_name(const struct rt_actor *a, raft_id id);
-bool log_term_at(void *ctx, uint64_t index, uint64_t *term);
-uint32_t log_entry_bytes(void *ctx, uint64_t index);
+raft_id rt_member_rid(const struct rt_actor *a, const char *id);
+const char *rt_rid_name(const struct rt_actor *a, raft_id id);
+bool rt_log_term_at(void *ctx, uint64_t index, uint64_t *term);
+uint32_t rt_log_entry_bytes(void *ctx, uint64_t index);
 bool rt_log_due(struct rt_ratelog *l, uint64_t key, uint64_t now_ns);
 const char *rt_log_skipped(struct rt_ratelog *l, const char *what, char *buf, size_t cap);
-int read_view(struct rt_actor *a, uint64_t index, struct sto_view *v);
-int read_entry(void *ctx, uint64_t index, struct raft_entry *out);
-const char *fail_reason_of(int rc);
-bool ents_reserve(struct rt_actor *a, size_t n);
+int rt_read_view(struct rt_actor *a, uint64_t index, struct sto_view *v);
+int rt_read_entry(void *ctx, uint64_t index, struct raft_entry *out);
+const char *rt_fail_reason(int rc);
+bool rt_ents_reserve(struct rt_actor *a, size_t n);
 
 /* ---- status.c ---------------------------------------------------------------- */
 
-void publish(struct rt_actor *a);
-void on_metadata(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
-int node_metadata(struct rt_node *n, const struct rt_table *t, struct tp_frame *f,
+void rt_publish(struct rt_actor *a);
+void rt_on_metadata(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
+int rt_metadata_all(struct rt_node *n, const struct rt_table *t, struct tp_frame *f,
 			 const struct tp_hdr *h);
 
 /* ---- requests.c -------------------------------------------------------------- */
 
-struct tp_addr reply_addr(const struct rt_actor *a, const struct tp_hdr *h);
-void reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
+struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h);
+void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
 			const char *msg);
-struct pending *pend_at(struct rt_actor *a, uint32_t i);
-void pend_pop(struct rt_actor *a);
-void pend_pop_newest(struct rt_actor *a);
-void pend_resolve(struct rt_actor *a);
-void pend_fail_all(struct rt_actor *a, int code, const char *why);
-void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
-void on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
+struct pending *rt_pend_at(struct rt_actor *a, uint32_t i);
+void rt_pend_pop(struct rt_actor *a);
+void rt_pend_pop_newest(struct rt_actor *a);
+void rt_pend_resolve(struct rt_actor *a);
+void rt_pend_fail_all(struct rt_actor *a, int code, const char *why);
+void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
+void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
 
 /* ---- update.c ---------------------------------------------------------------- */
 
-void flush_peers(struct rt_actor *a);
-void step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u);
-void propose_batch(struct rt_actor *a);
-void actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail);
+void rt_flush_peers(struct rt_actor *a);
+void rt_step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u);
+void rt_propose_batch(struct rt_actor *a);
+void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail);
 
 /* ---- repair.c ---------------------------------------------------------------- */
 
-void maybe_hand_off(struct rt_actor *a);
-void on_fetch(struct rt_actor *a, const struct tp_hdr *h);
-void on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h);
-void maybe_repair(struct rt_actor *a);
+void rt_maybe_hand_off(struct rt_actor *a);
+void rt_on_fetch(struct rt_actor *a, const struct tp_hdr *h);
+void rt_on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h);
+void rt_maybe_repair(struct rt_actor *a);
 
 /* ---- actor.c ----------------------------------------------------------------- */
 
-int actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
+int rt_actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt_actor **out,
 		     struct dl_errctx *err);
-int actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err);
-void actor_signal_stop(struct rt_actor *a);
-void actor_stop(struct rt_actor *a);
+int rt_actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err);
+void rt_actor_signal_stop(struct rt_actor *a);
+void rt_actor_stop(struct rt_actor *a);
 
 /* ---- registry.c -------------------------------------------------------------- */
 
-struct rt_actor *table_find(const struct rt_table *t, const char *g, const char *id,
+struct rt_actor *rt_table_find(const struct rt_table *t, const char *g, const char *id,
 				   uint32_t *pos);
-void table_swap(struct rt_node *n, struct rt_table *t);
-int deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h);
-void on_conn(void *arg, const char *addr, bool outbound, bool up);
+void rt_table_swap(struct rt_node *n, struct rt_table *t);
+int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h);
+void rt_on_conn(void *arg, const char *addr, bool outbound, bool up);
 
 #endif

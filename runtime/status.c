@@ -1,5 +1,5 @@
 /*
- * status.c - the published status of a member (publish) and the metadata built from
+ * status.c - the published status of a member (rt_publish) and the metadata built from
  * it, for one member (a client's METADATA) or every member of the node.
  * See rt_internal.h for who owns what.
  */
@@ -46,7 +46,7 @@ static void fill_meta(struct rt_actor *a, const struct rt_member_status *st,
 	}
 }
 
-void publish(struct rt_actor *a)
+void rt_publish(struct rt_actor *a)
 {
 	struct raft_status rs;
 	if (a->raft != NULL)
@@ -63,7 +63,7 @@ void publish(struct rt_actor *a)
 	pthread_mutex_lock(&a->st_mu);
 	st->role = rs.role;
 	st->term = rs.term;
-	snprintf(st->leader, sizeof(st->leader), "%s", rid_name(a, rs.leader_id));
+	snprintf(st->leader, sizeof(st->leader), "%s", rt_rid_name(a, rs.leader_id));
 	st->first_index = rs.first_index;
 	st->last_index = rs.last_index;
 	st->commit_index = rs.commit_index;
@@ -89,7 +89,7 @@ void publish(struct rt_actor *a)
 	st->refused_msgs = rs.refused_msgs;
 	st->n_peers = rs.n_peers;
 	for (uint32_t i = 0; i < rs.n_peers; i++) {
-		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rid_name(a, rs.peers[i].id));
+		snprintf(st->peers[i].id, sizeof(st->peers[i].id), "%s", rt_rid_name(a, rs.peers[i].id));
 		st->peers[i].match_index = rs.peers[i].match_index;
 		st->peers[i].active = rs.peers[i].active;
 	}
@@ -97,22 +97,22 @@ void publish(struct rt_actor *a)
 	a->dirty = false;
 }
 
-void on_metadata(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+void rt_on_metadata(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 {
-	publish(a);
+	rt_publish(a);
 	struct rt_member_status st;
 	pthread_mutex_lock(&a->st_mu);
 	st = a->st;
 	pthread_mutex_unlock(&a->st_mu);
 	struct tp_group_meta gm;
 	fill_meta(a, &st, &gm);
-	struct tp_addr ad = reply_addr(a, h);
+	struct tp_addr ad = rt_reply_addr(a, h);
 	tp_fb_reset(&a->reply_fb);
 	if (tp_fb_add_metadata_resp(&a->reply_fb, &ad, &gm, 1) == 0)
 		(void)tp_reply(a->node->ep, f, &a->reply_fb);
 }
 
-int node_metadata(struct rt_node *n, const struct rt_table *t, struct tp_frame *f,
+int rt_metadata_all(struct rt_node *n, const struct rt_table *t, struct tp_frame *f,
 			 const struct tp_hdr *h)
 {
 	struct tp_fb fb;

@@ -20,16 +20,16 @@ static int enc_raft(void *ctx, struct tp_fb *fb)
 {
 	struct enc_raft_ctx *c = ctx;
 	struct tp_addr ad = {.group = c->a->cfg.group,
-			     .target = rid_name(c->a, c->m->to),
+			     .target = rt_rid_name(c->a, c->m->to),
 			     .sender = c->a->cfg.self_id,
 			     .request_id = 0};
-	return tp_fb_add_raft(fb, &ad, c->m, read_entry, c->a);
+	return tp_fb_add_raft(fb, &ad, c->m, rt_read_entry, c->a);
 }
 
 /* A message that could not be encoded, most likely because an entry it
  * carries cannot be read here: counted, logged (rate-limited) naming the
  * peer and the entry; a leader that cannot send a damaged entry asks for a
- * hand-off (maybe_hand_off, after the pass). */
+ * hand-off (rt_maybe_hand_off, after the pass). */
 static void send_failed(struct rt_actor *a, const struct raft_message *m, int rc)
 {
 	a->send_failures++;
@@ -45,7 +45,7 @@ static void send_failed(struct rt_actor *a, const struct raft_message *m, int rc
 		a->handoff_index = index;
 	if (!rt_log_due(&a->send_log, index, mb_now_ns()))
 		return;
-	const char *peer = rid_name(a, m->to);
+	const char *peer = rt_rid_name(a, m->to);
 	char more[80];
 	rt_log_skipped(&a->send_log, "failed sends", more, sizeof(more));
 	if (index != 0)
@@ -73,7 +73,7 @@ static void send_raft(struct rt_actor *a, const struct raft_message *m)
 		mem->urgent = true;
 }
 
-void flush_peers(struct rt_actor *a)
+void rt_flush_peers(struct rt_actor *a)
 {
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++) {
 		if (a->members[i].touched) {
@@ -96,7 +96,7 @@ static int store_append(struct rt_actor *a, const struct raft_update *u)
 		}
 		int rc = sto_append(a->store, u->first_index + i, chunk, k, &err);
 		if (rc != 0) {
-			actor_fail(a, rc, "store append", err.msg);
+			rt_actor_fail(a, rc, "store append", err.msg);
 			return rc;
 		}
 		i += k;
@@ -113,9 +113,9 @@ static void apply_committed(struct rt_actor *a)
 	while (a->applied < a->commit) {
 		struct sto_view v;
 		uint64_t idx = a->applied + 1;
-		int rc = read_view(a, idx, &v);
+		int rc = rt_read_view(a, idx, &v);
 		if (rc != 0) {
-			actor_fail(a, rc, "reading a committed entry", a->read_err.msg);
+			rt_actor_fail(a, rc, "reading a committed entry", a->read_err.msg);
 			return;
 		}
 		a->cfg.apply(a->cfg.apply_arg, a->cfg.group, a->cfg.self_id, idx, &v);
@@ -133,7 +133,7 @@ static void note_changes(struct rt_actor *a, const struct raft_update *u)
 			       raft_role_name(u->role), (unsigned long long)st.term);
 		if (u->leader_changed)
 			dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "leader %s term %llu",
-			       u->leader_id ? rid_name(a, u->leader_id) : "(none)",
+			       u->leader_id ? rt_rid_name(a, u->leader_id) : "(none)",
 			       (unsigned long long)st.term);
 		a->last_publish_ns = 0; /* publish now */
 	}
@@ -159,7 +159,7 @@ static void on_commit_conflict(struct rt_actor *a, uint64_t index)
 	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
 	       "an append of leader %s disagrees with committed entry %llu here: two members hold "
 	       "different committed entries (a forged message got in, or a disk lied); refused%s",
-	       rid_name(a, a->leader), (unsigned long long)index,
+	       rt_rid_name(a, a->leader), (unsigned long long)index,
 	       rt_log_skipped(&a->conflict_log, "such appends", more, sizeof(more)));
 }
 
@@ -172,14 +172,14 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 	if (u->hard_state_changed) {
 		int rc = sto_save_hard_state(a->store, u->term, u->vote, u->voter, &err);
 		if (rc != 0) {
-			actor_fail(a, rc, "saving term and vote", err.msg);
+			rt_actor_fail(a, rc, "saving term and vote", err.msg);
 			return;
 		}
 	}
 	if (u->truncate) {
 		int rc = sto_truncate_after(a->store, u->truncate_after, &err);
 		if (rc != 0) {
-			actor_fail(a, rc, "truncating the log", err.msg);
+			rt_actor_fail(a, rc, "truncating the log", err.msg);
 			return;
 		}
 	}
@@ -191,14 +191,14 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		a->commit = u->commit_index;
 		sto_set_commit(a->store, a->commit);
 		apply_committed(a);
-		pend_resolve(a);
+		rt_pend_resolve(a);
 	}
 	note_changes(a, u);
 	if (u->conflict_index != 0)
 		on_commit_conflict(a, u->conflict_index);
 }
 
-void step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u)
+void rt_step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u)
 {
 	raft_step(a->raft, ev, u);
 	carry_out(a, u);
@@ -208,7 +208,7 @@ void step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u
  * append, one APPEND message per follower, however many requests it holds.
  * On success each pending record learns its indexes; otherwise every request
  * of the batch is answered with the error. */
-void propose_batch(struct rt_actor *a)
+void rt_propose_batch(struct rt_actor *a)
 {
 	uint32_t reqs = a->prop_reqs, n = a->prop_n;
 	if (reqs == 0)
@@ -224,7 +224,7 @@ void propose_batch(struct rt_actor *a)
 		if (u.propose_rc == RAFT_OK) {
 			uint64_t index = u.propose_index;
 			for (uint32_t i = a->pend_count - reqs; i < a->pend_count; i++) {
-				struct pending *p = pend_at(a, i);
+				struct pending *p = rt_pend_at(a, i);
 				p->first_index = index;
 				p->term = u.propose_term;
 				index += p->n;
@@ -241,11 +241,11 @@ void propose_batch(struct rt_actor *a)
 	}
 	/* Answer in arrival order, then drop the records (the newest ones). */
 	for (uint32_t i = a->pend_count - reqs; i < a->pend_count; i++) {
-		struct pending *p = pend_at(a, i);
-		reply_error(a, p->frame, p->request_id, code, why);
+		struct pending *p = rt_pend_at(a, i);
+		rt_reply_error(a, p->frame, p->request_id, code, why);
 	}
 	for (uint32_t i = 0; i < reqs; i++)
-		pend_pop_newest(a);
+		rt_pend_pop_newest(a);
 }
 
 /* A leader that cannot persist hands leadership to a member that holds its
@@ -274,14 +274,14 @@ static void hand_off(struct rt_actor *a)
 
 /* A storage error: the member stops taking part (a crash of this member
  * alone: nothing it did not persist counts) and tries again later. */
-void actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail)
+void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail)
 {
 	if (a->failed)
 		return;
 	hand_off(a);
 	a->failed = true;
 	a->fail_code = rc;
-	snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", fail_reason_of(rc));
+	snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", rt_fail_reason(rc));
 	a->retries = 0;
 	a->retry_ns = mb_now_ns() + RT_RETRY_MIN_NS;
 	a->role = RAFT_FOLLOWER;
@@ -294,5 +294,5 @@ void actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail
 	snprintf(why, sizeof(why),
 		 "member stopped (%s); an append already in its log may still commit",
 		 a->fail_reason);
-	pend_fail_all(a, DL_ENOTLEADER, why);
+	rt_pend_fail_all(a, DL_ENOTLEADER, why);
 }
