@@ -38,6 +38,20 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 	rt_step(a, &ev, &u);
 }
 
+/* A client append joins the pass's batch; it reaches Raft with the rest of
+ * the batch at the end of the pass (rt_propose_batch in actor_main), or
+ * here first when the batch would outgrow one proposal. */
+static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+{
+	uint64_t bytes = 0;
+	uint32_t n = rt_admit_append(a, f, h, &bytes);
+	if (n == 0)
+		return;
+	if (a->prop_n + n > RT_MAX_PROPOSE)
+		rt_propose_batch(a);
+	rt_queue_append(a, f, h, n, bytes);
+}
+
 static void on_frame_mail(struct rt_actor *a, struct mail *m)
 {
 	const struct tp_hdr *h = &m->hdr;
@@ -59,7 +73,7 @@ static void on_frame_mail(struct rt_actor *a, struct mail *m)
 		return;
 	}
 	switch (h->type) {
-	case TP_APPEND: rt_on_append(a, m->frame, h); break;
+	case TP_APPEND: on_append(a, m->frame, h); break;
 	case TP_GET: rt_on_get(a, m->frame, h); break;
 	case TP_METADATA: rt_on_metadata(a, m->frame, h); break;
 	default:
@@ -293,6 +307,9 @@ static void *actor_main(void *arg)
 				break;
 			handle_mail(a, (struct mail *)nd);
 		}
+		/* The one step of the pass for client appends: every append
+		 * queued above (rt_queue_append) is proposed to Raft here, as
+		 * one proposal, rather than one step per request. */
 		rt_propose_batch(a);
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);

@@ -183,17 +183,20 @@ static bool pend_reserve(struct rt_actor *a)
 	return true;
 }
 
-/* An append joins the pass's batch (rt_propose_batch() at the end of the pass);
- * what can be refused is refused here, at once. */
-void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+/* A client append, first half: refuses what can be refused, at once, and
+ * decodes the entries into a->ents. Returns how many (0: refused, and
+ * answered). Nothing here calls Raft: rt_queue_append() adds them to the
+ * pass's batch, which rt_propose_batch() (update.c) proposes. */
+uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h,
+			 uint64_t *bytes_out)
 {
 	if (a->role != RAFT_LEADER) {
 		rt_reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
-		return;
+		return 0;
 	}
 	if (a->pend_count >= a->cfg.max_pending_appends || !pend_reserve(a)) {
 		rt_reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
-		return;
+		return 0;
 	}
 	uint32_t n = 0;
 	int rc;
@@ -207,7 +210,7 @@ void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h
 		rc = DL_EINVAL;
 	if (rc != 0) {
 		rt_reply_error(a, f, h->request_id, rc, "bad append request");
-		return;
+		return 0;
 	}
 	uint64_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -215,11 +218,20 @@ void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h
 		bytes += a->ents[i].len;
 		if (a->ents[i].len > a->cfg.store.max_entry_bytes) {
 			rt_reply_error(a, f, h->request_id, DL_ETOOBIG, "entry larger than the limit");
-			return;
+			return 0;
 		}
 	}
-	if (a->prop_n + n > RT_MAX_PROPOSE)
-		rt_propose_batch(a);
+	*bytes_out = bytes;
+	return n;
+}
+
+/* A client append, second half: the n entries rt_admit_append() decoded
+ * join the pass's batch (they borrow from the frame, which the pending
+ * record holds) and a pending record waits for their commit. The caller
+ * made room in the batch. */
+void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h, uint32_t n,
+		     uint64_t bytes)
+{
 	if (!prop_reserve(a, a->prop_n + n)) {
 		rt_reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
 		return;

@@ -228,7 +228,10 @@ void rt_pend_pop(struct rt_actor *a);
 void rt_pend_pop_newest(struct rt_actor *a);
 void rt_pend_resolve(struct rt_actor *a);
 void rt_pend_fail_all(struct rt_actor *a, int code, const char *why);
-void rt_on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
+uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h,
+			 uint64_t *bytes_out);
+void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h, uint32_t n,
+		     uint64_t bytes);
 void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
 
 /* ---- update.c ---------------------------------------------------------------- */

@@ -141,7 +141,6 @@ static void note_changes(struct rt_actor *a, const struct raft_update *u)
 	a->leader = u->leader_id;
 }
 
-/* raft.h's order: hard state, truncate, append, send, apply. */
 /* The leader's append disagrees with our committed entry at `index`
  * (raft/raft.h, "Impossible messages"): two members hold different entries
  * as committed, so a forged message got in (only TLS keeps non-members from
@@ -163,6 +162,7 @@ static void on_commit_conflict(struct rt_actor *a, uint64_t index)
 	       rt_log_skipped(&a->conflict_log, "such appends", more, sizeof(more)));
 }
 
+/* raft.h's order: hard state, truncate, append, send, apply. */
 static void carry_out(struct rt_actor *a, const struct raft_update *u)
 {
 	if (u->hard_state_changed || u->truncate || u->n_entries || u->commit_changed ||
