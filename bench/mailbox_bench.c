@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <urcu/wfcqueue.h>
 
+#include "common/dl_time.h"
 #include "runtime/mailbox.h"
 
 struct item {
@@ -59,7 +60,7 @@ static double run(int which)
 		pthread_create(&t[p], NULL, which ? prod_wq : prod_mb, base);
 	}
 	uint64_t total = producers * per_producer, got = 0;
-	uint64_t t0 = mb_now_ns();
+	uint64_t t0 = dl_now_ns();
 	atomic_store(&go, 1);
 	while (got < total) {
 		if (which) {
@@ -70,7 +71,7 @@ static double run(int which)
 				got++;
 		}
 	}
-	uint64_t t1 = mb_now_ns();
+	uint64_t t1 = dl_now_ns();
 	for (uint32_t p = 0; p < producers; p++)
 		pthread_join(t[p], NULL);
 	return (double)total / ((double)(t1 - t0) / 1e9) / 1e6;

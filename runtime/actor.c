@@ -291,11 +291,11 @@ static void *actor_main(void *arg)
 	memcpy(name + g + 1, a->cfg.self_id, k);
 	name[g + 1 + k] = '\0';
 	pthread_setname_np(pthread_self(), name);
-	uint64_t now = mb_now_ns();
+	uint64_t now = dl_now_ns();
 	a->last_tick_ns = grid_start(a, now);
 	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
 	while (!atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
-		now = mb_now_ns();
+		now = dl_now_ns();
 		actor_resume(a, now);
 		if (!a->failed) {
 			run_ticks(a, now);
@@ -452,7 +452,7 @@ static int member_boot(struct rt_actor *a, struct dl_errctx *err)
 	a->commit = a->applied = boot.commit;
 
 	a->log_ops = (struct raft_log_ops){rt_log_term_at, rt_log_entry_bytes};
-	a->raft_cfg.seed = mb_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
+	a->raft_cfg.seed = dl_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
 	if (raft_new(&a->raft_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK)
 		return dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
 					       "inconsistent", mc->group, mc->self_id);

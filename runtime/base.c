@@ -81,7 +81,7 @@ static void note_damage(struct rt_actor *a, uint64_t index)
 	a->dirty = true;
 	if (a->damaged_index == 0 || index < a->damaged_index)
 		a->damaged_index = index;
-	if (!rt_log_due(&a->damage_log, index, mb_now_ns()))
+	if (!rt_log_due(&a->damage_log, index, dl_now_ns()))
 		return;
 	char more[80];
 	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id, "damaged entry %llu: %s%s",

@@ -12,12 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t mb_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#include "common/dl_time.h"
 
 void mb_init(struct mailbox *mb)
 {
@@ -111,7 +106,7 @@ void mb_wait(struct mailbox *mb, uint64_t deadline_ns)
 	}
 	struct timespec ts, *tsp = NULL;
 	if (deadline_ns != 0) {
-		uint64_t now = mb_now_ns();
+		uint64_t now = dl_now_ns();
 		if (deadline_ns <= now) {
 			atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 			return;

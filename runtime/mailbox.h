@@ -59,6 +59,4 @@ void mb_wait(struct mailbox *mb, uint64_t deadline_ns);
 /* Consumer only: true when nothing is queued. */
 bool mb_empty(struct mailbox *mb);
 
-uint64_t mb_now_ns(void);
-
 #endif

@@ -48,7 +48,7 @@ int rt_node_start(const struct rt_node_config *nc, struct rt_node **out, struct 
 		return dl_errf(err, DL_ENOMEM, "out of memory");
 	n->cfg = *nc;
 	if (getrandom(&n->grid_seed, sizeof(n->grid_seed), GRND_NONBLOCK) != sizeof(n->grid_seed))
-		n->grid_seed = mb_now_ns() * 0x9e3779b97f4a7c15ull;
+		n->grid_seed = dl_now_ns() * 0x9e3779b97f4a7c15ull;
 	if (n->cfg.stack_bytes < 64 * 1024)
 		n->cfg.stack_bytes = 64 * 1024;
 	pthread_mutex_init(&n->mu, NULL);

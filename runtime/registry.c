@@ -69,7 +69,7 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 	 * read and ask for metadata, never speak Raft. */
 	if (h->type <= TP_PEER_MAX && tp_frame_role(f) != TP_ROLE_NODE) {
 		atomic_fetch_add_explicit(&n->not_node, 1, memory_order_relaxed);
-		if (rt_log_due(&n->not_node_log, tp_frame_pipe(f), mb_now_ns())) {
+		if (rt_log_due(&n->not_node_log, tp_frame_pipe(f), dl_now_ns())) {
 			char more[80];
 			dl_log(DL_LOG_WARN, NULL, NULL,
 			       "refused peer message '%s' for %s/%s sent as '%s': its "

@@ -23,7 +23,7 @@ void rt_maybe_hand_off(struct rt_actor *a)
 	if (index == 0)
 		return;
 	a->handoff_index = 0;
-	uint64_t now = mb_now_ns();
+	uint64_t now = dl_now_ns();
 	if (a->failed || a->role != RAFT_LEADER || now < a->handoff_next_ns)
 		return;
 	if (a->fetch_index == index && a->fetch_asked < a->cfg.n_peers)
@@ -240,7 +240,7 @@ void rt_maybe_repair(struct rt_actor *a)
 {
 	if (a->damaged_index == 0 || a->failed || a->cfg.store.type != STO_TYPE_MMAP)
 		return;
-	if (repair_in_place(a, mb_now_ns()))
+	if (repair_in_place(a, dl_now_ns()))
 		return;
 	if (a->role == RAFT_LEADER) {
 		/* Not in place: hand off, at the next pass, so that the copy here
@@ -253,5 +253,5 @@ void rt_maybe_repair(struct rt_actor *a)
 	char what[64];
 	snprintf(what, sizeof(what), "reading entry %llu", (unsigned long long)a->repair_from);
 	rt_actor_fail(a, DL_ECORRUPT, what, "repairing from the leader");
-	a->retry_ns = mb_now_ns(); /* at once */
+	a->retry_ns = dl_now_ns(); /* at once */
 }

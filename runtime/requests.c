@@ -114,7 +114,7 @@ static void reply_append_ok(struct rt_actor *a, struct tp_frame *f, const struct
  * replaced by another leader's entries. */
 void rt_pend_resolve(struct rt_actor *a)
 {
-	uint64_t now_ns = a->pend_count > 0 ? mb_now_ns() : 0;
+	uint64_t now_ns = a->pend_count > 0 ? dl_now_ns() : 0;
 	while (a->pend_count > 0) {
 		struct pending *p = rt_pend_at(a, 0);
 		uint64_t last = p->first_index + p->n - 1;
@@ -242,7 +242,7 @@ void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr
 	struct pending *p = rt_pend_at(a, a->pend_count);
 	tp_frame_hold(f);
 	*p = (struct pending){.frame = f, .request_id = h->request_id, .n = n,
-			      .proposed_ns = mb_now_ns(), .bytes = bytes};
+			      .proposed_ns = dl_now_ns(), .bytes = bytes};
 	a->pend_count++;
 }
 

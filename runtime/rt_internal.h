@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "common/dl_hist.h"
+#include "common/dl_time.h"
 #include "runtime/mailbox.h"
 #include "runtime/runtime.h"
 #include "transport/transport.h"
@@ -63,7 +64,7 @@ struct pending {
 	uint64_t first_index; /* 0: in the pass's batch, not proposed yet */
 	uint64_t term;
 	uint32_t n;
-	uint64_t proposed_ns; /* mb_now_ns() at arrival (commit latency) */
+	uint64_t proposed_ns; /* dl_now_ns() at arrival (commit latency) */
 	uint64_t bytes;       /* body bytes of the n entries */
 };
 

@@ -43,7 +43,7 @@ static void send_failed(struct rt_actor *a, const struct raft_message *m, int rc
 	}
 	if (index != 0 && rc == DL_ECORRUPT && a->role == RAFT_LEADER)
 		a->handoff_index = index;
-	if (!rt_log_due(&a->send_log, index, mb_now_ns()))
+	if (!rt_log_due(&a->send_log, index, dl_now_ns()))
 		return;
 	const char *peer = rt_rid_name(a, m->to);
 	char more[80];
@@ -152,7 +152,7 @@ static void on_commit_conflict(struct rt_actor *a, uint64_t index)
 {
 	a->commit_conflicts++;
 	a->dirty = true;
-	if (!rt_log_due(&a->conflict_log, index, mb_now_ns()))
+	if (!rt_log_due(&a->conflict_log, index, dl_now_ns()))
 		return;
 	char more[80];
 	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
@@ -283,7 +283,7 @@ void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *det
 	a->fail_code = rc;
 	snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", rt_fail_reason(rc));
 	a->retries = 0;
-	a->retry_ns = mb_now_ns() + RT_RETRY_MIN_NS;
+	a->retry_ns = dl_now_ns() + RT_RETRY_MIN_NS;
 	a->role = RAFT_FOLLOWER;
 	a->leader = 0;
 	a->dirty = true;
