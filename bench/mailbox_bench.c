@@ -33,7 +33,7 @@ static void *prod_mb(void *arg)
 	while (!atomic_load(&go))
 		;
 	for (uint64_t i = 0; i < per_producer; i++)
-		mb_push_lazy(&mbox, &base[i].mb);
+		(void)mb_offer_lazy(&mbox, &base[i].mb);
 	return NULL;
 }
 
@@ -51,7 +51,7 @@ static double run(int which)
 {
 	pthread_t t[16];
 	atomic_store(&go, 0);
-	mb_init(&mbox);
+	mb_init(&mbox, UINT64_MAX);
 	cds_wfcq_init(&wq_head, &wq_tail);
 	for (uint32_t p = 0; p < producers; p++) {
 		struct item *base = items + p * per_producer;

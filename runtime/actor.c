@@ -483,7 +483,7 @@ int rt_actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt
 	a->cfg.store.on_durable_ctx = a;
 	pthread_mutex_init(&a->dur_mu, NULL);
 	pthread_mutex_init(&a->st_mu, NULL);
-	mb_init(&a->mb);
+	mb_init(&a->mb, RT_MAILBOX_MAX_MAILS);
 	a->dur_mail.kind = MAIL_DURABLE;
 	a->stop_mail.kind = MAIL_STOP;
 	tp_fb_init(&a->reply_fb, n->cfg.max_frame_bytes);

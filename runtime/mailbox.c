@@ -12,10 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dl_err.h"
 #include "common/dl_time.h"
 
-void mb_init(struct mailbox *mb)
+void mb_init(struct mailbox *mb, uint64_t max_depth)
 {
+	DL_ASSERT(max_depth >= 1);
+	mb->max_depth = max_depth;
 	atomic_store_explicit(&mb->stub.next, NULL, memory_order_relaxed);
 	atomic_store_explicit(&mb->head, &mb->stub, memory_order_relaxed);
 	mb->tail = &mb->stub;
@@ -39,10 +42,19 @@ static void futex_wake(_Atomic uint32_t *w)
 	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void mb_push(struct mailbox *mb, struct mb_node *n)
+/* Reserves one place of the bound: false when max_depth are taken. Relaxed:
+ * the depth orders nothing; the queue's own atomics publish the nodes. */
+static bool reserve(struct mailbox *mb)
 {
-	atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
-	push_node(mb, n);
+	uint64_t d = atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
+	if (d < mb->max_depth)
+		return true;
+	atomic_fetch_sub_explicit(&mb->depth, 1, memory_order_relaxed);
+	return false;
+}
+
+static void wake(struct mailbox *mb)
+{
 	/* seq_cst: the push above and this load must not be reordered against
 	 * the consumer's store of sleeping=1 and its emptiness check (Dekker):
 	 * either it sees our node or we see it asleep. */
@@ -51,10 +63,28 @@ void mb_push(struct mailbox *mb, struct mb_node *n)
 		futex_wake(&mb->sleeping);
 }
 
-void mb_push_lazy(struct mailbox *mb, struct mb_node *n)
+void mb_push(struct mailbox *mb, struct mb_node *n)
 {
 	atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
 	push_node(mb, n);
+	wake(mb);
+}
+
+bool mb_offer(struct mailbox *mb, struct mb_node *n)
+{
+	if (!reserve(mb))
+		return false;
+	push_node(mb, n);
+	wake(mb);
+	return true;
+}
+
+bool mb_offer_lazy(struct mailbox *mb, struct mb_node *n)
+{
+	if (!reserve(mb))
+		return false;
+	push_node(mb, n);
+	return true;
 }
 
 struct mb_node *mb_pop(struct mailbox *mb)

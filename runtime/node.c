@@ -184,12 +184,13 @@ void rt_node_stop(struct rt_node *n)
 	dl_log(DL_LOG_INFO, NULL, NULL,
 	       "node stopping: frames in %llu out %llu, messages in %llu out %llu, decode errors "
 	       "%llu, unknown group or member %llu, rejected %llu, dropped sends %llu, not a "
-	       "member %llu, not a node %llu",
+	       "member %llu, not a node %llu, mailbox full %llu",
 	       (unsigned long long)st.frames_in, (unsigned long long)st.frames_out,
 	       (unsigned long long)st.msgs_in, (unsigned long long)st.msgs_out,
 	       (unsigned long long)st.decode_errors, (unsigned long long)st.unknown_target,
 	       (unsigned long long)st.rejected, (unsigned long long)st.dropped_sends,
-	       (unsigned long long)st.not_member, (unsigned long long)st.not_node);
+	       (unsigned long long)st.not_member, (unsigned long long)st.not_node,
+	       (unsigned long long)st.mailbox_full);
 	tp_endpoint_quiesce(n->ep);
 	pthread_mutex_lock(&n->mu);
 	struct rt_table *t = atomic_exchange_explicit(&n->table, NULL, memory_order_seq_cst);
@@ -259,7 +260,10 @@ int rt_node_transfer(struct rt_node *n, const char *group, const char *id, const
 		} else {
 			m->kind = MAIL_TRANSFER;
 			m->target = target;
-			mb_push(&a->mb, &m->node);
+			if (!mb_offer(&a->mb, &m->node)) {
+				free(m);
+				rc = DL_EBUSY;
+			}
 		}
 	}
 	pthread_mutex_unlock(&n->mu);
@@ -283,6 +287,7 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	st->rejected = ts.rejected;
 	st->not_member = atomic_load_explicit(&n->not_member, memory_order_relaxed);
 	st->not_node = atomic_load_explicit(&n->not_node, memory_order_relaxed);
+	st->mailbox_full = atomic_load_explicit(&n->mailbox_full, memory_order_relaxed);
 	st->tls_conns_node = ts.conns_node;
 	st->tls_conns_client = ts.conns_client;
 	st->tls_conns_refused = ts.conns_refused;

@@ -111,16 +111,23 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 		goto out;
 	}
 	m->kind = MAIL_FRAME;
-	tp_frame_hold(f);
 	m->frame = f;
 	m->hdr = *h;
 	/* A heartbeat answer only feeds the leader's liveness bookkeeping,
 	 * which it reads at its next tick: it need not wake the leader. That
 	 * halves an idle node's wake-ups. */
-	if (h->type == RAFT_MSG_HEARTBEAT_RESP)
-		mb_push_lazy(&a->mb, &m->node);
-	else
-		mb_push(&a->mb, &m->node);
+	tp_frame_hold(f);
+	bool queued = h->type == RAFT_MSG_HEARTBEAT_RESP ? mb_offer_lazy(&a->mb, &m->node)
+							 : mb_offer(&a->mb, &m->node);
+	if (!queued) {
+		/* A full mailbox (RT_MAILBOX_MAX_MAILS): the transport answers a
+		 * client DL_EBUSY and drops a peer's message, which Raft resends. */
+		tp_frame_release(f);
+		free(m);
+		atomic_fetch_add_explicit(&n->mailbox_full, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&a->mailbox_full, 1, memory_order_relaxed);
+		rc = DL_EBUSY;
+	}
 out:
 	atomic_fetch_add_explicit(&n->router_epoch, 1, memory_order_seq_cst);
 	atomic_store_explicit(&n->router_in, 0, memory_order_seq_cst);

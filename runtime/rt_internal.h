@@ -105,6 +105,7 @@ struct rt_actor {
 	pthread_t thread;
 	bool thread_started;
 	_Atomic bool stopping;
+	_Atomic uint64_t mailbox_full; /* messages refused by this full mailbox (router) */
 
 	/* Durable reports from the flush thread (dur_mu). */
 	pthread_mutex_t dur_mu;
@@ -190,6 +191,7 @@ struct rt_node {
 	_Atomic uint64_t router_epoch;
 	_Atomic uint64_t not_member; /* peer messages from a non-member, refused */
 	_Atomic uint64_t not_node;   /* peer messages from a connection that is not a node's */
+	_Atomic uint64_t mailbox_full; /* messages refused by a full mailbox */
 	struct rt_ratelog not_node_log; /* the router's alone */
 	_Atomic bool closing;
 	/* Where this node's tick grid starts: random, so that two nodes on one

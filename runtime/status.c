@@ -70,6 +70,7 @@ void rt_publish(struct rt_actor *a)
 	st->durable_index = rs.durable_index;
 	st->pending_appends = a->pend_count;
 	st->mailbox_depth = atomic_load_explicit(&a->mb.depth, memory_order_relaxed);
+	st->mailbox_full = atomic_load_explicit(&a->mailbox_full, memory_order_relaxed);
 	st->appended_entries = a->appended_entries;
 	st->committed_bytes = a->committed_bytes;
 	st->elections = rs.elections;
