@@ -390,6 +390,8 @@ static int check_member_config(const struct rt_member_config *mc, raft_id *self,
 		return dl_errf(err, DL_EINVAL,
 			       "%s: heartbeat must be >= 2 ms and shorter than the election timeout",
 			       mc->group);
+	if (mc->max_pending_bytes == 0)
+		return dl_errf(err, DL_EINVAL, "%s: max_pending_bytes must be above 0", mc->group);
 	return 0;
 }
 

@@ -18,6 +18,7 @@ void rt_member_config_defaults(struct rt_member_config *mc)
 	mc->heartbeat_ms = 100;
 	mc->election_ms = 1000;
 	mc->max_pending_appends = 10000;
+	mc->max_pending_bytes = 64ull * 1024 * 1024;
 	mc->max_append_entries = 1024;
 	mc->max_append_bytes = 1024 * 1024;
 	mc->max_inflight_msgs = 64;

@@ -47,6 +47,7 @@ void rt_pend_pop(struct rt_actor *a)
 	struct pending *p = rt_pend_at(a, 0);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
+	a->pend_bytes -= p->bytes;
 	a->pend_head = (a->pend_head + 1) % a->pend_cap;
 	a->pend_count--;
 }
@@ -56,6 +57,7 @@ void rt_pend_pop_newest(struct rt_actor *a)
 	struct pending *p = rt_pend_at(a, a->pend_count - 1);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
+	a->pend_bytes -= p->bytes;
 	a->pend_count--;
 }
 
@@ -221,6 +223,13 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 			return 0;
 		}
 	}
+	/* One append alone is always taken, so that one larger than the bound
+	 * is not refused for ever. */
+	if (a->pend_bytes > 0 && a->pend_bytes + bytes > a->cfg.max_pending_bytes) {
+		rt_reply_error(a, f, h->request_id, DL_EBUSY,
+			       "too many bytes of appends waiting for commit");
+		return 0;
+	}
 	*bytes_out = bytes;
 	return n;
 }
@@ -244,6 +253,7 @@ void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr
 	*p = (struct pending){.frame = f, .request_id = h->request_id, .n = n,
 			      .proposed_ns = dl_now_ns(), .bytes = bytes};
 	a->pend_count++;
+	a->pend_bytes += bytes;
 }
 
 void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)

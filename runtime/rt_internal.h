@@ -126,6 +126,7 @@ struct rt_actor {
 	uint64_t applied;
 	struct pending *pend; /* ring of pend_cap, grown up to max_pending_appends */
 	uint32_t pend_head, pend_count, pend_cap;
+	uint64_t pend_bytes; /* entry bytes of the pend_count records */
 	struct raft_entry *ents; /* decode buffer */
 	size_t ents_cap;
 	/* The appends of one loop pass, proposed together at its end: entries

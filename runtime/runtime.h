@@ -14,8 +14,8 @@
  *    member never pauses the others.
  *
  * Limits: at most RT_MAX_MEMBERS members per node; per member at most
- * max_pending_appends client appends waiting for commit (more get DL_EBUSY
- * at once), and RT_MAILBOX_MAX_MAILS
+ * max_pending_appends client appends, of max_pending_bytes entry bytes in
+ * all, waiting for commit (more get DL_EBUSY at once), and RT_MAILBOX_MAX_MAILS
  * messages waiting in its mailbox (more: a client's get DL_EBUSY, a peer's
  * are dropped; counted in mailbox_full).
  */
@@ -62,6 +62,7 @@ struct rt_member_config {
 	uint32_t heartbeat_ms;   /* heartBeatTimeIntervalMs */
 	uint32_t election_ms;    /* base election timeout; randomized to [T, 2T) */
 	uint32_t max_pending_appends;
+	uint64_t max_pending_bytes; /* entry bytes of those appends (maxPendingBytes) */
 	uint32_t max_append_entries;
 	uint32_t max_append_bytes;
 	uint32_t max_inflight_msgs;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,9 @@ struct cluster {
 	int plain_node; /* with TLS, this node runs without (-1: none) */
 };
 
+/* maxPendingBytes of the members start_node() adds (0: the default). */
+static uint64_t start_max_pending_bytes;
+
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
 static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
 
@@ -86,6 +90,8 @@ static void start_node(struct cluster *c, uint32_t k)
 		member_name(g % NODES, mc.preferred_id);
 		mc.heartbeat_ms = HEARTBEAT_MS;
 		mc.election_ms = ELECTION_MS;
+		if (start_max_pending_bytes != 0)
+			mc.max_pending_bytes = start_max_pending_bytes;
 		mc.store.base_dir = c->dir;
 		mc.store.segment_bytes = 1u << 20;
 		mc.store.index_segment_bytes = 1u << 16;
@@ -1191,6 +1197,79 @@ static void a_node_without_tls_on_a_public_address_warns(void)
 	dl_log_set_level(DL_LOG_WARN);
 }
 
+struct burst {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t done, ok, busy, other;
+};
+
+static void burst_done(void *arg, const struct dl_client_result *r)
+{
+	struct burst *b = arg;
+	pthread_mutex_lock(&b->mu);
+	if (r->code == 0)
+		b->ok++;
+	else if (r->code == DL_EBUSY)
+		b->busy++;
+	else
+		b->other++;
+	b->done++;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* maxPendingBytes: a leader holds at most that many bytes of appends
+ * waiting for commit and answers the rest DL_EBUSY at once. A burst of 32
+ * appends of 16 KiB leaves in one frame, so they reach the leader in one
+ * pass, long before any of them can commit: with a bound of 64 KiB the
+ * first four are taken and most of the rest refused. */
+static void pending_bytes_past_the_bound_are_answered_busy(void)
+{
+	enum { BURST = 32, BODY = 16 * 1024 };
+	dl_log_set_level(DL_LOG_WARN);
+	start_max_pending_bytes = 64 * 1024;
+	struct cluster c;
+	cluster_start(&c);
+	start_max_pending_bytes = 0;
+	tt_assert(wait_leaders(&c, true, 10000), "no preferred leader in every group");
+	char peers[256];
+	snprintf(peers, sizeof(peers), "n0-%s;n1-%s;n2-%s", c.addr[0], c.addr[1], c.addr[2]);
+	struct dl_client_opts o = {.max_inflight = BURST};
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g0", &o, &cl, &err) == 0, "%s", err.msg);
+	/* Connected and at the leader before the burst. */
+	tt_assert(dl_client_append(cl, "first", 5, NULL, NULL, &err) == 0, "%s", err.msg);
+	static char body[BODY];
+	memset(body, 'b', sizeof(body));
+	struct burst b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct dl_client_buf buf = {body, sizeof(body)};
+	dl_client_cork(cl);
+	for (uint32_t i = 0; i < BURST; i++)
+		tt_assert(dl_client_append_async(cl, &buf, 1, burst_done, &b, &err) == 0, "%s",
+			  err.msg);
+	dl_client_uncork(cl);
+	pthread_mutex_lock(&b.mu);
+	for (uint32_t waits = 0; b.done < BURST && waits < 100; waits++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&b.cv, &b.mu, &ts);
+	}
+	struct burst got = b;
+	pthread_mutex_unlock(&b.mu);
+	dl_client_close(cl);
+	fprintf(stderr, "burst of %d x %d bytes, bound 64 KiB: %u taken, %u busy\n", BURST, BODY,
+		got.ok, got.busy);
+	tt_assert(got.done == BURST, "%u of %d answered", got.done, BURST);
+	tt_assert(got.other == 0, "%u answers neither ok nor busy", got.other);
+	tt_assert(got.ok >= 4, "only %u taken", got.ok);
+	tt_assert(got.busy >= BURST / 2, "only %u busy", got.busy);
+	/* The leader is not stuck: once they committed, appends are taken again. */
+	tt_assert(append_to_group(&c, 0, 4, "after") > 0);
+	cluster_stop(&c);
+}
+
 int main(void)
 {
 	static const struct tt_test tests[] = {
@@ -1204,6 +1283,8 @@ int main(void)
 		 damage_on_two_followers_is_repaired_from_each_other},
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
 		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
+		{"pending_bytes_past_the_bound_are_answered_busy",
+		 pending_bytes_past_the_bound_are_answered_busy},
 		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
 		{"tls_client_certificates_cannot_speak_raft",
 		 tls_client_certificates_cannot_speak_raft},
