@@ -49,6 +49,7 @@ static void on_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hd
 		return;
 	if (a->prop_n + n > RT_MAX_PROPOSE)
 		rt_propose_batch(a);
+	DL_ASSERT(a->prop_n + n <= RT_MAX_PROPOSE);
 	rt_queue_append(a, f, h, n, bytes);
 }
 
@@ -174,10 +175,13 @@ static void handle_mail(struct rt_actor *a, struct mail *m)
  * phases one of them sees the other's request first. */
 static uint64_t grid_start(const struct rt_actor *a, uint64_t now)
 {
+	DL_ASSERT(a->tick_ns > 0);
 	uint64_t phase = a->node->grid_seed % a->tick_ns;
 	if (now < phase)
 		return phase; /* not reached in practice: the clock counts from boot */
-	return now - (now - phase) % a->tick_ns;
+	uint64_t start = now - (now - phase) % a->tick_ns;
+	DL_ASSERT(start <= now && start + a->tick_ns > now);
+	return start;
 }
 
 /* Steps the ticks that elapsed since the last one. Ticks sit on a grid
@@ -190,7 +194,9 @@ static void run_ticks(struct rt_actor *a, uint64_t now)
 	if (now < a->last_tick_ns + a->tick_ns)
 		return;
 	uint64_t k = (now - a->last_tick_ns) / a->tick_ns;
+	DL_ASSERT(k >= 1);
 	a->last_tick_ns += k * a->tick_ns;
+	DL_ASSERT(a->last_tick_ns <= now);
 	uint64_t grid = a->last_tick_ns / a->tick_ns; /* the node-wide tick count (phase < tick_ns) */
 	if (k > a->max_catchup_ticks) /* a long stall: do not replay it all */
 		k = a->max_catchup_ticks;
@@ -224,6 +230,7 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 {
 	if (!a->failed || now < a->retry_ns)
 		return;
+	DL_ASSERT(a->pend_count == 0 && a->prop_reqs == 0);
 	a->retry_ns = now + (a->retries < 4 ? RT_RETRY_MIN_NS << a->retries : RT_RETRY_MAX_NS);
 	a->retries++;
 	raft_free(a->raft);
@@ -263,6 +270,8 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 		a->cfg.store.repair_from = 0;
 		a->damaged_index = 0;
 	}
+	DL_ASSERT(a->raft != NULL && a->store != NULL);
+	DL_ASSERT(a->pend_count == 0); /* all answered when it failed */
 	a->failed = false;
 	a->fail_reason[0] = '\0';
 	a->last_tick_ns = grid_start(a, now);
@@ -311,6 +320,7 @@ static void *actor_main(void *arg)
 		 * queued above (rt_queue_append) is proposed to Raft here, as
 		 * one proposal, rather than one step per request. */
 		rt_propose_batch(a);
+		DL_ASSERT(a->prop_reqs == 0 && a->prop_n == 0);
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);
 		rt_flush_peers(a);
@@ -349,6 +359,7 @@ static void actor_free(struct rt_actor *a)
 {
 	if (a == NULL)
 		return;
+	DL_ASSERT(!a->thread_started); /* joined, or never started */
 	if (a->pend != NULL) {
 		while (a->pend_count > 0)
 			rt_pend_pop(a);
@@ -420,6 +431,9 @@ static void build_raft_config(struct rt_actor *a, const struct rt_member_config 
 	a->raft_cfg.max_append_bytes = mc->max_append_bytes;
 	a->raft_cfg.max_inflight_msgs = mc->max_inflight_msgs;
 	a->raft_cfg.thin_heartbeat_acks = a->raft_cfg.election_ticks >= 3 * a->raft_cfg.heartbeat_ticks;
+	/* check_member_config: heartbeat >= 2 ms, shorter than the election timeout. */
+	DL_ASSERT(a->tick_ns > 0);
+	DL_ASSERT(a->raft_cfg.election_ticks > a->raft_cfg.heartbeat_ticks);
 }
 
 /* Opens the member's store (running its recovery) and boots a Raft core
@@ -458,6 +472,7 @@ static int member_boot(struct rt_actor *a, struct dl_errctx *err)
 	if (raft_new(&a->raft_cfg, &a->log_ops, a, &boot, &a->raft) != RAFT_OK)
 		return dl_errf(err, DL_EINVAL, "%s/%s: the Raft configuration or the recovered state is "
 					       "inconsistent", mc->group, mc->self_id);
+	DL_ASSERT(a->raft != NULL && a->commit <= boot.last_index);
 	dl_log(DL_LOG_INFO, mc->group, mc->self_id,
 	       "store recovered: entries %llu..%llu, committed %llu, term %llu%s",
 	       (unsigned long long)info.first_index, (unsigned long long)info.last_index,
@@ -527,6 +542,7 @@ err_free:
 
 int rt_actor_start(struct rt_node *n, struct rt_actor *a, struct dl_errctx *err)
 {
+	DL_ASSERT(!a->thread_started && !a->stop_sent);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, n->cfg.stack_bytes);
@@ -550,8 +566,11 @@ void rt_actor_stop(struct rt_actor *a)
 {
 	if (a->thread_started) {
 		rt_actor_signal_stop(a);
+		DL_ASSERT(a->stop_sent);
 		pthread_join(a->thread, NULL);
 		a->thread_started = false;
+		/* The actor answered everything before its thread ended. */
+		DL_ASSERT(a->pend_count == 0 && atomic_load(&a->stopping));
 	}
 	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "stopped");
 	actor_free(a);

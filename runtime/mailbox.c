@@ -100,6 +100,7 @@ struct mb_node *mb_pop(struct mailbox *mb)
 		next = atomic_load_explicit(&next->next, memory_order_acquire);
 	}
 	if (next != NULL) {
+		DL_ASSERT(tail != &mb->stub);
 		mb->tail = next;
 		atomic_fetch_sub_explicit(&mb->depth, 1, memory_order_relaxed);
 		return tail;

@@ -127,6 +127,7 @@ int rt_node_add(struct rt_node *n, const struct rt_member_config *mc, struct dl_
 		goto out;
 	}
 	nt->n = count + 1;
+	DL_ASSERT(pos <= count);
 	for (uint32_t i = 0, k = 0; i < nt->n; i++)
 		nt->a[i] = i == pos ? a : t->a[k++];
 	rc = rt_actor_start(n, a, err);
@@ -156,6 +157,7 @@ static struct rt_actor *unregister(struct rt_node *n, const char *group, const c
 	struct rt_table *nt = malloc(sizeof(*nt) + t->n * sizeof(nt->a[0]));
 	if (nt == NULL)
 		return NULL;
+	DL_ASSERT(t->n >= 1 && pos < t->n && t->a[pos] == a);
 	nt->n = t->n - 1;
 	for (uint32_t i = 0, k = 0; i < t->n; i++)
 		if (i != pos)

@@ -34,6 +34,7 @@ struct rt_actor *rt_table_find(const struct rt_table *t, const char *g, const ch
 		else
 			lo = mid + 1;
 	}
+	DL_ASSERT(lo <= (t ? t->n : 0));
 	if (pos)
 		*pos = lo;
 	return NULL;
@@ -45,7 +46,11 @@ struct rt_actor *rt_table_find(const struct rt_table *t, const char *g, const ch
  * swap, the router's next bracket starts after the swap and sees `t`). */
 void rt_table_swap(struct rt_node *n, struct rt_table *t)
 {
+	/* Sorted by (group, id), each member once: what rt_table_find needs. */
+	for (uint32_t i = 1; t != NULL && i < t->n; i++)
+		DL_ASSERT(actor_cmp(t->a[i - 1]->cfg.group, t->a[i - 1]->cfg.self_id, t->a[i]) < 0);
 	struct rt_table *old = atomic_exchange_explicit(&n->table, t, memory_order_seq_cst);
+	DL_ASSERT(old != t);
 	uint64_t epoch = atomic_load_explicit(&n->router_epoch, memory_order_seq_cst);
 	for (uint32_t spins = 0; atomic_load_explicit(&n->router_in, memory_order_seq_cst) != 0 &&
 				 atomic_load_explicit(&n->router_epoch, memory_order_seq_cst) == epoch;

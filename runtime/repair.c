@@ -94,6 +94,8 @@ static int enc_fetch(void *ctx, struct tp_fb *fb)
 
 static void send_fetch(struct rt_actor *a, raft_id to, uint8_t type, int code, uint64_t index)
 {
+	DL_ASSERT(to >= 1 && to <= a->cfg.n_peers && to != a->self);
+	DL_ASSERT(type == TP_FETCH || type == TP_FETCH_RESP);
 	struct member *mem = &a->members[to - 1];
 	struct enc_fetch_ctx c = {a, to, type, code, index};
 	a->read_err_index = 0;

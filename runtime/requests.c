@@ -39,32 +39,42 @@ void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id,
 
 struct pending *rt_pend_at(struct rt_actor *a, uint32_t i)
 {
+	/* i == pend_count: the free record after the newest. */
+	DL_ASSERT(i <= a->pend_count && i < a->pend_cap);
+	DL_ASSERT(a->pend_head < a->pend_cap);
 	return &a->pend[(a->pend_head + i) % a->pend_cap];
 }
 
 void rt_pend_pop(struct rt_actor *a)
 {
+	DL_ASSERT(a->pend_count > 0);
 	struct pending *p = rt_pend_at(a, 0);
+	DL_ASSERT(p->frame != NULL && a->pend_bytes >= p->bytes);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
 	a->pend_bytes -= p->bytes;
 	a->pend_head = (a->pend_head + 1) % a->pend_cap;
 	a->pend_count--;
+	DL_ASSERT(a->pend_count > 0 || a->pend_bytes == 0);
 }
 
 void rt_pend_pop_newest(struct rt_actor *a)
 {
+	DL_ASSERT(a->pend_count > 0);
 	struct pending *p = rt_pend_at(a, a->pend_count - 1);
+	DL_ASSERT(p->frame != NULL && a->pend_bytes >= p->bytes);
 	tp_frame_release(p->frame);
 	p->frame = NULL;
 	a->pend_bytes -= p->bytes;
 	a->pend_count--;
+	DL_ASSERT(a->pend_count > 0 || a->pend_bytes == 0);
 }
 
 static void rslot_flush(struct rt_actor *a, struct reply_slot *s)
 {
 	if (s->frame == NULL)
 		return;
+	DL_ASSERT(s >= a->rslots && s < a->rslots + RT_REPLY_SLOTS);
 	(void)tp_reply(a->node->ep, s->frame, &s->fb); /* a drop is counted there */
 	tp_frame_release(s->frame);
 	s->frame = NULL;
@@ -93,6 +103,8 @@ static struct reply_slot *rslot_for(struct rt_actor *a, struct tp_frame *f)
 		free_slot = &a->rslots[0];
 		rslot_flush(a, free_slot);
 	}
+	DL_ASSERT(free_slot >= a->rslots && free_slot < a->rslots + RT_REPLY_SLOTS);
+	DL_ASSERT(free_slot->frame == NULL);
 	tp_frame_hold(f);
 	free_slot->frame = f;
 	free_slot->pipe = pipe;
@@ -119,9 +131,11 @@ void rt_pend_resolve(struct rt_actor *a)
 	uint64_t now_ns = a->pend_count > 0 ? dl_now_ns() : 0;
 	while (a->pend_count > 0) {
 		struct pending *p = rt_pend_at(a, 0);
+		DL_ASSERT(p->n >= 1);
 		uint64_t last = p->first_index + p->n - 1;
 		if (p->first_index == 0 || last > a->commit)
 			break;
+		DL_ASSERT(p->first_index <= a->commit && p->frame != NULL);
 		uint64_t t = 0;
 		if (sto_term_at(a->store, p->first_index, &t) && t == p->term) {
 			struct tp_append_resp r = {.code = 0, .first_index = p->first_index,
@@ -150,6 +164,7 @@ void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 		rt_reply_error(a, p->frame, p->request_id, code, why);
 		rt_pend_pop(a);
 	}
+	DL_ASSERT(a->pend_count == 0 && a->pend_bytes == 0);
 }
 
 static bool prop_reserve(struct rt_actor *a, size_t n)
@@ -168,11 +183,15 @@ static bool prop_reserve(struct rt_actor *a, size_t n)
  * up to max_pending_appends. */
 static bool pend_reserve(struct rt_actor *a)
 {
+	/* The caller checked the count against the bound. */
+	DL_ASSERT(a->pend_count < a->cfg.max_pending_appends);
+	DL_ASSERT(a->pend_count <= a->pend_cap && a->pend_cap <= a->cfg.max_pending_appends);
 	if (a->pend_count < a->pend_cap)
 		return true;
 	uint32_t cap = a->pend_cap * 2;
 	if (cap > a->cfg.max_pending_appends)
 		cap = a->cfg.max_pending_appends;
+	DL_ASSERT(cap > a->pend_count);
 	struct pending *p = malloc((size_t)cap * sizeof(*p));
 	if (p == NULL)
 		return false;
@@ -230,6 +249,8 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 			       "too many bytes of appends waiting for commit");
 		return 0;
 	}
+	DL_ASSERT(n >= 1 && n <= a->ents_cap);
+	DL_ASSERT(a->pend_count < a->pend_cap); /* pend_reserve() made room */
 	*bytes_out = bytes;
 	return n;
 }
@@ -241,6 +262,8 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h, uint32_t n,
 		     uint64_t bytes)
 {
+	DL_ASSERT(n >= 1 && a->prop_n + n <= RT_MAX_PROPOSE);
+	DL_ASSERT(a->pend_count < a->pend_cap);
 	if (!prop_reserve(a, a->prop_n + n)) {
 		rt_reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
 		return;
@@ -254,6 +277,9 @@ void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr
 			      .proposed_ns = dl_now_ns(), .bytes = bytes};
 	a->pend_count++;
 	a->pend_bytes += bytes;
+	/* Past the bound only by an append taken alone (rt_admit_append). */
+	DL_ASSERT(a->pend_bytes <= a->cfg.max_pending_bytes || a->pend_bytes == bytes);
+	DL_ASSERT(a->prop_reqs <= a->pend_count && a->prop_reqs <= a->prop_n);
 }
 
 void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)

@@ -59,6 +59,8 @@ void rt_publish(struct rt_actor *a)
 		rs.leader_id = 0;
 		rs.n_peers = 0;
 	}
+	DL_ASSERT(rs.n_peers <= RAFT_MAX_MEMBERS);
+	DL_ASSERT(a->pend_count <= a->cfg.max_pending_appends);
 	struct rt_member_status *st = &a->st;
 	pthread_mutex_lock(&a->st_mu);
 	st->role = rs.role;

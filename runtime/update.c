@@ -63,6 +63,7 @@ static void send_raft(struct rt_actor *a, const struct raft_message *m)
 	if (m->to < 1 || m->to > a->cfg.n_peers || m->to == a->self)
 		return;
 	struct member *mem = &a->members[m->to - 1];
+	DL_ASSERT(mem->peer != NULL); /* every member but self has one */
 	struct enc_raft_ctx c = {a, m};
 	a->read_err_index = 0;
 	int rc = tp_peer_enqueue(mem->peer, enc_raft, &c);
@@ -88,6 +89,10 @@ static int store_append(struct rt_actor *a, const struct raft_update *u)
 {
 	struct sto_entry chunk[64];
 	struct dl_errctx err = {{0}};
+	/* Log contiguity (sto_ops.append): the update's entries follow the
+	 * store's last one, the core having truncated first if needed. */
+	DL_ASSERT(u->first_index >= 1 && u->n_entries >= 1);
+	DL_ASSERT(sto_last_index(a->store) + 1 == u->first_index);
 	for (uint32_t i = 0; i < u->n_entries;) {
 		uint32_t k = 0;
 		for (; k < 64 && i + k < u->n_entries; k++) {
@@ -100,7 +105,10 @@ static int store_append(struct rt_actor *a, const struct raft_update *u)
 			return rc;
 		}
 		i += k;
+		DL_ASSERT(sto_last_index(a->store) == u->first_index + i - 1);
 	}
+	uint64_t last = u->first_index + u->n_entries - 1, term = 0;
+	DL_ASSERT(sto_term_at(a->store, last, &term) && term == u->entries[u->n_entries - 1].term);
 	return 0;
 }
 
@@ -121,6 +129,7 @@ static void apply_committed(struct rt_actor *a)
 		a->cfg.apply(a->cfg.apply_arg, a->cfg.group, a->cfg.self_id, idx, &v);
 		a->applied = idx;
 	}
+	DL_ASSERT(a->applied == a->commit);
 }
 
 static void note_changes(struct rt_actor *a, const struct raft_update *u)
@@ -137,6 +146,8 @@ static void note_changes(struct rt_actor *a, const struct raft_update *u)
 			       (unsigned long long)st.term);
 		a->last_publish_ns = 0; /* publish now */
 	}
+	DL_ASSERT(u->leader_id <= a->cfg.n_peers);
+	DL_ASSERT(u->role != RAFT_LEADER || u->leader_id == a->self);
 	a->role = u->role;
 	a->leader = u->leader_id;
 }
@@ -177,17 +188,23 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		}
 	}
 	if (u->truncate) {
+		/* Raft never cuts a committed entry (a conflict is refused). */
+		DL_ASSERT(u->truncate_after >= a->commit);
 		int rc = sto_truncate_after(a->store, u->truncate_after, &err);
 		if (rc != 0) {
 			rt_actor_fail(a, rc, "truncating the log", err.msg);
 			return;
 		}
+		DL_ASSERT(sto_last_index(a->store) <= u->truncate_after);
 	}
 	if (u->n_entries > 0 && store_append(a, u) != 0)
 		return;
 	for (uint32_t i = 0; i < u->n_msgs; i++)
 		send_raft(a, &u->msgs[i]);
 	if (u->commit_changed) {
+		/* The commit index never goes down, and covers only what we hold. */
+		DL_ASSERT(u->commit_index >= a->commit);
+		DL_ASSERT(u->commit_index <= sto_last_index(a->store));
 		a->commit = u->commit_index;
 		sto_set_commit(a->store, a->commit);
 		apply_committed(a);
@@ -213,6 +230,8 @@ void rt_propose_batch(struct rt_actor *a)
 	uint32_t reqs = a->prop_reqs, n = a->prop_n;
 	if (reqs == 0)
 		return;
+	/* The batch is the newest reqs records, each of one entry or more. */
+	DL_ASSERT(reqs <= a->pend_count && reqs <= n && n <= RT_MAX_PROPOSE);
 	a->prop_reqs = 0;
 	a->prop_n = 0;
 	int code = DL_ENOTLEADER;
@@ -229,9 +248,12 @@ void rt_propose_batch(struct rt_actor *a)
 				p->term = u.propose_term;
 				index += p->n;
 			}
+			DL_ASSERT(index == u.propose_index + n);
 			a->appended_entries += n;
 		}
 		carry_out(a, &u);
+		DL_ASSERT(u.propose_rc != RAFT_OK || a->failed ||
+			  sto_last_index(a->store) >= u.propose_index + n - 1);
 		if (u.propose_rc == RAFT_OK || a->failed)
 			return; /* a failure answered the whole batch */
 		code = u.propose_rc == RAFT_ENOTLEADER ? DL_ENOTLEADER
@@ -244,8 +266,10 @@ void rt_propose_batch(struct rt_actor *a)
 		struct pending *p = rt_pend_at(a, i);
 		rt_reply_error(a, p->frame, p->request_id, code, why);
 	}
+	uint32_t before = a->pend_count;
 	for (uint32_t i = 0; i < reqs; i++)
 		rt_pend_pop_newest(a);
+	DL_ASSERT(a->pend_count == before - reqs);
 }
 
 /* A leader that cannot persist hands leadership to a member that holds its
@@ -295,4 +319,5 @@ void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *det
 		 "member stopped (%s); an append already in its log may still commit",
 		 a->fail_reason);
 	rt_pend_fail_all(a, DL_ENOTLEADER, why);
+	DL_ASSERT(a->failed && a->pend_count == 0 && a->prop_reqs == 0);
 }
