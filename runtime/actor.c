@@ -19,7 +19,7 @@ static void on_raft_msg(struct rt_actor *a, const struct tp_hdr *h)
 		memset(&m, 0, sizeof(m));
 		rc = tp_decode_raft(h, &m, a->ents, a->ents_cap);
 		if (rc != DL_ETOOBIG || a->ents_cap >= TP_MAX_ENTRIES ||
-		    !rt_ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+		    !rt_entries_reserve(&a->ents, &a->ents_cap, a->ents_cap ? a->ents_cap * 2 : 64))
 			break;
 	}
 	raft_id from = rt_member_rid(a, h->sender);

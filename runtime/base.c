@@ -139,13 +139,13 @@ const char *rt_fail_reason(int rc)
 	}
 }
 
-bool rt_ents_reserve(struct rt_actor *a, size_t n)
+bool rt_entries_reserve(struct raft_entry **arr, size_t *cap, size_t n)
 {
-	if (n <= a->ents_cap)
+	if (n <= *cap)
 		return true;
-	struct raft_entry *e = dl_grow(a->ents, &a->ents_cap, n, sizeof(*e));
+	struct raft_entry *e = dl_grow(*arr, cap, n, sizeof(*e));
 	if (e == NULL)
 		return false;
-	a->ents = e;
+	*arr = e;
 	return true;
 }

@@ -167,17 +167,6 @@ void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 	DL_ASSERT(a->pend_count == 0 && a->pend_bytes == 0);
 }
 
-static bool prop_reserve(struct rt_actor *a, size_t n)
-{
-	if (n <= a->prop_cap)
-		return true;
-	struct raft_entry *e = dl_grow(a->prop, &a->prop_cap, n, sizeof(*e));
-	if (e == NULL)
-		return false;
-	a->prop = e;
-	return true;
-}
-
 /* Room for one more pending record: the ring starts small (an idle member
  * keeps 1 KiB, not max_pending_appends records) and doubles, in order,
  * up to max_pending_appends. */
@@ -224,7 +213,7 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 	for (;;) {
 		rc = tp_decode_append(h, a->ents, a->ents_cap, &n);
 		if (rc != DL_ETOOBIG || a->ents_cap >= RT_MAX_PROPOSE ||
-		    !rt_ents_reserve(a, a->ents_cap ? a->ents_cap * 2 : 64))
+		    !rt_entries_reserve(&a->ents, &a->ents_cap, a->ents_cap ? a->ents_cap * 2 : 64))
 			break;
 	}
 	if (rc == 0 && n == 0)
@@ -264,7 +253,7 @@ void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr
 {
 	DL_ASSERT(n >= 1 && a->prop_n + n <= RT_MAX_PROPOSE);
 	DL_ASSERT(a->pend_count < a->pend_cap);
-	if (!prop_reserve(a, a->prop_n + n)) {
+	if (!rt_entries_reserve(&a->prop, &a->prop_cap, a->prop_n + n)) {
 		rt_reply_error(a, f, h->request_id, DL_ENOMEM, NULL);
 		return;
 	}

@@ -213,7 +213,9 @@ const char *rt_log_skipped(struct rt_ratelog *l, const char *what, char *buf, si
 int rt_read_view(struct rt_actor *a, uint64_t index, struct sto_view *v);
 int rt_read_entry(void *ctx, uint64_t index, struct raft_entry *out);
 const char *rt_fail_reason(int rc);
-bool rt_ents_reserve(struct rt_actor *a, size_t n);
+/* Room for n entries in *arr (the decode buffer, the pass's batch): false
+ * when out of memory, *arr and *cap then unchanged (dl_grow). */
+bool rt_entries_reserve(struct raft_entry **arr, size_t *cap, size_t n);
 
 /* ---- status.c ---------------------------------------------------------------- */
 
