@@ -149,3 +149,10 @@ bool rt_entries_reserve(struct raft_entry **arr, size_t *cap, size_t n)
 	*arr = e;
 	return true;
 }
+
+/* The address of an answer to the request `h`. */
+struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h)
+{
+	return (struct tp_addr){.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
+				.request_id = h->request_id};
+}

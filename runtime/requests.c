@@ -12,12 +12,6 @@
 #include "common/dl_hist.h"
 #include "common/dl_mem.h"
 
-struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h)
-{
-	return (struct tp_addr){.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
-				.request_id = h->request_id};
-}
-
 void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
 			const char *msg)
 {

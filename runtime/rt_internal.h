@@ -216,6 +216,7 @@ const char *rt_fail_reason(int rc);
 /* Room for n entries in *arr (the decode buffer, the pass's batch): false
  * when out of memory, *arr and *cap then unchanged (dl_grow). */
 bool rt_entries_reserve(struct raft_entry **arr, size_t *cap, size_t n);
+struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h);
 
 /* ---- status.c ---------------------------------------------------------------- */
 
@@ -226,7 +227,6 @@ int rt_metadata_all(struct rt_node *n, const struct rt_table *t, struct tp_frame
 
 /* ---- requests.c -------------------------------------------------------------- */
 
-struct tp_addr rt_reply_addr(const struct rt_actor *a, const struct tp_hdr *h);
 void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
 			const char *msg);
 struct pending *rt_pend_at(struct rt_actor *a, uint32_t i);
