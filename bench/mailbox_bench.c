@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <urcu/wfcqueue.h>
 
+#include "common/dl_time.h"
 #include "runtime/mailbox.h"
 
 struct item {
@@ -32,7 +33,7 @@ static void *prod_mb(void *arg)
 	while (!atomic_load(&go))
 		;
 	for (uint64_t i = 0; i < per_producer; i++)
-		mb_push_lazy(&mbox, &base[i].mb);
+		(void)mb_offer_lazy(&mbox, &base[i].mb);
 	return NULL;
 }
 
@@ -50,7 +51,7 @@ static double run(int which)
 {
 	pthread_t t[16];
 	atomic_store(&go, 0);
-	mb_init(&mbox);
+	mb_init(&mbox, UINT64_MAX);
 	cds_wfcq_init(&wq_head, &wq_tail);
 	for (uint32_t p = 0; p < producers; p++) {
 		struct item *base = items + p * per_producer;
@@ -59,7 +60,7 @@ static double run(int which)
 		pthread_create(&t[p], NULL, which ? prod_wq : prod_mb, base);
 	}
 	uint64_t total = producers * per_producer, got = 0;
-	uint64_t t0 = mb_now_ns();
+	uint64_t t0 = dl_now_ns();
 	atomic_store(&go, 1);
 	while (got < total) {
 		if (which) {
@@ -70,7 +71,7 @@ static double run(int which)
 				got++;
 		}
 	}
-	uint64_t t1 = mb_now_ns();
+	uint64_t t1 = dl_now_ns();
 	for (uint32_t p = 0; p < producers; p++)
 		pthread_join(t[p], NULL);
 	return (double)total / ((double)(t1 - t0) / 1e9) / 1e6;

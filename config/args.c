@@ -48,6 +48,7 @@ static const struct flag flags[] = {
         {"--tls-key", 0, FL_KEY, "tlsKeyFile"},
         {"--tls-ca-file", 0, FL_KEY, "tlsCaFile"},
         {"--tls-ca", 0, FL_KEY, "tlsCaFile"},
+        {"--max-pending-bytes", 0, FL_KEY, "maxPendingBytes"},
         {"--config", 'c', FL_CONFIG, NULL},
         {"--config-file", 0, FL_CONFIG, NULL},
         {"--set", 0, FL_SET, NULL},
@@ -75,6 +76,8 @@ static const char usage[] =
         "                               mutual TLS for every connection (alias --tls-cert)\n"
         "      --tls-key-file FILE      its private key (alias --tls-key)\n"
         "      --tls-ca-file FILE       the cluster's CA certificate (alias --tls-ca)\n"
+        "      --max-pending-bytes N    bytes of client appends waiting for commit per\n"
+        "                               member (K/M/G suffix; default 64M)\n"
         "      --set KEY=VALUE          any configuration key (docs/OPERATIONS.md)\n"
         "  -h, --help                   this text\n"
         "  -V, --version                the version\n";

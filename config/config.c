@@ -77,6 +77,8 @@ const struct cfg_key cfg_keys[] = {
          O_OFF(enable_disk_force_clean), 0, 0, NULL},
         {"maxPendingRequestsNum", NULL, NULL, CFG_SC_BOTH, CFG_K_U32,
          O_OFF(max_pending_requests_num), 1, 10000000, "requests"},
+        {"maxPendingBytes", NULL, "--max-pending-bytes", CFG_SC_BOTH, CFG_K_BYTES,
+         O_OFF(max_pending_bytes), 64 * 1024, 64 * GIB, "bytes"},
         {"maxPushTimeOutMs", NULL, NULL, CFG_SC_BOTH, CFG_K_U32, O_OFF(max_push_time_out_ms), 1,
          600000, "milliseconds"},
         {"maxWaitAckTimeMs", NULL, NULL, CFG_SC_BOTH, CFG_K_U32, O_OFF(max_wait_ack_time_ms), 1,
@@ -539,6 +541,7 @@ void cfg_opts_defaults(struct cfg_group_opts *o)
 	o->disk_full_ratio = 0; /* derived: force clean + 0.05, at most 0.95 */
 	o->enable_disk_force_clean = true;
 	o->max_pending_requests_num = 10000;
+	o->max_pending_bytes = 64 * MIB;
 	o->max_push_time_out_ms = 1000;
 	o->max_wait_ack_time_ms = 2500;
 	o->max_leadership_transfer_wait_index = 1000;

@@ -102,6 +102,7 @@ struct cfg_group_opts {
 	double disk_full_ratio;                          /* diskFullRatio */
 	bool enable_disk_force_clean;                    /* enableDiskForceClean */
 	uint32_t max_pending_requests_num;               /* maxPendingRequestsNum */
+	uint64_t max_pending_bytes;                      /* maxPendingBytes */
 	uint32_t max_push_time_out_ms;                   /* maxPushTimeOutMs */
 	uint32_t max_wait_ack_time_ms;                   /* maxWaitAckTimeMs */
 	uint64_t max_leadership_transfer_wait_index;     /* maxLeadershipTransferWaitIndex */

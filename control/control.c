@@ -250,7 +250,7 @@ static const char *role_name(uint8_t role)
 static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
 {
 	bool lead = m->role == RAFT_LEADER;
-	msgpack_pack_map(pk, 21);
+	msgpack_pack_map(pk, 22);
 	ctl_pack_kstr(pk, "group", m->group);
 	ctl_pack_kstr(pk, "id", m->id);
 	char stopped[128];
@@ -281,6 +281,7 @@ static void pk_member(msgpack_packer *pk, const struct rt_member_status *m)
 	pk_ku64(pk, "repaired_in_place", m->repaired_in_place);
 	pk_ku64(pk, "refused_msgs", m->refused_msgs);
 	pk_ku64(pk, "commit_conflicts", m->commit_conflicts);
+	pk_ku64(pk, "mailbox_full", m->mailbox_full);
 	/* Followers of a leader only: the others do not track match indexes. */
 	uint32_t nf = 0;
 	for (uint32_t i = 0; lead && i < m->n_peers; i++)

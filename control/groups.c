@@ -34,6 +34,7 @@ void ctl_member_config(const struct cfg *c, const struct cfg_group *g, struct rt
 	mc->heartbeat_ms = g->o.heart_beat_time_interval_ms;
 	mc->election_ms = g->o.election_timeout_ms;
 	mc->max_pending_appends = g->o.max_pending_requests_num;
+	mc->max_pending_bytes = g->o.max_pending_bytes;
 
 	struct sto_config *s = &mc->store;
 	s->type = g->o.store_type == CFG_STORE_MEMORY ? STO_TYPE_MEMORY : STO_TYPE_MMAP;

@@ -105,6 +105,7 @@ static void group_diff(const struct cfg_group *a, const struct cfg_group *b, cha
 	DIFF(x->disk_full_ratio != y->disk_full_ratio, "diskFullRatio");
 	DIFF(x->enable_disk_force_clean != y->enable_disk_force_clean, "enableDiskForceClean");
 	DIFF(x->max_pending_requests_num != y->max_pending_requests_num, "maxPendingRequestsNum");
+	DIFF(x->max_pending_bytes != y->max_pending_bytes, "maxPendingBytes");
 	DIFF(x->max_push_time_out_ms != y->max_push_time_out_ms, "maxPushTimeOutMs");
 	DIFF(x->max_wait_ack_time_ms != y->max_wait_ack_time_ms, "maxWaitAckTimeMs");
 	DIFF(x->max_leadership_transfer_wait_index != y->max_leadership_transfer_wait_index,

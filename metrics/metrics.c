@@ -281,6 +281,10 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	put_one(b, "dledger_not_member_messages_total", "counter",
 	        "Peer messages refused because their sender is not a member of the group.",
 	        ns.not_member);
+	put_one(b, "dledger_mailbox_full_messages_total", "counter",
+	        "Messages refused because their member's mailbox was full (busy to a client, "
+	        "dropped from a peer).",
+	        ns.mailbox_full);
 	put_one(b, "dledger_not_node_messages_total", "counter",
 	        "Peer messages refused because their connection's certificate is not a node "
 	        "certificate (TLS).",

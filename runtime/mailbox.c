@@ -12,15 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t mb_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#include "common/dl_err.h"
+#include "common/dl_time.h"
 
-void mb_init(struct mailbox *mb)
+void mb_init(struct mailbox *mb, uint64_t max_depth)
 {
+	DL_ASSERT(max_depth >= 1);
+	mb->max_depth = max_depth;
 	atomic_store_explicit(&mb->stub.next, NULL, memory_order_relaxed);
 	atomic_store_explicit(&mb->head, &mb->stub, memory_order_relaxed);
 	mb->tail = &mb->stub;
@@ -44,10 +42,19 @@ static void futex_wake(_Atomic uint32_t *w)
 	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void mb_push(struct mailbox *mb, struct mb_node *n)
+/* Reserves one place of the bound: false when max_depth are taken. Relaxed:
+ * the depth orders nothing; the queue's own atomics publish the nodes. */
+static bool reserve(struct mailbox *mb)
 {
-	atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
-	push_node(mb, n);
+	uint64_t d = atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
+	if (d < mb->max_depth)
+		return true;
+	atomic_fetch_sub_explicit(&mb->depth, 1, memory_order_relaxed);
+	return false;
+}
+
+static void wake(struct mailbox *mb)
+{
 	/* seq_cst: the push above and this load must not be reordered against
 	 * the consumer's store of sleeping=1 and its emptiness check (Dekker):
 	 * either it sees our node or we see it asleep. */
@@ -56,10 +63,28 @@ void mb_push(struct mailbox *mb, struct mb_node *n)
 		futex_wake(&mb->sleeping);
 }
 
-void mb_push_lazy(struct mailbox *mb, struct mb_node *n)
+void mb_push(struct mailbox *mb, struct mb_node *n)
 {
 	atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
 	push_node(mb, n);
+	wake(mb);
+}
+
+bool mb_offer(struct mailbox *mb, struct mb_node *n)
+{
+	if (!reserve(mb))
+		return false;
+	push_node(mb, n);
+	wake(mb);
+	return true;
+}
+
+bool mb_offer_lazy(struct mailbox *mb, struct mb_node *n)
+{
+	if (!reserve(mb))
+		return false;
+	push_node(mb, n);
+	return true;
 }
 
 struct mb_node *mb_pop(struct mailbox *mb)
@@ -75,6 +100,7 @@ struct mb_node *mb_pop(struct mailbox *mb)
 		next = atomic_load_explicit(&next->next, memory_order_acquire);
 	}
 	if (next != NULL) {
+		DL_ASSERT(tail != &mb->stub);
 		mb->tail = next;
 		atomic_fetch_sub_explicit(&mb->depth, 1, memory_order_relaxed);
 		return tail;
@@ -111,7 +137,7 @@ void mb_wait(struct mailbox *mb, uint64_t deadline_ns)
 	}
 	struct timespec ts, *tsp = NULL;
 	if (deadline_ns != 0) {
-		uint64_t now = mb_now_ns();
+		uint64_t now = dl_now_ns();
 		if (deadline_ns <= now) {
 			atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 			return;

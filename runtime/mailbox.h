@@ -18,6 +18,14 @@
  * 160 against 123 without the depth counter, 87 with it), and both are
  * some hundred times faster than an actor consumes mail (well under a
  * million messages per second), so the queue is never the bottleneck.
+ *
+ * Bound: mb_offer() refuses a node when `max_depth` nodes are queued (the
+ * caller answers busy or drops, and counts it); mb_push() never refuses and
+ * is for the few mails an owner must always get (its durable report and its
+ * stop mail, one of each at most in the queue), which may take the depth
+ * past the bound by those few. The depth is reserved before a node is
+ * linked and released after it is popped, so more than max_depth offered
+ * nodes are never queued at once.
  */
 #ifndef DLEDGER_RT_MAILBOX_H
 #define DLEDGER_RT_MAILBOX_H
@@ -35,18 +43,25 @@ struct mailbox {
 	struct mb_node *tail;           /* consumer only */
 	struct mb_node stub;
 	_Atomic uint32_t sleeping;      /* futex word: 1 while the consumer sleeps */
-	_Atomic uint64_t depth;         /* approximate, for metrics */
+	_Atomic uint64_t depth;         /* queued and reserved nodes (metrics, the bound) */
+	uint64_t max_depth;             /* set at init, read only */
 };
 
-void mb_init(struct mailbox *mb);
+/* `max_depth` >= 1: the most nodes mb_offer() lets wait at once. */
+void mb_init(struct mailbox *mb, uint64_t max_depth);
 
-/* Any thread. Never blocks. `n` must not be in any queue. */
+/* Any thread. Never blocks. `n` must not be in any queue. Never refuses:
+ * only for mail of which few can be queued at once (see "Bound"). */
 void mb_push(struct mailbox *mb, struct mb_node *n);
 
-/* Any thread: like mb_push() but never wakes the consumer; the node is
+/* Any thread. Never blocks. Like mb_push(), but returns false, and does not
+ * queue `n` (the caller still owns it), when max_depth nodes are queued. */
+bool mb_offer(struct mailbox *mb, struct mb_node *n);
+
+/* Any thread: like mb_offer() but never wakes the consumer; the node is
  * seen at its next wake-up. For mail that only matters once the actor
  * runs anyway (a heartbeat answer while idle). */
-void mb_push_lazy(struct mailbox *mb, struct mb_node *n);
+bool mb_offer_lazy(struct mailbox *mb, struct mb_node *n);
 
 /* Consumer only. Returns the oldest node or NULL when empty (or when a
  * producer is between its two steps: the node shows up on a later pop). */
@@ -58,7 +73,5 @@ void mb_wait(struct mailbox *mb, uint64_t deadline_ns);
 
 /* Consumer only: true when nothing is queued. */
 bool mb_empty(struct mailbox *mb);
-
-uint64_t mb_now_ns(void);
 
 #endif

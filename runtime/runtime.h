@@ -14,8 +14,10 @@
  *    member never pauses the others.
  *
  * Limits: at most RT_MAX_MEMBERS members per node; per member at most
- * max_pending_appends client appends waiting for commit (more get DL_EBUSY
- * at once).
+ * max_pending_appends client appends, of max_pending_bytes entry bytes in
+ * all, waiting for commit (more get DL_EBUSY at once), and RT_MAILBOX_MAX_MAILS
+ * messages waiting in its mailbox (more: a client's get DL_EBUSY, a peer's
+ * are dropped; counted in mailbox_full).
  */
 #ifndef DLEDGER_RUNTIME_H
 #define DLEDGER_RUNTIME_H
@@ -30,6 +32,12 @@
 #include "transport/codec.h"
 
 #define RT_MAX_MEMBERS 4096
+/* Messages waiting in one member's mailbox. An actor takes up to 4,096 a
+ * pass; a member under the bench's heaviest loads (4 clients x 64 appends
+ * in flight, or 64 groups) holds a few hundred at most. The bound is there
+ * for a flood (a client pipelining without limit, a stalled actor), so
+ * that it costs busy answers, not the node's memory. */
+#define RT_MAILBOX_MAX_MAILS 16384
 
 struct rt_node;
 
@@ -54,6 +62,7 @@ struct rt_member_config {
 	uint32_t heartbeat_ms;   /* heartBeatTimeIntervalMs */
 	uint32_t election_ms;    /* base election timeout; randomized to [T, 2T) */
 	uint32_t max_pending_appends;
+	uint64_t max_pending_bytes; /* entry bytes of those appends (maxPendingBytes) */
 	uint32_t max_append_entries;
 	uint32_t max_append_bytes;
 	uint32_t max_inflight_msgs;
@@ -112,6 +121,7 @@ struct rt_member_status {
 	uint64_t first_index, last_index, commit_index, durable_index;
 	uint32_t pending_appends;
 	uint64_t mailbox_depth;
+	uint64_t mailbox_full; /* messages refused: the mailbox held RT_MAILBOX_MAX_MAILS */
 	uint64_t appended_entries; /* accepted as leader */
 	uint64_t committed_bytes;  /* bodies of client appends committed and acknowledged as leader */
 	uint64_t elections, leader_changes;
@@ -159,6 +169,9 @@ struct rt_node_stats {
 	/* peer messages refused because their connection's certificate is not a
 	 * node's (TLS; docs/OPERATIONS.md, "Securing a cluster") */
 	uint64_t not_node;
+	/* messages refused because their member's mailbox was full
+	 * (RT_MAILBOX_MAX_MAILS): busy to a client, dropped from a peer */
+	uint64_t mailbox_full;
 	/* TLS: inbound connections up now by role, and those closed at once */
 	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
 	/* TLS: listener reopened / peers redialed after nng 1.5.2 ended their

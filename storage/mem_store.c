@@ -122,7 +122,7 @@ static int mem_append(struct sto *s, uint64_t first_index, const struct sto_entr
 		m->last_term = e[i].term;
 	}
 	sto_lock(s);
-	sto_publish(s, true, last_of(m), m->last_term);
+	sto_publish_and_unlock(s, true, last_of(m), m->last_term);
 	atomic_fetch_add_explicit(&s->n_appended, n, memory_order_relaxed);
 	return DL_OK;
 }
@@ -193,7 +193,7 @@ static int mem_truncate_after(struct sto *s, uint64_t index, struct dl_errctx *e
 	m->last_term = term;
 	sto_lock(s);
 	sto_note_truncate(s, index, term);
-	sto_publish(s, false, 0, 0);
+	sto_publish_and_unlock(s, false, 0, 0);
 	return DL_OK;
 }
 

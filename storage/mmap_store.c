@@ -13,7 +13,7 @@
  *   state, checkpoint            see state.c
  *
  * Threads: the owner thread makes every call; dirty ranges go to the flush
- * thread through sto_mark_dirty_locked()/sto_publish() (store.c), which
+ * thread through sto_mark_dirty_locked()/sto_publish_and_unlock() (store.c), which
  * hold a reference to each file until it is synced, so rolling past,
  * truncating or deleting a segment never pulls a file from under a sync.
  * The flush thread also writes the checkpoint (ckpt_fd).
@@ -308,7 +308,7 @@ uint8_t *msto_idx_rec(struct msto *m, uint64_t index, bool write, int *rc, struc
 		if (write) { /* a new file's name must be durable with its records */
 			sto_lock(&m->base);
 			sto_mark_dirty_locked(&m->base, f, 0, 0, true);
-			sto_publish(&m->base, false, 0, 0);
+			sto_publish_and_unlock(&m->base, false, 0, 0);
 		}
 	}
 	im->tick = ++m->im_tick;
@@ -587,7 +587,7 @@ static void acc_flush(struct sto *s, struct acc *a)
 		return;
 	sto_lock(s);
 	sto_mark_dirty_locked(s, a->f, a->lo, a->hi, a->dirsync);
-	sto_publish(s, false, 0, 0);
+	sto_publish_and_unlock(s, false, 0, 0);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -826,7 +826,7 @@ static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_ter
 			(void)sto_fsync_dir(m->data_dir);
 		sto_lock(&m->base);
 		sto_note_truncate(&m->base, last, last_term);
-		sto_publish(&m->base, false, 0, 0);
+		sto_publish_and_unlock(&m->base, false, 0, 0);
 		return DL_OK;
 	}
 	if (m->act == NULL) {
@@ -851,7 +851,7 @@ static int cut_to(struct msto *m, uint64_t pos, uint64_t last, uint64_t last_ter
 		sto_mark_dirty_locked(&m->base, m->act, off, off + STO_HDR_BYTES, deleted);
 	}
 	sto_note_truncate(&m->base, last, last_term);
-	sto_publish(&m->base, false, 0, 0);
+	sto_publish_and_unlock(&m->base, false, 0, 0);
 	return rc;
 }
 
@@ -960,7 +960,7 @@ static int m_append(struct sto *s, uint64_t first_index, const struct sto_entry 
 		sto_mark_dirty_locked(s, da.f, da.lo, da.hi, da.dirsync);
 	if (ia.f != NULL)
 		sto_mark_dirty_locked(s, ia.f, ia.lo, ia.hi, ia.dirsync);
-	sto_publish(s, true, m->last, m->last_term);
+	sto_publish_and_unlock(s, true, m->last, m->last_term);
 	atomic_fetch_add_explicit(&s->n_appended, n, memory_order_relaxed);
 	return DL_OK;
 }

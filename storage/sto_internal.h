@@ -257,13 +257,16 @@ int sto_attach(struct sto *s, struct sto_flusher *fl, struct dl_errctx *err);
 void sto_detach(struct sto *s);
 
 /* Owner thread: a dirty range of `f` (file offsets [lo, hi)). Takes a
- * reference to f if it was clean. Call between sto_lock()/sto_publish(). */
+ * reference to f if it was clean. Call between sto_lock()/sto_publish_and_unlock(). */
 void sto_mark_dirty_locked(struct sto *s, struct sto_file *f, uint64_t lo, uint64_t hi,
                            bool dirsync);
+/* Takes the store's lock; sto_publish_and_unlock() releases it, in the same
+ * function as the sto_lock() it pairs with. */
 void sto_lock(struct sto *s);
 /* Ends a hand-over: records that entries up to (index, term) were appended
- * (when has_entries), unlocks, and wakes the flusher if needed. */
-void sto_publish(struct sto *s, bool has_entries, uint64_t index, uint64_t term);
+ * (when has_entries), releases the caller's sto_lock(), and wakes the
+ * flusher if needed. */
+void sto_publish_and_unlock(struct sto *s, bool has_entries, uint64_t index, uint64_t term);
 /* Owner thread, after removing the entries after `index` (term `term`). */
 void sto_note_truncate(struct sto *s, uint64_t index, uint64_t term);
 /* Initial durable/synced point at open. */

@@ -213,7 +213,7 @@ void sto_mark_dirty_locked(struct sto *s, struct sto_file *f, uint64_t lo, uint6
 	f->dirty_dirsync |= dirsync;
 }
 
-void sto_publish(struct sto *s, bool has_entries, uint64_t index, uint64_t term)
+void sto_publish_and_unlock(struct sto *s, bool has_entries, uint64_t index, uint64_t term)
 {
 	if (has_entries) {
 		STO_ASSERT(!s->pend || index >= s->pend_index);
@@ -297,12 +297,12 @@ int sto_common_save_state(struct sto *s, uint64_t term, uint32_t vote, struct dl
 		               (unsigned long long)term, (unsigned long long)s->st_term);
 	s->st_term = term;
 	s->st_vote = vote;
-	pthread_mutex_lock(&s->mu);
+	sto_lock(s); /* released by sto_publish_and_unlock() below */
 	s->state_pend = true;
 	s->state_term = term;
 	s->state_vote = vote;
 	s->state_voter = s->st_voter;
-	sto_publish(s, false, 0, 0);
+	sto_publish_and_unlock(s, false, 0, 0);
 	if (s->fl == NULL) {
 		sto_flush_pass_inline(s);
 		int rc = sto_common_io_err(s);

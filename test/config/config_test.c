@@ -151,6 +151,7 @@ Test(config_good, defaults_are_dledgers)
 	cr_assert_float_eq(o->disk_full_ratio, 0.90, 1e-9);
 	cr_assert(o->enable_disk_force_clean);
 	cr_assert_eq(o->max_pending_requests_num, 10000);
+	cr_assert_eq(o->max_pending_bytes, 64ull << 20);
 	cr_assert_eq(o->max_push_time_out_ms, 1000);
 	cr_assert_eq(o->max_wait_ack_time_ms, 2500);
 	cr_assert_eq(o->max_leadership_transfer_wait_index, 1000);
@@ -364,6 +365,12 @@ Test(config_bad, out_of_range_numbers)
 	           "out of range");
 	expect_err("DLedgerConfigs:\n" ITEM_G0 "    maxPendingRequestsNum: -1\n", 5,
 	           "maxPendingRequestsNum", "expected a non-negative integer");
+	expect_err("DLedgerConfigs:\n" ITEM_G0 "    maxPendingBytes: 1k\n", 5, "maxPendingBytes",
+	           "out of range");
+	expect_err("maxPendingBytes: 65g\nDLedgerConfigs:\n" ITEM_G0, 1, "maxPendingBytes",
+	           "out of range");
+	expect_err("DLedgerConfigs:\n" ITEM_G0 "    maxPendingBytes: lots\n", 5, "maxPendingBytes",
+	           "");
 }
 
 Test(config_bad, election_timeout_must_exceed_heartbeat)
@@ -718,6 +725,25 @@ Test(config_flags, dledger_flags_make_one_group)
 	cr_assert_str_eq(c.groups[0].group, "default");
 	cr_assert_str_eq(c.groups[0].o.store_base_dir, "/tmp/dledgerstore");
 	cfg_free(&c);
+}
+
+Test(config_good, max_pending_bytes_takes_units_per_group_and_as_a_flag)
+{
+	struct cfg c = load_ok("maxPendingBytes: 1m\nDLedgerConfigs:\n" ITEM_G0
+	                       "  - group: g1\n    id: n0\n    peers: " PEERS3 "\n"
+	                       "    maxPendingBytes: 2G\n");
+	cr_assert_eq(find_group(&c, "g0")->o.max_pending_bytes, 1ull << 20);
+	cr_assert_eq(find_group(&c, "g1")->o.max_pending_bytes, 2ull << 30);
+	cfg_free(&c);
+
+	struct dl_errctx e;
+	const char *v[] = {"x", "-i", "n0", "-p", PEERS3, "--max-pending-bytes", "8m", NULL};
+	cr_assert_eq(args(&c, &e, v), DL_OK, "%s", e.msg);
+	cr_assert_eq(c.groups[0].o.max_pending_bytes, 8ull << 20);
+	cfg_free(&c);
+	const char *bad[] = {"x", "-i", "n0", "-p", PEERS3, "--max-pending-bytes", "0", NULL};
+	cr_assert_eq(args(&c, &e, bad), DL_ECONFIG);
+	cr_assert(strstr(e.msg, "flag '--max-pending-bytes': 0 is out of range") != NULL, "%s", e.msg);
 }
 
 Test(config_flags, help_version_and_config)

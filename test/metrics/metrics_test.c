@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "test/lib/tt.h"
 #include "test/lib/tt_net.h"
 #include "test/lib/tt_proc.h"
@@ -42,7 +42,7 @@ static void sleep_ms(unsigned ms)
 }
 static uint64_t now_ms(void)
 {
-	return mb_now_ns() / 1000000u;
+	return dl_now_ns() / 1000000u;
 }
 
 static void kill_node(void)

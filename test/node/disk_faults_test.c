@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "test/lib/tt.h"
 #include "test/lib/tt_cluster.h"
 
@@ -33,7 +33,7 @@ static const char *actors_bin;
 static char mounted[160]; /* a tmpfs to unmount at exit, "" if none */
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
-static uint64_t now_ms(void) { return mb_now_ns() / 1000000u; }
+static uint64_t now_ms(void) { return dl_now_ns() / 1000000u; }
 
 struct cluster {
 	struct tt_cluster n;

@@ -25,7 +25,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "client/client.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "test/lib/tt.h"
 #include "test/lib/tt_cluster.h"
 
@@ -46,7 +46,7 @@ struct cluster {
 };
 
 static void sleep_ms(unsigned ms) { usleep(ms * 1000u); }
-static uint64_t now_ms(void) { return mb_now_ns() / 1000000u; }
+static uint64_t now_ms(void) { return dl_now_ns() / 1000000u; }
 
 /* The seed's three groups on three nodes, each group's preferred leader
  * on its own node. */

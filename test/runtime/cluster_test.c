@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 
 #include "test/lib/tt_net.h"
 #include "common/dl_log.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "runtime/runtime.h"
 #include "storage/sto_internal.h"
 #include "test/lib/tt.h"
@@ -61,6 +62,9 @@ struct cluster {
 	int plain_node; /* with TLS, this node runs without (-1: none) */
 };
 
+/* maxPendingBytes of the members start_node() adds (0: the default). */
+static uint64_t start_max_pending_bytes;
+
 static void group_name(uint32_t g, char *buf) { snprintf(buf, 16, "g%u", g); }
 static void member_name(uint32_t k, char *buf) { snprintf(buf, 16, "n%u", k); }
 
@@ -86,6 +90,8 @@ static void start_node(struct cluster *c, uint32_t k)
 		member_name(g % NODES, mc.preferred_id);
 		mc.heartbeat_ms = HEARTBEAT_MS;
 		mc.election_ms = ELECTION_MS;
+		if (start_max_pending_bytes != 0)
+			mc.max_pending_bytes = start_max_pending_bytes;
 		mc.store.base_dir = c->dir;
 		mc.store.segment_bytes = 1u << 20;
 		mc.store.index_segment_bytes = 1u << 16;
@@ -186,8 +192,8 @@ static void sleep_ms(unsigned ms) { usleep(ms * 1000); }
  * the preferred one). */
 static bool wait_leaders(struct cluster *c, bool preferred, unsigned timeout_ms)
 {
-	uint64_t deadline = mb_now_ns() + timeout_ms * 1000000ull;
-	while (mb_now_ns() < deadline) {
+	uint64_t deadline = dl_now_ns() + timeout_ms * 1000000ull;
+	while (dl_now_ns() < deadline) {
 		bool all = true;
 		for (uint32_t g = 0; g < GROUPS && all; g++) {
 			int l = leader_of(c, g);
@@ -229,8 +235,8 @@ static uint64_t append_to_group(struct cluster *c, uint32_t g, uint32_t count, c
 /* Every running member of g has committed and made durable `index`. */
 static bool wait_commit(struct cluster *c, uint32_t g, uint64_t index, unsigned timeout_ms)
 {
-	uint64_t deadline = mb_now_ns() + timeout_ms * 1000000ull;
-	while (mb_now_ns() < deadline) {
+	uint64_t deadline = dl_now_ns() + timeout_ms * 1000000ull;
+	while (dl_now_ns() < deadline) {
 		bool all = true;
 		for (uint32_t k = 0; k < NODES && all; k++) {
 			struct rt_member_status st;
@@ -310,10 +316,10 @@ static void groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart(void
 	tt_assert(leader_of(&c, 0) == 0);
 	rt_node_stop(c.node[0]);
 	c.node[0] = NULL;
-	uint64_t t0 = mb_now_ns();
+	uint64_t t0 = dl_now_ns();
 	tt_assert(wait_leaders(&c, false, 3 * 2 * ELECTION_MS + 1000), "g0 did not fail over");
 	fprintf(stderr, "failover: g0 has a new leader after %.0f ms\n",
-		(double)(mb_now_ns() - t0) / 1e6);
+		(double)(dl_now_ns() - t0) / 1e6);
 	tt_assert(leader_of(&c, 0) != 0);
 	uint64_t during = append_to_group(&c, 0, 50, "during");
 	tt_assert((during) > (before));
@@ -403,7 +409,7 @@ static void damage_entry(struct cluster *c, uint32_t k, uint32_t g, uint64_t ind
 static int wait_leader(struct cluster *c, uint32_t g, unsigned timeout_ms)
 {
 	int l = leader_of(c, g);
-	for (uint64_t end = mb_now_ns() + timeout_ms * 1000000ull; l < 0 && mb_now_ns() < end;) {
+	for (uint64_t end = dl_now_ns() + timeout_ms * 1000000ull; l < 0 && dl_now_ns() < end;) {
 		sleep_ms(20);
 		l = leader_of(c, g);
 	}
@@ -415,7 +421,7 @@ static int wait_leader(struct cluster *c, uint32_t g, unsigned timeout_ms)
 static bool wait_in_place(struct cluster *c, uint32_t k, uint32_t g, uint64_t want)
 {
 	struct rt_member_status st;
-	for (uint64_t end = mb_now_ns() + 20000000000ull; mb_now_ns() < end; sleep_ms(20))
+	for (uint64_t end = dl_now_ns() + 20000000000ull; dl_now_ns() < end; sleep_ms(20))
 		if (member(c, k, g, &st) && st.repaired_in_place >= want)
 			return true;
 	return false;
@@ -441,7 +447,7 @@ static void damage_record(struct cluster *c, uint32_t k, uint32_t g, uint64_t in
 static bool wait_repaired(struct cluster *c, uint32_t k, uint32_t g, uint64_t last)
 {
 	struct rt_member_status st;
-	for (uint64_t end = mb_now_ns() + 20000000000ull; mb_now_ns() < end; sleep_ms(50))
+	for (uint64_t end = dl_now_ns() + 20000000000ull; dl_now_ns() < end; sleep_ms(50))
 		if (member(c, k, g, &st) && !st.failed && st.voter && st.damaged_index == 0 &&
 		    st.last_index >= last)
 			return true;
@@ -684,7 +690,7 @@ static void forged_frames_change_no_data_and_no_liveness(void)
 	tt_assert(tc_open(&to0, c.addr[0]) == 0 && tc_open(&to1, c.addr[1]) == 0);
 	send_forged(&to0, "g1", "n0", "a9", &ap, ctx);
 	send_forged(&to0, "g1", "n0", "n0", &ap, ctx);
-	for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10)) {
+	for (uint64_t end = dl_now_ns() + 5000000000ull; dl_now_ns() < end; sleep_ms(10)) {
 		rt_node_stats(c.node[0], &ns);
 		if (ns.not_member >= not_member + 2)
 			break;
@@ -701,7 +707,7 @@ static void forged_frames_change_no_data_and_no_liveness(void)
 		v.vote.last_term = absurd[i];
 		send_forged(&to1, "g1", "n1", "n2", &v, NULL);
 	}
-	for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10))
+	for (uint64_t end = dl_now_ns() + 5000000000ull; dl_now_ns() < end; sleep_ms(10))
 		if (member(&c, 1, g, &st1) && st1.refused_msgs >= refused + 2)
 			break;
 	tt_assert(st1.refused_msgs == refused + 2, "refused %" PRIu64 " (was %" PRIu64 ")",
@@ -760,13 +766,13 @@ static char *log_release(void)
 /* Waits (bounded) until the captured log holds `needle`. */
 static bool log_wait(const char *needle, unsigned timeout_ms)
 {
-	for (uint64_t end = mb_now_ns() + timeout_ms * 1000000ull;; sleep_ms(10)) {
+	for (uint64_t end = dl_now_ns() + timeout_ms * 1000000ull;; sleep_ms(10)) {
 		char *text = log_text();
 		bool found = strstr(text, needle) != NULL;
 		free(text);
 		if (found)
 			return true;
-		if (mb_now_ns() >= end)
+		if (dl_now_ns() >= end)
 			return false;
 	}
 }
@@ -869,7 +875,7 @@ static void tls_client_certificates_cannot_speak_raft(void)
 	send_forged(&to0, "g1", "n0", "n1", &ap, ctx);
 	send_forged(&to1, "g1", "n1", "n2", &v, NULL);
 	bool counted = false;
-	for (uint64_t end = mb_now_ns() + 5000000000ull; !counted && mb_now_ns() < end; sleep_ms(10))
+	for (uint64_t end = dl_now_ns() + 5000000000ull; !counted && dl_now_ns() < end; sleep_ms(10))
 		counted = node_stat_not_node(&c, 0) == nn0 + 1 && node_stat_not_node(&c, 1) == nn1 + 1;
 	bool logged = log_wait("refused peer message 'append' for g1/n0 sent as 'n1': its "
 			       "connection's certificate is a client certificate",
@@ -948,8 +954,8 @@ static int raw_tls_dial(const struct cluster *c, const char *addr, const char *n
 		log_capture();                                                                 \
 		int rv_ = 0;                                                                   \
 		bool logged_ = false;                                                          \
-		for (uint64_t end_ = mb_now_ns() + 5000000000ull;                              \
-		     !logged_ && mb_now_ns() < end_;) {                                        \
+		for (uint64_t end_ = dl_now_ns() + 5000000000ull;                              \
+		     !logged_ && dl_now_ns() < end_;) {                                        \
 			int r_ = (dial);                                                       \
 			rv_ = rv_ == 0 || r_ == 0 ? r_ : rv_;                                  \
 			if (r_ == 0)                                                           \
@@ -1075,7 +1081,7 @@ static void tls_plaintext_peer_cannot_join(void)
 	uint64_t last[GROUPS];
 	for (uint32_t g = 0; g < GROUPS; g++) {
 		int l = -1;
-		for (uint64_t end = mb_now_ns() + 10000000000ull; l < 0 && mb_now_ns() < end;
+		for (uint64_t end = dl_now_ns() + 10000000000ull; l < 0 && dl_now_ns() < end;
 		     sleep_ms(10))
 			l = leader_of_01(&c, g);
 		tt_assert(l >= 0, "g%u: no leader among nodes 0 and 1", g);
@@ -1089,7 +1095,7 @@ static void tls_plaintext_peer_cannot_join(void)
 	}
 	for (uint32_t g = 0; g < GROUPS; g++) {
 		struct rt_member_status s0, s1, s2;
-		for (uint64_t end = mb_now_ns() + 5000000000ull; mb_now_ns() < end; sleep_ms(10))
+		for (uint64_t end = dl_now_ns() + 5000000000ull; dl_now_ns() < end; sleep_ms(10))
 			if (member(&c, 0, g, &s0) && member(&c, 1, g, &s1) &&
 			    s0.commit_index >= last[g] && s1.commit_index >= last[g])
 				break;
@@ -1145,7 +1151,7 @@ static void tls_connections_dropped_mid_handshake_do_not_stop_the_listener(void)
 	}
 	for (uint32_t k = 0; k < NODES; k++) {
 		bool ok = false;
-		for (uint64_t end = mb_now_ns() + 15000000000ull; !ok && mb_now_ns() < end;)
+		for (uint64_t end = dl_now_ns() + 15000000000ull; !ok && dl_now_ns() < end;)
 			ok = node_answers(&c, k, 1000);
 		struct rt_node_stats ns;
 		rt_node_stats(c.node[k], &ns);
@@ -1191,6 +1197,79 @@ static void a_node_without_tls_on_a_public_address_warns(void)
 	dl_log_set_level(DL_LOG_WARN);
 }
 
+struct burst {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint32_t done, ok, busy, other;
+};
+
+static void burst_done(void *arg, const struct dl_client_result *r)
+{
+	struct burst *b = arg;
+	pthread_mutex_lock(&b->mu);
+	if (r->code == 0)
+		b->ok++;
+	else if (r->code == DL_EBUSY)
+		b->busy++;
+	else
+		b->other++;
+	b->done++;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* maxPendingBytes: a leader holds at most that many bytes of appends
+ * waiting for commit and answers the rest DL_EBUSY at once. A burst of 32
+ * appends of 16 KiB leaves in one frame, so they reach the leader in one
+ * pass, long before any of them can commit: with a bound of 64 KiB the
+ * first four are taken and most of the rest refused. */
+static void pending_bytes_past_the_bound_are_answered_busy(void)
+{
+	enum { BURST = 32, BODY = 16 * 1024 };
+	dl_log_set_level(DL_LOG_WARN);
+	start_max_pending_bytes = 64 * 1024;
+	struct cluster c;
+	cluster_start(&c);
+	start_max_pending_bytes = 0;
+	tt_assert(wait_leaders(&c, true, 10000), "no preferred leader in every group");
+	char peers[256];
+	snprintf(peers, sizeof(peers), "n0-%s;n1-%s;n2-%s", c.addr[0], c.addr[1], c.addr[2]);
+	struct dl_client_opts o = {.max_inflight = BURST};
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	tt_assert(dl_client_open(peers, "g0", &o, &cl, &err) == 0, "%s", err.msg);
+	/* Connected and at the leader before the burst. */
+	tt_assert(dl_client_append(cl, "first", 5, NULL, NULL, &err) == 0, "%s", err.msg);
+	static char body[BODY];
+	memset(body, 'b', sizeof(body));
+	struct burst b = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct dl_client_buf buf = {body, sizeof(body)};
+	dl_client_cork(cl);
+	for (uint32_t i = 0; i < BURST; i++)
+		tt_assert(dl_client_append_async(cl, &buf, 1, burst_done, &b, &err) == 0, "%s",
+			  err.msg);
+	dl_client_uncork(cl);
+	pthread_mutex_lock(&b.mu);
+	for (uint32_t waits = 0; b.done < BURST && waits < 100; waits++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&b.cv, &b.mu, &ts);
+	}
+	struct burst got = b;
+	pthread_mutex_unlock(&b.mu);
+	dl_client_close(cl);
+	fprintf(stderr, "burst of %d x %d bytes, bound 64 KiB: %u taken, %u busy\n", BURST, BODY,
+		got.ok, got.busy);
+	tt_assert(got.done == BURST, "%u of %d answered", got.done, BURST);
+	tt_assert(got.other == 0, "%u answers neither ok nor busy", got.other);
+	tt_assert(got.ok >= 4, "only %u taken", got.ok);
+	tt_assert(got.busy >= BURST / 2, "only %u busy", got.busy);
+	/* The leader is not stuck: once they committed, appends are taken again. */
+	tt_assert(append_to_group(&c, 0, 4, "after") > 0);
+	cluster_stop(&c);
+}
+
 int main(void)
 {
 	static const struct tt_test tests[] = {
@@ -1204,6 +1283,8 @@ int main(void)
 		 damage_on_two_followers_is_repaired_from_each_other},
 		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
 		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
+		{"pending_bytes_past_the_bound_are_answered_busy",
+		 pending_bytes_past_the_bound_are_answered_busy},
 		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
 		{"tls_client_certificates_cannot_speak_raft",
 		 tls_client_certificates_cannot_speak_raft},

@@ -23,7 +23,7 @@
 
 #include "test/lib/tt_net.h"
 #include "common/dl_log.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "runtime/runtime.h"
 
 static uint16_t free_port(void)
@@ -179,9 +179,9 @@ int main(int argc, char **argv)
 	}
 	/* Wait for leaders everywhere (bounded). */
 	struct rt_member_status *st = calloc(groups, sizeof(*st));
-	uint64_t deadline = mb_now_ns() + 120ull * 1000000000ull;
+	uint64_t deadline = dl_now_ns() + 120ull * 1000000000ull;
 	uint32_t led = 0;
-	while (mb_now_ns() < deadline) {
+	while (dl_now_ns() < deadline) {
 		led = 0;
 		for (uint32_t k = 0; k < 3; k++) {
 			uint32_t n = rt_node_status(node[k], st, groups, NULL);
@@ -200,10 +200,10 @@ int main(int argc, char **argv)
 	for (int k = 0; k < 3; k++)
 		rt_node_stats(node[k], &s0[k]);
 	double c0 = cpu_s();
-	uint64_t t0 = mb_now_ns();
+	uint64_t t0 = dl_now_ns();
 	sleep(secs);
 	double c1 = cpu_s();
-	double wall = (double)(mb_now_ns() - t0) / 1e9;
+	double wall = (double)(dl_now_ns() - t0) / 1e9;
 	uint64_t frames = 0, msgs = 0;
 	for (int k = 0; k < 3; k++) {
 		rt_node_stats(node[k], &s1[k]);

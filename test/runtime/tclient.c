@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/dl_err.h"
-#include "runtime/mailbox.h"
+#include "common/dl_time.h"
 #include "transport/transport.h"
 
 static const struct tp_tls *default_tls;
@@ -83,9 +83,9 @@ int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, 
 	int rc = send_frame(c, fb, id);
 	if (rc != 0)
 		return rc;
-	uint64_t deadline = mb_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = dl_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	for (;;) {
-		uint64_t now = mb_now_ns();
+		uint64_t now = dl_now_ns();
 		if (now >= deadline)
 			return DL_ETIMEDOUT;
 		nng_socket_set_ms(c->s, NNG_OPT_RECVTIMEO, (nng_duration)((deadline - now) / 1000000ull + 1));
