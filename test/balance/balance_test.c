@@ -177,8 +177,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
-		{"leaders_spread_evenly_after_a_node_joins_late",
-		 leaders_spread_evenly_after_a_node_joins_late},
+		TT_T(leaders_spread_evenly_after_a_node_joins_late),
 	};
 	return tt_run("balance", tests, TT_COUNT(tests));
 }

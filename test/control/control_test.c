@@ -539,24 +539,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
-		{"cluster_starts_with_a_0600_control_socket", cluster_starts_with_a_0600_control_socket},
-		{"a_second_node_on_the_same_socket_is_refused",
-		 a_second_node_on_the_same_socket_is_refused},
-		{"malformed_requests_get_an_error_and_the_node_keeps_running",
-		 malformed_requests_get_an_error_and_the_node_keeps_running},
-		{"groups_added_and_removed_at_run_time_while_appends_go_on",
-		 groups_added_and_removed_at_run_time_while_appends_go_on},
-		{"a_restart_keeps_the_changes_and_a_readded_group_resumes",
-		 a_restart_keeps_the_changes_and_a_readded_group_resumes},
-		{"the_readded_group_has_its_old_entries", the_readded_group_has_its_old_entries},
-		{"transfer_leader_moves_leadership_within_a_second",
-		 transfer_leader_moves_leadership_within_a_second},
-		{"reload_starts_new_groups_and_stops_vanished_ones",
-		 reload_starts_new_groups_and_stops_vanished_ones},
-		{"reload_of_a_broken_file_changes_nothing_and_says_why",
-		 reload_of_a_broken_file_changes_nothing_and_says_why},
-		{"sighup_reloads_like_the_reload_command", sighup_reloads_like_the_reload_command},
-		{"a_stale_socket_after_kill9_is_cleaned_up", a_stale_socket_after_kill9_is_cleaned_up},
+		TT_T(cluster_starts_with_a_0600_control_socket),
+		TT_T(a_second_node_on_the_same_socket_is_refused),
+		TT_T(malformed_requests_get_an_error_and_the_node_keeps_running),
+		TT_T(groups_added_and_removed_at_run_time_while_appends_go_on),
+		TT_T(a_restart_keeps_the_changes_and_a_readded_group_resumes),
+		TT_T(the_readded_group_has_its_old_entries),
+		TT_T(transfer_leader_moves_leadership_within_a_second),
+		TT_T(reload_starts_new_groups_and_stops_vanished_ones),
+		TT_T(reload_of_a_broken_file_changes_nothing_and_says_why),
+		TT_T(sighup_reloads_like_the_reload_command),
+		TT_T(a_stale_socket_after_kill9_is_cleaned_up),
 	};
 	return tt_run("control", tests, TT_COUNT(tests));
 }

@@ -11,8 +11,14 @@
  * TT_ONLY=NAME runs one test, TT_SKIP=NAME all but one; a NAME ending in
  * '*' is a prefix (TT_ONLY='tls_*').
  *
- *   TT_TEST(groups_elect) { tt_assert(x == 1, "x is %d", x); }
- *   int main(void) { return tt_run("runtime", tt_tests, TT_COUNT(tt_tests)); }
+ *   static void groups_elect(void) { tt_assert(x == 1, "x is %d", x); }
+ *   int main(void)
+ *   {
+ *           static const struct tt_test tests[] = {TT_T(groups_elect)};
+ *           return tt_run("runtime", tests, TT_COUNT(tests));
+ *   }
+ *
+ * TT_T(fn) names the test after its function, so a name is typed once.
  */
 #ifndef DLEDGER_TEST_TT_H
 #define DLEDGER_TEST_TT_H
@@ -30,6 +36,7 @@ extern const char *tt_suite;
 extern unsigned tt_passed;
 
 #define TT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define TT_T(fn)    {#fn, fn}
 
 #define tt_assert(cond, ...)                                                              \
 	do {                                                                              \

@@ -248,8 +248,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	atexit(kill_node);
 	static const struct tt_test tests[] = {
-	        {"scrape_passes_promtool_and_counters_move",
-	         scrape_passes_promtool_and_counters_move},
+	        TT_T(scrape_passes_promtool_and_counters_move),
 	};
 	return tt_run("metrics", tests, TT_COUNT(tests));
 }

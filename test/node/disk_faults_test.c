@@ -335,10 +335,8 @@ int main(int argc, char **argv)
 	atexit(unmount_at_exit);
 	atexit(tt_cluster_kill_all); /* runs first: the nodes go before the mount */
 	static const struct tt_test tests[] = {
-		{"a_wiped_follower_is_repaired_and_votes_again",
-		 a_wiped_follower_is_repaired_and_votes_again},
-		{"a_full_disk_costs_availability_not_correctness",
-		 a_full_disk_costs_availability_not_correctness},
+		TT_T(a_wiped_follower_is_repaired_and_votes_again),
+		TT_T(a_full_disk_costs_availability_not_correctness),
 	};
 	return tt_run("disk_faults", tests, TT_COUNT(tests));
 }

@@ -591,15 +591,11 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	atexit(tt_cluster_kill_all);
 	static const struct tt_test tests[] = {
-		{"bad_configs_exit_2_naming_file_line_and_key",
-		 bad_configs_exit_2_naming_file_line_and_key},
-		{"seed_config_on_three_processes", seed_config_on_three_processes},
-		{"kill9_of_a_leader_fails_over_and_it_recovers",
-		 kill9_of_a_leader_fails_over_and_it_recovers},
-		{"graceful_stop_under_load_loses_nothing_acknowledged",
-		 graceful_stop_under_load_loses_nothing_acknowledged},
-		{"garbage_is_counted_and_the_node_keeps_serving",
-		 garbage_is_counted_and_the_node_keeps_serving},
+		TT_T(bad_configs_exit_2_naming_file_line_and_key),
+		TT_T(seed_config_on_three_processes),
+		TT_T(kill9_of_a_leader_fails_over_and_it_recovers),
+		TT_T(graceful_stop_under_load_loses_nothing_acknowledged),
+		TT_T(garbage_is_counted_and_the_node_keeps_serving),
 	};
 	return tt_run("node", tests, TT_COUNT(tests));
 }

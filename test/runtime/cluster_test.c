@@ -29,8 +29,6 @@
 
 TT_MAIN_STATE;
 
-#define CHURN_TEST "tls_connections_dropped_mid_handshake_do_not_stop_the_listener"
-
 /* LeakSanitizer's built-in suppressions (read at the leak check, at exit).
  * The TLS tests' failed and dropped handshakes can end nng 1.5.2's accept
  * loop (the churn test does it on purpose), and nng then never frees the
@@ -1273,27 +1271,18 @@ static void pending_bytes_past_the_bound_are_answered_busy(void)
 int main(void)
 {
 	static const struct tt_test tests[] = {
-		{"groups_elect_replicate_and_commit_on_three_nodes",
-		 groups_elect_replicate_and_commit_on_three_nodes},
-		{"groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart",
-		 groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart},
-		{"forged_frames_change_no_data_and_no_liveness",
-		 forged_frames_change_no_data_and_no_liveness},
-		{"damage_on_two_followers_is_repaired_from_each_other",
-		 damage_on_two_followers_is_repaired_from_each_other},
-		{"a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself",
-		 a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself},
-		{"pending_bytes_past_the_bound_are_answered_busy",
-		 pending_bytes_past_the_bound_are_answered_busy},
-		{"tls_cluster_elects_replicates_and_reads", tls_cluster_elects_replicates_and_reads},
-		{"tls_client_certificates_cannot_speak_raft",
-		 tls_client_certificates_cannot_speak_raft},
-		{"tls_handshake_failures_are_logged_and_counted",
-		 tls_handshake_failures_are_logged_and_counted},
-		{"tls_plaintext_peer_cannot_join", tls_plaintext_peer_cannot_join},
-		{CHURN_TEST, tls_connections_dropped_mid_handshake_do_not_stop_the_listener},
-		{"a_node_without_tls_on_a_public_address_warns",
-		 a_node_without_tls_on_a_public_address_warns},
+		TT_T(groups_elect_replicate_and_commit_on_three_nodes),
+		TT_T(groups_fail_over_when_a_node_stops_and_it_catches_up_on_restart),
+		TT_T(forged_frames_change_no_data_and_no_liveness),
+		TT_T(damage_on_two_followers_is_repaired_from_each_other),
+		TT_T(a_damaged_entry_on_the_leader_moves_leadership_and_the_leader_repairs_itself),
+		TT_T(pending_bytes_past_the_bound_are_answered_busy),
+		TT_T(tls_cluster_elects_replicates_and_reads),
+		TT_T(tls_client_certificates_cannot_speak_raft),
+		TT_T(tls_handshake_failures_are_logged_and_counted),
+		TT_T(tls_plaintext_peer_cannot_join),
+		TT_T(tls_connections_dropped_mid_handshake_do_not_stop_the_listener),
+		TT_T(a_node_without_tls_on_a_public_address_warns),
 	};
 	return tt_run("runtime", tests, TT_COUNT(tests));
 }

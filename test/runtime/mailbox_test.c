@@ -260,12 +260,10 @@ static void concurrent_offers_respect_the_bound(void)
 int main(void)
 {
 	static const struct tt_test tests[] = {
-		{"several_producers_every_message_once_in_order",
-		 several_producers_every_message_once_in_order},
-		{"a_sleeping_consumer_wakes_on_push", a_sleeping_consumer_wakes_on_push},
-		{"offers_past_the_bound_are_refused_and_none_below_lost",
-		 offers_past_the_bound_are_refused_and_none_below_lost},
-		{"concurrent_offers_respect_the_bound", concurrent_offers_respect_the_bound},
+		TT_T(several_producers_every_message_once_in_order),
+		TT_T(a_sleeping_consumer_wakes_on_push),
+		TT_T(offers_past_the_bound_are_refused_and_none_below_lost),
+		TT_T(concurrent_offers_respect_the_bound),
 	};
 	return tt_run("mailbox", tests, TT_COUNT(tests));
 }

@@ -204,7 +204,7 @@ static void pair_close(struct pair *t)
 	sink_fini(&t->sb);
 }
 
-static void t_a_peer_connects_and_its_frames_are_delivered(void)
+static void a_peer_connects_and_its_frames_are_delivered(void)
 {
 	struct pair t;
 	pair_open(&t);
@@ -231,7 +231,7 @@ static void t_a_peer_connects_and_its_frames_are_delivered(void)
 	pair_close(&t);
 }
 
-static void t_a_peer_reconnects_after_the_other_endpoint_restarts(void)
+static void a_peer_reconnects_after_the_other_endpoint_restarts(void)
 {
 	struct pair t;
 	pair_open(&t);
@@ -327,7 +327,7 @@ static bool raw_send_until(nng_socket s, const uint8_t *frame, size_t len, struc
 	return false;
 }
 
-static void t_oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on(void)
+static void oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on(void)
 {
 	enum { MAX = 64 * 1024 };
 	struct sink sb;
@@ -404,7 +404,7 @@ static void *push_main(void *arg)
 	return NULL;
 }
 
-static void t_an_endpoint_closes_while_senders_push_frames_at_it(void)
+static void an_endpoint_closes_while_senders_push_frames_at_it(void)
 {
 	enum { PUSHERS = 4 };
 	struct pair t;
@@ -453,12 +453,10 @@ static void t_an_endpoint_closes_while_senders_push_frames_at_it(void)
 int main(void)
 {
 	static const struct tt_test tests[] = {
-#define E(name) {#name, t_##name},
-		E(a_peer_connects_and_its_frames_are_delivered)
-		E(a_peer_reconnects_after_the_other_endpoint_restarts)
-		E(oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on)
-		E(an_endpoint_closes_while_senders_push_frames_at_it)
-#undef E
+		TT_T(a_peer_connects_and_its_frames_are_delivered),
+		TT_T(a_peer_reconnects_after_the_other_endpoint_restarts),
+		TT_T(oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on),
+		TT_T(an_endpoint_closes_while_senders_push_frames_at_it),
 	};
 	return tt_run("transport-endpoint", tests, TT_COUNT(tests));
 }
