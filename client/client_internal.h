@@ -52,7 +52,7 @@
 #include <time.h>
 
 #include "client/client.h"
-#include "config/config.h"
+#include "config/peers.h"
 #include "transport/transport.h"
 
 #define SLOT_BITS 16

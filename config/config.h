@@ -1,6 +1,6 @@
 /*
  * config.h - the node's configuration: a YAML file or DLedger-style flags
- * into validated structs, and the peers string parser.
+ * into validated structs (the peers string parser is config/peers.h).
  *
  * Input is either a YAML file in the Multi-DLedger shape (node-wide keys at
  * the top level, one item per group under `DLedgerConfigs:`, items plain or
@@ -29,16 +29,13 @@
 #include <stdint.h>
 
 #include "common/dl_err.h"
+#include "config/peers.h"
 
-#define CFG_MAX_MEMBERS    9 /* == RAFT_MAX_MEMBERS (raft/raft.h) */
 #define CFG_MAX_GROUPS     65536
-#define CFG_NAME_MAX       64  /* bytes of a group name or a member id */
-#define CFG_HOST_MAX       253 /* bytes of a host name (RFC 1035) */
 #define CFG_PATH_MAX       4096
 #define CFG_MEMBER_DIR_MAX 960 /* <storeBaseDir>/<group>/<id>: the store's STO_DIR_MAX */
 #define CFG_SOCKPATH_MAX   107 /* sizeof(sockaddr_un.sun_path) - 1 */
 #define CFG_FILE_MAX_BYTES (4u << 20)
-#define CFG_ADDR_STR_MAX   (CFG_HOST_MAX + 9) /* "[host]:65535" + NUL */
 
 /* cfg_from_args() results besides DL_OK and DL_ECONFIG: the flags asked for
  * the usage text or the version. `out` is then left empty; the caller prints
@@ -64,20 +61,6 @@ enum cfg_log_level {
 	CFG_LOG_WARN,
 	CFG_LOG_INFO,
 	CFG_LOG_DEBUG,
-};
-
-/* One member of a peers string. `host` is without brackets ("::1"). */
-struct cfg_peer {
-	char *id;
-	char *host;
-	uint16_t port;
-};
-
-/* A parsed peers string: "id-host:port;id-host:port;...". */
-struct cfg_peers {
-	char *raw; /* the string as given */
-	uint32_t n_members;
-	struct cfg_peer members[CFG_MAX_MEMBERS];
 };
 
 /* The per-group keys that also have a node-wide default. Each field names
@@ -194,26 +177,6 @@ int cfg_check_new_group(const struct cfg *c, const struct cfg_group *g, struct d
  * them. DL_OK, DL_ECONFIG or DL_ENOMEM. */
 int cfg_add_group(struct cfg *c, struct cfg_group *g, struct dl_errctx *err);
 
-/* Parse a peers string: members separated by ';' (one trailing ';' and
- * spaces around members allowed), each "id-address" where the id is what
- * comes before the first '-' (ids may not contain '-'; host names may), and
- * the address is "host:port", "a.b.c.d:port" or "[ipv6]:port"; ports
- * 1..65535; at most CFG_MAX_MEMBERS members; ids unique; addresses unique.
- * Errors name the member ("member 2 'n1-...': ..."), not a key. On success
- * the caller frees `*out` with cfg_peers_free(); on failure it is zeroed. */
-int cfg_parse_peers(const char *s, struct cfg_peers *out, struct dl_errctx *err);
-
-/* Index of `id` in `p`, or -1. */
-int cfg_peers_find(const struct cfg_peers *p, const char *id);
-
-/* "host:port" or "[v6]:port" into `buf` (CFG_ADDR_STR_MAX is enough).
- * Returns the length, or -1 if it did not fit. */
-int cfg_format_addr(const char *host, uint16_t port, char *buf, size_t size);
-
-/* Whether `s` is a valid group name (id_rule false) or member id (true):
- * 1..CFG_NAME_MAX bytes of [A-Za-z0-9_.-] (no '-' in an id), not "." or "..". */
-bool cfg_name_valid(const char *s, bool is_id);
-
 const char *cfg_store_type_name(enum cfg_store_type t);
 const char *cfg_flush_mode_name(enum cfg_flush_mode m);
 const char *cfg_log_level_name(enum cfg_log_level l);
@@ -222,6 +185,5 @@ const char *cfg_log_level_name(enum cfg_log_level l);
  * on a half-built one, and twice. */
 void cfg_free(struct cfg *c);
 void cfg_group_free(struct cfg_group *g);
-void cfg_peers_free(struct cfg_peers *p);
 
 #endif

@@ -139,10 +139,4 @@ int cfg_check_dup(const struct cfg_group *o, const struct cfg_group *g, const st
 int cfg_check_addr(const struct cfg_group *first, const struct cfg_group *g,
                    const struct cfg_loc *loc, struct dl_errctx *err);
 
-/* From peers.c */
-int cfg_name_problem(const char *s, bool is_id, char *why, size_t why_len);
-int cfg_parse_addr(const char *s, size_t n, char *host, size_t host_size, uint16_t *port, char *why,
-                   size_t why_len);
-bool cfg_addr_equal(const char *h1, uint16_t p1, const char *h2, uint16_t p2);
-
 #endif

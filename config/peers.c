@@ -6,7 +6,7 @@
  * so an id never contains '-' while a host name may: "n1-db-1.example:10001"
  * is id "n1", host "db-1.example". We do the same.
  */
-#include "config/config_internal.h"
+#include "config/peers.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
