@@ -122,5 +122,10 @@ int msto_ensure_alloc(struct msto *m, struct sto_file *f, uint64_t *alloc_end, u
 size_t msto_seg_of(const struct msto *m, uint64_t pos);
 void msto_unlink_index_outside(struct msto *m, uint64_t first, uint64_t last);
 int msto_recover(struct msto *m, struct dl_errctx *err);
+/* The mmap kind's ops and hooks (mmap_store.c), for the open path
+ * (mmap_open.c); msto_free() frees what an open that failed made. */
+extern const struct sto_ops msto_ops;
+extern const struct sto_impl msto_impl;
+void msto_free(struct msto *m);
 
 #endif

@@ -11,9 +11,11 @@
  * Layers: the files depend on each other one way, top to bottom; none
  * calls a file above it.
  *   open.c                      sto_open(): picks a kind by config
- *   mmap_store.c, mem_store.c   the two kinds (their sto_ops tables); the
- *   + mmap_recover.c            mmap kind's recovery at open shares its
- *                               helpers (mmap_internal.h), both ways
+ *   mmap_open.c                 opening an mmap store: files, recovery,
+ *                               the repair of a damaged tail
+ *   mmap_recover.c              the mmap kind's recovery walk
+ *   mmap_store.c, mem_store.c   the two kinds (their sto_ops tables) and
+ *                               the mmap kind's helpers (mmap_internal.h)
  *   store.c                     common to both kinds: config checks, the
  *                               public calls through the ops table (never
  *                               a kind by name), the flush hand-over
