@@ -734,17 +734,24 @@ static void log_capture(void)
 	close(fd);
 }
 
-/* What was logged since log_capture(); malloc'd. */
-static char *log_text(void)
+/* The first `cap` - 1 bytes of the file at `path`, NUL-terminated;
+ * malloc'd. */
+static char *read_text(const char *path, size_t cap)
 {
-	FILE *f = fopen(log_path, "r");
-	tt_assert(f != NULL);
-	char *buf = calloc(1, 1 << 20);
+	FILE *f = fopen(path, "r");
+	tt_assert(f != NULL, "%s", path);
+	char *buf = calloc(1, cap);
 	tt_assert(buf != NULL);
-	size_t n = fread(buf, 1, (1 << 20) - 1, f);
+	size_t n = fread(buf, 1, cap - 1, f);
 	buf[n] = '\0';
 	fclose(f);
 	return buf;
+}
+
+/* What was logged since log_capture(); malloc'd. */
+static char *log_text(void)
+{
+	return read_text(log_path, 1 << 20);
 }
 
 /* Ends the capture, copies what was logged to the real stderr, and returns
@@ -895,14 +902,7 @@ static void tls_client_certificates_cannot_speak_raft(void)
 
 static char *read_pem(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	tt_assert(f != NULL, "%s", path);
-	char *buf = calloc(1, 1 << 16);
-	tt_assert(buf != NULL);
-	size_t n = fread(buf, 1, (1 << 16) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	return read_text(path, 1 << 16);
 }
 
 /* What any TLS client could do: a blocking dial to addr with these files
