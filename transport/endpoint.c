@@ -1,18 +1,30 @@
 /*
- * endpoint.c - the node's nng endpoint: listener + router callback, and the
- * per-peer senders. See transport.h.
+ * endpoint.c - the node's endpoint: the listener, its inbound connections
+ * and the router, and the per-peer senders. See transport.h.
+ *
+ * Inbound connections are nng streams (nng_stream_listener), not an nng
+ * socket: each connection reads its bytes into a buffer of its own, cuts
+ * them into frames and routes each one from its receive callback; a reply
+ * is written by the thread that has it when the connection is idle, else
+ * queued behind the write in progress and sent with what else queued
+ * meanwhile. The wire is nng's SP over TCP as a REP peer speaks it
+ * (docs/PROTOCOL.md, "Transport"), so REQ sockets (peers' and clients')
+ * talk to it unchanged.
  *
  * Ownership:
  *  - struct tp_endpoint: immutable after open, except `peers` (guarded by
- *    peers_mu), `paused` (guarded by deliver_mu) and the counters (atomics,
- *    relaxed: they are statistics only).
+ *    peers_mu), `paused` (guarded by deliver_mu), the connection table
+ *    (conns_mu) and the counters (atomics, relaxed: statistics only).
+ *  - struct conn: the receive state is its receive callback's (one receive
+ *    pending at a time); the send state, `dead` and `up` are guarded by its
+ *    `mu`; `users` counts the threads between finding it in the table and
+ *    being done with it. A connection that ends leaves the table at once
+ *    and is freed by the reaper thread once no one uses it.
  *  - struct tp_peer: `cur`, the frame queue and `stop` are guarded by the
  *    peer's `mu`; the sender thread owns a frame once it popped it.
  *  - struct tp_frame: immutable after the router built it; freed by the last
- *    tp_frame_release() (refs is atomic, acq_rel on the final drop).
- *  - the role table (TLS only: inbound pipe id -> role), guarded by
- *    roles_mu: filled by nng's ADD_PRE pipe callback, before the pipe
- *    delivers anything, emptied by REM_POST, read by the router per frame.
+ *    tp_frame_release() (refs is atomic, acq_rel on the final drop). It
+ *    names its connection by id, so it may outlive it.
  */
 #include "transport/transport.h"
 
@@ -20,8 +32,8 @@
 #include "transport/tls_internal.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,18 +43,59 @@
 
 #define TP_PEER_QUEUE_FRAMES 1024
 
+/* nng's SP over TCP: each side first sends 0 'S' 'P' 0, its protocol
+ * (16 bits, big endian) and two zero bytes; then every message is a 64-bit
+ * big-endian length and that many bytes. REQ's raw messages start with the
+ * request id (a 32-bit word with the high bit set), which a reply carries
+ * back first (with any hops before it: a "backtrace"). */
+#define SP_HDR_BYTES 8
+#define SP_PROTO_REQ 0x30         /* NNG_REQ0_SELF */
+#define SP_PROTO_REP 0x31         /* NNG_REP0_SELF */
+#define SP_MAX_HOPS  8            /* nng's default NNG_OPT_MAXTTL */
+#define RX_BUF_BYTES (64u * 1024) /* a connection's receive buffer, at rest */
+
 struct tp_frame {
 	_Atomic uint32_t refs;
-	nng_msg *msg;
 	enum tp_role role;
+	uint32_t conn_id;
+	uint32_t bt_len; /* the backtrace, before the body in data[] */
+	size_t len;      /* of the body */
+	uint8_t data[];
 };
 
-/* Open addressing, linear probing; at most half full. */
-#define ROLE_SLOTS (2u * TP_MAX_TLS_CONNS)
-_Static_assert((ROLE_SLOTS & (ROLE_SLOTS - 1)) == 0, "a power of two");
-struct role_slot {
-	uint32_t pipe; /* 0: free (nng never gives pipe id 0) */
-	uint8_t role;
+/* Connection table: open addressing, linear probing; at most half full. */
+#define CONN_SLOTS (2u * TP_MAX_CONNS)
+_Static_assert((CONN_SLOTS & (CONN_SLOTS - 1)) == 0, "a power of two");
+
+struct obuf {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+struct conn {
+	struct tp_endpoint *ep;
+	nng_stream *s;
+	uint32_t id;
+	enum tp_role role;
+	char addr[64];
+	_Atomic uint32_t users;
+	struct conn *next_dead; /* in ep->dead (dead_mu) */
+
+	/* receive: the receive callback's */
+	nng_aio *rx_aio;
+	uint8_t *rx_buf;
+	size_t rx_len, rx_cap;
+	bool hdr_done;
+
+	/* send: guarded by mu */
+	pthread_mutex_t mu;
+	nng_aio *tx_aio;
+	struct obuf out;  /* replies waiting for the write in progress */
+	struct obuf wire; /* the write in progress */
+	size_t wire_off;
+	bool sending;
+	bool dead;
+	bool up; /* its SP header came, and it counts as connected */
 };
 
 struct sealed {
@@ -79,28 +132,35 @@ struct tp_peer {
 struct tp_endpoint {
 	struct tp_config cfg;
 	char listen_addr[TP_ADDR_MAX + 1];
-	nng_socket sock;
-	nng_aio *rx_aio; /* the router's receive (router_cb) */
-	bool router_started;
+	char url[TP_ADDR_MAX + 16];
+	nng_stream_listener *listener;
+	nng_aio *accept_aio;
+	bool accept_sleeping; /* accept_aio is a pause after errors (its callback's) */
+	uint32_t accept_errs; /* in a row (its callback's) */
 
 	pthread_mutex_t deliver_mu;
 	bool paused;
-	_Atomic bool stopping; /* the router asks for no further frame */
+	_Atomic bool stopping; /* no further accept, receive or delivery */
 
 	pthread_mutex_t peers_mu;
 	struct tp_peer *peers;
 
-	pthread_mutex_t roles_mu;
-	struct role_slot *roles; /* ROLE_SLOTS; NULL without TLS */
-	uint32_t n_roles;
-	bool closing_inbound; /* new connections are closed at once (restart, close) */
+	pthread_mutex_t conns_mu;
+	struct conn **conns; /* CONN_SLOTS: id -> connection, while it lives */
+	uint32_t n_conns, next_id;
 	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
 
-	/* The TLS watchdog (see "nng 1.5.2's accept and dial loops"). */
-	char url[TP_ADDR_MAX + 16];
-	nng_listener listener; /* the watchdog's once started */
-	_Atomic uint64_t accepted; /* inbound connections that reached ADD_PRE */
-	_Atomic uint64_t listener_restarts, dialer_restarts;
+	/* The reaper frees ended connections (never one of their own
+	 * callbacks: nng_aio_free there would wait for itself). */
+	pthread_mutex_t dead_mu;
+	pthread_cond_t dead_cv;
+	struct conn *dead;
+	bool reaper_stop;
+	bool reaper_started;
+	pthread_t reaper;
+
+	/* The TLS watchdog of the dialers (see "nng 1.5.2's dial loops"). */
+	_Atomic uint64_t dialer_restarts;
 	pthread_mutex_t watch_mu;
 	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
 	bool watch_stop;
@@ -129,66 +189,88 @@ void tp_config_defaults(struct tp_config *cfg)
 	cfg->reconnect_max_ms = 1000;
 }
 
-/* ---- roles of inbound connections (TLS) ---------------------------------------- */
-
-static uint32_t role_home(uint32_t pipe) { return (pipe * 0x9e3779b1u) & (ROLE_SLOTS - 1); }
-
-static enum tp_role roles_get(struct tp_endpoint *ep, uint32_t pipe)
+static uint64_t mono_ns(void)
 {
-	enum tp_role r = TP_ROLE_NONE;
-	pthread_mutex_lock(&ep->roles_mu);
-	for (uint32_t i = role_home(pipe); ep->roles[i].pipe != 0; i = (i + 1) & (ROLE_SLOTS - 1))
-		if (ep->roles[i].pipe == pipe) {
-			r = (enum tp_role)ep->roles[i].role;
-			break;
-		}
-	pthread_mutex_unlock(&ep->roles_mu);
-	return r;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* 1: recorded; 0: the table is full; -1: closing_inbound. */
-static int roles_put(struct tp_endpoint *ep, uint32_t pipe, enum tp_role role)
+/* ---- the connection table ------------------------------------------------------ */
+
+static uint32_t conn_home(uint32_t id) { return (id * 0x9e3779b1u) & (CONN_SLOTS - 1); }
+
+/* Caller holds conns_mu. */
+static struct conn *conns_find(struct tp_endpoint *ep, uint32_t id)
 {
-	pthread_mutex_lock(&ep->roles_mu);
-	int ok = ep->closing_inbound ? -1 : ep->n_roles < TP_MAX_TLS_CONNS;
-	if (ok == 1) {
-		uint32_t i = role_home(pipe);
-		while (ep->roles[i].pipe != 0)
-			i = (i + 1) & (ROLE_SLOTS - 1);
-		ep->roles[i].pipe = pipe;
-		ep->roles[i].role = (uint8_t)role;
-		ep->n_roles++;
+	for (uint32_t i = conn_home(id); ep->conns[i] != NULL; i = (i + 1) & (CONN_SLOTS - 1))
+		if (ep->conns[i]->id == id)
+			return ep->conns[i];
+	return NULL;
+}
+
+/* Adds c with a new id; false when TP_MAX_CONNS are open. */
+static bool conns_put(struct tp_endpoint *ep, struct conn *c)
+{
+	pthread_mutex_lock(&ep->conns_mu);
+	bool ok = ep->n_conns < TP_MAX_CONNS;
+	if (ok) {
+		uint32_t id;
+		do /* not 0, not in use (at most TP_MAX_CONNS are) */
+			id = ++ep->next_id;
+		while (id == 0 || conns_find(ep, id) != NULL);
+		c->id = id;
+		uint32_t i = conn_home(id);
+		while (ep->conns[i] != NULL)
+			i = (i + 1) & (CONN_SLOTS - 1);
+		ep->conns[i] = c;
+		ep->n_conns++;
 	}
-	pthread_mutex_unlock(&ep->roles_mu);
+	pthread_mutex_unlock(&ep->conns_mu);
 	return ok;
 }
 
-/* Removes the pipe's entry (backward-shift deletion keeps every probe
- * chain whole); returns the role it had, TP_ROLE_NONE if none. */
-static enum tp_role roles_del(struct tp_endpoint *ep, uint32_t pipe)
+/* The connection with this id, with a use taken (conn_unuse), or NULL. */
+static struct conn *conns_use(struct tp_endpoint *ep, uint32_t id)
 {
-	enum tp_role r = TP_ROLE_NONE;
-	const uint32_t mask = ROLE_SLOTS - 1;
-	pthread_mutex_lock(&ep->roles_mu);
-	uint32_t i = role_home(pipe);
-	while (ep->roles[i].pipe != 0 && ep->roles[i].pipe != pipe)
+	pthread_mutex_lock(&ep->conns_mu);
+	struct conn *c = conns_find(ep, id);
+	/* relaxed: conns_mu orders it before the reaper's check */
+	if (c != NULL)
+		atomic_fetch_add_explicit(&c->users, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&ep->conns_mu);
+	return c;
+}
+
+static void conn_unuse(struct conn *c)
+{
+	/* release: pairs with the reaper's acquire load before it frees c */
+	atomic_fetch_sub_explicit(&c->users, 1, memory_order_release);
+}
+
+/* Removes c (backward-shift deletion keeps every probe chain whole); a
+ * no-op when it is not there. */
+static void conns_del(struct tp_endpoint *ep, struct conn *c)
+{
+	const uint32_t mask = CONN_SLOTS - 1;
+	pthread_mutex_lock(&ep->conns_mu);
+	uint32_t i = conn_home(c->id);
+	while (ep->conns[i] != NULL && ep->conns[i] != c)
 		i = (i + 1) & mask;
-	if (ep->roles[i].pipe == pipe) {
-		r = (enum tp_role)ep->roles[i].role;
-		ep->n_roles--;
+	if (ep->conns[i] == c) {
+		ep->n_conns--;
 		uint32_t hole = i;
-		for (uint32_t j = (i + 1) & mask; ep->roles[j].pipe != 0; j = (j + 1) & mask) {
+		for (uint32_t j = (i + 1) & mask; ep->conns[j] != NULL; j = (j + 1) & mask) {
 			/* An entry moves into the hole if its home is not in (hole, j]. */
-			uint32_t home = role_home(ep->roles[j].pipe);
+			uint32_t home = conn_home(ep->conns[j]->id);
 			if (((j - home) & mask) >= ((j - hole) & mask)) {
-				ep->roles[hole] = ep->roles[j];
+				ep->conns[hole] = ep->conns[j];
 				hole = j;
 			}
 		}
-		ep->roles[hole].pipe = 0;
+		ep->conns[hole] = NULL;
 	}
-	pthread_mutex_unlock(&ep->roles_mu);
-	return r;
+	pthread_mutex_unlock(&ep->conns_mu);
 }
 
 /* ---- closing sockets ----------------------------------------------------------
@@ -270,8 +352,8 @@ bool tp_close_bounded(nng_socket sock, const char *what, void *keep)
 
 const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len)
 {
-	*len = nng_msg_len(f->msg);
-	return nng_msg_body(f->msg);
+	*len = f->len;
+	return f->data + f->bt_len;
 }
 
 void tp_frame_hold(struct tp_frame *f)
@@ -286,14 +368,10 @@ void tp_frame_release(struct tp_frame *f)
 	/* acq_rel: the last releaser must see every other holder's reads done. */
 	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	nng_msg_free(f->msg);
 	free(f);
 }
 
-uint32_t tp_frame_pipe(const struct tp_frame *f)
-{
-	return nng_pipe_id(nng_msg_get_pipe(f->msg));
-}
+uint32_t tp_frame_pipe(const struct tp_frame *f) { return f->conn_id; }
 
 enum tp_role tp_frame_role(const struct tp_frame *f) { return f->role; }
 
@@ -357,392 +435,559 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 	}
 }
 
-/* The router is nng's receive callback: it runs on one of nng's own
- * threads as each frame arrives, routes it and asks for the next one, so a
- * frame reaches its actors' mailboxes without a hop through a thread of
- * ours. One receive is pending at a time, so deliveries never overlap (the
- * runtime's table swap relies on one deliverer). The callback never
- * blocks: delivery is a mailbox push, a refusal a non-blocking send.
- * Closing stops the aio first (nng_aio_stop waits for a running callback),
- * so no receive is pending when the socket closes: nng 1.5 to 1.7 can
- * deadlock in nng_close() against a pending receive (nng issues #1813,
- * #1827). */
-static void router_cb(void *arg)
+/* Routes one SP message (`msg`, `len` bytes: the backtrace, then the body)
+ * of connection c. Deliveries never overlap (deliver_mu: the runtime's
+ * table swap relies on one deliverer at a time), whichever connection's
+ * callback runs them. False when the message is malformed (its backtrace
+ * runs past its end: nng's REP closes such a connection too). */
+static bool route_msg(struct conn *c, const uint8_t *msg, size_t len)
 {
-	struct tp_endpoint *ep = arg;
-	int rv = nng_aio_result(ep->rx_aio);
-	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED ||
-	    atomic_load_explicit(&ep->stopping, memory_order_relaxed)) {
-		if (rv == 0)
-			nng_msg_free(nng_aio_get_msg(ep->rx_aio));
-		return;
+	struct tp_endpoint *ep = c->ep;
+	size_t bt = 0;
+	for (;;) {
+		if (bt + 4 > len)
+			return false;
+		bt += 4;
+		if (msg[bt - 4] & 0x80u)
+			break;
 	}
-	if (rv == 0) {
-		nng_msg *msg = nng_aio_get_msg(ep->rx_aio);
-		count(&ep->frames_in, 1);
-		count(&ep->bytes_in, nng_msg_len(msg));
-		struct tp_frame *f = malloc(sizeof(*f));
-		if (f == NULL) {
-			nng_msg_free(msg);
-			count(&ep->rejected, 1);
-		} else {
-			atomic_init(&f->refs, 1);
-			f->msg = msg;
-			f->role = ep->roles == NULL ? TP_ROLE_NODE
-						    : roles_get(ep, tp_frame_pipe(f));
-			pthread_mutex_lock(&ep->deliver_mu);
-			if (!ep->paused)
-				route_frame(ep, f);
-			pthread_mutex_unlock(&ep->deliver_mu);
-			tp_frame_release(f);
-		}
+	if (bt / 4 > SP_MAX_HOPS)
+		return true; /* too many hops: dropped, as nng drops it */
+	count(&ep->frames_in, 1);
+	count(&ep->bytes_in, len - bt);
+	struct tp_frame *f = malloc(sizeof(*f) + len);
+	if (f == NULL) {
+		count(&ep->rejected, 1);
+		return true;
 	}
-	nng_recv_aio(ep->sock, ep->rx_aio);
+	atomic_init(&f->refs, 1);
+	f->role = c->role;
+	f->conn_id = c->id;
+	f->bt_len = (uint32_t)bt;
+	f->len = len - bt;
+	memcpy(f->data, msg, len);
+	pthread_mutex_lock(&ep->deliver_mu);
+	if (!ep->paused)
+		route_frame(ep, f);
+	pthread_mutex_unlock(&ep->deliver_mu);
+	tp_frame_release(f);
+	return true;
 }
 
-int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
+/* ---- inbound connections --------------------------------------------------------- */
+
+static void obuf_free(struct obuf *b)
 {
-	nng_msg *m;
-	int rc = DL_EIO;
-	if (fb->n_msgs == 0)
-		return 0;
-	if (nng_msg_alloc(&m, 0) != 0)
-		goto out;
-	if (nng_msg_header_append(m, nng_msg_header(f->msg), nng_msg_header_len(f->msg)) != 0 ||
-	    nng_msg_append(m, fb->buf, fb->len) != 0) {
-		nng_msg_free(m);
-		goto out;
+	free(b->buf);
+	b->buf = NULL;
+	b->len = b->cap = 0;
+}
+
+static bool obuf_reserve(struct obuf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return true;
+	size_t cap = b->cap < 4096 ? 4096 : b->cap;
+	while (cap < b->len + more)
+		cap *= 2;
+	uint8_t *nb = realloc(b->buf, cap);
+	if (nb == NULL)
+		return false;
+	b->buf = nb;
+	b->cap = cap;
+	return true;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Starts writing c->wire from wire_off. Caller holds c->mu, with `sending`
+ * set. The write runs on the caller's thread as far as the socket takes it
+ * (nng's TCP and TLS streams write at once when nothing is queued before);
+ * its completion comes on one of nng's threads (tx_cb). */
+static void conn_write(struct conn *c)
+{
+	DL_ASSERT(c->sending && c->wire_off < c->wire.len);
+	nng_iov iov = {.iov_buf = c->wire.buf + c->wire_off, .iov_len = c->wire.len - c->wire_off};
+	nng_aio_set_iov(c->tx_aio, 1, &iov);
+	nng_stream_send(c->s, c->tx_aio);
+}
+
+/* Swaps what waits into the wire and writes it, or marks the connection
+ * idle. Caller holds c->mu. */
+static void conn_send_next(struct conn *c)
+{
+	c->wire.len = 0;
+	c->wire_off = 0;
+	if (c->dead || c->out.len == 0) {
+		c->sending = false;
+		return;
 	}
-	size_t n = fb->len;
-	int rv = nng_sendmsg(ep->sock, m, NNG_FLAG_NONBLOCK);
+	struct obuf t = c->wire;
+	c->wire = c->out;
+	c->out = t;
+	c->sending = true;
+	conn_write(c);
+}
+
+static void conn_end(struct conn *c);
+
+static void tx_cb(void *arg)
+{
+	struct conn *c = arg;
+	int rv = nng_aio_result(c->tx_aio);
+	pthread_mutex_lock(&c->mu);
 	if (rv != 0) {
-		nng_msg_free(m);
-		count(&ep->dropped_sends, fb->n_msgs);
-		rc = rv == NNG_ECLOSED ? DL_ECLOSED : DL_EIO;
-		goto out;
+		c->sending = false;
+		pthread_mutex_unlock(&c->mu);
+		conn_end(c);
+		return;
 	}
-	count(&ep->frames_out, 1);
-	count(&ep->msgs_out, fb->n_msgs);
-	count(&ep->bytes_out, n);
-	rc = 0;
-out:
-	tp_fb_reset(fb);
-	return rc;
+	c->wire_off += nng_aio_count(c->tx_aio);
+	if (c->wire_off < c->wire.len && !c->dead)
+		conn_write(c); /* the rest of a partial write */
+	else
+		conn_send_next(c);
+	pthread_mutex_unlock(&c->mu);
 }
 
-/* ---- connection events -------------------------------------------------------- */
-
-static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg, bool outbound, const char *addr)
+/* The remote address of the stream, "a.b.c.d:port", for log lines. */
+static void stream_addr(nng_stream *s, char *buf, size_t cap)
 {
-	struct tp_endpoint *ep = arg;
-	char buf[TP_ADDR_MAX + 1];
-	if (addr == NULL) {
-		nng_sockaddr sa;
-		buf[0] = '\0';
-		if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INET) {
-			const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
-			snprintf(buf, sizeof(buf), "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
-				 (unsigned)__builtin_bswap16(sa.s_in.sa_port));
-		} else {
-			snprintf(buf, sizeof(buf), "(inbound)");
-		}
-		addr = buf;
+	nng_sockaddr sa;
+	if (nng_stream_get_addr(s, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+		snprintf(buf, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+			 (unsigned)__builtin_bswap16(sa.s_in.sa_port));
+	} else {
+		snprintf(buf, cap, "(inbound)");
 	}
-	bool up = ev == NNG_PIPE_EV_ADD_POST;
-	if (!outbound && ep->cfg.on_conn == NULL)
-		return;
-	if (outbound) {
-		if (up)
-			count(&ep->peers_connected, 1);
-		else
-			atomic_fetch_sub_explicit(&ep->peers_connected, 1, memory_order_relaxed);
-	}
-	if (ep->cfg.on_conn != NULL)
-		ep->cfg.on_conn(ep->cfg.arg, addr, outbound, up);
 }
 
-/* TLS: an inbound connection was verified (the handshake is done) and is
- * about to deliver. Record its role, or close it: not verified (cannot
- * happen with auth mode REQUIRED, but a pipe without a role must not
- * speak), or too many connections. */
-static void tls_pipe_added(struct tp_endpoint *ep, nng_pipe p)
+static void refused_log(struct tp_endpoint *ep, const char *why)
 {
-	count(&ep->accepted, 1);
-	enum tp_role role = tp_tls_pipe_role(p);
-	char why[96] = "";
-	int put = role == TP_ROLE_NONE ? 0 : roles_put(ep, nng_pipe_id(p), role);
-	if (put < 0) {
-		nng_pipe_close(p); /* the listener is closing: no log, no count */
-		return;
-	}
-	if (role == TP_ROLE_NONE)
-		snprintf(why, sizeof(why), "its certificate was not verified");
-	else if (put == 0)
-		snprintf(why, sizeof(why), "too many TLS connections open (at most %d)",
-			 TP_MAX_TLS_CONNS);
-	if (why[0] == '\0') {
-		count(role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
-		return;
-	}
 	count(&ep->conns_refused, 1);
-	nng_pipe_close(p);
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t now = mono_ns();
 	uint64_t last = atomic_load_explicit(&ep->refused_log_ns, memory_order_relaxed);
 	if ((last == 0 || now - last >= 1000000000ull) &&
 	    atomic_compare_exchange_strong(&ep->refused_log_ns, &last, now))
 		dl_log(DL_LOG_WARN, NULL, NULL, "inbound connection closed: %s", why);
 }
 
-static void inbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* The peer's SP header came (so with TLS the handshake is done): check it,
+ * take the connection's role from its certificate (before any message of
+ * it is routed), count it as up. False: close it. */
+static bool conn_hello(struct conn *c, const uint8_t *h)
 {
-	struct tp_endpoint *ep = arg;
-	if (ev == NNG_PIPE_EV_ADD_PRE) {
-		tls_pipe_added(ep, p);
+	struct tp_endpoint *ep = c->ep;
+	if (h[0] != 0 || h[1] != 'S' || h[2] != 'P' || h[3] != 0 || h[4] != 0 ||
+	    h[5] != SP_PROTO_REQ || h[6] != 0 || h[7] != 0)
+		return false; /* not a REQ peer: as nng's negotiation, no count */
+	if (ep->cfg.tls != NULL) {
+		c->role = tp_tls_stream_role(c->s);
+		if (c->role == TP_ROLE_NONE) {
+			/* cannot happen with auth mode REQUIRED, but a connection
+			 * without a role must not speak */
+			refused_log(ep, "its certificate was not verified");
+			return false;
+		}
+	}
+	pthread_mutex_lock(&c->mu);
+	bool up = c->up = !c->dead;
+	if (up && ep->cfg.tls != NULL)
+		count(c->role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
+	pthread_mutex_unlock(&c->mu);
+	if (up && ep->cfg.on_conn != NULL)
+		ep->cfg.on_conn(ep->cfg.arg, c->addr, false, true);
+	return true;
+}
+
+/* Cuts what the buffer holds into messages and routes them; keeps a
+ * partial one, growing the buffer for it (up to max_frame_bytes). False:
+ * close the connection. */
+static bool conn_parse(struct conn *c)
+{
+	struct tp_endpoint *ep = c->ep;
+	size_t off = 0;
+	if (!c->hdr_done) {
+		if (c->rx_len < SP_HDR_BYTES)
+			return true;
+		if (!conn_hello(c, c->rx_buf))
+			return false;
+		c->hdr_done = true;
+		off = SP_HDR_BYTES;
+	}
+	while (c->rx_len - off >= 8) {
+		uint64_t len = get_be64(c->rx_buf + off);
+		if (len > ep->cfg.max_frame_bytes) {
+			/* Refused before it is read, as nng's NNG_OPT_RECVMAXSZ
+			 * did: the connection closes (a peer redials). */
+			count(&ep->decode_errors, 1);
+			return false;
+		}
+		if (c->rx_len - off - 8 < len) {
+			if (8 + len > c->rx_cap) {
+				memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
+				c->rx_len -= off;
+				off = 0;
+				uint8_t *nb = realloc(c->rx_buf, 8 + len);
+				if (nb == NULL)
+					return false;
+				c->rx_buf = nb;
+				c->rx_cap = 8 + len;
+			}
+			break;
+		}
+		if (atomic_load_explicit(&ep->stopping, memory_order_relaxed))
+			return false;
+		if (!route_msg(c, c->rx_buf + off + 8, (size_t)len))
+			return false;
+		off += 8 + (size_t)len;
+	}
+	memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
+	c->rx_len -= off;
+	if (c->rx_len == 0 && c->rx_cap > RX_BUF_BYTES) { /* back to its size at rest */
+		uint8_t *nb = realloc(c->rx_buf, RX_BUF_BYTES);
+		if (nb != NULL) {
+			c->rx_buf = nb;
+			c->rx_cap = RX_BUF_BYTES;
+		}
+	}
+	return true;
+}
+
+/* Asks for more bytes, into the free end of the buffer; not once the
+ * connection ended (under mu: conn_end closes the stream under it too). */
+static void conn_recv(struct conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->dead) {
+		nng_iov iov = {.iov_buf = c->rx_buf + c->rx_len, .iov_len = c->rx_cap - c->rx_len};
+		nng_aio_set_iov(c->rx_aio, 1, &iov);
+		nng_stream_recv(c->s, c->rx_aio);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The receive callback: one per connection, on nng's threads; a frame is
+ * routed from here, with no thread of ours or queue in between. */
+static void rx_cb(void *arg)
+{
+	struct conn *c = arg;
+	int rv = nng_aio_result(c->rx_aio);
+	if (rv != 0 || atomic_load_explicit(&c->ep->stopping, memory_order_relaxed)) {
+		conn_end(c);
 		return;
 	}
-	if (ev == NNG_PIPE_EV_REM_POST && ep->roles != NULL) {
-		enum tp_role r = roles_del(ep, nng_pipe_id(p));
-		if (r != TP_ROLE_NONE)
-			atomic_fetch_sub_explicit(r == TP_ROLE_NODE ? &ep->conns_node
-								 : &ep->conns_client,
-						  1, memory_order_relaxed);
+	c->rx_len += nng_aio_count(c->rx_aio);
+	DL_ASSERT(c->rx_len <= c->rx_cap);
+	if (!conn_parse(c)) {
+		conn_end(c);
+		return;
 	}
-	pipe_event(p, ev, arg, false, NULL);
+	conn_recv(c);
 }
+
+/* Ends c: it leaves the table (no new reply finds it), its stream closes
+ * (what is pending fails), it is counted down and logged, and it goes to
+ * the reaper. Any thread, any number of times. */
+static void conn_end(struct conn *c)
+{
+	struct tp_endpoint *ep = c->ep;
+	pthread_mutex_lock(&c->mu);
+	bool first = !c->dead, was_up = c->up;
+	c->dead = true;
+	c->up = false;
+	if (first)
+		nng_stream_close(c->s);
+	pthread_mutex_unlock(&c->mu);
+	if (!first)
+		return;
+	conns_del(ep, c);
+	if (was_up && ep->cfg.tls != NULL)
+		atomic_fetch_sub_explicit(c->role == TP_ROLE_NODE ? &ep->conns_node
+								   : &ep->conns_client,
+					  1, memory_order_relaxed);
+	if (was_up && ep->cfg.on_conn != NULL)
+		ep->cfg.on_conn(ep->cfg.arg, c->addr, false, false);
+	pthread_mutex_lock(&ep->dead_mu);
+	c->next_dead = ep->dead;
+	ep->dead = c;
+	pthread_cond_signal(&ep->dead_cv);
+	pthread_mutex_unlock(&ep->dead_mu);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->rx_aio != NULL) {
+		nng_aio_stop(c->rx_aio); /* waits for a callback under way */
+		nng_aio_free(c->rx_aio);
+	}
+	if (c->tx_aio != NULL) {
+		nng_aio_stop(c->tx_aio);
+		nng_aio_free(c->tx_aio);
+	}
+	nng_stream_free(c->s);
+	free(c->rx_buf);
+	obuf_free(&c->out);
+	obuf_free(&c->wire);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* A new connection from the listener: our SP header goes out first, then
+ * it reads. Takes ownership of s. */
+static void conn_start(struct tp_endpoint *ep, nng_stream *s)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		nng_stream_free(s);
+		return;
+	}
+	c->ep = ep;
+	c->s = s;
+	c->role = TP_ROLE_NODE; /* without TLS; with TLS set by conn_hello */
+	/* A use of ours until it reads: it may end (tx_cb) as soon as it is
+	 * written to, and the reaper must not free it under us. */
+	atomic_init(&c->users, 1);
+	pthread_mutex_init(&c->mu, NULL);
+	stream_addr(s, c->addr, sizeof(c->addr));
+	c->rx_cap = RX_BUF_BYTES;
+	if ((c->rx_buf = malloc(c->rx_cap)) == NULL || !obuf_reserve(&c->wire, SP_HDR_BYTES) ||
+	    nng_aio_alloc(&c->rx_aio, rx_cb, c) != 0 || nng_aio_alloc(&c->tx_aio, tx_cb, c) != 0) {
+		conn_free(c);
+		return;
+	}
+	if (!conns_put(ep, c)) {
+		char why[96];
+		snprintf(why, sizeof(why), "too many connections open (at most %d)", TP_MAX_CONNS);
+		refused_log(ep, why);
+		conn_free(c);
+		return;
+	}
+	const uint8_t hello[SP_HDR_BYTES] = {0, 'S', 'P', 0, 0, SP_PROTO_REP, 0, 0};
+	memcpy(c->wire.buf, hello, sizeof(hello));
+	c->wire.len = sizeof(hello);
+	pthread_mutex_lock(&c->mu);
+	c->sending = true;
+	conn_write(c);
+	pthread_mutex_unlock(&c->mu);
+	conn_recv(c);
+	conn_unuse(c);
+}
+
+int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
+{
+	if (fb->n_msgs == 0)
+		return 0;
+	uint32_t n_msgs = fb->n_msgs;
+	size_t body = fb->len;
+	struct conn *c = conns_use(ep, f->conn_id);
+	int rc = DL_ECLOSED;
+	if (c == NULL)
+		goto out;
+	pthread_mutex_lock(&c->mu);
+	size_t n = 8 + f->bt_len + body;
+	if (c->dead) {
+		rc = DL_ECLOSED;
+	} else if (c->out.len + n > ep->cfg.peer_queue_bytes || !obuf_reserve(&c->out, n)) {
+		rc = DL_EIO; /* a client that does not read its replies */
+	} else {
+		uint8_t *p = c->out.buf + c->out.len;
+		put_be64(p, f->bt_len + body);
+		memcpy(p + 8, f->data, f->bt_len);
+		memcpy(p + 8 + f->bt_len, fb->buf, body);
+		c->out.len += n;
+		if (!c->sending)
+			conn_send_next(c); /* idle: this thread writes it */
+		rc = 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+	conn_unuse(c);
+out:
+	if (rc != 0) {
+		count(&ep->dropped_sends, n_msgs);
+	} else {
+		count(&ep->frames_out, 1);
+		count(&ep->msgs_out, n_msgs);
+		count(&ep->bytes_out, body);
+	}
+	tp_fb_reset(fb);
+	return rc;
+}
+
+/* The reaper thread: frees ended connections once no reply uses them. */
+static void *reaper_main(void *arg)
+{
+	struct tp_endpoint *ep = arg;
+	pthread_setname_np(pthread_self(), "dl-reap");
+	pthread_mutex_lock(&ep->dead_mu);
+	for (;;) {
+		struct conn *list = ep->dead, *keep = NULL;
+		ep->dead = NULL;
+		bool stop = ep->reaper_stop;
+		pthread_mutex_unlock(&ep->dead_mu);
+		while (list != NULL) {
+			struct conn *c = list;
+			list = c->next_dead;
+			/* acquire: pairs with conn_unuse's release */
+			if (atomic_load_explicit(&c->users, memory_order_acquire) == 0) {
+				conn_free(c);
+			} else {
+				c->next_dead = keep;
+				keep = c;
+			}
+		}
+		pthread_mutex_lock(&ep->dead_mu);
+		while (keep != NULL) {
+			struct conn *c = keep;
+			keep = c->next_dead;
+			c->next_dead = ep->dead;
+			ep->dead = c;
+		}
+		if (stop && ep->dead == NULL)
+			break;
+		if (ep->dead != NULL) { /* in use: look again soon */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&ep->dead_cv, &ep->dead_mu, &ts);
+		} else if (!ep->reaper_stop) {
+			pthread_cond_wait(&ep->dead_cv, &ep->dead_mu);
+		}
+	}
+	pthread_mutex_unlock(&ep->dead_mu);
+	return NULL;
+}
+
+/* The accept loop: ours, so no error ends it (nng 1.5.2's socket listener
+ * ended its loop for good when a connection closed during negotiation and
+ * its error reached the accept). An error is that connection's only,
+ * NNG_ECLOSED included unless we are closing; after ACCEPT_ERRS_PAUSE
+ * errors in a row (out of descriptors, say) it pauses briefly rather than
+ * spin. */
+#define ACCEPT_ERRS_PAUSE 16
+#define ACCEPT_PAUSE_MS   20
+
+static void accept_cb(void *arg)
+{
+	struct tp_endpoint *ep = arg;
+	int rv = nng_aio_result(ep->accept_aio);
+	if (atomic_load_explicit(&ep->stopping, memory_order_relaxed)) {
+		if (rv == 0 && !ep->accept_sleeping)
+			nng_stream_free(nng_aio_get_output(ep->accept_aio, 0));
+		return;
+	}
+	if (ep->accept_sleeping) {
+		ep->accept_sleeping = false;
+	} else if (rv == 0) {
+		ep->accept_errs = 0;
+		conn_start(ep, nng_aio_get_output(ep->accept_aio, 0));
+	} else if (++ep->accept_errs >= ACCEPT_ERRS_PAUSE) {
+		ep->accept_errs = 0;
+		ep->accept_sleeping = true;
+		nng_sleep_aio(ACCEPT_PAUSE_MS, ep->accept_aio);
+		return;
+	}
+	nng_stream_listener_accept(ep->listener, ep->accept_aio);
+}
+
+/* Every connection, closed (for tp_endpoint_close). */
+static void close_all_conns(struct tp_endpoint *ep)
+{
+	for (;;) {
+		struct conn *c = NULL;
+		pthread_mutex_lock(&ep->conns_mu);
+		for (uint32_t i = 0; i < CONN_SLOTS && c == NULL; i++)
+			c = ep->conns[i];
+		/* relaxed: conns_mu orders it before the reaper's check */
+		if (c != NULL)
+			atomic_fetch_add_explicit(&c->users, 1, memory_order_relaxed);
+		pthread_mutex_unlock(&ep->conns_mu);
+		if (c == NULL)
+			return;
+		conn_end(c); /* takes it out of the table */
+		conn_unuse(c);
+	}
+}
+
+/* ---- outbound connection events -------------------------------------------------- */
 
 static void outbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct tp_peer *peer = arg;
-	if (ev == NNG_PIPE_EV_ADD_POST) {
+	struct tp_endpoint *ep = peer->ep;
+	bool up = ev == NNG_PIPE_EV_ADD_POST;
+	if (up) {
 		atomic_store(&peer->pipe, nng_pipe_id(p));
+		count(&ep->peers_connected, 1);
 	} else {
 		uint32_t id = nng_pipe_id(p);
 		atomic_compare_exchange_strong(&peer->pipe, &id, 0);
+		atomic_fetch_sub_explicit(&ep->peers_connected, 1, memory_order_relaxed);
 	}
-	pipe_event(p, ev, peer->ep, true, peer->addr);
-}
-
-/* Closes a pipe by id (protocol first, then transport; tp_close_bounded). */
-static void close_pipe_id(uint32_t id)
-{
-	nng_pipe p = NNG_PIPE_INITIALIZER;
-	p.id = id;
-	nng_pipe_close(p);
+	if (ep->cfg.on_conn != NULL)
+		ep->cfg.on_conn(ep->cfg.arg, peer->addr, true, up);
 }
 
 void tp_close_pipe_first(nng_dialer d, uint32_t pipe)
 {
 	if (nng_dialer_id(d) > 0)
 		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 3600 * 1000);
-	if (pipe != 0)
-		close_pipe_id(pipe);
-}
-
-/* TLS: every inbound connection, before the listener (or the socket)
- * closes, pipe by pipe (see tp_close_bounded), and from here on every new
- * one at once: nng closes what is left transport first, so no connection
- * of the socket's may be open then. Until reopen_inbound(). */
-static void close_inbound_pipes(struct tp_endpoint *ep)
-{
-	if (ep->roles == NULL)
-		return;
-	uint32_t *ids = malloc(TP_MAX_TLS_CONNS * sizeof(*ids)), n = 0;
-	pthread_mutex_lock(&ep->roles_mu);
-	ep->closing_inbound = true;
-	if (ids == NULL) {
-		pthread_mutex_unlock(&ep->roles_mu);
-		return;
+	if (pipe != 0) {
+		/* protocol first, then transport (tp_close_bounded) */
+		nng_pipe p = NNG_PIPE_INITIALIZER;
+		p.id = pipe;
+		nng_pipe_close(p);
 	}
-	for (uint32_t i = 0; i < ROLE_SLOTS && n < TP_MAX_TLS_CONNS; i++)
-		if (ep->roles[i].pipe != 0)
-			ids[n++] = ep->roles[i].pipe;
-	pthread_mutex_unlock(&ep->roles_mu);
-	for (uint32_t i = 0; i < n; i++)
-		close_pipe_id(ids[i]); /* REM_POST (roles_mu) runs later, on nng's reaper */
-	free(ids);
 }
 
-/* ---- nng 1.5.2's accept and dial loops (TLS) -----------------------------------
+/* ---- nng 1.5.2's dial loops (TLS) -----------------------------------------------
  *
- * nng 1.5.2 can end a listener's accept loop for good: when a connection
+ * nng 1.5.2 can end a dialer's redial loop for good: when a connection
  * closes while its TLS handshake or SP negotiation is under way, nng's TLS
  * layer may fail the negotiation with NNG_ECLOSED (a send completing after
- * it closed the TCP stream), which the negotiation hands to the socket's
- * pending accept, and nng's listener takes NNG_ECLOSED as "the listener was
- * closed": it stops accepting. TLS handshakes still complete below it, but no
- * connection reaches the socket again, peers' and clients' alike. (Seen here
- * within a few hundred dledger-ctl runs; nng 1.8 maps that error to
- * NNG_ECONNSHUT.) A dialer's redial loop ends the same way. Anyone who can
- * open a TCP connection can cause it. So with TLS a watchdog thread:
- *  - when TLS handshakes completed as a server in the last tick (our
- *    engine counts them, process-wide, less those of these probes) but no
- *    connection reached the socket, or none did for WATCH_IDLE_MS, dials
- *    this node itself with its own certificate; if that connection comes up
- *    on its side (the handshake and negotiation work) but neither it nor
- *    any other connection reaches the socket within PROBE_GRACE_MS, and a
- *    second probe right after finds the same, the accept loop is dead: the listener is closed (its
- *    connections first, pipe by pipe: tp_close_bounded) and opened again,
- *    logged and counted. Twice and over two seconds, because a restart
- *    drops every connection, and a node that is merely slow (a storm of
- *    handshakes on a busy machine) must not be mistaken for a dead one;
- *  - gives a peer that has had no connection for REDIAL_AFTER_MS a new
- *    dialer (a dialer that ended its loop never connects again). Not
- *    sooner: closing a dialer whose handshake is under way is itself what
- *    can end the other side's accept loop. */
+ * it closed the TCP stream), and nng's dialer takes NNG_ECLOSED as "the
+ * dialer was closed": it stops redialing. (nng 1.8 maps that error to
+ * NNG_ECONNSHUT.) So with TLS a watchdog thread gives a peer that has had
+ * no connection for REDIAL_AFTER_MS a new dialer. Not sooner: closing a
+ * dialer whose handshake is under way is itself what can end a loop.
+ *
+ * The listener had the same bug in its accept loop; inbound connections
+ * are now nng streams with an accept loop of ours (accept_cb), which no
+ * error ends. */
 #define WATCH_TICK_MS   1000
-#define WATCH_IDLE_MS   10000
-#define PROBE_WAIT_MS   2000 /* for the probe to come up at all */
-#define PROBE_GRACE_MS  1000 /* once up on its side, for it to reach the socket */
 #define REDIAL_AFTER_MS 5000
-
-/* Server handshakes of the probes (process-wide, as the engine's count). */
-static _Atomic uint64_t probe_handshakes;
-
-static uint64_t other_server_handshakes(void)
-{
-	struct tp_tls_stats st;
-	tp_tls_stats(&st);
-	return st.server_handshakes - atomic_load(&probe_handshakes);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Waits on watch_cv until `ns` from now or a stop; true when stopping. */
 static bool watch_sleep(struct tp_endpoint *ep, uint64_t ns)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ns;
-	ts.tv_sec = (time_t)(at / 1000000000ull);
-	ts.tv_nsec = (long)(at % 1000000000ull);
+	uint64_t at = mono_ns() + ns;
+	struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
+			      .tv_nsec = (long)(at % 1000000000ull)};
 	pthread_mutex_lock(&ep->watch_mu);
 	while (!ep->watch_stop && pthread_cond_timedwait(&ep->watch_cv, &ep->watch_mu, &ts) == 0)
 		;
 	bool stop = ep->watch_stop;
 	pthread_mutex_unlock(&ep->watch_mu);
 	return stop;
-}
-
-static int listener_open(struct tp_endpoint *ep, nng_listener *out)
-{
-	nng_listener l;
-	int rv = nng_listener_create(&l, ep->sock, ep->url);
-	if (rv == 0 && ep->cfg.tls != NULL)
-		rv = tp_tls_setup_listener(ep->cfg.tls, l);
-	if (rv == 0)
-		rv = nng_listener_start(l, 0);
-	if (rv != 0) {
-		if (nng_listener_id(l) > 0)
-			nng_listener_close(l);
-		return rv;
-	}
-	*out = l;
-	return 0;
-}
-
-static void probe_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	(void)ev;
-	atomic_store((_Atomic uint32_t *)arg, nng_pipe_id(p));
-}
-
-/* Dials this node with its own certificate. 1: the connection reached the
- * socket (or another one did meanwhile); 0: it came up on the dialing side
- * but never reached the socket (the accept loop is dead); -1: it did not
- * come up at all (nothing learnt); -2: its socket did not close in time
- * (nng's reaper is stuck: probing on would only pile up threads). */
-static int probe_listener(struct tp_endpoint *ep)
-{
-	uint64_t before = atomic_load(&ep->accepted);
-	/* On the heap: should the close not finish (tp_close_bounded), nng's
-	 * pipe callback may still write it. */
-	_Atomic uint32_t *pipe = calloc(1, sizeof(*pipe));
-	if (pipe == NULL)
-		return -1;
-	/* A wildcard address is dialed on loopback; the certificate's names
-	 * are not checked (it is our own). */
-	char url[TP_ADDR_MAX + 16];
-	const char *port = strrchr(ep->listen_addr, ':');
-	if (strncmp(ep->listen_addr, "0.0.0.0:", 8) == 0)
-		snprintf(url, sizeof(url), "tls+tcp://127.0.0.1%s", port);
-	else if (strncmp(ep->listen_addr, "[::]:", 5) == 0)
-		snprintf(url, sizeof(url), "tls+tcp://[::1]%s", port);
-	else
-		snprintf(url, sizeof(url), "%s", ep->url);
-	nng_socket s;
-	nng_dialer d = NNG_DIALER_INITIALIZER;
-	if (nng_req0_open_raw(&s) != 0) {
-		free(pipe);
-		return -1;
-	}
-	nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, probe_pipe_cb, (void *)pipe);
-	int result = -1;
-	if (nng_dialer_create(&d, s, url) == 0 && tp_tls_setup_dialer_self(ep->cfg.tls, d) == 0 &&
-	    nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0) {
-		uint64_t end = mono_ns() + PROBE_WAIT_MS * 1000000ull, up_at = 0;
-		while (atomic_load(&ep->accepted) == before && mono_ns() < end) {
-			if (up_at == 0 && atomic_load(pipe) != 0) {
-				up_at = mono_ns();
-				count(&probe_handshakes, 1);
-				end = up_at + PROBE_GRACE_MS * 1000000ull;
-			}
-			if (watch_sleep(ep, 10 * 1000000ull))
-				break;
-		}
-		result = atomic_load(&ep->accepted) != before ? 1 : atomic_load(pipe) != 0 ? 0 : -1;
-		if (up_at == 0 && atomic_load(pipe) != 0)
-			count(&probe_handshakes, 1);
-	}
-	tp_close_pipe_first(d, atomic_load(pipe));
-	if (!tp_close_bounded(s, "probe", pipe))
-		return -2;
-	free(pipe);
-	return result;
-}
-
-static void reopen_inbound(struct tp_endpoint *ep)
-{
-	pthread_mutex_lock(&ep->roles_mu);
-	ep->closing_inbound = false;
-	pthread_mutex_unlock(&ep->roles_mu);
-}
-
-static void restart_listener(struct tp_endpoint *ep)
-{
-	count(&ep->listener_restarts, 1);
-	close_inbound_pipes(ep);
-	/* Until nng has torn them down (REM_POST empties the role table),
-	 * at most 2 s: then nothing of the socket's is left to close. */
-	for (uint64_t end = mono_ns() + 2000000000ull; mono_ns() < end;) {
-		pthread_mutex_lock(&ep->roles_mu);
-		uint32_t left = ep->n_roles;
-		pthread_mutex_unlock(&ep->roles_mu);
-		if (left == 0 || watch_sleep(ep, 10 * 1000000ull))
-			break;
-	}
-	nng_listener_close(ep->listener);
-	reopen_inbound(ep);
-	int rv = listener_open(ep, &ep->listener);
-	if (rv == 0)
-		dl_log(DL_LOG_ERROR, NULL, NULL,
-		       "the TLS listener on %s stopped taking connections (nng 1.5.2: a connection "
-		       "that closed during its handshake ended the accept loop); restarted it "
-		       "(connections closed, peers redial)",
-		       ep->listen_addr);
-	else
-		dl_log(DL_LOG_ERROR, NULL, NULL,
-		       "the TLS listener on %s stopped taking connections (nng 1.5.2); restarting it "
-		       "failed: %s; trying again in %d ms",
-		       ep->listen_addr, nng_strerror(rv), WATCH_TICK_MS);
-	if (rv != 0)
-		ep->listener.id = 0;
 }
 
 static int peer_dial(struct tp_peer *p);
@@ -774,39 +1019,57 @@ static void *watch_main(void *arg)
 {
 	struct tp_endpoint *ep = arg;
 	pthread_setname_np(pthread_self(), "dl-tlswatch");
-	uint64_t seen = atomic_load(&ep->accepted), seen_hs = other_server_handshakes();
-	uint64_t idle_since = mono_ns();
-	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull)) {
-		uint64_t now = mono_ns(), acc = atomic_load(&ep->accepted);
-		bool suspicious = acc == seen && other_server_handshakes() != seen_hs;
-		if (acc != seen)
-			idle_since = now;
-		if (ep->listener.id == 0) {
-			restart_listener(ep); /* a restart that failed */
-		} else if (suspicious || now - idle_since >= WATCH_IDLE_MS * 1000000ull) {
-			/* Dead only when a second probe, right after, agrees. */
-			int r = probe_listener(ep);
-			if (r == 0)
-				r = probe_listener(ep);
-			if (r == 0)
-				restart_listener(ep);
-			if (r == -2) {
-				dl_log(DL_LOG_ERROR, NULL, NULL,
-				       "TLS watchdog: nng no longer finishes closing sockets (its "
-				       "reaper is stuck, nng 1.5.2); the watchdog stops: restart "
-				       "this node");
-				break;
-			}
-			idle_since = mono_ns();
-		}
-		seen = atomic_load(&ep->accepted);
-		seen_hs = other_server_handshakes();
+	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull))
 		redial_idle_peers(ep, mono_ns());
-	}
 	return NULL;
 }
 
 /* ---- endpoint ---------------------------------------------------------------- */
+
+static int listener_open(struct tp_endpoint *ep)
+{
+	int rv = nng_stream_listener_alloc(&ep->listener, ep->url);
+	if (rv != 0)
+		return rv;
+	if (ep->cfg.tls != NULL)
+		rv = tp_tls_setup_stream_listener(ep->cfg.tls, ep->listener);
+	if (rv == 0)
+		rv = nng_stream_listener_listen(ep->listener);
+	if (rv == 0)
+		rv = nng_aio_alloc(&ep->accept_aio, accept_cb, ep);
+	if (rv != 0) {
+		nng_stream_listener_free(ep->listener);
+		ep->listener = NULL;
+		return rv;
+	}
+	nng_stream_listener_accept(ep->listener, ep->accept_aio);
+	return 0;
+}
+
+static void endpoint_free(struct tp_endpoint *ep)
+{
+	pthread_mutex_destroy(&ep->deliver_mu);
+	pthread_mutex_destroy(&ep->peers_mu);
+	pthread_mutex_destroy(&ep->conns_mu);
+	pthread_mutex_destroy(&ep->dead_mu);
+	pthread_cond_destroy(&ep->dead_cv);
+	pthread_mutex_destroy(&ep->watch_mu);
+	pthread_cond_destroy(&ep->watch_cv);
+	free(ep->conns);
+	free(ep);
+}
+
+/* Stops the reaper once it freed every ended connection. */
+static void reaper_join(struct tp_endpoint *ep)
+{
+	if (!ep->reaper_started)
+		return;
+	pthread_mutex_lock(&ep->dead_mu);
+	ep->reaper_stop = true;
+	pthread_cond_signal(&ep->dead_cv);
+	pthread_mutex_unlock(&ep->dead_mu);
+	pthread_join(ep->reaper, NULL);
+}
 
 int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, struct dl_errctx *err)
 {
@@ -822,8 +1085,9 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	ep->cfg.listen_addr = ep->listen_addr;
 	pthread_mutex_init(&ep->deliver_mu, NULL);
 	pthread_mutex_init(&ep->peers_mu, NULL);
-	pthread_mutex_init(&ep->roles_mu, NULL);
-
+	pthread_mutex_init(&ep->conns_mu, NULL);
+	pthread_mutex_init(&ep->dead_mu, NULL);
+	pthread_cond_init(&ep->dead_cv, NULL);
 	pthread_mutex_init(&ep->watch_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -831,57 +1095,35 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	pthread_cond_init(&ep->watch_cv, &ca);
 	pthread_condattr_destroy(&ca);
 
-	char *url = ep->url;
-	int rc = tp_make_url(cfg->tls, cfg->listen_addr, url, sizeof(ep->url));
+	int rc = tp_make_url(cfg->tls, cfg->listen_addr, ep->url, sizeof(ep->url));
 	if (rc != 0) {
 		dl_errf(err, rc, "transport: bad listen address '%s'", cfg->listen_addr);
 		goto err_free;
 	}
-	if (cfg->tls != NULL && (ep->roles = calloc(ROLE_SLOTS, sizeof(*ep->roles))) == NULL) {
+	if ((ep->conns = calloc(CONN_SLOTS, sizeof(*ep->conns))) == NULL) {
 		rc = dl_errf(err, DL_ENOMEM, "transport: out of memory");
 		goto err_free;
 	}
-	int rv = nng_rep0_open_raw(&ep->sock);
-	if (rv != 0) {
-		rc = dl_errf(err, DL_EIO, "transport: socket: %s", nng_strerror(rv));
+	if (pthread_create(&ep->reaper, NULL, reaper_main, ep) != 0) {
+		rc = dl_errf(err, DL_ENOMEM, "transport: cannot start a thread");
 		goto err_free;
 	}
-	nng_socket_set_size(ep->sock, NNG_OPT_RECVMAXSZ, cfg->max_frame_bytes);
-	nng_socket_set_int(ep->sock, NNG_OPT_RECVBUF, 1024);
-	nng_socket_set_int(ep->sock, NNG_OPT_SENDBUF, 1024);
-	if (cfg->tls != NULL)
-		nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, inbound_pipe_cb, ep);
-	nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_POST, inbound_pipe_cb, ep);
-	nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, inbound_pipe_cb, ep);
-	rv = listener_open(ep, &ep->listener);
+	ep->reaper_started = true;
+	int rv = listener_open(ep);
 	if (rv != 0) {
 		rc = dl_errf(err, rv == NNG_EADDRINUSE ? DL_EEXIST : DL_EIO,
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
-		goto err_sock;
+		goto err_reaper;
 	}
-	rv = nng_aio_alloc(&ep->rx_aio, router_cb, ep);
-	if (rv != 0) {
-		rc = dl_errf(err, DL_ENOMEM, "transport: cannot start the router: %s",
-			     nng_strerror(rv));
-		goto err_sock;
-	}
-	ep->router_started = true;
-	nng_recv_aio(ep->sock, ep->rx_aio);
 	if (cfg->tls != NULL && pthread_create(&ep->watch, NULL, watch_main, ep) == 0)
 		ep->watch_started = true;
 	*out = ep;
 	return 0;
 
-err_sock:
-	nng_close(ep->sock);
+err_reaper:
+	reaper_join(ep);
 err_free:
-	pthread_mutex_destroy(&ep->deliver_mu);
-	pthread_mutex_destroy(&ep->peers_mu);
-	pthread_mutex_destroy(&ep->roles_mu);
-	pthread_mutex_destroy(&ep->watch_mu);
-	pthread_cond_destroy(&ep->watch_cv);
-	free(ep->roles);
-	free(ep);
+	endpoint_free(ep);
 	return rc;
 }
 
@@ -907,12 +1149,13 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		pthread_mutex_unlock(&ep->watch_mu);
 		pthread_join(ep->watch, NULL);
 	}
-	if (ep->router_started) {
-		nng_aio_stop(ep->rx_aio); /* cancels the receive, waits for router_cb */
-		nng_aio_free(ep->rx_aio);
-	}
-	close_inbound_pipes(ep);
-	bool closed = tp_close_bounded(ep->sock, "listening", ep);
+	/* No new connection (the pending accept fails), then none left. */
+	nng_stream_listener_close(ep->listener);
+	nng_aio_stop(ep->accept_aio); /* waits for accept_cb */
+	nng_aio_free(ep->accept_aio);
+	close_all_conns(ep);
+	reaper_join(ep);
+	nng_stream_listener_free(ep->listener);
 	pthread_mutex_lock(&ep->peers_mu);
 	struct tp_peer *p = ep->peers;
 	ep->peers = NULL;
@@ -922,15 +1165,7 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 		peer_destroy(p);
 		p = next;
 	}
-	pthread_mutex_destroy(&ep->deliver_mu);
-	pthread_mutex_destroy(&ep->peers_mu);
-	if (closed) { /* else nng may still call inbound_pipe_cb with it */
-		pthread_mutex_destroy(&ep->roles_mu);
-		pthread_mutex_destroy(&ep->watch_mu);
-		pthread_cond_destroy(&ep->watch_cv);
-		free(ep->roles);
-		free(ep);
-	}
+	endpoint_free(ep);
 }
 
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
@@ -950,7 +1185,7 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 	st->conns_node = LOAD(conns_node);
 	st->conns_client = LOAD(conns_client);
 	st->conns_refused = LOAD(conns_refused);
-	st->listener_restarts = LOAD(listener_restarts);
+	st->listener_restarts = 0; /* no longer needed (accept_cb) */
 	st->dialer_restarts = LOAD(dialer_restarts);
 #undef LOAD
 }

@@ -243,27 +243,22 @@ int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 	return dialer_config(t, d, host);
 }
 
-int tp_tls_setup_dialer_self(const struct tp_tls *t, nng_dialer d)
-{
-	return dialer_config(t, d, NULL);
-}
-
-int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l)
+int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l)
 {
 	nng_tls_config *c;
 	int rv = make_config(t, NNG_TLS_MODE_SERVER, NULL, &c);
 	if (rv != 0)
 		return rv;
-	rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, c);
-	nng_tls_config_free(c);
+	rv = nng_stream_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c); /* the listener holds it */
 	return rv;
 }
 
-enum tp_role tp_tls_pipe_role(nng_pipe p)
+enum tp_role tp_tls_stream_role(nng_stream *s)
 {
 	(void)tp_tls_take_role(); /* nothing stale */
 	bool verified = false;
-	if (nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) != 0 || !verified) {
+	if (nng_stream_get_bool(s, NNG_OPT_TLS_VERIFIED, &verified) != 0 || !verified) {
 		(void)tp_tls_take_role();
 		return TP_ROLE_NONE;
 	}

@@ -8,7 +8,7 @@
  * server name checked by the client side) and adds:
  *  - the peer's role, read from its verified certificate once the handshake
  *    is done, stored in the connection and handed to the thread that asks
- *    nng whether the pipe is verified (tp_tls_take_role);
+ *    nng whether the connection is verified (tp_tls_take_role);
  *  - on the client side, a server whose certificate is not a node
  *    certificate fails the handshake: every TLS server of ours is a node, so
  *    a client certificate (or anything else the CA signed) cannot pose as

@@ -8,11 +8,11 @@
  * connection authenticated, read from its verified certificate (subject
  * OU=dledger-node: a node; any other verified certificate: a client).
  *
- * nng gives no pipe -> connection mapping, so the role travels through a
- * thread-local: the engine's `verified` op, which nng calls synchronously on
- * the caller's thread for nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED), stores
- * the connection's role there as a side effect, and tp_tls_pipe_role() reads
- * it right after that call.
+ * nng gives no stream -> engine connection mapping, so the role travels
+ * through a thread-local: the engine's `verified` op, which nng calls
+ * synchronously on the caller's thread for nng_stream_get_bool(s,
+ * NNG_OPT_TLS_VERIFIED), stores the connection's role there as a side
+ * effect, and tp_tls_stream_role() reads it right after that call.
  */
 #ifndef DLEDGER_TLS_INTERNAL_H
 #define DLEDGER_TLS_INTERNAL_H
@@ -32,9 +32,13 @@ int tp_tls_engine_register(void);
  * verified). */
 enum tp_role tp_tls_take_role(void);
 
-/* tp_tls_setup_dialer() without the server name check (the certificate
- * must still be the CA's and a node's): for a node dialing itself. */
-int tp_tls_setup_dialer_self(const struct tp_tls *t, nng_dialer d);
+/* Mutual TLS on a stream listener not yet listening (every client must
+ * present a certificate). Returns 0 or an nng error. */
+int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l);
+/* The role of an inbound stream whose handshake is done (it delivered
+ * bytes): asks nng whether it is verified and takes the role our engine
+ * records. TP_ROLE_NONE when it is not. */
+enum tp_role tp_tls_stream_role(nng_stream *s);
 
 /* True when `pem` holds a certificate with subject OU=dledger-node. */
 bool tp_tls_pem_is_node(const char *pem);

@@ -4,23 +4,27 @@
  * and the wire codec (codec.h).
  *
  * Threads:
- *  - the router (nng's receive callback, on one of nng's threads; one
- *    frame at a time) takes every inbound frame, decodes only the message
- *    headers and hands each one to the delivery callback (runtime/ finds
- *    the actor and fills its mailbox); it never blocks on an actor;
+ *  - the router is each inbound connection's receive callback (on one of
+ *    nng's threads): it cuts the connection's bytes into frames, decodes
+ *    only the message headers and hands each one to the delivery callback
+ *    (runtime/ finds the actor and fills its mailbox), one delivery at a
+ *    time across connections; it never blocks on an actor;
  *  - one sender thread per remote node takes the frames that actors built
  *    for that node and sends them; a dead or slow peer only fills its own
  *    bounded queue, after which its messages are dropped and counted (Raft
  *    retransmits);
- *  - with TLS, a watchdog thread reopens the listener, and gives peers new
- *    dialers, when nng 1.5.2 ended their loops (endpoint.c);
- *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply().
+ *  - a reaper thread frees inbound connections that ended;
+ *  - with TLS, a watchdog thread gives peers new dialers when nng 1.5.2
+ *    ended their loops (endpoint.c);
+ *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply();
+ *    a reply is written by the calling thread when its connection is idle.
  *
- * nng protocol (docs/PROTOCOL.md, "Transport"): the node listens with a raw
- * REP socket; peers dial it with raw REQ sockets (one per remote node,
- * shared by all groups) and never expect replies; clients dial it with
- * REQ sockets and get replies routed back over the pipe they came on. With
- * TLS all of them use tls+tcp:// with mutual authentication (below, "TLS").
+ * Wire (docs/PROTOCOL.md, "Transport"): nng's SP over TCP. The node listens
+ * with nng streams and speaks as a raw REP socket would; peers dial it with
+ * raw REQ sockets (one per remote node, shared by all groups) and never
+ * expect replies; clients dial it with REQ sockets and get replies back
+ * over the connection they came on. With TLS all of them use tls+tcp://
+ * with mutual authentication (below, "TLS").
  */
 #ifndef DLEDGER_TRANSPORT_H
 #define DLEDGER_TRANSPORT_H
@@ -76,11 +80,6 @@ int tp_make_url(const struct tp_tls *t, const char *addr, char *url, size_t cap)
  * of `addr`, whose certificate must name it and be a node certificate.
  * Returns 0 or an nng error. */
 int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr);
-/* The same for a listener (every client must present a certificate). */
-int tp_tls_setup_listener(const struct tp_tls *t, nng_listener l);
-/* The role of an inbound connection: asks nng whether the pipe is verified
- * and takes the role our engine records. TP_ROLE_NONE when it is not. */
-enum tp_role tp_tls_pipe_role(nng_pipe p);
 
 /* Why a handshake failed (each also logged, rate-limited, with the reason). */
 enum tp_tls_fail {
@@ -110,7 +109,8 @@ void tp_tls_stats(struct tp_tls_stats *st);
 typedef int (*tp_deliver_fn)(void *arg, struct tp_frame *f, const struct tp_hdr *h);
 
 /* Connection events, for logging: `up` true when a connection to or from
- * `addr` came up. Called from nng's threads; must not block. */
+ * `addr` came up (inbound: once it spoke, so with TLS once its role is
+ * known). Called from nng's threads; must not block. */
 typedef void (*tp_conn_fn)(void *arg, const char *addr, bool outbound, bool up);
 
 struct tp_config {
@@ -130,8 +130,9 @@ struct tp_config {
 
 void tp_config_defaults(struct tp_config *cfg);
 
-/* With TLS, inbound connections open at once at most (more are closed). */
-#define TP_MAX_TLS_CONNS 8192
+/* Inbound connections open at once at most (more are closed, counted in
+ * conns_refused). */
+#define TP_MAX_CONNS 8192
 
 /* Binds the listener and starts the router. On failure nothing is left
  * running and err says why (address in use, bad address). */
@@ -147,15 +148,19 @@ void tp_endpoint_quiesce(struct tp_endpoint *ep);
 const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len);
 void tp_frame_hold(struct tp_frame *f);
 void tp_frame_release(struct tp_frame *f);
-/* The connection (nng pipe id) the frame arrived on: replies to frames with
- * the same pipe may share one reply frame. */
+/* The connection (an id, never 0, not reused while it is open) the frame
+ * arrived on: replies to frames with the same one may share a reply frame. */
 uint32_t tp_frame_pipe(const struct tp_frame *f);
 /* The role of the connection the frame arrived on (TP_ROLE_NODE for every
  * frame when TLS is off; with TLS what its certificate says). */
 enum tp_role tp_frame_role(const struct tp_frame *f);
 
-/* Sends the frame built in `fb` to the client that sent `f` (over the pipe
- * it came on). fb is reset. Returns 0 or DL_ECLOSED / DL_EIO. */
+/* Sends the frame built in `fb` to the client that sent `f` (over the
+ * connection it came on): at once from this thread when the connection is
+ * idle, else after the write in progress, together with what else queued
+ * meanwhile (at most peer_queue_bytes wait). fb is reset. Returns 0, or
+ * DL_ECLOSED (the connection is gone) / DL_EIO (its queue is full), each
+ * counted in dropped_sends. */
 int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb);
 
 /* The outbound connection to the node at `addr`, created on first use and
@@ -187,13 +192,13 @@ struct tp_stats {
 	uint64_t rejected;         /* refused by the delivery callback */
 	uint64_t dropped_sends;    /* peer queue full or send timed out */
 	uint64_t peers_connected;  /* outbound connections up now */
-	/* TLS: inbound connections now up by role, and those closed at once
-	 * because the role table was full (TP_MAX_TLS_CONNS) or the connection
-	 * was not verified. */
+	/* TLS: inbound connections now up by role; and those closed at once
+	 * because TP_MAX_CONNS were open or (TLS) it was not verified. */
 	uint64_t conns_node, conns_client;
 	uint64_t conns_refused;
-	/* TLS: the listener reopened, and peers given a new dialer, because
-	 * nng 1.5.2 had ended their loops (endpoint.c, the watchdog) */
+	/* TLS: peers given a new dialer because nng 1.5.2 had ended their
+	 * loops (endpoint.c, the watchdog); listener_restarts stays 0 (our
+	 * accept loop does not end; kept for the metric) */
 	uint64_t listener_restarts, dialer_restarts;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
