@@ -2,7 +2,9 @@
  * endpoint_test.c - the nng endpoint (transport/endpoint.c) between two
  * endpoints on 127.0.0.1: a peer connects and delivers, reconnects after
  * the other endpoint restarts, frames that are too large or malformed are
- * refused (and the malformed ones counted) while the endpoint goes on, and
+ * refused (and the malformed ones counted) while the endpoint goes on,
+ * connections that close mid-header or speak another protocol do not stop
+ * the listener, and
  * an endpoint closes while senders push frames at it, without a crash, a
  * leak or a hang. A plain program on test/lib/tt.h (Criterion cannot run
  * under ThreadSanitizer), registered in the 'unit' and 'tsan' suites.
@@ -13,9 +15,13 @@
  * Every wait has a deadline and every loop a bound: nothing sleeps for
  * luck.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +406,46 @@ static void oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on(v
 	sink_fini(&sb);
 }
 
+/* A TCP connection to 127.0.0.1:port that sends `len` bytes of `buf` and
+ * closes (a plain socket: no nng in the way). */
+static void tcp_send_close(uint16_t port, const void *buf, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	tt_assert(fd >= 0, "socket");
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && len > 0)
+		(void)send(fd, buf, len, MSG_NOSIGNAL);
+	close(fd);
+}
+
+/* The listener's accept loop is ours: connections that close before or
+ * during the SP header, or send another protocol's header, end only
+ * themselves (nng 1.5.2's own loop could end for good on such a close). */
+static void connections_that_close_mid_header_or_speak_another_protocol_do_not_stop_the_listener(void)
+{
+	struct sink sb;
+	sink_init(&sb);
+	uint16_t pb = tt_port();
+	struct tp_endpoint *b = open_ep(pb, &sb, 0);
+	const uint8_t pair_hdr[8] = {0, 'S', 'P', 0, 0, 0x10, 0, 0}; /* PAIR0 */
+	const uint8_t half_hdr[3] = {0, 'S', 'P'};
+	for (int i = 0; i < 200; i++) {
+		tcp_send_close(pb, NULL, 0);
+		tcp_send_close(pb, half_hdr, sizeof(half_hdr));
+		tcp_send_close(pb, pair_hdr, sizeof(pair_hdr));
+	}
+	nng_socket s = raw_dial(pb);
+	size_t vlen;
+	uint8_t *valid = valid_frame(1, &vlen);
+	tt_assert(raw_send_until(s, valid, vlen, &sb, 1), "no delivery after 600 bad connections");
+	tt_assert(sb.bad == 0, "a bad connection delivered");
+	free(valid);
+	nng_close(s);
+	tp_endpoint_close(b);
+	sink_fini(&sb);
+}
+
 /* Close under traffic: pushers feed a's peer towards b until told to stop;
  * b closes under them, then a with frames still queued for the dead b. */
 struct pusher {
@@ -473,6 +519,7 @@ int main(void)
 		TT_T(a_peer_connects_and_its_frames_are_delivered),
 		TT_T(a_peer_reconnects_after_the_other_endpoint_restarts),
 		TT_T(oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on),
+		TT_T(connections_that_close_mid_header_or_speak_another_protocol_do_not_stop_the_listener),
 		TT_T(an_endpoint_closes_while_senders_push_frames_at_it),
 	};
 	return tt_run("transport-endpoint", tests, TT_COUNT(tests));
