@@ -1076,11 +1076,11 @@ static void tls_plaintext_peer_cannot_join(void)
 	free(log_release());
 	tt_assert(logged, "no log line for the plaintext peer");
 	tt_assert(tls_failures(TP_TLS_FAIL_NOT_TLS) > not_tls);
-	/* Five appends a group through nodes 0 and 1. The plaintext peer's
-	 * failed dials can end nng 1.5.2's accept loop on a TLS node until its
-	 * watchdog reopens the listener (3-5 s, docs/OPERATIONS.md, "Securing a
-	 * cluster"), so an append that finds no connection is tried again, at
-	 * the leader of the moment, for up to 20 s. */
+	/* Five appends a group through nodes 0 and 1. An append that finds
+	 * no connection or no leader is tried again, at the leader of the
+	 * moment, for up to 20 s (the plaintext peer's failed dials once ended
+	 * nng 1.5.2's accept loop on a TLS node for seconds; the listener's
+	 * accept loop is ours now, which no connection's error ends). */
 	uint64_t last[GROUPS];
 	for (uint32_t g = 0; g < GROUPS; g++) {
 		char gn[16], id[16];
