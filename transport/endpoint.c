@@ -29,6 +29,7 @@
 #include "transport/transport.h"
 
 #include "common/dl_log.h"
+#include "common/dl_time.h"
 #include "transport/tls_internal.h"
 
 #include <nng/nng.h>
@@ -187,13 +188,6 @@ void tp_config_defaults(struct tp_config *cfg)
 	cfg->send_timeout_ms = 1000;
 	cfg->reconnect_min_ms = 50;
 	cfg->reconnect_max_ms = 1000;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the connection table ------------------------------------------------------ */
@@ -578,7 +572,7 @@ static void stream_addr(nng_stream *s, char *buf, size_t cap)
 static void refused_log(struct tp_endpoint *ep, const char *why)
 {
 	count(&ep->conns_refused, 1);
-	uint64_t now = mono_ns();
+	uint64_t now = dl_now_ns();
 	uint64_t last = atomic_load_explicit(&ep->refused_log_ns, memory_order_relaxed);
 	if ((last == 0 || now - last >= 1000000000ull) &&
 	    atomic_compare_exchange_strong(&ep->refused_log_ns, &last, now))
@@ -979,7 +973,7 @@ void tp_close_pipe_first(nng_dialer d, uint32_t pipe)
 /* Waits on watch_cv until `ns` from now or a stop; true when stopping. */
 static bool watch_sleep(struct tp_endpoint *ep, uint64_t ns)
 {
-	uint64_t at = mono_ns() + ns;
+	uint64_t at = dl_now_ns() + ns;
 	struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
 			      .tv_nsec = (long)(at % 1000000000ull)};
 	pthread_mutex_lock(&ep->watch_mu);
@@ -1020,7 +1014,7 @@ static void *watch_main(void *arg)
 	struct tp_endpoint *ep = arg;
 	pthread_setname_np(pthread_self(), "dl-tlswatch");
 	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull))
-		redial_idle_peers(ep, mono_ns());
+		redial_idle_peers(ep, dl_now_ns());
 	return NULL;
 }
 
