@@ -297,7 +297,7 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	        "Inbound TLS connections closed at once (not verified, or too many open).",
 	        ns.tls_conns_refused);
 	put_one(b, "dledger_tls_listener_restarts_total", "counter",
-	        "Times the TLS listener was reopened because nng had stopped taking connections.",
+	        "Always 0: the listener's accept loop is ours (kept so that no series disappears).",
 	        ns.tls_listener_restarts);
 	put_one(b, "dledger_tls_dialer_restarts_total", "counter",
 	        "New dialers given to peers without a connection for 2 s (TLS).",

@@ -174,8 +174,9 @@ struct rt_node_stats {
 	uint64_t mailbox_full;
 	/* TLS: inbound connections up now by role, and those closed at once */
 	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
-	/* TLS: listener reopened / peers redialed after nng 1.5.2 ended their
-	 * loops (transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
+	/* TLS: peers redialed after nng 1.5.2 ended a dialer's loop
+	 * (transport/endpoint.c); listener restarts are always 0 now (the
+	 * accept loop is ours) */
 	uint64_t tls_listener_restarts, tls_dialer_restarts;
 	uint64_t flush_passes, file_syncs;
 };

@@ -54,8 +54,8 @@ if [ $tls = 1 ]; then
 	tlsopts=(--tls-cert "$dir/certs/client.crt" --tls-key "$dir/certs/client.key"
 		--tls-ca "$dir/certs/ca.crt")
 fi
-# With TLS, nng 1.5.2 can stop taking a node's connections until the node's
-# watchdog reopens its listener, a few seconds (docs/OPERATIONS.md, "Securing
+# With TLS, nng 1.5.2 can end a client's redial loop to a member until the
+# client gives it a new dialer, seconds later (docs/OPERATIONS.md, "Securing
 # a cluster"); an append then waits for it, retried by the client.
 slow=()
 if [ $tls = 1 ]; then slow=(--timeout 20000); fi

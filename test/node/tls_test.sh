@@ -18,8 +18,8 @@ tmp=$(mktemp -d /tmp/dl-tls-test-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "tls_test: FAIL: $*" >&2; exit 1; }
 
-# Under ASan (./run test sets LSAN_OPTIONS), nng's leaks after a listener
-# reopening are left out of the nodes' leak check (lsan-tls.supp says why).
+# Under ASan (./run test sets LSAN_OPTIONS), nng's leaks after a dialer
+# was replaced are left out of the nodes' leak check (lsan-tls.supp says why).
 if [ -n "${LSAN_OPTIONS:-}" ]; then
 	cat "$src/test/lsan.supp" "$src/test/node/lsan-tls.supp" >"$tmp/lsan.supp"
 	export LSAN_OPTIONS="$LSAN_OPTIONS:suppressions=$tmp/lsan.supp" # the last one counts

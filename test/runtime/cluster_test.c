@@ -1132,11 +1132,12 @@ static bool node_answers(struct cluster *c, uint32_t k, int timeout_ms)
 	return ok;
 }
 
-/* nng 1.5.2 can end a TLS listener's accept loop when a connection closes
- * during its handshake (transport/endpoint.c, "nng 1.5.2's accept and dial
- * loops"). Hundreds of connections dropped at every stage of the handshake
- * later, every node still answers a new client within a bounded time (the
- * watchdog reopens a listener that stopped), and the groups commit. */
+/* nng 1.5.2's own listener could end its accept loop for good when a
+ * connection closed during its handshake; the listener's accept loop is
+ * ours now (transport/endpoint.c), which no connection's error ends.
+ * Hundreds of connections dropped at every stage of the handshake later,
+ * every node still answers a new client within a bounded time, and the
+ * groups commit. */
 static void tls_connections_dropped_mid_handshake_do_not_stop_the_listener(void)
 {
 	dl_log_set_level(DL_LOG_ERROR);
