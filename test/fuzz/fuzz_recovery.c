@@ -443,7 +443,9 @@ static bool read_all(struct sto *s)
 	return all;
 }
 
-/* The next entry appends, syncs and reads back. Returns the new last. */
+/* The next entry appends, syncs and reads back, unless the log already
+ * ends at STO_MAX_INDEX: then the append is refused with DL_ERANGE and
+ * nothing changes. Returns the new last. */
 static uint64_t append_one(struct sto *s)
 {
 	uint64_t last = sto_last_index(s);
@@ -454,6 +456,10 @@ static uint64_t append_one(struct sto *s)
 	struct sto_entry e = {.term = term, .data = body, .len = sizeof(body), .type = 0};
 	struct dl_errctx err = {{0}};
 	int rc = sto_append(s, last + 1, &e, 1, &err);
+	if (last >= STO_MAX_INDEX) {
+		FZ_CHECK(rc == DL_ERANGE && sto_last_index(s) == last);
+		return last;
+	}
 	if (rc != DL_OK)
 		fprintf(stderr, "append after recovery: %s: %s\n", dl_strerror(rc), err.msg);
 	FZ_CHECK(rc == DL_OK);

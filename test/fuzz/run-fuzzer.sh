@@ -7,7 +7,10 @@
 # OUT/crashes, libFuzzer's output to OUT/last.log. Prints one summary line;
 # on a failure, the end of the report, the reproducer and the command that
 # replays it, and exits 1. The meson test 'fuzz-NAME' (suite 'fuzz') calls
-# this; so do `./run test` and `./run fuzz` through it.
+# this; so do `./run test` and `./run fuzz` through it. $FUZZ_SEED, when
+# set, is libFuzzer's -seed: `./run test` sets one, so that a test run
+# explores the same inputs each time (from a fresh clone); `./run fuzz`
+# leaves it random.
 set -uo pipefail
 exe=$(readlink -f "$1") name=$2 seeds=$3 out=$4
 shift 4
@@ -28,7 +31,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 # wedged process.
 TMPDIR=$scratch timeout --kill-after=30 $((secs + 120)) "$exe" \
 	-max_total_time="$secs" -timeout=10 -print_final_stats=1 \
-	-artifact_prefix="$out/crashes/" "$@" "$out/corpus" "$seeds" >"$log" 2>&1
+	-artifact_prefix="$out/crashes/" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} "$@" "$out/corpus" "$seeds" \
+	>"$log" 2>&1
 rc=$?
 
 final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
