@@ -1311,6 +1311,7 @@ static int m_persist_state(struct sto *s, uint64_t term, uint32_t vote, bool vot
 static void m_write_checkpoint(struct sto *s, uint64_t commit)
 {
 	struct msto *m = M(s);
+	STO_ASSERT(m->ckpt_seq < UINT64_MAX); /* loaded below STO_CKPT_SEQ_MAX */
 	m->ckpt_seq++;
 	m->ckpt_dirty = true;
 	(void)sto_ckpt_write(m->ckpt_fd, m->ckpt_seq, commit);

@@ -161,6 +161,8 @@ int sto_ckpt_load(int fd, uint64_t *seq, uint64_t *commit)
 		    sto_get32(buf + 28) != sto_crc32c(buf, 28))
 			continue;
 		uint64_t s = sto_get64(buf + 8);
+		if (s >= STO_CKPT_SEQ_MAX) /* damaged though sealed: see the limit */
+			continue;
 		if (s >= *seq && s > 0) {
 			*seq = s;
 			*commit = sto_get64(buf + 16);

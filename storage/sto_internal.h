@@ -63,6 +63,10 @@ _Noreturn void sto_assert_fail(const char *file, int line, const char *expr);
 #define STO_STATE_VERSION     2u
 #define STO_CKPT_SLOT_BYTES   32u
 #define STO_CKPT_SLOT1_OFFSET 4096u /* slot 0 at 0; separate pages */
+/* A checkpoint's sequence number never gets near this (one write a
+ * millisecond would take 146 million years): a slot at or above it is damaged,
+ * and the next write (seq + 1) can never wrap. */
+#define STO_CKPT_SEQ_MAX      (1ull << 62)
 #define STO_SEG_NAME_DIGITS   20
 
 struct sto_hdr {
