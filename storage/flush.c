@@ -38,6 +38,7 @@
 #include "common/dl_hist.h"
 #include "common/dl_log.h"
 #include "common/dl_mem.h"
+#include "common/dl_time.h"
 #include "storage/sto_internal.h"
 
 struct fl_item {
@@ -663,13 +664,8 @@ static void wait_for_work(struct sto_flusher *fl)
 	if (deadline == 0) {
 		pthread_cond_wait(&fl->cv, &fl->mu);
 	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-		if (deadline > now) {
-			uint64_t at = deadline;
-			ts.tv_sec = (time_t)(at / 1000000000u);
-			ts.tv_nsec = (long)(at % 1000000000u);
+		if (deadline > dl_now_ns()) {
+			struct timespec ts = dl_timespec_at(deadline);
 			pthread_cond_timedwait(&fl->cv, &fl->mu, &ts);
 		}
 	}
@@ -821,11 +817,7 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 		free(fl);
 		return dl_errf(err, DL_ENOMEM, "flusher items");
 	}
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fl->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	dl_cond_init_monotonic(&fl->cv);
 	pthread_mutex_init(&fl->mu, NULL);
 	pthread_mutex_init(&fl->pool_mu, NULL);
 	pthread_cond_init(&fl->pool_cv, NULL);
