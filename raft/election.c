@@ -98,6 +98,8 @@ void raft_become_leader(struct raft *r, bool unanimous)
 		pr->active = true;
 		pr->want_lead = false;
 		pr->genesis = unanimous && pr->id != r->cfg.self;
+		pr->commit_told = 0;
+		pr->notice_out = false;
 		raft_inflight_reset(pr);
 	}
 	/* Raft §5.4.2: commit earlier terms through an entry of our own. */

@@ -120,6 +120,11 @@ struct rt_member_status {
 	uint64_t term;
 	uint64_t first_index, last_index, commit_index, durable_index;
 	uint32_t pending_appends;
+	/* Reads of an index past the commit index waiting for it now, and
+	 * those answered DL_ENOTCOMMITTED at their wait's end, or DL_EBUSY
+	 * because RT_MAX_WAITING_GETS waited already. */
+	uint32_t waiting_gets;
+	uint64_t get_wait_timeouts, get_wait_busy;
 	uint64_t mailbox_depth;
 	uint64_t mailbox_full; /* messages refused: the mailbox held RT_MAILBOX_MAX_MAILS */
 	uint64_t appended_entries; /* accepted as leader */
