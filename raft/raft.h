@@ -34,7 +34,9 @@
  * Rules kept here (Raft paper, etcd raft, DLedger):
  *  - term and vote are handed out for persistence, and no message is released
  *    while the current (term, vote) is not confirmed durable;
- *  - randomized election timeouts in [T, 2T) ticks; pre-vote; check-quorum;
+ *  - randomized election timeouts in [T, 2T) ticks (the preferred member:
+ *    [T/4, T/2) until it has known a leader since boot, so that a fresh
+ *    group elects it first: fast bring-up); pre-vote; check-quorum;
  *  - one vote per term, granted only to an up-to-date log (last term, then
  *    last index);
  *  - per-follower progress (probe / replicate) with an in-flight window
@@ -227,7 +229,7 @@ struct raft_config {
 	raft_id members[RAFT_MAX_MEMBERS]; /* includes self, each once, non-zero */
 	uint32_t n_members;
 
-	uint32_t election_ticks;  /* T: timeouts drawn from [T, 2T) */
+	uint32_t election_ticks;  /* T: timeouts drawn from [T, 2T) (see the top) */
 	uint32_t heartbeat_ticks; /* < election_ticks */
 	bool prevote;
 	bool check_quorum;

@@ -109,6 +109,9 @@ struct raft {
 	 * takeover failed in a row, and how long it stays out of the running.
 	 * Kept by the member itself, so it holds across changes of leader. */
 	bool takeover;
+	/* A leader (any, ourselves included) was known since boot; until then
+	 * the preferred member stands first (raft_reset_election_timer). */
+	bool leader_seen;
 	uint32_t takeover_failures;
 	uint32_t takeover_backoff_ticks;
 	bool fixed_boot_pending;

@@ -636,6 +636,108 @@ static void a_node_started_with_no_group_takes_twenty_at_run_time_and_keeps_them
 	tt_cluster_fini(&E);
 }
 
+/* ---- fast bring-up (issue 16) -------------------------------------------------------- */
+
+/* Whether every group gN (N < n) of cluster B has its preferred member nN%3
+ * leading, as that member's own node says, with its first entry of the
+ * term committed. */
+static bool preferred_all_lead(struct tt_cluster *b, struct dl_client *cl, int n_groups)
+{
+	int led = 0;
+	for (int k = 0; k < NODES; k++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", b->port[k]);
+		struct tp_group_meta *rows = NULL;
+		uint32_t n = 0;
+		struct dl_errctx err = {{0}};
+		if (dl_client_node_metadata(cl, addr, &rows, &n, &err) != 0)
+			return false;
+		for (uint32_t i = 0; i < n; i++) {
+			int g = atoi(rows[i].group + 1);
+			if (g % NODES == k && rows[i].role == RAFT_LEADER &&
+			    rows[i].commit_index >= 1 && rows[i].commit_index == rows[i].last_index)
+				led++;
+		}
+		free(rows);
+	}
+	return led == n_groups;
+}
+
+/* Starts three nodes with `n_groups` groups (preferred leaders spread over
+ * the nodes) and the given timers (0: the defaults, 2000 ms heartbeats and a
+ * 6 s election timeout); returns ms from the first start until every
+ * preferred member leads and committed its first entry (UINT64_MAX: not
+ * within limit_ms). */
+static uint64_t bringup_ms(int n_groups, unsigned hb_ms, unsigned et_ms, uint64_t limit_ms)
+{
+	struct tt_cluster b;
+	tt_cluster_init(&b, actors_bin, "dl-bringup");
+	char peers[256];
+	tt_cluster_peers(&b, "n", peers, sizeof(peers));
+	for (int k = 0; k < NODES; k++) {
+		char text[8192], *p = text, *end = text + sizeof(text);
+		p += snprintf(p, (size_t)(end - p), "storeBaseDir: %s/node%d\n", b.dir, k);
+		if (hb_ms != 0)
+			p += snprintf(p, (size_t)(end - p),
+				      "heartBeatTimeIntervalMs: %u\nelectionTimeoutMs: %u\n", hb_ms,
+				      et_ms);
+		p += snprintf(p, (size_t)(end - p), "DLedgerConfigs:\n");
+		for (int g = 0; g < n_groups && p < end - 400; g++)
+			p += snprintf(p, (size_t)(end - p),
+				      "  - group: g%d\n    id: n%d\n    peers: %s\n"
+				      "    preferredLeaderId: n%d\n",
+				      g, k, peers, g % NODES);
+		tt_cluster_write(b.conf[k], text);
+	}
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	struct dl_client_opts o = {.timeout_ms = 300, .connect_timeout_ms = 100};
+	tt_assert(dl_client_open(peers, NULL, &o, &cl, &err) == 0, "%s", err.msg);
+	uint64_t t0 = now_ms(), took = UINT64_MAX;
+	for (int k = 0; k < NODES; k++)
+		tt_cluster_start(&b, k);
+	while (now_ms() - t0 < limit_ms) {
+		if (preferred_all_lead(&b, cl, n_groups)) {
+			took = now_ms() - t0;
+			break;
+		}
+		sleep_ms(20);
+	}
+	dl_client_close(cl);
+	tt_cluster_fini(&b);
+	return took;
+}
+
+/* A fresh cluster has its preferred leaders in place within about one
+ * election timeout of the nodes starting (before: a first election after
+ * 6-12 s with the default timers, then a transfer: 8-12 s measured here,
+ * 11-16 s in the issue). The bound, one election timeout (6 s with the
+ * default timers; the preferred member stands after 1.5-3 s), holds on a
+ * loaded 2-core machine; docs/OPERATIONS.md ("Bring-up") has the figures.
+ * DL_BRINGUP_RUNS=N repeats it; DL_BRINGUP_HB_MS and DL_BRINGUP_ET_MS set
+ * the timers (the demo's: 200 and 1000), DL_BRINGUP_MEASURE=1 only
+ * prints. */
+static void preferred_leaders_lead_within_an_election_timeout_of_a_fresh_start(void)
+{
+	const char *e = getenv("DL_BRINGUP_RUNS");
+	int runs = e ? atoi(e) : 1;
+	e = getenv("DL_BRINGUP_HB_MS");
+	unsigned hb = e ? (unsigned)atoi(e) : 0;
+	e = getenv("DL_BRINGUP_ET_MS");
+	unsigned et = e ? (unsigned)atoi(e) : 0;
+	bool measure = getenv("DL_BRINGUP_MEASURE") != NULL;
+	uint64_t bound = hb == 0 ? 6000 : 4u * et + 1000;
+	for (int r = 0; r < runs && r < 100; r++) {
+		uint64_t ms = bringup_ms(3, hb, et, measure ? 30000 : bound);
+		printf("bring-up %d (3 nodes, 3 groups, heartbeat %u ms, election %u ms): %llu ms\n",
+		       r + 1, hb ? hb : 2000, hb ? et : 6000, (unsigned long long)ms);
+		fflush(stdout);
+		if (!measure)
+			tt_assert(ms <= bound, "preferred leaders not in place within %llu ms",
+				  (unsigned long long)bound);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -659,6 +761,7 @@ int main(int argc, char **argv)
 		TT_T(sighup_reloads_like_the_reload_command),
 		TT_T(a_stale_socket_after_kill9_is_cleaned_up),
 		TT_T(a_node_started_with_no_group_takes_twenty_at_run_time_and_keeps_them),
+		TT_T(preferred_leaders_lead_within_an_election_timeout_of_a_fresh_start),
 	};
 	return tt_run("control", tests, TT_COUNT(tests));
 }
