@@ -275,6 +275,7 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 	a->failed = false;
 	a->fail_reason[0] = '\0';
 	a->last_tick_ns = grid_start(a, now);
+	rt_gets_resolve(a); /* reads the recovered commit index covers */
 	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "resumed after %u tries", a->retries);
 }
 

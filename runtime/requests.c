@@ -414,7 +414,13 @@ void rt_gets_expire(struct rt_actor *a, uint64_t now_ns)
 			i++;
 			continue;
 		}
-		DL_ASSERT(w->g.index > a->commit); /* else rt_gets_resolve answered it */
+		if (w->g.index <= a->commit) {
+			/* The commit reached it without rt_gets_resolve (a
+			 * member rebooted after a storage error). */
+			get_answer(a, w->frame, w->request_id, &w->g);
+			wget_remove(a, i);
+			continue;
+		}
 		char msg[128];
 		snprintf(msg, sizeof(msg),
 			 "entry not committed (yet): commit index %llu after waiting %u ms",

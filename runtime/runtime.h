@@ -17,7 +17,9 @@
  * max_pending_appends client appends, of max_pending_bytes entry bytes in
  * all, waiting for commit (more get DL_EBUSY at once), and RT_MAILBOX_MAX_MAILS
  * messages waiting in its mailbox (more: a client's get DL_EBUSY, a peer's
- * are dropped; counted in mailbox_full).
+ * are dropped; counted in mailbox_full), and RT_MAX_WAITING_GETS (1,024)
+ * client reads waiting for the commit to reach their index, each at most
+ * TP_GET_WAIT_MAX_MS (more: DL_EBUSY, counted in get_wait_busy).
  */
 #ifndef DLEDGER_RUNTIME_H
 #define DLEDGER_RUNTIME_H
