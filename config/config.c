@@ -795,8 +795,8 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 	return DL_OK;
 }
 
-int cfg_check_listen(const struct cfg_node *n, const struct cfg_group *g,
-                     const struct cfg_loc *loc, struct dl_errctx *err)
+int cfg_check_listen(const struct cfg_node *n, const struct cfg_group *g, const struct cfg_loc *loc,
+                     struct dl_errctx *err)
 {
 	if (n->listen_address == NULL)
 		return DL_OK;
