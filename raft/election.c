@@ -22,11 +22,13 @@ static uint64_t rng_next(struct raft *r)
  * for its answers, which take a round trip and a disk write.
  * Only a timing choice: it campaigns by the same rules (pre-vote first, so
  * one that cannot win, or that a leader's lease protects against, raises
- * no term); once any leader is known, its timeouts are the usual ones. */
+ * no term; hence only with pre-vote and check-quorum on, as the runtime
+ * runs); once any leader is known, its timeouts are the usual ones. */
 static bool stands_first(const struct raft *r)
 {
 	return !r->leader_seen && r->role == RAFT_FOLLOWER && r->cfg.preferred_id == r->cfg.self &&
-	       r->cfg.fixed_leader == 0 && r->cfg.election_ticks >= 4;
+	       r->cfg.fixed_leader == 0 && r->cfg.prevote && r->cfg.check_quorum &&
+	       r->cfg.election_ticks >= 4;
 }
 
 void raft_reset_election_timer(struct raft *r)
