@@ -44,6 +44,11 @@ static int resolve_opts(const struct dl_client_opts *in, struct dl_client_opts *
 	if (o->max_hops > DL_CLIENT_MAX_HOPS)
 		return dl_errf(err, DL_EINVAL, "max_hops %u is over %u", o->max_hops,
 			       DL_CLIENT_MAX_HOPS);
+	if (o->get_wait_ms != DL_CLIENT_NO_WAIT &&
+	    (o->get_wait_ms > TP_GET_WAIT_MAX_MS || o->get_wait_ms >= o->timeout_ms))
+		return dl_errf(err, DL_EINVAL,
+			       "get_wait_ms %u must be at most %u and below timeout_ms %u",
+			       o->get_wait_ms, TP_GET_WAIT_MAX_MS, o->timeout_ms);
 	if (o->backoff_min_ms > o->backoff_max_ms)
 		return dl_errf(err, DL_EINVAL, "backoff_min_ms %u is over backoff_max_ms %u",
 			       o->backoff_min_ms, o->backoff_max_ms);
@@ -532,6 +537,16 @@ int dl_client_read(struct dl_client *c, uint64_t index, uint64_t to, const char 
 	/* Each round hands at least one entry on, or ends. */
 	while (!end && rc == 0) {
 		struct tp_get g = {.index = next, .to = to, .max_bytes = c->o.get_max_bytes};
+		/* Left out when unset: the member's default, and a GET that
+		 * nodes older than the field read too. */
+		if (c->o.get_wait_ms != 0) {
+			g.has_wait = true;
+			g.wait_ms = c->o.get_wait_ms == DL_CLIENT_NO_WAIT ? 0 : c->o.get_wait_ms;
+		} else if (c->o.timeout_ms <= TP_GET_WAIT_DEFAULT_MS) {
+			/* The default wait would outlast the request. */
+			g.has_wait = true;
+			g.wait_ms = c->o.timeout_ms / 2;
+		}
 		struct submit_args sa = {.kind = OP_GET, .member = member, .get = &g};
 		struct waiter w;
 		rc = call(c, &sa, &w, err);

@@ -77,6 +77,7 @@
 #define DL_CLIENT_MAX_INFLIGHT 8192
 #define DL_CLIENT_MAX_CONNS    32
 #define DL_CLIENT_MAX_HOPS     64
+#define DL_CLIENT_NO_WAIT      UINT32_MAX /* dl_client_opts.get_wait_ms */
 
 struct dl_client;
 
@@ -89,6 +90,12 @@ struct dl_client_opts {
 	uint32_t backoff_min_ms;     /* first pause when no leader is known [10] */
 	uint32_t backoff_max_ms;     /* longest pause [200] */
 	uint32_t get_max_bytes;      /* cap on one read reply [0: the node's own, 4 MiB] */
+	/* A read of an index past the member's commit index waits up to this
+	 * long at the member for the commit to reach it, then fails with
+	 * DL_ENOTCOMMITTED [0: the member's default, TP_GET_WAIT_DEFAULT_MS,
+	 * 1000 ms]; DL_CLIENT_NO_WAIT: fail at once; at most
+	 * TP_GET_WAIT_MAX_MS and below timeout_ms (else DL_EINVAL). */
+	uint32_t get_wait_ms;
 	size_t max_frame_bytes;      /* largest request or reply [TP_DEFAULT_MAX_FRAME_BYTES] */
 	bool retry_busy;             /* DL_EBUSY: back off and retry until the timeout
 					instead of failing at once [false] */
@@ -185,8 +192,12 @@ typedef int (*dl_client_entry_fn)(void *arg, uint64_t index, uint64_t term, cons
  * only when given (e.g. to read from a follower); with member NULL or "",
  * from the leader last learned of (else the first member), trying the others
  * when one cannot be reached. A reply cut short by size is continued from
- * where it stopped. Errors: DL_ENOTCOMMITTED (an index in the range is past
- * that member's commit index; the entries before it were handed to `fn`),
+ * where it stopped. An index past the member's commit index waits there up
+ * to get_wait_ms (dl_client_opts) for the commit to reach it, so a read
+ * from a follower right after an acknowledged append returns the entry.
+ * Errors: DL_ENOTCOMMITTED (an index in the range is still past that
+ * member's commit index after the wait; the entries before it were handed
+ * to `fn`), DL_EBUSY (too many reads wait at that member already),
  * DL_ECOMPACTED (index below the first one kept), DL_ENOTFOUND (no such group
  * or member), DL_ETIMEDOUT, DL_EINVAL. */
 int dl_client_get(struct dl_client *c, uint64_t index, uint64_t to, const char *member,

@@ -44,6 +44,7 @@ struct common {
 	const char *member;
 	uint32_t timeout_ms;
 	uint32_t max_hops;
+	uint32_t get_wait_ms; /* dl_client_opts.get_wait_ms (0: the member's default) */
 	const char *tls_cert, *tls_key, *tls_ca; /* all three or none */
 	bool json;
 	bool help;
@@ -61,6 +62,7 @@ enum opt_id {
 	OPT_INDEX,
 	OPT_TO,
 	OPT_LINES,
+	OPT_WAIT,
 	OPT_BATCH,
 	OPT_INFLIGHT,
 	OPT_TLS_CERT,

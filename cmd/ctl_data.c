@@ -429,6 +429,9 @@ static const char get_usage[] =
 	"  --member ID      read from this member only (e.g. a follower); default the\n"
 	"                   leader, or any member that answers\n"
 	"  --lines          a newline after each body\n"
+	"  --wait MS        an entry past the member's commit index is waited for up\n"
+	"                   to MS ms (0: not at all; at most 60000 and below\n"
+	"                   --timeout); default the member's, 1000 ms\n"
 	"  --timeout MS     per request (default 5000)\n"
 	TLS_USAGE
 	"  --help           this text\n"
@@ -439,6 +442,8 @@ static const char get_usage[] =
 struct get_args {
 	uint64_t index, to;
 	bool has_index, has_to, lines;
+	bool has_wait;
+	uint32_t wait_ms;
 };
 
 static int get_opt(void *ctx, int id, const char *arg)
@@ -456,6 +461,12 @@ static int get_opt(void *ctx, int id, const char *arg)
 		g->has_to = true;
 		return 0;
 	case OPT_LINES: g->lines = true; return 0;
+	case OPT_WAIT:
+		if (!parse_u32(arg, 0, TP_GET_WAIT_MAX_MS, &g->wait_ms))
+			return usage_error("--wait: expected milliseconds 0..%u, got '%s'",
+					   TP_GET_WAIT_MAX_MS, arg);
+		g->has_wait = true;
+		return 0;
 	default: return usage_error("unexpected option");
 	}
 }
@@ -481,6 +492,7 @@ int cmd_get(int argc, char **argv)
 		{"index", required_argument, NULL, OPT_INDEX},
 		{"to", required_argument, NULL, OPT_TO},
 		{"lines", no_argument, NULL, OPT_LINES},
+		{"wait", required_argument, NULL, OPT_WAIT},
 		{NULL, 0, NULL, 0},
 	};
 	struct common co = {0};
@@ -502,6 +514,12 @@ int cmd_get(int argc, char **argv)
 		g.to = g.index;
 	if (g.to < g.index)
 		return usage_error("--to %" PRIu64 " is below --index %" PRIu64, g.to, g.index);
+	if (g.has_wait) {
+		uint32_t timeout = co.timeout_ms ? co.timeout_ms : 5000;
+		if (g.wait_ms >= timeout)
+			return usage_error("--wait %u must be below --timeout %u", g.wait_ms, timeout);
+		co.get_wait_ms = g.wait_ms == 0 ? DL_CLIENT_NO_WAIT : g.wait_ms;
+	}
 	struct dl_client *c;
 	rc = open_client(&co, co.group, 16, &c);
 	if (rc != 0)

@@ -41,6 +41,7 @@ static const struct flag flags[] = {
         {"--flush-mode", 0, FL_KEY, "flushMode"},
         {"--control-socket", 0, FL_KEY, "controlSocket"},
         {"--metrics-address", 0, FL_KEY, "metricsAddress"},
+        {"--listen-address", 0, FL_KEY, "listenAddress"},
         {"--log-level", 0, FL_KEY, "logLevel"},
         {"--tls-cert-file", 0, FL_KEY, "tlsCertFile"},
         {"--tls-cert", 0, FL_KEY, "tlsCertFile"},
@@ -71,6 +72,9 @@ static const char usage[] =
         "      --flush-mode MODE        sync (default) or async\n"
         "      --control-socket PATH    default <store-base-dir>/control.sock\n"
         "      --metrics-address H:P    serve metrics there (default off)\n"
+        "      --listen-address H:P     where this node listens (default: its address\n"
+        "                               in --peers); alone, without --id and --peers:\n"
+        "                               a node with no group, to take them later\n"
         "      --log-level LEVEL        error, warn, info (default), debug\n"
         "      --tls-cert-file FILE     this node's certificate: with the next two,\n"
         "                               mutual TLS for every connection (alias --tls-cert)\n"
@@ -219,12 +223,19 @@ static int build(const struct arg *args, size_t n, struct cfg *out, struct dl_er
 		if ((rc = apply(&args[i], base, err)) != DL_OK)
 			return rc;
 	}
-	if (seen.key[CFG_KI_ID] == 0 || seen.key[CFG_KI_PEERS] == 0)
+	size_t lki = 0;
+	bool no_group = cfg_key_find("listenAddress", &lki) != NULL && seen.key[lki] != 0 &&
+	                seen.key[CFG_KI_ID] == 0 && seen.key[CFG_KI_PEERS] == 0 &&
+	                seen.key[CFG_KI_GROUP] == 0;
+	if (!no_group && (seen.key[CFG_KI_ID] == 0 || seen.key[CFG_KI_PEERS] == 0))
 		return cfg_key_err(err, &loc,
 		                   &cfg_keys[seen.key[CFG_KI_ID] ? CFG_KI_PEERS : CFG_KI_ID],
-		                   "missing; give --id and --peers, or --config FILE");
+		                   "missing; give --id and --peers, or --config FILE (or "
+		                   "--listen-address alone for a node with no group yet)");
 	if ((rc = cfg_node_defaults_finish(&out->node, err)) != DL_OK)
 		return rc;
+	if (no_group) /* groups come later, through the control socket */
+		return cfg_node_finish(out, NULL, true, err);
 	out->groups = calloc(1, sizeof(*out->groups));
 	if (out->groups == NULL)
 		return dl_errf(err, DL_ENOMEM, "out of memory");
@@ -277,7 +288,8 @@ int cfg_from_args(int argc, char *const *argv, struct cfg *out, struct dl_errctx
 	rc = build(args, n, out, err);
 	if (rc != DL_OK)
 		goto err_free;
-	DL_ASSERT(out->n_groups == 1);
+	/* One group, or none with --listen-address alone. */
+	DL_ASSERT(out->n_groups <= 1 && out->node.self_host != NULL);
 	return DL_OK;
 
 err_free:

@@ -48,6 +48,8 @@ const struct cfg_key cfg_keys[] = {
         /* the rest, in documentation order */
         {"metricsAddress", NULL, "--metrics-address", CFG_SC_NODE, CFG_K_OPT_ADDR,
          N_OFF(metrics_address), 0, 0, NULL},
+        {"listenAddress", NULL, "--listen-address", CFG_SC_NODE, CFG_K_OPT_ADDR,
+         N_OFF(listen_address), 0, 0, NULL},
         {"leaderBalance", NULL, NULL, CFG_SC_NODE, CFG_K_BOOL, N_OFF(leader_balance), 0, 0, NULL},
         {"maxFrameBytes", NULL, NULL, CFG_SC_NODE, CFG_K_BYTES32, N_OFF(max_frame_bytes), 64 * 1024,
          GIB, "bytes"},
@@ -756,15 +758,66 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 	free(n->self_host);
 	n->self_host = NULL;
 	n->self_port = 0;
+	size_t lki = 0;
+	const struct cfg_key *lk = cfg_key_find("listenAddress", &lki);
+	DL_ASSERT(lk != NULL);
+	struct cfg_loc lloc = {flags ? NULL : c->source, nl ? nl->key[lki] : 0, flags};
+	if (c->n_groups == 0 && n->listen_address == NULL) {
+		if (lloc.line == 0 && !flags)
+			lloc.line = 1;
+		return cfg_key_err(err, &lloc, lk,
+		                   "missing; a node with no group needs the address it listens "
+		                   "on (host:port), to take groups later (dledger-ctl add-group)");
+	}
 	if (c->n_groups > 0) {
 		const struct cfg_group *g = &c->groups[0];
 		const struct cfg_peer *self = &g->peers.members[g->self_index];
+		int rc = cfg_check_listen(n, g, &lloc, err);
+		if (rc != DL_OK)
+			return rc;
 		n->self_host = strdup(self->host);
 		if (n->self_host == NULL)
 			return dl_errf(err, DL_ENOMEM, "out of memory");
 		n->self_port = self->port;
+	} else {
+		char host[CFG_HOST_MAX + 1];
+		uint16_t port;
+		char why[200];
+		if (cfg_parse_addr(n->listen_address, strlen(n->listen_address), host, sizeof(host),
+		                   &port, why, sizeof(why)) != 0)
+			return cfg_key_err(err, &lloc, lk, "%s", why); /* checked when set */
+		n->self_host = strdup(host);
+		if (n->self_host == NULL)
+			return dl_errf(err, DL_ENOMEM, "out of memory");
+		n->self_port = port;
 	}
+	DL_ASSERT(n->self_host != NULL);
 	return DL_OK;
+}
+
+int cfg_check_listen(const struct cfg_node *n, const struct cfg_group *g, const struct cfg_loc *loc,
+                     struct dl_errctx *err)
+{
+	if (n->listen_address == NULL)
+		return DL_OK;
+	char host[CFG_HOST_MAX + 1];
+	uint16_t port;
+	char why[200];
+	size_t ki = 0;
+	const struct cfg_key *lk = cfg_key_find("listenAddress", &ki);
+	DL_ASSERT(lk != NULL);
+	if (cfg_parse_addr(n->listen_address, strlen(n->listen_address), host, sizeof(host), &port,
+	                   why, sizeof(why)) != 0)
+		return cfg_key_err(err, loc, lk, "%s", why);
+	const struct cfg_peer *me = &g->peers.members[g->self_index];
+	if (cfg_addr_equal(host, port, me->host, me->port))
+		return DL_OK;
+	char a[CFG_ADDR_STR_MAX];
+	cfg_format_addr(me->host, me->port, a, sizeof(a));
+	return cfg_key_err(err, loc, lk,
+	                   "this node listens on %s, but group '%s' gives it (id '%s') the "
+	                   "address %s in its peers; they must be the same",
+	                   n->listen_address, g->group, g->self_id, a);
 }
 
 int cfg_check_dup(const struct cfg_group *o, const struct cfg_group *g, const struct cfg_loc *loc,
@@ -856,8 +909,9 @@ int cfg_check_new_group(const struct cfg *c, const struct cfg_group *g, struct d
 	for (size_t i = 0; i < c->n_groups; i++) /* O(n): one add-group at a time */
 		if (strcmp(c->groups[i].group, g->group) == 0)
 			return cfg_check_dup(&c->groups[i], g, &loc, i, err);
-	if (c->n_groups == 0)
-		return DL_OK;
+	int rc = cfg_check_listen(&c->node, g, &loc, err);
+	if (rc != DL_OK || c->n_groups == 0)
+		return rc;
 	return cfg_check_addr(&c->groups[0], g, &loc, err);
 }
 
@@ -916,6 +970,7 @@ void cfg_free(struct cfg *c)
 	free(c->node.store_base_dir);
 	free(c->node.control_socket);
 	free(c->node.metrics_address);
+	free(c->node.listen_address);
 	free(c->node.tls_cert_file);
 	free(c->node.tls_key_file);
 	free(c->node.tls_ca_file);

@@ -109,6 +109,10 @@ struct cfg_node {
 	char *store_base_dir;           /* storeBaseDir; default /tmp/dledgerstore */
 	char *control_socket;           /* controlSocket; default <storeBaseDir>/control.sock */
 	char *metrics_address;          /* metricsAddress "host:port"; NULL: off */
+	/* listenAddress "host:port": where this node listens; NULL: this
+	 * node's address in its groups' peers. Required when the node starts
+	 * with no group; when it has groups, they must agree with it. */
+	char *listen_address;
 	bool leader_balance;            /* leaderBalance */
 	uint32_t max_frame_bytes;       /* maxFrameBytes */
 	enum cfg_log_level log_level;   /* logLevel */
@@ -117,8 +121,8 @@ struct cfg_node {
 	char *tls_key_file;             /* tlsKeyFile: its private key (PEM, unencrypted) */
 	char *tls_ca_file;              /* tlsCaFile: the cluster's CA (PEM, optional CRLs) */
 	struct cfg_group_opts defaults; /* the top-level per-group keys */
-	/* This node's address, the same in every group (checked): where the
-	 * node endpoint listens. NULL/0 when there is no group. */
+	/* This node's address, the same in every group and listenAddress
+	 * (checked): where the node endpoint listens. */
 	char *self_host;
 	uint16_t self_port;
 };
@@ -150,7 +154,8 @@ int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *o
  * --store-base-dir/-s (alias --store-dir), --preferred-leader-id,
  * --store-type, --flush-mode, --control-socket, --metrics-address,
  * --log-level, --tls-cert-file, --tls-key-file, --tls-ca-file (aliases
- * --tls-cert, --tls-key, --tls-ca), or --config/-c FILE (alias
+ * --tls-cert, --tls-key, --tls-ca), --listen-address (alone, without
+ * --id and --peers: a node with no group yet), or --config/-c FILE (alias
  * --config-file) alone, which loads
  * the file. Values as "--flag VALUE" or "--flag=VALUE". argv[0] is skipped.
  * Returns DL_OK, DL_ECONFIG, CFG_HELP (--help/-h), CFG_VERSION (--version),
@@ -169,7 +174,8 @@ int cfg_group_from_kv(const struct cfg_node *node, const struct cfg_kv *kv, size
                       struct cfg_group *out, struct dl_errctx *err);
 
 /* Whether `g` may join the groups of `c`: not the same group twice, and the
- * same self address as the others. DL_OK or DL_ECONFIG. */
+ * same self address as the others and as listenAddress. DL_OK or
+ * DL_ECONFIG. */
 int cfg_check_new_group(const struct cfg *c, const struct cfg_group *g, struct dl_errctx *err);
 
 /* Append `g` to `c` after cfg_check_new_group(). Takes ownership of `*g`'s

@@ -136,6 +136,9 @@ int cfg_check_dup(const struct cfg_group *o, const struct cfg_group *g, const st
 
 /* Whether `g` gives this node the same address as `first` does; the error
  * is named at `loc` (the new group's 'peers' key). */
+/* g's address for this node against listenAddress (DL_OK when unset). */
+int cfg_check_listen(const struct cfg_node *n, const struct cfg_group *g, const struct cfg_loc *loc,
+                     struct dl_errctx *err);
 int cfg_check_addr(const struct cfg_group *first, const struct cfg_group *g,
                    const struct cfg_loc *loc, struct dl_errctx *err);
 

@@ -258,8 +258,7 @@ static int load_groups(struct loader *ld, const yaml_node_t *list, uint32_t key_
 	yaml_node_item_t *i0 = list->data.sequence.items.start;
 	size_t n = (size_t)(list->data.sequence.items.top - i0);
 	if (n == 0)
-		return cfg_loc_err(ld->err, &loc,
-		                   "key '" GROUPS_KEY "': empty; a node needs at least one group");
+		return DL_OK; /* groups come later (add-group); listenAddress says where */
 	if (n > CFG_MAX_GROUPS)
 		return cfg_loc_err(ld->err, &loc, "key '" GROUPS_KEY "': more than %d groups",
 		                   CFG_MAX_GROUPS);
@@ -509,7 +508,7 @@ int cfg_load_buffer(const char *name, const char *buf, size_t len, struct cfg *o
 	rc = parse_doc(out->source, buf, len, out, err);
 	if (rc != DL_OK)
 		goto err_free;
-	DL_ASSERT(out->n_groups >= 1 && out->node.self_host != NULL);
+	DL_ASSERT(out->node.self_host != NULL);
 	return DL_OK;
 
 err_free:

@@ -125,6 +125,8 @@ static int node_diff(const struct cfg_node *a, const struct cfg_node *b, struct 
 		rc = strs_add(out, "controlSocket");
 	if (rc == DL_OK && str_differs(a->metrics_address, b->metrics_address))
 		rc = strs_add(out, "metricsAddress");
+	if (rc == DL_OK && str_differs(a->listen_address, b->listen_address))
+		rc = strs_add(out, "listenAddress");
 	if (rc == DL_OK && a->leader_balance != b->leader_balance)
 		rc = strs_add(out, "leaderBalance");
 	if (rc == DL_OK && a->max_frame_bytes != b->max_frame_bytes)

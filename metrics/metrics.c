@@ -121,6 +121,9 @@ enum mfield {
 	MF_REPAIRED_IN_PLACE,
 	MF_REFUSED_MSGS,
 	MF_COMMIT_CONFLICTS,
+	MF_WAITING_GETS,
+	MF_GET_WAIT_TIMEOUTS,
+	MF_GET_WAIT_BUSY,
 };
 
 static const struct {
@@ -166,6 +169,12 @@ static const struct {
          "a term, an append disagreeing with committed entries), refused."},
         {MF_COMMIT_CONFLICTS, "dledger_member_commit_conflicts_total", "counter",
          "Leader appends refused because they disagreed with entries held here as committed."},
+        {MF_WAITING_GETS, "dledger_member_waiting_gets", "gauge",
+         "Client reads of an index past the commit index waiting for the commit to reach it."},
+        {MF_GET_WAIT_TIMEOUTS, "dledger_member_get_wait_timeouts_total", "counter",
+         "Waiting reads answered 'not committed' because their wait ended first."},
+        {MF_GET_WAIT_BUSY, "dledger_member_get_wait_busy_total", "counter",
+         "Reads answered busy because the most reads a member lets wait were waiting."},
 };
 
 static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
@@ -191,6 +200,9 @@ static uint64_t member_value(const struct rt_member_status *s, enum mfield f)
 	case MF_REPAIRED_IN_PLACE: return s->repaired_in_place;
 	case MF_REFUSED_MSGS: return s->refused_msgs;
 	case MF_COMMIT_CONFLICTS: return s->commit_conflicts;
+	case MF_WAITING_GETS: return s->waiting_gets;
+	case MF_GET_WAIT_TIMEOUTS: return s->get_wait_timeouts;
+	case MF_GET_WAIT_BUSY: return s->get_wait_busy;
 	}
 	return 0;
 }

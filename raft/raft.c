@@ -132,6 +132,7 @@ static void check_invariants(const struct raft *r)
 		/* etcd's Progress: match < next <= last + 1. */
 		RAFT_ASSERT(pr->match < pr->next && pr->next <= r->last_index + 1);
 		RAFT_ASSERT(pr->infl_count <= r->cfg.max_inflight_msgs);
+		RAFT_ASSERT(pr->commit_told <= r->commit);
 	}
 }
 
@@ -314,6 +315,9 @@ static void step_event(struct raft *r, const struct raft_event *ev, struct raft_
 	case RAFT_EV_TRANSFER:
 		if (r->role == RAFT_LEADER)
 			raft_start_transfer(r, ev->target);
+		break;
+	case RAFT_EV_NOTIFY:
+		raft_send_commit_notices(r);
 		break;
 	default:
 		r->ignored_msgs++;

@@ -17,6 +17,16 @@
  *      local log; the caller reads the bodies from its store when encoding);
  *   5. apply the entries in (old commit, update.commit_index].
  *
+ * Commit notices: a leader tells each follower of a new commit index in the
+ * next append it sends it. When no append goes out (the follower holds the
+ * leader's whole log), the caller steps RAFT_EV_NOTIFY once it has handled
+ * the events it had queued (at the end of each loop pass): the leader then
+ * sends a heartbeat carrying the commit index to each follower that was not
+ * told the commit index it can take, at most one such notice outstanding
+ * per follower (until it answers, or the next regular heartbeat). So a
+ * follower learns a commit in about one round trip, not one heartbeat
+ * interval.
+ *
  * The log itself lives in the caller's store; the core reads terms and body
  * sizes back through `struct raft_log_ops`, which must reflect every update
  * already carried out (step 2 and 3 of the previous updates).
@@ -24,7 +34,9 @@
  * Rules kept here (Raft paper, etcd raft, DLedger):
  *  - term and vote are handed out for persistence, and no message is released
  *    while the current (term, vote) is not confirmed durable;
- *  - randomized election timeouts in [T, 2T) ticks; pre-vote; check-quorum;
+ *  - randomized election timeouts in [T, 2T) ticks (the preferred member:
+ *    [T/4, T/2) until it has known a leader since boot, so that a fresh
+ *    group elects it first: fast bring-up); pre-vote; check-quorum;
  *  - one vote per term, granted only to an up-to-date log (last term, then
  *    last index);
  *  - per-follower progress (probe / replicate) with an in-flight window
@@ -217,7 +229,7 @@ struct raft_config {
 	raft_id members[RAFT_MAX_MEMBERS]; /* includes self, each once, non-zero */
 	uint32_t n_members;
 
-	uint32_t election_ticks;  /* T: timeouts drawn from [T, 2T) */
+	uint32_t election_ticks;  /* T: timeouts drawn from [T, 2T) (see the top) */
 	uint32_t heartbeat_ticks; /* < election_ticks */
 	bool prevote;
 	bool check_quorum;
@@ -261,6 +273,7 @@ enum raft_event_type {
 	RAFT_EV_PERSISTED,       /* entries durable up to (index, term) */
 	RAFT_EV_STATE_PERSISTED, /* (term, vote) durable */
 	RAFT_EV_TRANSFER,        /* transfer leadership to `target` */
+	RAFT_EV_NOTIFY,          /* the caller's queue is drained: commit notices */
 };
 
 struct raft_event {

@@ -47,6 +47,10 @@ struct progress {
 	uint64_t first_seen_last; /* our last index when we first heard it */
 	uint32_t stall_ticks; /* replicate: ticks without progress while busy */
 	uint64_t hole;        /* replicate: resent from here after a gap; 0: none */
+	/* Commit notices (raft.h): the highest commit index it was told it
+	 * may take, and whether a notice waits for its answer. */
+	uint64_t commit_told;
+	bool notice_out;
 	/* Ring of in-flight appends (replicate state). */
 	struct inflight *infl;
 	uint32_t infl_head;
@@ -105,6 +109,9 @@ struct raft {
 	 * takeover failed in a row, and how long it stays out of the running.
 	 * Kept by the member itself, so it holds across changes of leader. */
 	bool takeover;
+	/* A leader (any, ourselves included) was known since boot; until then
+	 * the preferred member stands first (raft_reset_election_timer). */
+	bool leader_seen;
 	uint32_t takeover_failures;
 	uint32_t takeover_backoff_ticks;
 	bool fixed_boot_pending;
@@ -189,6 +196,7 @@ void raft_tick(struct raft *r);
 void raft_append_noop(struct raft *r);
 void raft_send_append_all(struct raft *r, struct progress *pr);
 void raft_bcast_heartbeat(struct raft *r);
+void raft_send_commit_notices(struct raft *r);
 void raft_handle_append_resp(struct raft *r, const struct raft_message *m);
 void raft_handle_heartbeat_resp(struct raft *r, const struct raft_message *m);
 void raft_handle_append(struct raft *r, const struct raft_message *m);

@@ -57,6 +57,10 @@ static void send_append(struct raft *r, struct progress *pr, bool allow_empty)
 	m->append.commit = r->commit;
 	m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
 	m->append.n_entries = n;
+	/* The follower takes the commit up to the append's end at least. */
+	uint64_t told = r->commit < prev + n ? r->commit : prev + n;
+	if (told > pr->commit_told)
+		pr->commit_told = told;
 	m->append.entries = NULL;
 	RAFT_ASSERT(prev + n <= r->last_index && n <= r->cfg.max_append_entries);
 	if (pr->state == PR_PROBE) {
@@ -95,18 +99,53 @@ static void bcast_append(struct raft *r)
 	}
 }
 
+/* A heartbeat to one member; it carries the commit index the member may
+ * take. Returns false when the outbox is full. */
+static bool send_heartbeat(struct raft *r, struct progress *pr)
+{
+	RAFT_ASSERT(r->role == RAFT_LEADER && pr->id != r->cfg.self);
+	struct raft_message *m = raft_msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
+	if (m == NULL)
+		return false;
+	/* etcd: never tell a member to commit what it may not hold. */
+	m->heartbeat.commit = pr->match < r->commit ? pr->match : r->commit;
+	m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
+	if (m->heartbeat.commit > pr->commit_told)
+		pr->commit_told = m->heartbeat.commit;
+	RAFT_ASSERT(m->heartbeat.commit <= r->commit && pr->commit_told <= r->commit);
+	return true;
+}
+
 void raft_bcast_heartbeat(struct raft *r)
 {
 	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
 		struct progress *pr = &r->prs[i];
 		if (pr->id == r->cfg.self)
 			continue;
-		struct raft_message *m = raft_msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
-		if (m == NULL)
+		/* A notice lost with its answer waits no longer than this. */
+		pr->notice_out = false;
+		(void)send_heartbeat(r, pr);
+	}
+}
+
+/* RAFT_EV_NOTIFY (raft.h, "Commit notices"): a heartbeat to each member
+ * that holds more of our commit index than it was told, unless a notice
+ * to it waits for its answer. Appends sent in the same pass told it
+ * already (send_append), so a busy follower gets none. */
+void raft_send_commit_notices(struct raft *r)
+{
+	if (r->role != RAFT_LEADER)
+		return;
+	for (uint32_t i = 0; i < r->cfg.n_members; i++) {
+		struct progress *pr = &r->prs[i];
+		if (pr->id == r->cfg.self || pr->notice_out)
 			continue;
-		/* etcd: never tell a member to commit what it may not hold. */
-		m->heartbeat.commit = pr->match < r->commit ? pr->match : r->commit;
-		m->peer_voter_inc = pr->voter ? pr->incarnation : 0;
+		uint64_t c = pr->match < r->commit ? pr->match : r->commit;
+		if (c <= pr->commit_told)
+			continue;
+		if (send_heartbeat(r, pr))
+			pr->notice_out = true;
+		RAFT_ASSERT(!pr->notice_out || pr->commit_told == c);
 	}
 }
 
@@ -142,6 +181,7 @@ void raft_handle_append_resp(struct raft *r, const struct raft_message *m)
 	struct progress *pr = progress_of(r, m->from);
 	RAFT_ASSERT(r->role == RAFT_LEADER && pr != NULL && pr->id != r->cfg.self);
 	pr->active = true;
+	pr->notice_out = false;
 	if (m->append_resp.reject) {
 		uint64_t rej = m->append_resp.rejected_index;
 		if (rej < pr->match || (pr->state == PR_PROBE && rej != pr->next - 1))
@@ -212,6 +252,7 @@ void raft_handle_heartbeat_resp(struct raft *r, const struct raft_message *m)
 	struct progress *pr = progress_of(r, m->from);
 	RAFT_ASSERT(r->role == RAFT_LEADER && pr != NULL && pr->id != r->cfg.self);
 	pr->active = true;
+	pr->notice_out = false;
 	pr->want_lead = m->heartbeat_resp.want_lead;
 	uint64_t match = m->heartbeat_resp.match_index;
 	if (match <= r->last_index && raft_progress_update(pr, match))

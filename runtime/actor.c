@@ -275,14 +275,17 @@ static void actor_resume(struct rt_actor *a, uint64_t now)
 	a->failed = false;
 	a->fail_reason[0] = '\0';
 	a->last_tick_ns = grid_start(a, now);
+	rt_gets_resolve(a); /* reads the recovered commit index covers */
 	dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id, "resumed after %u tries", a->retries);
 }
 
 static uint64_t next_wake_ns(struct rt_actor *a)
 {
 	if (a->failed)
-		return a->retry_ns;
+		return a->retry_ns < a->wget_next_ns ? a->retry_ns : a->wget_next_ns;
 	uint64_t due = a->last_tick_ns + (uint64_t)raft_ticks_until_due(a->raft) * a->tick_ns;
+	if (a->wget_next_ns < due)
+		due = a->wget_next_ns;
 	if (a->fetch_index != 0 && a->fetch_next_ns < due)
 		due = a->fetch_next_ns;
 	return due < a->next_clean_ns ? due : a->next_clean_ns;
@@ -323,7 +326,15 @@ static void *actor_main(void *arg)
 		DL_ASSERT(a->prop_reqs == 0 && a->prop_n == 0);
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);
+		if (!a->failed && a->role == RAFT_LEADER) {
+			/* raft.h, "Commit notices": the pass is over; tell the
+			 * followers a commit index no append carried. */
+			struct raft_event ev = {.type = RAFT_EV_NOTIFY};
+			struct raft_update u;
+			rt_step(a, &ev, &u);
+		}
 		rt_flush_peers(a);
+		rt_gets_expire(a, dl_now_ns());
 		bool idle = mb_empty(&a->mb);
 		uint64_t since = now - a->last_publish_ns;
 		if (a->dirty && (idle || since >= RT_PUBLISH_INTERVAL_NS)) {
@@ -351,6 +362,7 @@ static void *actor_main(void *arg)
 	if (!a->failed && sto_sync(a->store, &err) != 0)
 		dl_log(DL_LOG_WARN, a->cfg.group, a->cfg.self_id, "final sync: %s", err.msg);
 	rt_pend_fail_all(a, DL_ECLOSED, "member stopped before the entries committed");
+	rt_gets_fail_all(a, DL_ECLOSED, "member stopped before the entry committed");
 	rt_publish(a);
 	return NULL;
 }
@@ -365,6 +377,8 @@ static void actor_free(struct rt_actor *a)
 			rt_pend_pop(a);
 		free(a->pend);
 	}
+	DL_ASSERT(a->wget_count == 0); /* answered when the thread ended */
+	free(a->wgets);
 	raft_free(a->raft);
 	sto_close(a->store);
 	for (uint32_t i = 0; i < a->cfg.n_peers; i++)
@@ -494,6 +508,7 @@ int rt_actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt
 	a->node = n;
 	a->cfg = *mc;
 	a->self = self;
+	a->wget_next_ns = UINT64_MAX;
 	a->cfg.store.group = a->cfg.group;
 	a->cfg.store.self_id = a->cfg.self_id;
 	a->cfg.store.on_durable = on_durable;

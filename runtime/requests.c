@@ -265,30 +265,25 @@ void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr
 	DL_ASSERT(a->prop_reqs <= a->pend_count && a->prop_reqs <= a->prop_n);
 }
 
-void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+/* Answers a read whose first index is committed: the entries, or why not. */
+static void get_answer(struct rt_actor *a, struct tp_frame *f, uint64_t request_id,
+		       const struct tp_get *g)
 {
-	struct tp_get g;
-	if (tp_decode_get(h, &g) != 0 || g.index == 0 || g.to < g.index) {
-		rt_reply_error(a, f, h->request_id, DL_EINVAL, "bad get request");
+	DL_ASSERT(g->index >= 1 && g->index <= a->commit && g->to >= g->index);
+	if (g->index < sto_first_index(a->store)) {
+		rt_reply_error(a, f, request_id, DL_ECOMPACTED, "entry compacted");
 		return;
 	}
-	if (g.index > a->commit) {
-		rt_reply_error(a, f, h->request_id, DL_ENOTCOMMITTED, "entry not committed (yet)");
-		return;
-	}
-	if (g.index < sto_first_index(a->store)) {
-		rt_reply_error(a, f, h->request_id, DL_ECOMPACTED, "entry compacted");
-		return;
-	}
-	uint64_t to = g.to < a->commit ? g.to : a->commit;
-	uint64_t want = to - g.index + 1;
+	uint64_t to = g->to < a->commit ? g->to : a->commit;
+	uint64_t want = to - g->index + 1;
 	uint32_t n = want > TP_MAX_ENTRIES ? TP_MAX_ENTRIES : (uint32_t)want;
-	uint32_t max_bytes = g.max_bytes ? g.max_bytes : 4u * 1024 * 1024;
-	struct tp_addr ad = rt_reply_addr(a, h);
+	uint32_t max_bytes = g->max_bytes ? g->max_bytes : 4u * 1024 * 1024;
+	struct tp_addr ad = {.group = a->cfg.group, .target = "", .sender = a->cfg.self_id,
+			     .request_id = request_id};
 	uint32_t added = 0;
 	tp_fb_reset(&a->reply_fb);
 	a->read_err_index = 0;
-	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g.index, n, max_bytes, rt_read_entry, a,
+	int rc = tp_fb_add_get_resp(&a->reply_fb, &ad, 0, g->index, n, max_bytes, rt_read_entry, a,
 				    &added);
 	if (rc != 0) {
 		/* The index first: a long path may cut the message at 255 bytes. */
@@ -298,8 +293,153 @@ void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 			     (unsigned long long)a->read_err_index, dl_strerror(rc),
 			     a->read_err.msg) < 0)
 			snprintf(msg, sizeof(msg), "cannot read the entries");
-		rt_reply_error(a, f, h->request_id, rc, msg);
+		rt_reply_error(a, f, request_id, rc, msg);
 		return;
 	}
 	(void)tp_reply(a->node->ep, f, &a->reply_fb);
+}
+
+/* Room for one more waiting read: the records start small and double up
+ * to RT_MAX_WAITING_GETS (the caller checked the bound). */
+static bool wget_reserve(struct rt_actor *a)
+{
+	DL_ASSERT(a->wget_count < RT_MAX_WAITING_GETS && a->wget_count <= a->wget_cap);
+	if (a->wget_count < a->wget_cap)
+		return true;
+	uint32_t cap = a->wget_cap ? a->wget_cap * 2 : RT_WGET_INITIAL;
+	if (cap > RT_MAX_WAITING_GETS)
+		cap = RT_MAX_WAITING_GETS;
+	struct waiting_get *w = realloc(a->wgets, (size_t)cap * sizeof(*w));
+	if (w == NULL)
+		return false;
+	a->wgets = w;
+	a->wget_cap = cap;
+	DL_ASSERT(a->wget_count < a->wget_cap);
+	return true;
+}
+
+/* A read past the commit index waits for it (up to wait_ms), bounded per
+ * member: beyond RT_MAX_WAITING_GETS it is answered busy at once. */
+static void get_wait(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h,
+		     const struct tp_get *g, uint32_t wait_ms)
+{
+	DL_ASSERT(g->index > a->commit && wait_ms > 0 && wait_ms <= TP_GET_WAIT_MAX_MS);
+	if (a->wget_count >= RT_MAX_WAITING_GETS || !wget_reserve(a)) {
+		a->get_wait_busy++;
+		a->dirty = true;
+		char msg[96];
+		snprintf(msg, sizeof(msg), "too many reads waiting for the commit here (%u)",
+			 a->wget_count);
+		rt_reply_error(a, f, h->request_id, DL_EBUSY, msg);
+		return;
+	}
+	uint64_t deadline = dl_now_ns() + (uint64_t)wait_ms * 1000000ull;
+	tp_frame_hold(f);
+	a->wgets[a->wget_count++] = (struct waiting_get){
+		.frame = f, .request_id = h->request_id, .g = *g, .deadline_ns = deadline,
+		.wait_ms = wait_ms};
+	if (a->wget_count == 1 || deadline < a->wget_next_ns)
+		a->wget_next_ns = deadline;
+	a->gets_waited++;
+	a->dirty = true;
+}
+
+void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
+{
+	struct tp_get g;
+	if (tp_decode_get(h, &g) != 0 || g.index == 0 || g.to < g.index) {
+		rt_reply_error(a, f, h->request_id, DL_EINVAL, "bad get request");
+		return;
+	}
+	uint32_t wait_ms = g.has_wait ? g.wait_ms : TP_GET_WAIT_DEFAULT_MS;
+	if (wait_ms > TP_GET_WAIT_MAX_MS) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "bad get request: wait_ms %u is over %u", wait_ms,
+			 TP_GET_WAIT_MAX_MS);
+		rt_reply_error(a, f, h->request_id, DL_EINVAL, msg);
+		return;
+	}
+	if (g.index <= a->commit) {
+		get_answer(a, f, h->request_id, &g);
+		return;
+	}
+	if (wait_ms == 0 || a->failed || atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
+		rt_reply_error(a, f, h->request_id, DL_ENOTCOMMITTED, "entry not committed (yet)");
+		return;
+	}
+	get_wait(a, f, h, &g, wait_ms);
+}
+
+/* Drops waiting read i (answered), keeping arrival order. */
+static void wget_remove(struct rt_actor *a, uint32_t i)
+{
+	DL_ASSERT(i < a->wget_count && a->wgets[i].frame != NULL);
+	tp_frame_release(a->wgets[i].frame);
+	memmove(&a->wgets[i], &a->wgets[i + 1], (a->wget_count - i - 1) * sizeof(*a->wgets));
+	a->wget_count--;
+}
+
+static void wget_recompute_next(struct rt_actor *a)
+{
+	a->wget_next_ns = UINT64_MAX;
+	for (uint32_t i = 0; i < a->wget_count; i++)
+		if (a->wgets[i].deadline_ns < a->wget_next_ns)
+			a->wget_next_ns = a->wgets[i].deadline_ns;
+}
+
+void rt_gets_resolve(struct rt_actor *a)
+{
+	if (a->wget_count == 0)
+		return;
+	for (uint32_t i = 0; i < a->wget_count;) {
+		struct waiting_get *w = &a->wgets[i];
+		if (w->g.index > a->commit) {
+			i++;
+			continue;
+		}
+		get_answer(a, w->frame, w->request_id, &w->g);
+		wget_remove(a, i);
+	}
+	wget_recompute_next(a);
+	a->dirty = true;
+}
+
+void rt_gets_expire(struct rt_actor *a, uint64_t now_ns)
+{
+	if (a->wget_count == 0 || now_ns < a->wget_next_ns)
+		return;
+	for (uint32_t i = 0; i < a->wget_count;) {
+		struct waiting_get *w = &a->wgets[i];
+		if (w->deadline_ns > now_ns) {
+			i++;
+			continue;
+		}
+		if (w->g.index <= a->commit) {
+			/* The commit reached it without rt_gets_resolve (a
+			 * member rebooted after a storage error). */
+			get_answer(a, w->frame, w->request_id, &w->g);
+			wget_remove(a, i);
+			continue;
+		}
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+			 "entry not committed (yet): commit index %llu after waiting %u ms",
+			 (unsigned long long)a->commit, w->wait_ms);
+		rt_reply_error(a, w->frame, w->request_id, DL_ENOTCOMMITTED, msg);
+		a->get_wait_timeouts++;
+		wget_remove(a, i);
+	}
+	wget_recompute_next(a);
+	a->dirty = true;
+}
+
+void rt_gets_fail_all(struct rt_actor *a, int code, const char *why)
+{
+	for (uint32_t i = 0; i < a->wget_count; i++) { /* in arrival order */
+		struct waiting_get *w = &a->wgets[i];
+		rt_reply_error(a, w->frame, w->request_id, code, why);
+		tp_frame_release(w->frame);
+	}
+	a->wget_count = 0;
+	a->wget_next_ns = UINT64_MAX;
 }

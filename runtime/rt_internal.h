@@ -42,6 +42,10 @@
 #define RT_MAX_PROPOSE STO_MAX_BATCH
 #define RT_TICKS_PER_HEARTBEAT 10
 #define RT_PEND_INITIAL 16 /* pending appends a member has room for before it grows */
+/* Reads of an index past the commit index that wait for it, per member
+ * (more get DL_EBUSY); their records grow from RT_WGET_INITIAL. */
+#define RT_MAX_WAITING_GETS 1024
+#define RT_WGET_INITIAL 8
 /* A member stopped by a storage error retries after 1 s, doubling to 16 s. */
 #define RT_RETRY_MIN_NS 1000000000ull
 #define RT_RETRY_MAX_NS 16000000000ull
@@ -66,6 +70,16 @@ struct pending {
 	uint32_t n;
 	uint64_t proposed_ns; /* dl_now_ns() at arrival (commit latency) */
 	uint64_t bytes;       /* body bytes of the n entries */
+};
+
+/* A client read of an index past the commit index, waiting for the commit
+ * to reach it until deadline_ns (rt_on_get). */
+struct waiting_get {
+	struct tp_frame *frame; /* held: the reply goes back over its pipe */
+	uint64_t request_id;
+	struct tp_get g;
+	uint64_t deadline_ns;
+	uint32_t wait_ms; /* as asked, for the timeout's message */
 };
 
 /* Replies to one client connection, built while answering committed
@@ -127,6 +141,12 @@ struct rt_actor {
 	struct pending *pend; /* ring of pend_cap, grown up to max_pending_appends */
 	uint32_t pend_head, pend_count, pend_cap;
 	uint64_t pend_bytes; /* entry bytes of the pend_count records */
+	/* Reads waiting for the commit (wget_count of wget_cap, arrival
+	 * order), the earliest deadline among them, and counters. */
+	struct waiting_get *wgets;
+	uint32_t wget_count, wget_cap;
+	uint64_t wget_next_ns; /* UINT64_MAX: none */
+	uint64_t gets_waited, get_wait_timeouts, get_wait_busy;
 	struct raft_entry *ents; /* decode buffer */
 	size_t ents_cap;
 	/* The appends of one loop pass, proposed together at its end: entries
@@ -242,6 +262,11 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 void rt_queue_append(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h, uint32_t n,
 		     uint64_t bytes);
 void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
+/* Waiting reads: answer those the commit reached; those whose deadline
+ * passed (DL_ENOTCOMMITTED); all of them (stop, removal). */
+void rt_gets_resolve(struct rt_actor *a);
+void rt_gets_expire(struct rt_actor *a, uint64_t now_ns);
+void rt_gets_fail_all(struct rt_actor *a, int code, const char *why);
 
 /* ---- update.c ---------------------------------------------------------------- */
 

@@ -17,7 +17,9 @@
  * max_pending_appends client appends, of max_pending_bytes entry bytes in
  * all, waiting for commit (more get DL_EBUSY at once), and RT_MAILBOX_MAX_MAILS
  * messages waiting in its mailbox (more: a client's get DL_EBUSY, a peer's
- * are dropped; counted in mailbox_full).
+ * are dropped; counted in mailbox_full), and RT_MAX_WAITING_GETS (1,024)
+ * client reads waiting for the commit to reach their index, each at most
+ * TP_GET_WAIT_MAX_MS (more: DL_EBUSY, counted in get_wait_busy).
  */
 #ifndef DLEDGER_RUNTIME_H
 #define DLEDGER_RUNTIME_H
@@ -120,6 +122,11 @@ struct rt_member_status {
 	uint64_t term;
 	uint64_t first_index, last_index, commit_index, durable_index;
 	uint32_t pending_appends;
+	/* Reads of an index past the commit index waiting for it now, and
+	 * those answered DL_ENOTCOMMITTED at their wait's end, or DL_EBUSY
+	 * because RT_MAX_WAITING_GETS waited already. */
+	uint32_t waiting_gets;
+	uint64_t get_wait_timeouts, get_wait_busy;
 	uint64_t mailbox_depth;
 	uint64_t mailbox_full; /* messages refused: the mailbox held RT_MAILBOX_MAX_MAILS */
 	uint64_t appended_entries; /* accepted as leader */

@@ -71,6 +71,9 @@ void rt_publish(struct rt_actor *a)
 	st->commit_index = rs.commit_index;
 	st->durable_index = rs.durable_index;
 	st->pending_appends = a->pend_count;
+	st->waiting_gets = a->wget_count;
+	st->get_wait_timeouts = a->get_wait_timeouts;
+	st->get_wait_busy = a->get_wait_busy;
 	st->mailbox_depth = atomic_load_explicit(&a->mb.depth, memory_order_relaxed);
 	st->mailbox_full = atomic_load_explicit(&a->mailbox_full, memory_order_relaxed);
 	st->appended_entries = a->appended_entries;

@@ -209,6 +209,7 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		sto_set_commit(a->store, a->commit);
 		apply_committed(a);
 		rt_pend_resolve(a);
+		rt_gets_resolve(a);
 	}
 	note_changes(a, u);
 	if (u->conflict_index != 0)

@@ -506,14 +506,23 @@ int tp_decode_get(const struct tp_hdr *h, struct tp_get *g)
 		return DL_EINVAL;
 	struct rd r;
 	rd_body(&r, h);
-	uint64_t max_bytes;
+	uint64_t max_bytes, wait_ms = 0;
+	uint32_t n;
 	memset(g, 0, sizeof(*g));
-	if (rd_array_n(&r, 3) != 0 || rd_uint(&r, &g->index) != 0 || rd_uint(&r, &g->to) != 0 ||
-	    rd_uint_max(&r, UINT32_MAX, &max_bytes) != 0 || rd_end(&r) != 0 || g->to < g->index)
+	/* FETCH has three fields; GET a fourth, wait_ms, that older clients
+	 * leave out. */
+	if (rd_array(&r, &n) != 0 || (n != 3 && (n != 4 || h->type != TP_GET)))
+		return DL_EPROTO;
+	if (rd_uint(&r, &g->index) != 0 || rd_uint(&r, &g->to) != 0 ||
+	    rd_uint_max(&r, UINT32_MAX, &max_bytes) != 0 ||
+	    (n == 4 && rd_uint_max(&r, UINT32_MAX, &wait_ms) != 0) || rd_end(&r) != 0 ||
+	    g->to < g->index)
 		return DL_EPROTO;
 	if (h->type == TP_FETCH && (g->to != g->index || max_bytes != 0))
 		return DL_EPROTO;
 	g->max_bytes = (uint32_t)max_bytes;
+	g->has_wait = n == 4;
+	g->wait_ms = (uint32_t)wait_ms;
 	return 0;
 }
 
@@ -1092,10 +1101,13 @@ static int add_get(struct tp_fb *fb, const struct tp_addr *a, uint8_t type, cons
 	int rc = enc_begin(&e, fb, a, type);
 	if (rc != 0)
 		return rc;
-	msgpack_pack_array(&e.pk, 3);
+	bool wait = type == TP_GET && g->has_wait;
+	msgpack_pack_array(&e.pk, wait ? 4 : 3);
 	enc_uint(&e, g->index);
 	enc_uint(&e, g->to);
 	enc_uint(&e, g->max_bytes);
+	if (wait)
+		enc_uint(&e, g->wait_ms);
 	return enc_end(&e);
 }
 

@@ -29,6 +29,10 @@
 #define TP_ADDR_MAX 300           /* "host:port" */
 #define TP_MAX_ENTRIES 65536      /* per message */
 #define TP_DEFAULT_MAX_FRAME_BYTES (64u * 1024 * 1024)
+/* GET's wait_ms (docs/PROTOCOL.md, CLIENT_GET): a member's default when the
+ * field is absent, and the longest a member accepts. */
+#define TP_GET_WAIT_DEFAULT_MS 1000u
+#define TP_GET_WAIT_MAX_MS     60000u
 
 /* Message types. 1..9 are the Raft messages, numbered as enum
  * raft_msg_type. */
@@ -102,8 +106,15 @@ struct tp_get {
 	uint64_t index;
 	uint64_t to;        /* inclusive, >= index */
 	uint32_t max_bytes; /* reply size cap (0: server default) */
+	/* GET only, optional on the wire (a fourth field): how long a read of
+	 * an index past the member's commit index may wait for the commit to
+	 * reach it, in ms (0: answer at once). has_wait false: the field is
+	 * absent (a client older than it) and the member's default applies. */
+	bool has_wait;
+	uint32_t wait_ms;
 };
-/* GET, and FETCH (its body: index == to, max_bytes 0). */
+/* GET ([index, to, max_bytes] or [index, to, max_bytes, wait_ms]), and
+ * FETCH (its body: index == to, max_bytes 0, never wait_ms). */
 int tp_decode_get(const struct tp_hdr *h, struct tp_get *g);
 
 /* Metadata request: checks that the body is the empty array. The header's

@@ -20,6 +20,7 @@
 #include "test/lib/tt_net.h"
 #include "client/client.h"
 #include "common/dl_log.h"
+#include "common/dl_time.h"
 #include "runtime/runtime.h"
 #include "test/lib/tt.h"
 
@@ -423,8 +424,33 @@ static void get_beyond_commit_is_not_committed(void)
 	tt_assert(co.count == 0);
 	rc = dl_client_get(c, 0, 1, NULL, collect_cb, &co, &err);
 	tt_assert(rc == DL_EINVAL, "index 0: %s", dl_strerror(rc));
-	free(co.bodies);
 	dl_client_close(c);
+	/* The wait: the member's default (1 s) above; the caller's own; none. */
+	struct dl_client_opts o = {.get_wait_ms = 200};
+	c = open_client(0, "g0", &o);
+	uint64_t t0 = dl_now_ns();
+	rc = dl_client_get(c, co.next, co.next, NULL, collect_cb, &co, &err);
+	double ms = (double)(dl_now_ns() - t0) / 1e6;
+	tt_assert(rc == DL_ENOTCOMMITTED, "got %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(strstr(err.msg, "after waiting 200 ms") != NULL, "detail '%s'", err.msg);
+	tt_assert(ms >= 190 && ms < 2000, "answered after %.0f ms", ms);
+	dl_client_close(c);
+	o.get_wait_ms = DL_CLIENT_NO_WAIT;
+	c = open_client(0, "g0", &o);
+	rc = dl_client_get(c, co.next, co.next, NULL, collect_cb, &co, &err);
+	tt_assert(rc == DL_ENOTCOMMITTED, "got %s (%s)", dl_strerror(rc), err.msg);
+	tt_assert(strstr(err.msg, "waiting") == NULL, "detail '%s'", err.msg);
+	dl_client_close(c);
+	/* A wait must end before the request's timeout. */
+	char peers[256];
+	peers_string(0, peers, sizeof(peers));
+	struct dl_client_opts bad = {.timeout_ms = 1000, .get_wait_ms = 1000};
+	rc = dl_client_open(peers, "g0", &bad, &c, &err);
+	tt_assert(rc == DL_EINVAL, "wait as long as the timeout: %s", dl_strerror(rc));
+	bad = (struct dl_client_opts){.timeout_ms = 120000, .get_wait_ms = 60001};
+	rc = dl_client_open(peers, "g0", &bad, &c, &err);
+	tt_assert(rc == DL_EINVAL, "wait over 60 s: %s", dl_strerror(rc));
+	free(co.bodies);
 }
 
 static void unknown_group_is_not_found(void)

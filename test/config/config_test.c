@@ -488,7 +488,8 @@ Test(config_bad, missing_and_empty_parts)
 	expect_err("DLedgerConfigs:\n  - group: g0\n    id: n0\n", 2, "peers", "missing");
 	expect_err("DLedgerConfigs:\n  - id: n0\n    peers: n0-h:1\n", 2, "group", "missing");
 	expect_err("DLedgerConfigs:\n  - \n", 2, NULL, "DLedgerConfigs item 1 is empty");
-	expect_err("DLedgerConfigs: []\n", 1, "DLedgerConfigs", "empty");
+	expect_err("DLedgerConfigs: []\n", 1, "listenAddress",
+	           "missing; a node with no group needs the address it listens on");
 	expect_err("storeBaseDir: /x\n", 1, "DLedgerConfigs", "missing");
 	expect_err("", 1, NULL, "empty configuration");
 	expect_err("DLedgerConfigs:\n  - group: g0\n    id: n0\n    peers: ''\n", 4, "peers",
@@ -1031,4 +1032,67 @@ Test(config_fuzz, random_peers_strings_never_crash)
 		}
 		cfg_peers_free(&p);
 	}
+}
+
+/* ---- a node with no group (issue 16) ---- */
+
+Test(config_nogroups, a_node_with_no_group_takes_its_address_from_listen_address)
+{
+	struct cfg c = load_ok("listenAddress: 127.0.0.1:10007\nDLedgerConfigs: []\n");
+	cr_assert_eq(c.n_groups, 0);
+	cr_assert_str_eq(c.node.self_host, "127.0.0.1");
+	cr_assert_eq(c.node.self_port, 10007);
+	cr_assert_str_eq(c.node.listen_address, "127.0.0.1:10007");
+	/* A group added later must give this node the same address. */
+	struct cfg_kv bad[] = {{"group", "g9"}, {"id", "n1"}, {"peers", PEERS3}};
+	struct cfg_group g;
+	struct dl_errctx e = {{0}};
+	cr_assert_eq(cfg_group_from_kv(&c.node, bad, 3, &g, &e), DL_OK, "%s", e.msg);
+	cr_assert_eq(cfg_add_group(&c, &g, &e), DL_ECONFIG);
+	cr_assert(strstr(e.msg, "key 'listenAddress': this node listens on 127.0.0.1:10007, but "
+	                        "group 'g9' gives it (id 'n1') the address 127.0.0.1:10001") != NULL,
+	          "%s", e.msg);
+	cfg_group_free(&g);
+	struct cfg_kv good[] = {{"group", "g9"}, {"id", "n7"},
+	                        {"peers", "n7-127.0.0.1:10007;n8-127.0.0.1:10008"}};
+	cr_assert_eq(cfg_group_from_kv(&c.node, good, 3, &g, &e), DL_OK, "%s", e.msg);
+	cr_assert_eq(cfg_add_group(&c, &g, &e), DL_OK, "%s", e.msg);
+	cr_assert_eq(c.n_groups, 1);
+	cr_assert_str_eq(c.node.self_host, "127.0.0.1");
+	cfg_free(&c);
+}
+
+Test(config_nogroups, listen_address_must_agree_with_the_groups)
+{
+	struct cfg c = load_ok("listenAddress: 127.0.0.1:10000\nDLedgerConfigs:\n" ITEM_G0);
+	cr_assert_eq(c.n_groups, 1);
+	cr_assert_eq(c.node.self_port, 10000);
+	cfg_free(&c);
+	expect_err("listenAddress: 127.0.0.1:10005\nDLedgerConfigs:\n" ITEM_G0, 1, "listenAddress",
+	           "this node listens on 127.0.0.1:10005, but group 'g0' gives it (id 'n0') the "
+	           "address 127.0.0.1:10000 in its peers");
+	expect_err("listenAddress: nowhere\nDLedgerConfigs: []\n", 1, "listenAddress", "");
+	expect_err("storeBaseDir: /x\nDLedgerConfigs: []\n", 1, "listenAddress", "missing");
+}
+
+Test(config_nogroups, listen_address_alone_on_the_command_line_starts_a_node_with_no_group)
+{
+	struct cfg c;
+	struct dl_errctx e;
+	const char *v[] = {"dledger-actors", "--listen-address", "127.0.0.1:9100",
+	                   "--store-base-dir", "/tmp/x", NULL};
+	cr_assert_eq(args(&c, &e, v), DL_OK, "%s", e.msg);
+	cr_assert_eq(c.n_groups, 0);
+	cr_assert_str_eq(c.node.self_host, "127.0.0.1");
+	cr_assert_eq(c.node.self_port, 9100);
+	cfg_free(&c);
+	const char *w[] = {"dledger-actors", "--listen-address", "127.0.0.1:9100", "--id", "n0",
+	                   "--peers", PEERS3, NULL};
+	cr_assert_eq(args(&c, &e, w), DL_ECONFIG);
+	cr_assert(strstr(e.msg, "listenAddress") != NULL || strstr(e.msg, "--listen-address"),
+	          "%s", e.msg);
+	cr_assert(strstr(e.msg, "127.0.0.1:10000") != NULL, "%s", e.msg);
+	const char *x[] = {"dledger-actors", "--store-base-dir", "/tmp/x", NULL};
+	cr_assert_eq(args(&c, &e, x), DL_ECONFIG);
+	cr_assert(strstr(e.msg, "--listen-address alone") != NULL, "%s", e.msg);
 }

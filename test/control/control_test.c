@@ -73,7 +73,7 @@ static int run_ctl(char *out, size_t cap, ...)
 	va_end(ap);
 	argv[n] = NULL;
 	char path[128];
-	snprintf(path, sizeof(path), "%s/ctl.out", C.dir);
+	snprintf(path, sizeof(path), "%s/ctl.out", tt_cluster_live ? tt_cluster_live->dir : C.dir);
 	pid_t pid = fork();
 	tt_assert(pid >= 0);
 	if (pid == 0) {
@@ -528,6 +528,216 @@ static void a_stale_socket_after_kill9_is_cleaned_up(void)
 	tt_cluster_fini(&C);
 }
 
+/* ---- a node that starts with no group (issue 16) ---------------------------------- */
+
+#define EMPTY_GROUPS 20
+
+static struct tt_cluster E;
+static char esock[NODES][128];
+
+static uint32_t rows_at(uint16_t port)
+{
+	char peers[256];
+	tt_cluster_peers(&E, "n", peers, sizeof(peers));
+	struct dl_client *cl;
+	struct dl_errctx oerr = {{0}};
+	struct dl_client_opts o = {.timeout_ms = 2000};
+	tt_assert(dl_client_open(peers, NULL, &o, &cl, &oerr) == 0, "%s", oerr.msg);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+	struct tp_group_meta *rows = NULL;
+	uint32_t n = 0;
+	struct dl_errctx err = {{0}};
+	int rc = dl_client_node_metadata(cl, addr, &rows, &n, &err);
+	dl_client_close(cl);
+	free(rows);
+	return rc == 0 ? n : UINT32_MAX;
+}
+
+/* Appends to every group e1..e20 (each elects first) and checks the index
+ * each append got is past `after`. */
+static void append_to_each(uint64_t after)
+{
+	char peers[256];
+	tt_cluster_peers(&E, "n", peers, sizeof(peers));
+	for (int g = 1; g <= EMPTY_GROUPS; g++) {
+		char name[16];
+		snprintf(name, sizeof(name), "e%d", g);
+		struct dl_client *cl;
+		struct dl_errctx err = {{0}};
+		struct dl_client_opts o = {.timeout_ms = 15000, .retry_busy = true};
+		tt_assert(dl_client_open(peers, name, &o, &cl, &err) == 0, "%s", err.msg);
+		uint64_t index = 0;
+		int rc = dl_client_append(cl, name, strlen(name), &index, NULL, &err);
+		tt_assert(rc == 0, "%s: %s %s", name, dl_strerror(rc), err.msg);
+		tt_assert(index > after, "%s: index %llu", name, (unsigned long long)index);
+		dl_client_close(cl);
+	}
+}
+
+static void a_node_started_with_no_group_takes_twenty_at_run_time_and_keeps_them(void)
+{
+	tt_cluster_init(&E, actors_bin, "dl-empty");
+	for (int k = 0; k < NODES; k++) {
+		snprintf(esock[k], sizeof(esock[k]), "%s/node%d/control.sock", E.dir, k);
+		char text[512];
+		snprintf(text, sizeof(text),
+			 "storeBaseDir: %s/node%d\nlistenAddress: 127.0.0.1:%u\n"
+			 "heartBeatTimeIntervalMs: 100\nelectionTimeoutMs: 500\n"
+			 "mappedFileSizeForEntryData: 4194304\nmappedFileSizeForEntryIndex: 1048576\n"
+			 "DLedgerConfigs: []\n",
+			 E.dir, k, E.port[k]);
+		tt_cluster_write(E.conf[k], text);
+	}
+	for (int k = 0; k < NODES; k++) {
+		tt_cluster_start(&E, k);
+		for (int i = 0; i < 500 && access(esock[k], F_OK) != 0; i++)
+			sleep_ms(10);
+		tt_assert(access(esock[k], F_OK) == 0, "node %d has no control socket (%s)", k,
+			  E.logf[k]);
+		tt_assert(rows_at(E.port[k]) == 0, "node %d answers, with no group", k);
+	}
+	char peers[256];
+	tt_cluster_peers(&E, "n", peers, sizeof(peers));
+	uint64_t t0 = now_ms();
+	for (int g = 1; g <= EMPTY_GROUPS; g++) {
+		char name[16], pref[8], id[8], out[1024];
+		snprintf(name, sizeof(name), "e%d", g);
+		snprintf(pref, sizeof(pref), "n%d", g % NODES);
+		for (int k = 0; k < NODES; k++) {
+			snprintf(id, sizeof(id), "n%d", k);
+			int rc = run_ctl(out, sizeof(out), "add-group", "--control", esock[k], "--group",
+					 name, "--id", id, "--peers", peers, "--preferred-leader", pref,
+					 (char *)NULL);
+			ctl_ok("add-group", rc, out);
+		}
+	}
+	printf("%d groups added to nodes started with none in %llu ms\n", EMPTY_GROUPS,
+	       (unsigned long long)(now_ms() - t0));
+	append_to_each(0);
+	for (int k = 0; k < NODES; k++)
+		tt_assert(rows_at(E.port[k]) == EMPTY_GROUPS, "node %d", k);
+	/* A restart brings every node back with its 20 groups (groups.yaml). */
+	for (int k = 0; k < NODES; k++) {
+		int st = tt_cluster_stop(&E, k, SIGTERM);
+		tt_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", k, st);
+	}
+	for (int k = 0; k < NODES; k++)
+		tt_cluster_start(&E, k);
+	for (int k = 0; k < NODES; k++) {
+		uint32_t n = 0;
+		for (uint64_t end = now_ms() + 10000;
+		     now_ms() < end && (n = rows_at(E.port[k])) != EMPTY_GROUPS; sleep_ms(50))
+			;
+		tt_assert(n == EMPTY_GROUPS, "node %d came back with %u groups (%s)", k, n,
+			  E.logf[k]);
+	}
+	append_to_each(1);
+	tt_cluster_fini(&E);
+}
+
+/* ---- fast bring-up (issue 16) -------------------------------------------------------- */
+
+/* Whether every group gN (N < n) of cluster B has its preferred member nN%3
+ * leading, as that member's own node says, with its first entry of the
+ * term committed. */
+static bool preferred_all_lead(struct tt_cluster *b, struct dl_client *cl, int n_groups)
+{
+	int led = 0;
+	for (int k = 0; k < NODES; k++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", b->port[k]);
+		struct tp_group_meta *rows = NULL;
+		uint32_t n = 0;
+		struct dl_errctx err = {{0}};
+		if (dl_client_node_metadata(cl, addr, &rows, &n, &err) != 0)
+			return false;
+		for (uint32_t i = 0; i < n; i++) {
+			int g = atoi(rows[i].group + 1);
+			if (g % NODES == k && rows[i].role == RAFT_LEADER &&
+			    rows[i].commit_index >= 1 && rows[i].commit_index == rows[i].last_index)
+				led++;
+		}
+		free(rows);
+	}
+	return led == n_groups;
+}
+
+/* Starts three nodes with `n_groups` groups (preferred leaders spread over
+ * the nodes) and the given timers (0: the defaults, 2000 ms heartbeats and a
+ * 6 s election timeout); returns ms from the first start until every
+ * preferred member leads and committed its first entry (UINT64_MAX: not
+ * within limit_ms). */
+static uint64_t bringup_ms(int n_groups, unsigned hb_ms, unsigned et_ms, uint64_t limit_ms)
+{
+	struct tt_cluster b;
+	tt_cluster_init(&b, actors_bin, "dl-bringup");
+	char peers[256];
+	tt_cluster_peers(&b, "n", peers, sizeof(peers));
+	for (int k = 0; k < NODES; k++) {
+		char text[8192], *p = text, *end = text + sizeof(text);
+		p += snprintf(p, (size_t)(end - p), "storeBaseDir: %s/node%d\n", b.dir, k);
+		if (hb_ms != 0)
+			p += snprintf(p, (size_t)(end - p),
+				      "heartBeatTimeIntervalMs: %u\nelectionTimeoutMs: %u\n", hb_ms,
+				      et_ms);
+		p += snprintf(p, (size_t)(end - p), "DLedgerConfigs:\n");
+		for (int g = 0; g < n_groups && p < end - 400; g++)
+			p += snprintf(p, (size_t)(end - p),
+				      "  - group: g%d\n    id: n%d\n    peers: %s\n"
+				      "    preferredLeaderId: n%d\n",
+				      g, k, peers, g % NODES);
+		tt_cluster_write(b.conf[k], text);
+	}
+	struct dl_client *cl;
+	struct dl_errctx err = {{0}};
+	struct dl_client_opts o = {.timeout_ms = 300, .connect_timeout_ms = 100};
+	tt_assert(dl_client_open(peers, NULL, &o, &cl, &err) == 0, "%s", err.msg);
+	uint64_t t0 = now_ms(), took = UINT64_MAX;
+	for (int k = 0; k < NODES; k++)
+		tt_cluster_start(&b, k);
+	while (now_ms() - t0 < limit_ms) {
+		if (preferred_all_lead(&b, cl, n_groups)) {
+			took = now_ms() - t0;
+			break;
+		}
+		sleep_ms(20);
+	}
+	dl_client_close(cl);
+	tt_cluster_fini(&b);
+	return took;
+}
+
+/* A fresh cluster has its preferred leaders in place within about one
+ * election timeout of the nodes starting (before: a first election after
+ * 6-12 s with the default timers, then a transfer: 8-12 s measured here,
+ * 11-16 s in the issue). The bound, one election timeout (6 s with the
+ * default timers; the preferred member stands after 1.5-3 s), holds on a
+ * loaded 2-core machine; docs/OPERATIONS.md ("Bring-up") has the figures.
+ * DL_BRINGUP_RUNS=N repeats it; DL_BRINGUP_HB_MS and DL_BRINGUP_ET_MS set
+ * the timers (the demo's: 200 and 1000), DL_BRINGUP_MEASURE=1 only
+ * prints. */
+static void preferred_leaders_lead_within_an_election_timeout_of_a_fresh_start(void)
+{
+	const char *e = getenv("DL_BRINGUP_RUNS");
+	int runs = e ? atoi(e) : 1;
+	e = getenv("DL_BRINGUP_HB_MS");
+	unsigned hb = e ? (unsigned)atoi(e) : 0;
+	e = getenv("DL_BRINGUP_ET_MS");
+	unsigned et = e ? (unsigned)atoi(e) : 0;
+	bool measure = getenv("DL_BRINGUP_MEASURE") != NULL;
+	uint64_t bound = hb == 0 ? 6000 : 4u * et + 1000;
+	for (int r = 0; r < runs && r < 100; r++) {
+		uint64_t ms = bringup_ms(3, hb, et, measure ? 30000 : bound);
+		printf("bring-up %d (3 nodes, 3 groups, heartbeat %u ms, election %u ms): %llu ms\n",
+		       r + 1, hb ? hb : 2000, hb ? et : 6000, (unsigned long long)ms);
+		fflush(stdout);
+		if (!measure)
+			tt_assert(ms <= bound, "preferred leaders not in place within %llu ms",
+				  (unsigned long long)bound);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -550,6 +760,8 @@ int main(int argc, char **argv)
 		TT_T(reload_of_a_broken_file_changes_nothing_and_says_why),
 		TT_T(sighup_reloads_like_the_reload_command),
 		TT_T(a_stale_socket_after_kill9_is_cleaned_up),
+		TT_T(a_node_started_with_no_group_takes_twenty_at_run_time_and_keeps_them),
+		TT_T(preferred_leaders_lead_within_an_election_timeout_of_a_fresh_start),
 	};
 	return tt_run("control", tests, TT_COUNT(tests));
 }

@@ -83,6 +83,11 @@ int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, 
 	int rc = send_frame(c, fb, id);
 	if (rc != 0)
 		return rc;
+	return tc_wait(c, id, h, timeout_ms);
+}
+
+int tc_wait(struct tclient *c, uint64_t id, struct tp_hdr *h, int timeout_ms)
+{
 	uint64_t deadline = dl_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	for (;;) {
 		uint64_t now = dl_now_ns();

@@ -36,6 +36,10 @@ void tc_close(struct tclient *c);
  * reply with that id; *h is its first message (body in c->reply). */
 int tc_call(struct tclient *c, struct tp_fb *fb, uint64_t id, struct tp_hdr *h, int timeout_ms);
 
+/* Waits up to timeout_ms for the reply with request id `id` to a frame sent
+ * before (tc_send); replies with other ids are dropped. */
+int tc_wait(struct tclient *c, uint64_t id, struct tp_hdr *h, int timeout_ms);
+
 /* Sends the frame in fb and waits for nothing (a peer's one-way frame). */
 int tc_send(struct tclient *c, struct tp_fb *fb);
 

@@ -1675,6 +1675,19 @@ static void tick_all(struct sim *s)
 	}
 }
 
+/* The end of each member's pass (raft.h, "Commit notices"): a leader
+ * tells the followers a commit index no append carried. */
+static void notify_all(struct sim *s)
+{
+	struct raft_event ev = {.type = RAFT_EV_NOTIFY};
+	struct raft_update u;
+	for (uint32_t i = 0; i < s->n * s->cfg.n_groups && healthy(s); i++) {
+		struct sim_member *m = &s->m[i];
+		if (m->r != NULL && s->node[m->id - 1].up && m->role == RAFT_LEADER)
+			step(s, m, &ev, &u);
+	}
+}
+
 static void sim_step(struct sim *s, bool faults, bool propose)
 {
 	s->tick++;
@@ -1682,6 +1695,7 @@ static void sim_step(struct sim *s, bool faults, bool propose)
 	writes_due(s);
 	messages_due(s);
 	tick_all(s);
+	notify_all(s);
 	if (faults && healthy(s))
 		maybe_fault(s);
 	if (propose && healthy(s))

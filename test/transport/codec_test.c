@@ -726,6 +726,48 @@ Test(codec_client, get_request_survives_a_round_trip_and_refuses_an_empty_range)
 	tp_fb_free(&fb);
 }
 
+/* wait_ms, GET's optional fourth field: sent only when set, so that a
+ * request from a client that leaves it unset is the three-field GET of
+ * older nodes; FETCH never carries it. */
+Test(codec_client, get_wait_ms_is_an_optional_fourth_field)
+{
+	struct tp_fb fb;
+	tp_fb_init(&fb, 0);
+	struct tp_get g = {.index = 7, .to = 9, .max_bytes = 100, .has_wait = true, .wait_ms = 2500};
+	cr_assert_eq(tp_fb_add_get(&fb, &addr_g0, &g), 0);
+	struct tp_hdr h;
+	uint8_t *buf = single(&fb, &h);
+	cr_assert_eq(h.body[0], 0x94, "four fields");
+	struct tp_get out;
+	cr_assert_eq(tp_decode_get(&h, &out), 0);
+	cr_assert(out.index == 7 && out.to == 9 && out.max_bytes == 100);
+	cr_assert(out.has_wait && out.wait_ms == 2500);
+	free(buf);
+	tp_fb_reset(&fb);
+	g.has_wait = false;
+	cr_assert_eq(tp_fb_add_get(&fb, &addr_g0, &g), 0);
+	buf = single(&fb, &h);
+	cr_assert_eq(h.body[0], 0x93, "three fields, as older clients send");
+	cr_assert_eq(tp_decode_get(&h, &out), 0);
+	cr_assert(!out.has_wait && out.wait_ms == 0);
+	free(buf);
+	/* [1, 1, 0, 5] is a GET with a wait, never a FETCH; five fields and a
+	 * wait past 2^32-1 are refused. */
+	static const uint8_t four[] = {0x94, 0x01, 0x01, 0x00, 0x05};
+	struct tp_hdr hg = {.type = TP_GET, .body = four, .body_len = sizeof(four)};
+	cr_assert_eq(tp_decode_get(&hg, &out), 0);
+	cr_assert(out.has_wait && out.wait_ms == 5);
+	struct tp_hdr hf = {.type = TP_FETCH, .body = four, .body_len = sizeof(four)};
+	cr_assert_eq(tp_decode_get(&hf, &out), DL_EPROTO);
+	static const uint8_t five[] = {0x95, 0x01, 0x01, 0x00, 0x05, 0x00};
+	struct tp_hdr h5 = {.type = TP_GET, .body = five, .body_len = sizeof(five)};
+	cr_assert_eq(tp_decode_get(&h5, &out), DL_EPROTO);
+	static const uint8_t big[] = {0x94, 0x01, 0x01, 0x00, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0};
+	struct tp_hdr hbig = {.type = TP_GET, .body = big, .body_len = sizeof(big)};
+	cr_assert_eq(tp_decode_get(&hbig, &out), DL_EPROTO);
+	tp_fb_free(&fb);
+}
+
 /* The repair messages (docs/PROTOCOL.md, "Repair messages"): FETCH asks for
  * one entry, FETCH_RESP brings exactly that one, or a code and none. */
 Test(codec_client, fetch_and_its_answer_survive_a_round_trip_and_hold_one_entry)
