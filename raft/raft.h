@@ -19,13 +19,14 @@
  *
  * Commit notices: a leader tells each follower of a new commit index in the
  * next append it sends it. When no append goes out (the follower holds the
- * leader's whole log), the caller steps RAFT_EV_NOTIFY once it has handled
- * the events it had queued (at the end of each loop pass): the leader then
+ * leader's whole log), the caller steps RAFT_EV_NOTIFY once it has nothing
+ * more queued (the runtime: after 1 ms without mail, so that under load the
+ * next append carries the commit index instead): the leader then
  * sends a heartbeat carrying the commit index to each follower that was not
  * told the commit index it can take, at most one such notice outstanding
  * per follower (until it answers, or the next regular heartbeat). So a
- * follower learns a commit in about one round trip, not one heartbeat
- * interval.
+ * follower learns a commit in about one round trip (plus that wait), not
+ * one heartbeat interval.
  *
  * The log itself lives in the caller's store; the core reads terms and body
  * sizes back through `struct raft_log_ops`, which must reflect every update

@@ -288,6 +288,8 @@ static uint64_t next_wake_ns(struct rt_actor *a)
 		due = a->wget_next_ns;
 	if (a->fetch_index != 0 && a->fetch_next_ns < due)
 		due = a->fetch_next_ns;
+	if (a->notice_ns != 0 && a->notice_ns < due)
+		due = a->notice_ns;
 	return due < a->next_clean_ns ? due : a->next_clean_ns;
 }
 
@@ -313,7 +315,8 @@ static void *actor_main(void *arg)
 			run_ticks(a, now);
 			maybe_clean(a, now);
 		}
-		for (uint32_t i = 0; i < RT_DRAIN_MAX; i++) {
+		uint32_t handled = 0;
+		for (; handled < RT_DRAIN_MAX; handled++) {
 			struct mb_node *nd = mb_pop(&a->mb);
 			if (nd == NULL)
 				break;
@@ -326,9 +329,15 @@ static void *actor_main(void *arg)
 		DL_ASSERT(a->prop_reqs == 0 && a->prop_n == 0);
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);
-		if (!a->failed && a->role == RAFT_LEADER) {
-			/* raft.h, "Commit notices": the pass is over; tell the
-			 * followers a commit index no append carried. */
+		if (a->failed || a->role != RAFT_LEADER) {
+			a->notice_ns = 0;
+		} else if (handled > 0) {
+			/* raft.h, "Commit notices": mail may have moved the
+			 * commit index; if no more comes for a while, tell the
+			 * followers what no append carried. */
+			a->notice_ns = now + RT_NOTICE_IDLE_NS;
+		} else if (a->notice_ns != 0 && now >= a->notice_ns) {
+			a->notice_ns = 0;
 			struct raft_event ev = {.type = RAFT_EV_NOTIFY};
 			struct raft_update u;
 			rt_step(a, &ev, &u);

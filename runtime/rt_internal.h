@@ -39,6 +39,11 @@
 
 #define RT_DRAIN_MAX 4096          /* mails per loop pass before ticking */
 #define RT_PUBLISH_INTERVAL_NS 10000000ull /* at most this often while busy */
+/* A leader steps RAFT_EV_NOTIFY (raft.h, "Commit notices") once it has had
+ * no mail for this long: under load the next append carries the commit
+ * index and a notice costs no message; idle, a follower learns a commit
+ * about this much after a round trip. */
+#define RT_NOTICE_IDLE_NS 1000000ull
 #define RT_MAX_PROPOSE STO_MAX_BATCH
 #define RT_TICKS_PER_HEARTBEAT 10
 #define RT_PEND_INITIAL 16 /* pending appends a member has room for before it grows */
@@ -146,6 +151,7 @@ struct rt_actor {
 	struct waiting_get *wgets;
 	uint32_t wget_count, wget_cap;
 	uint64_t wget_next_ns; /* UINT64_MAX: none */
+	uint64_t notice_ns;    /* leader: when to step RAFT_EV_NOTIFY; 0: none due */
 	uint64_t gets_waited, get_wait_timeouts, get_wait_busy;
 	struct raft_entry *ents; /* decode buffer */
 	size_t ents_cap;
