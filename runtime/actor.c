@@ -329,8 +329,10 @@ static void *actor_main(void *arg)
 		 * one proposal, rather than one step per request. */
 		rt_propose_batch(a);
 		DL_ASSERT(a->prop_reqs == 0 && a->prop_n == 0);
-		if (!a->failed)
+		if (!a->failed && a->applied < a->commit) {
 			rt_apply_committed(a); /* a backlog, RT_APPLY_PER_PASS at a time */
+			rt_pend_resolve(a);    /* the appends it applied */
+		}
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);
 		rt_flush_peers(a);

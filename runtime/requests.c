@@ -155,17 +155,21 @@ static void reply_append_ok(struct rt_actor *a, struct tp_frame *f, const struct
 	(void)tp_fb_add_append_resp(&s->fb, ad, r);
 }
 
-/* Answers every pending append whose entries are now committed: success if
+/* Answers every pending append whose entries are now committed (and applied,
+ * with an apply callback): success if
  * the log still holds them in the term they were given, else they were
  * replaced by another leader's entries. */
 void rt_pend_resolve(struct rt_actor *a)
 {
 	uint64_t now_ns = a->pend_count > 0 ? dl_now_ns() : 0;
+	/* With an apply callback, an append is answered once it is applied
+	 * here too (docs/EMBEDDING.md, "Apply"), not merely committed. */
+	uint64_t done = a->cfg.apply != NULL && a->applied < a->commit ? a->applied : a->commit;
 	while (a->pend_count > 0) {
 		struct pending *p = rt_pend_at(a, 0);
 		DL_ASSERT(p->n >= 1);
 		uint64_t last = p->first_index + p->n - 1;
-		if (p->first_index == 0 || last > a->commit)
+		if (p->first_index == 0 || last > done)
 			break;
 		DL_ASSERT(p->first_index <= a->commit && (p->frame != NULL || p->local != NULL));
 		uint64_t t = 0;
