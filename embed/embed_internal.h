@@ -52,7 +52,6 @@ struct dl_node {
 	struct dl_node_options opts;
 	struct cfg cfg;      /* the configuration; the control server's once started */
 	struct cfg defaults; /* ours: node-wide defaults for dl_group_add() */
-	bool from_file;
 	struct tp_tls *tls;
 	struct ctl_server *ctl;
 	bool ctl_started;

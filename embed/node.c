@@ -264,11 +264,8 @@ static int node_open(const struct src *s, const struct dl_node_options *opts, dl
 	int rc = src_load(s, &n->cfg, &err);
 	if (rc == 0)
 		rc = src_load(s, &n->defaults, &err);
-	if (rc == 0) {
-		n->from_file = n->cfg.source != NULL && strcmp(n->cfg.source, "flags") != 0 &&
-			       s->kind != SRC_BUFFER;
+	if (rc == 0)
 		rc = node_open_common(n, &err);
-	}
 	if (rc != 0) {
 		dl_msg_copy(errmsg, errmsg_len, err.msg[0] ? err.msg : dl_strerror(rc));
 		node_free(n);
@@ -576,7 +573,8 @@ DL_API int dl_node_reload(dl_node *n)
 	if (n == NULL || dl_in_callback != NULL)
 		return DL_EINVAL;
 	pthread_mutex_lock(&n->mu);
-	bool ok = n->state == DL_STARTED && n->ctl_started && n->from_file;
+	/* The control server says why when there is no file to reload. */
+	bool ok = n->state == DL_STARTED && n->ctl_started;
 	struct ctl_server *ctl = n->ctl;
 	pthread_mutex_unlock(&n->mu);
 	if (!ok)

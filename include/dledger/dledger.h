@@ -183,8 +183,9 @@ DL_API int dl_node_start(dl_node *n, char *errmsg, size_t errmsg_len);
 
 /* Reloads the configuration file (dledger-ctl reload; SIGHUP of
  * dledger-actors): groups added to or removed from it start or stop. The
- * report goes to the log. DL_EINVAL when the node was not opened from a
- * file or has no control socket. */
+ * report, or why nothing changed (a node not opened from a file), goes to
+ * the log. DL_EINVAL when the node is not started or has no control
+ * socket. */
 DL_API int dl_node_reload(dl_node *n);
 
 /* Stops everything (pending appends are answered: committed, or
