@@ -592,6 +592,14 @@ static int client(int argc, char **argv)
 	if (argc < 4 || strcmp(argv[2], "--servers") != 0)
 		return usage();
 	const char *op = argv[1];
+	if (argc >= 5 && strcmp(op, "status") != 0 && !key_ok(argv[4], strlen(argv[4]))) {
+		fprintf(stderr, "kv: a key is 1..%d bytes of [A-Za-z0-9_.-]\n", KEY_MAX);
+		return 2;
+	}
+	if (argc == 6 && !val_ok(argv[5], strlen(argv[5]))) {
+		fprintf(stderr, "kv: a value is 0..%d printable bytes\n", VAL_MAX);
+		return 2;
+	}
 	char req[LINE_MAX + 8];
 	if (strcmp(op, "put") == 0 && argc == 6)
 		snprintf(req, sizeof(req), "PUT %s %s\n", argv[4], argv[5]);
