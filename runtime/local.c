@@ -25,39 +25,25 @@ void rt_local_drop(struct rt_actor *a, struct rt_local *l, int code, const char 
 	free(l);
 }
 
-/* Room for one more pending record; false when the bound is reached (the
- * ring grows as for a client's append, requests.c). */
-static bool local_admit(struct rt_actor *a, struct rt_local *l, const char **why)
+/* Room for one more pending record: 0, or the code and why, as for a
+ * client's append (requests.c: rt_admit_append). */
+static int local_admit(struct rt_actor *a, const struct rt_local *l, const char **why)
 {
 	if (a->pend_count >= a->cfg.max_pending_appends) {
 		*why = "too many appends waiting for commit";
-		return false;
+		return DL_EBUSY;
 	}
 	/* One append alone is always taken (as a client's, requests.c). */
 	if (a->pend_bytes > 0 && a->pend_bytes + l->bytes > a->cfg.max_pending_bytes) {
 		*why = "too many bytes of appends waiting for commit";
-		return false;
+		return DL_EBUSY;
 	}
-	if (a->pend_count == a->pend_cap) {
-		/* Grow through the clients' path: a zero-entry admission is not
-		 * possible, so grow here the same way (doubling, bounded). */
-		uint32_t cap = a->pend_cap * 2;
-		if (cap > a->cfg.max_pending_appends)
-			cap = a->cfg.max_pending_appends;
-		struct pending *p = malloc((size_t)cap * sizeof(*p));
-		if (p == NULL) {
-			*why = "out of memory";
-			return false;
-		}
-		for (uint32_t i = 0; i < a->pend_count; i++)
-			p[i] = *rt_pend_at(a, i);
-		free(a->pend);
-		a->pend = p;
-		a->pend_head = 0;
-		a->pend_cap = cap;
+	if (!rt_pend_reserve(a)) {
+		*why = NULL;
+		return DL_ENOMEM;
 	}
 	DL_ASSERT(a->pend_count < a->pend_cap);
-	return true;
+	return 0;
 }
 
 void rt_on_local_propose(struct rt_actor *a, struct rt_local *l)
@@ -80,8 +66,9 @@ void rt_on_local_propose(struct rt_actor *a, struct rt_local *l)
 		}
 	}
 	const char *why = NULL;
-	if (!local_admit(a, l, &why)) {
-		rt_local_drop(a, l, DL_EBUSY, why);
+	int rc = local_admit(a, l, &why);
+	if (rc != 0) {
+		rt_local_drop(a, l, rc, why);
 		return;
 	}
 	if (a->prop_n + l->n > RT_MAX_PROPOSE)

@@ -211,7 +211,7 @@ void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 /* Room for one more pending record: the ring starts small (an idle member
  * keeps 1 KiB, not max_pending_appends records) and doubles, in order,
  * up to max_pending_appends. */
-static bool pend_reserve(struct rt_actor *a)
+bool rt_pend_reserve(struct rt_actor *a)
 {
 	/* The caller checked the count against the bound. */
 	DL_ASSERT(a->pend_count < a->cfg.max_pending_appends);
@@ -245,7 +245,7 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 		rt_reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
 		return 0;
 	}
-	if (a->pend_count >= a->cfg.max_pending_appends || !pend_reserve(a)) {
+	if (a->pend_count >= a->cfg.max_pending_appends || !rt_pend_reserve(a)) {
 		rt_reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
 		return 0;
 	}
@@ -280,7 +280,7 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 		return 0;
 	}
 	DL_ASSERT(n >= 1 && n <= a->ents_cap);
-	DL_ASSERT(a->pend_count < a->pend_cap); /* pend_reserve() made room */
+	DL_ASSERT(a->pend_count < a->pend_cap); /* rt_pend_reserve() made room */
 	*bytes_out = bytes;
 	return n;
 }

@@ -251,6 +251,7 @@ void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id,
 void rt_local_answer(struct rt_actor *a, struct rt_local *l, int code, uint64_t first_index,
 		     uint64_t term, const char *msg);
 void rt_pend_fail(struct rt_actor *a, struct pending *p, int code, const char *why);
+bool rt_pend_reserve(struct rt_actor *a);
 struct pending *rt_pend_at(struct rt_actor *a, uint32_t i);
 void rt_pend_pop(struct rt_actor *a);
 void rt_pend_pop_newest(struct rt_actor *a);
