@@ -101,7 +101,7 @@ static void on_role(void *arg, const char *group, const char *member, enum dl_ro
 		    uint64_t term, const char *leader)
 {
 	struct rec *r = arg;
-	tt_assert(strcmp(group, "g0") == 0 && member[0] != '\0');
+	tt_assert(group[0] != '\0' && member[0] != '\0');
 	pthread_mutex_lock(&r->mu);
 	if (r->n_ev < MAX_EV) {
 		r->ev[r->n_ev].role = role;
@@ -664,6 +664,110 @@ static void slow_apply_back_pressures_within_the_bounds(void)
 	tc_fini(&c);
 }
 
+static struct rec g1rec[NODES];
+static int g1_leader(struct tc *c)
+{
+	for (int k = 0; k < NODES; k++) {
+		struct dl_member_status st;
+		if (dl_group_status(c->n[k], "g1", &st) == DL_OK && st.role == DL_ROLE_LEADER)
+			return k;
+	}
+	return -1;
+}
+static bool g1_has_leader(struct tc *c, int k)
+{
+	(void)k;
+	return g1_leader(c) >= 0;
+}
+static bool g1_applied(struct tc *c, int k)
+{
+	(void)c;
+	pthread_mutex_lock(&g1rec[k].mu);
+	bool ok = g1rec[k].last >= want_last;
+	pthread_mutex_unlock(&g1rec[k].mu);
+	return ok;
+}
+
+static void groups_are_added_and_removed_at_run_time(void)
+{
+	struct tc c;
+	tc_init(&c);
+	for (int k = 0; k < NODES; k++)
+		tc_start(&c, k, 0);
+	char peers[256];
+	snprintf(peers, sizeof(peers), "a0-127.0.0.1:%u;a1-127.0.0.1:%u;a2-127.0.0.1:%u", c.port[0],
+		 c.port[1], c.port[2]);
+	for (int k = 0; k < NODES; k++) {
+		memset(&g1rec[k], 0, sizeof(g1rec[k]));
+		pthread_mutex_init(&g1rec[k].mu, NULL);
+		g1rec[k].node = c.n[k];
+		char id[8], err[256];
+		snprintf(id, sizeof(id), "a%d", k);
+		struct dl_group_config g = {.group = "g1", .id = id, .peers = peers,
+					    .preferred_leader_id = "a1"};
+		struct dl_group_handlers h = {.apply = on_apply, .on_role = on_role, .arg = &g1rec[k]};
+		int rc = dl_group_add(c.n[k], &g, &h, err, sizeof(err));
+		tt_assert(rc == DL_OK, "add g1 on n%d: %s", k, err);
+		tt_assert(dl_group_add(c.n[k], &g, &h, err, sizeof(err)) == DL_EEXIST);
+	}
+	/* Another self address than the node's is refused, naming it. */
+	struct dl_group_config other = {.group = "g2", .id = "b0", .peers = "b0-127.0.0.1:1"};
+	char err[256];
+	tt_assert(dl_group_add(c.n[0], &other, NULL, err, sizeof(err)) == DL_ECONFIG);
+	tt_assert(err[0] != '\0');
+	tt_assert(wait_until(g1_has_leader, &c, 0, WAIT_MS), "g1 elected no leader");
+	int l = g1_leader(&c);
+	uint64_t last = 0;
+	for (unsigned i = 0; i < 50; i++) {
+		char body[64];
+		body_of(i, body, sizeof(body));
+		struct dl_buf b = {body, strlen(body)};
+		struct dl_append_result res;
+		int rc = dl_append(c.n[l], "g1", &b, 1, WAIT_MS, &res);
+		tt_assert(rc == DL_OK, "g1 append: %s", res.message);
+		last = res.index;
+	}
+	want_last = last;
+	for (int k = 0; k < NODES; k++)
+		tt_assert(wait_until(g1_applied, &c, k, WAIT_MS), "g1/a%d did not apply", k);
+	for (int k = 0; k < NODES; k++) {
+		pthread_mutex_lock(&g1rec[k].mu);
+		tt_assert(g1rec[k].problems == 0 && g1rec[k].first == 1);
+		for (uint64_t i = 1; i <= last; i++)
+			tt_assert(g1rec[k].hash[i] == g1rec[0].hash[i], "g1 members disagree at %llu",
+				  (unsigned long long)i);
+		pthread_mutex_unlock(&g1rec[k].mu);
+	}
+	/* Removed: gone from the node, and none of its callbacks runs after. */
+	for (int k = 0; k < NODES; k++) {
+		tt_assert(dl_group_remove(c.n[k], "g1") == DL_OK);
+		pthread_mutex_lock(&g1rec[k].mu);
+		size_t events = g1rec[k].n_ev;
+		uint64_t applied = g1rec[k].last;
+		pthread_mutex_unlock(&g1rec[k].mu);
+		tt_assert(dl_group_remove(c.n[k], "g1") == DL_ENOTFOUND);
+		struct dl_member_status st;
+		tt_assert(dl_group_status(c.n[k], "g1", &st) == DL_ENOTFOUND);
+		usleep(100 * 1000);
+		pthread_mutex_lock(&g1rec[k].mu);
+		tt_assert(g1rec[k].n_ev == events && g1rec[k].last == applied);
+		pthread_mutex_unlock(&g1rec[k].mu);
+	}
+	/* g0 goes on. */
+	int l0 = wait_leader(&c);
+	struct dl_buf b = {"after", 5};
+	tt_assert(dl_append(c.n[l0], "g0", &b, 1, WAIT_MS, NULL) == DL_OK);
+	size_t total = 0;
+	struct dl_member_status all[4];
+	tt_assert(dl_node_status(c.n[l0], all, 4, &total) == 1 && total == 1);
+	tt_assert(strcmp(all[0].group, "g0") == 0 && all[0].role == DL_ROLE_LEADER);
+	tc_fini(&c);
+	for (int k = 0; k < NODES; k++) {
+		free(g1rec[k].hash);
+		pthread_mutex_destroy(&g1rec[k].mu);
+	}
+}
+
 static void bad_configurations_name_the_key(void)
 {
 	struct dl_group_config g = {.group = "g0", .id = "n0", .peers = "n0-127.0.0.1:1"};
@@ -712,6 +816,7 @@ int main(void)
 		TT_T(restart_resumes_from_the_applications_applied_index),
 		TT_T(role_change_callback_tells_every_member_the_leader),
 		TT_T(append_on_a_follower_names_the_leader),
+		TT_T(groups_are_added_and_removed_at_run_time),
 		TT_T(slow_apply_back_pressures_within_the_bounds),
 	};
 	return tt_run("embed", tests, TT_COUNT(tests));
