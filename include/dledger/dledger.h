@@ -155,7 +155,8 @@ struct dl_node_config {
  * struct, or from dledger-actors' command line (argv[0] skipped). Nothing
  * runs yet: set the groups' handlers, then dl_node_start(). The groups the
  * control socket added earlier (<storeBaseDir>/groups.yaml) are applied on
- * top, as dledger-actors does. DL_ECONFIG names the file, line and key;
+ * top, as dledger-actors does. DL_ECONFIG names the file, line and key,
+ * or the TLS file (tlsCertFile, tlsKeyFile, tlsCaFile) that does not check out;
  * DL_EEXIST: a live node already serves the control socket; DL_EIO,
  * DL_ENOMEM. On failure *out is NULL. */
 DL_API int dl_node_open_file(const char *path, const struct dl_node_options *opts, dl_node **out,
@@ -176,8 +177,8 @@ DL_API int dl_group_set_handlers(dl_node *n, const char *group, const struct dl_
 
 /* Starts the endpoint (the node's address, from its groups' peers), every
  * member, the metrics server (metricsAddress) and the control socket.
- * DL_ECONFIG (a TLS file that does not check out), DL_EBUSY (the address
- * is in use), DL_ECORRUPT and the store's other errors (a member that cannot
+ * DL_EEXIST (the address is in use), DL_EIO, DL_EBUSY (the metrics port is
+ * in use), DL_ECORRUPT and the store's other errors (a member that cannot
  * start stops the start: nothing keeps running). Once only. */
 DL_API int dl_node_start(dl_node *n, char *errmsg, size_t errmsg_len);
 
