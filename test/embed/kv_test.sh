@@ -38,7 +38,7 @@ fail() {
 }
 
 echo "== meson install --destdir $tmp/inst"
-DESTDIR="$tmp/inst" meson install -C "$build" --no-rebuild --quiet >"$tmp/install.log" 2>&1 ||
+meson install -C "$build" --no-rebuild --quiet --destdir "$tmp/inst" >"$tmp/install.log" 2>&1 ||
 	{ cat "$tmp/install.log"; fail "meson install"; }
 pcdir=$(dirname "$(find "$tmp/inst" -name dledger.pc | head -n 1)")
 [ -f "$pcdir/dledger.pc" ] || fail "no dledger.pc installed"
