@@ -40,7 +40,7 @@ fail() {
 echo "== meson install --destdir $tmp/inst"
 meson install -C "$build" --no-rebuild --quiet --destdir "$tmp/inst" >"$tmp/install.log" 2>&1 ||
 	{ cat "$tmp/install.log"; fail "meson install"; }
-pcdir=$(dirname "$(find "$tmp/inst" -name dledger.pc | head -n 1)")
+pcdir=$(dirname "$(find "$tmp/inst" -name dledger.pc -print -quit)")
 [ -f "$pcdir/dledger.pc" ] || fail "no dledger.pc installed"
 libdir=$(dirname "$pcdir")
 [ -f "$libdir/libdledger.a" ] || fail "no libdledger.a installed"
@@ -57,8 +57,12 @@ make -s -C "$src/examples/kv" STATIC=1 OUT="$tmp/kv-static" >>"$tmp/make.log" 2>
 	{ cat "$tmp/make.log"; fail "make STATIC=1"; }
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 export LD_LIBRARY_PATH="$libdir"
-ldd "$tmp/kv" | grep -q "=> $libdir/libdledger.so" || { ldd "$tmp/kv"; fail "kv does not use the installed libdledger.so"; }
-if ldd "$tmp/kv-static" | grep -q libdledger; then fail "kv-static links libdledger.so"; fi
+# (ldd's output in a variable first: `ldd | grep -q` can end ldd with
+# SIGPIPE, which pipefail counts as a failure.)
+deps=$(ldd "$tmp/kv")
+[[ $deps == *"=> $libdir/libdledger.so"* ]] || { echo "$deps"; fail "kv does not use the installed libdledger.so"; }
+deps=$(ldd "$tmp/kv-static")
+[[ $deps != *libdledger* ]] || { echo "$deps"; fail "kv-static links libdledger.so"; }
 
 # Six free ports: three for the nodes, three for the kv servers.
 read -r -a ports < <(python3 - <<'PY'
@@ -85,7 +89,9 @@ start() {
 # leader: prints the index (0..2) of the node whose kv server says it
 # leads, or nothing.
 leader() {
-	"$tmp/kv" status --servers "$servers" | awk '$2 == "ROLE" && $3 == "leader" {print NR - 1; exit}'
+	# awk reads all its input: an early exit could end kv with SIGPIPE.
+	"$tmp/kv" status --servers "$servers" |
+		awk '$2 == "ROLE" && $3 == "leader" && !found {print NR - 1; found = 1}'
 }
 
 wait_leader() {
@@ -138,7 +144,7 @@ start "$first"
 deadline=$((SECONDS + 20))
 line=""
 while [ -z "$line" ] && [ $SECONDS -lt $deadline ]; do
-	line=$(grep -h "kv: serving on" "$tmp/log$first" | sed -n 2p)
+	line=$(grep -h "kv: serving on" "$tmp/log$first" | sed -n 2p) || true
 	[ -n "$line" ] || sleep 0.1
 done
 echo "$line"
