@@ -191,10 +191,12 @@ static void usage(FILE *f)
 	        "                      --calibrate; restarts the cluster only where the groups\n"
 	        "                      change. About 3 minutes in all on a 2-core machine.\n"
 	        "                      Rows (128 B unless said; clients x in flight):\n"
-	        "                        1x1 1x4 1x16 4x16 4x64 (1 to 256 requests in flight);\n"
+	        "                        1x1 1x4 1x16 4x16 1x64 4x64 (1 to 256 requests in\n"
+	        "                        flight);\n"
 	        "                        open80 (4x64, open loop at 80%% of the best of those);\n"
 	        "                        batch64 (4x16, 64 entries a request); 1KiB (4x16, 64\n"
-	        "                        entries of 1 KiB); 64groups (64x4, 64 groups);\n"
+	        "                        entries of 1 KiB); 16groups (16x16, 16 groups);\n"
+	        "                        64groups (64x4, 64 groups);\n"
 	        "                        64groups+960idle (the same and 960 idle groups);\n"
 	        "                        1024idle (1024 idle groups, no load)\n"
 	        "\n"
@@ -478,19 +480,23 @@ static int parse(int argc, char **argv, struct cb_opts *o)
 
 /* ---- the runs --------------------------------------------------------------------------- */
 
-/* The sweep's rows; the target figures they answer are issue 8's. */
+/* The sweep's rows: the target figures of issues 8 and 15. 1x16, 1x64
+ * and 16groups have the in-flight counts of the peers' rows
+ * (../shared/peers: canonical raft's K=16, K=64 and 16 groups x 16). */
 static const struct cb_row sweep_rows[] = {
         /* label, groups, idle, payload, clients, inflight, batch, rate % */
         {"1x1", 1, 0, 128, 1, 1, 1, 0, 0},
         {"1x4", 1, 0, 128, 1, 4, 1, 0, 0},
         {"1x16", 1, 0, 128, 1, 16, 1, 0, 0},
         {"4x16", 1, 0, 128, 4, 16, 1, 0, 0},
+        {"1x64", 1, 0, 128, 1, 64, 1, 0, 0},
         {"4x64", 1, 0, 128, 4, 64, 1, 0, 0},
         {"open80", 1, 0, 128, 4, 64, 1, 80, 0},
         {"batch64", 1, 0, 128, 4, 16, 64, 0, 0},
         {"1KiB", 1, 0, 1024, 4, 16, 64, 0, 0},
         /* Many groups at DLedger's default heartbeat (2 s), which an idle
          * group's cost is measured against. */
+        {"16groups", 16, 0, 128, 16, 16, 1, 0, 0, 2000},
         {"64groups", 64, 0, 128, 64, 4, 1, 0, 0, 2000},
         {"64groups+960idle", 64, 960, 128, 64, 4, 1, 0, 0, 2000},
         {"1024idle", 0, 1024, 0, 0, 0, 0, 0, 0, 2000},

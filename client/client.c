@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "client/client_internal.h"
+#include "common/dl_time.h"
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -84,8 +85,7 @@ static int op_alloc(struct dl_client *c, bool wait, uint64_t deadline, struct op
 			cl_tl_cork = NULL;
 			cl_pump_all(c, now);
 		}
-		struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-				      .tv_nsec = (long)(deadline % 1000000000ull)};
+		struct timespec ts = dl_timespec_at(deadline);
 		pthread_cond_timedwait(&c->slot_cv, &c->mu, &ts);
 	}
 	if (c->closing)
@@ -147,14 +147,13 @@ static int open_peers(struct dl_client *c, const char *peers, const char *group,
 
 static int init_sync(struct dl_client *c)
 {
-	pthread_condattr_t ca;
-	if (pthread_condattr_init(&ca) != 0)
+	if (dl_cond_init_monotonic(&c->slot_cv) != 0)
 		return DL_ENOMEM;
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (dl_cond_init_monotonic(&c->timer_cv) != 0) {
+		pthread_cond_destroy(&c->slot_cv);
+		return DL_ENOMEM;
+	}
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->slot_cv, &ca);
-	pthread_cond_init(&c->timer_cv, &ca);
-	pthread_condattr_destroy(&ca);
 	return 0;
 }
 

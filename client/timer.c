@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "client/client_internal.h"
+#include "common/dl_time.h"
 
 static void timeout_detail(struct dl_client *c, struct op *op)
 {
@@ -195,8 +196,7 @@ void *cl_timer_main(void *arg)
 		if (next == NO_WAKE) {
 			pthread_cond_wait(&c->timer_cv, &c->mu);
 		} else {
-			struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull),
-					      .tv_nsec = (long)(next % 1000000000ull)};
+			struct timespec ts = dl_timespec_at(next);
 			pthread_cond_timedwait(&c->timer_cv, &c->mu, &ts);
 		}
 	}

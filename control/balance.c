@@ -27,6 +27,7 @@
 
 #include "client/client.h"
 #include "common/dl_log.h"
+#include "common/dl_time.h"
 #include "control/control_internal.h"
 
 #define BAL_MAX_NODES    64 /* distinct node addresses considered; more are ignored (counted) */
@@ -168,14 +169,7 @@ static bool round_once(struct ctl_balancer *b)
 /* Sleeps ms unless stopped; returns whether to stop. */
 static bool nap(struct ctl_balancer *b, uint32_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	struct timespec ts = dl_timespec_at(dl_now_ns() + (uint64_t)ms * 1000000u);
 	pthread_mutex_lock(&b->mu);
 	while (!b->stop && pthread_cond_timedwait(&b->cv, &b->mu, &ts) == 0)
 		;
@@ -218,11 +212,7 @@ int ctl_balance_start(struct rt_node *n, const struct cfg_node *node, const char
 	snprintf(b->self_addr, sizeof(b->self_addr), "%s", self_addr);
 	b->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)b;
 	pthread_mutex_init(&b->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	dl_cond_init_monotonic(&b->cv);
 	char peers[CFG_ADDR_STR_MAX + 8];
 	snprintf(peers, sizeof(peers), "self-%s", self_addr);
 	struct dl_client_opts o = {.timeout_ms = BAL_RPC_MS,

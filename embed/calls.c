@@ -4,7 +4,7 @@
  * transfer, status.
  *
  * Threads: a completion runs on the member's actor thread. A blocking call
- * waits on a condition variable (CLOCK_MONOTONIC) for the completion; the
+ * waits on a condition variable (CLOCK_MONOTONIC, common/dl_time.h) for the completion; the
  * waiter is shared by the two threads and reference-counted, so a caller
  * that timed out leaves and the late completion frees it.
  * See embed_internal.h for who owns what.
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/dl_time.h"
 #include "raft/raft.h"
 #include "storage/storage.h"
 
@@ -110,11 +111,11 @@ static struct waiter *waiter_new(void)
 	if (w == NULL)
 		return NULL;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	if (dl_cond_init_monotonic(&w->cv) != 0) {
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+		return NULL;
+	}
 	atomic_init(&w->refs, 2);
 	return w;
 }
@@ -144,14 +145,7 @@ static void waiter_signal(struct waiter *w)
  * w->mu on return (the caller reads the result, then unlocks). */
 static bool waiter_wait(struct waiter *w, uint32_t timeout_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	struct timespec ts = dl_timespec_at(dl_now_ns() + (uint64_t)timeout_ms * 1000000ull);
 	pthread_mutex_lock(&w->mu);
 	int rv = 0;
 	while (!w->done && rv == 0)

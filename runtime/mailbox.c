@@ -24,6 +24,7 @@ void mb_init(struct mailbox *mb, uint64_t max_depth)
 	mb->tail = &mb->stub;
 	atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 	atomic_store_explicit(&mb->depth, 0, memory_order_relaxed);
+	atomic_store_explicit(&mb->wakes, 0, memory_order_relaxed);
 }
 
 static void push_node(struct mailbox *mb, struct mb_node *n)
@@ -53,21 +54,23 @@ static bool reserve(struct mailbox *mb)
 	return false;
 }
 
-static void wake(struct mailbox *mb)
+void mb_wake(struct mailbox *mb)
 {
-	/* seq_cst: the push above and this load must not be reordered against
-	 * the consumer's store of sleeping=1 and its emptiness check (Dekker):
-	 * either it sees our node or we see it asleep. */
+	/* seq_cst: the pushes before and this load must not be reordered
+	 * against the consumer's store of sleeping=1 and its emptiness check
+	 * (Dekker): either it sees our nodes or we see it asleep. */
 	if (atomic_load_explicit(&mb->sleeping, memory_order_seq_cst) == 1 &&
-	    atomic_exchange_explicit(&mb->sleeping, 0, memory_order_seq_cst) == 1)
+	    atomic_exchange_explicit(&mb->sleeping, 0, memory_order_seq_cst) == 1) {
+		atomic_fetch_add_explicit(&mb->wakes, 1, memory_order_relaxed);
 		futex_wake(&mb->sleeping);
+	}
 }
 
 void mb_push(struct mailbox *mb, struct mb_node *n)
 {
 	atomic_fetch_add_explicit(&mb->depth, 1, memory_order_relaxed);
 	push_node(mb, n);
-	wake(mb);
+	mb_wake(mb);
 }
 
 bool mb_offer(struct mailbox *mb, struct mb_node *n)
@@ -75,7 +78,7 @@ bool mb_offer(struct mailbox *mb, struct mb_node *n)
 	if (!reserve(mb))
 		return false;
 	push_node(mb, n);
-	wake(mb);
+	mb_wake(mb);
 	return true;
 }
 
@@ -130,7 +133,7 @@ bool mb_empty(struct mailbox *mb)
 void mb_wait(struct mailbox *mb, uint64_t deadline_ns)
 {
 	atomic_store_explicit(&mb->sleeping, 1, memory_order_seq_cst);
-	/* seq_cst: see mb_push. */
+	/* seq_cst: see mb_wake. */
 	if (!mb_empty(mb)) {
 		atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 		return;

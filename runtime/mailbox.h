@@ -6,7 +6,11 @@
  * (the owning actor thread) calls mb_pop() and mb_wait(). Producers never
  * block and never spin on the consumer; the consumer sleeps only when the
  * queue is empty and is woken only when it sleeps (one futex wake per
- * sleep, not per message).
+ * sleep, not per message): while it runs, `sleeping` is 0 and a push
+ * makes no system call. A producer with several mails for one consumer
+ * (the router, with a frame's messages to one member) queues them with
+ * mb_offer_lazy() and calls mb_wake() once after the last, so the consumer
+ * wakes once and finds them all.
  *
  * Why our own queue rather than liburcu's wfcqueue: wfcqueue's atomics are
  * inline assembly that ThreadSanitizer cannot see, so under TSan every mail
@@ -44,6 +48,7 @@ struct mailbox {
 	struct mb_node stub;
 	_Atomic uint32_t sleeping;      /* futex word: 1 while the consumer sleeps */
 	_Atomic uint64_t depth;         /* queued and reserved nodes (metrics, the bound) */
+	_Atomic uint64_t wakes;         /* futex wake-ups made by producers (tests, metrics) */
 	uint64_t max_depth;             /* set at init, read only */
 };
 
@@ -62,6 +67,11 @@ bool mb_offer(struct mailbox *mb, struct mb_node *n);
  * seen at its next wake-up. For mail that only matters once the actor
  * runs anyway (a heartbeat answer while idle). */
 bool mb_offer_lazy(struct mailbox *mb, struct mb_node *n);
+
+/* Any thread: wakes the consumer if it sleeps (or is about to: it then
+ * returns from mb_wait at once); nothing when it runs. Never blocks. For
+ * after mb_offer_lazy() of mail that matters now. */
+void mb_wake(struct mailbox *mb);
 
 /* Consumer only. Returns the oldest node or NULL when empty (or when a
  * producer is between its two steps: the node shows up on a later pop). */

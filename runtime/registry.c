@@ -61,6 +61,49 @@ void rt_table_swap(struct rt_node *n, struct rt_table *t)
 	free(old);
 }
 
+/* True when the message after `h` in frame `f` goes to the same member
+ * (group and target): the router delivers it right after this one (it
+ * hands over every message of a frame, in order), and that delivery wakes
+ * the member. A next message that does not decode ends the router's walk
+ * of the frame: false. */
+static bool next_to_same_member(const struct tp_frame *f, const struct tp_hdr *h)
+{
+	size_t len;
+	const uint8_t *buf = tp_frame_data(f, &len);
+	/* The body is a view into the frame (codec.h); if a router ever hands
+	 * over a copy, every message just wakes its member. */
+	uintptr_t at = (uintptr_t)h->body, lo = (uintptr_t)buf;
+	if (at < lo || at - lo > len || h->body_len > len - (at - lo))
+		return false;
+	size_t off = (size_t)(at - lo) + h->body_len;
+	if (off >= len)
+		return false;
+	struct tp_hdr next;
+	return tp_frame_next(buf, len, &off, &next) == 0 && strcmp(next.group, h->group) == 0 &&
+	       strcmp(next.target, h->target) == 0;
+}
+
+/* One wake per member per run of a frame's messages to it: each is queued
+ * without a wake, and the member is woken after the last, so it finds
+ * them all at once (one pass, one proposal). Called on every path of a
+ * delivery: `wake` when this message or an earlier one of the run needs
+ * the member awake; `a` the member when it was looked up. */
+static void settle_wake(struct rt_node *n, const struct rt_table *t, struct rt_actor *a,
+			const struct tp_frame *f, const struct tp_hdr *h, bool wake)
+{
+	n->wake_owed = false;
+	if (!wake)
+		return;
+	if (next_to_same_member(f, h)) {
+		n->wake_owed = true;
+		return;
+	}
+	if (a == NULL)
+		a = rt_table_find(t, h->group, h->target, NULL);
+	if (a != NULL) /* none: it left the table, and its stop mail woke it */
+		mb_wake(&a->mb);
+}
+
 int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 {
 	struct rt_node *n = arg;
@@ -68,6 +111,9 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 	atomic_store_explicit(&n->router_in, 1, memory_order_seq_cst);
 	const struct rt_table *t = atomic_load_explicit(&n->table, memory_order_seq_cst);
 	int rc = 0;
+	/* The previous message was to this member and left its wake to us. */
+	bool wake = n->wake_owed;
+	struct rt_actor *a = NULL;
 	/* Peer messages (Raft's, and the repair ones) only over connections
 	 * whose certificate is a node's (with TLS; without it every
 	 * connection counts as a node's): a client certificate may append,
@@ -91,7 +137,7 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 		rc = rt_metadata_all(n, t, f, h);
 		goto out;
 	}
-	struct rt_actor *a = rt_table_find(t, h->group, h->target, NULL);
+	a = rt_table_find(t, h->group, h->target, NULL);
 	if (a == NULL) {
 		rc = DL_ENOTFOUND;
 		goto out;
@@ -118,12 +164,14 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 	m->kind = MAIL_FRAME;
 	m->frame = f;
 	m->hdr = *h;
-	/* A heartbeat answer only feeds the leader's liveness bookkeeping,
-	 * which it reads at its next tick: it need not wake the leader. That
-	 * halves an idle node's wake-ups. */
+	/* Queued without a wake: settle_wake() wakes the member once for the
+	 * frame's run of messages to it. A heartbeat answer only feeds the
+	 * leader's liveness bookkeeping, which it reads at its next tick: it
+	 * needs no wake at all. That halves an idle node's wake-ups. */
 	tp_frame_hold(f);
-	bool queued = h->type == RAFT_MSG_HEARTBEAT_RESP ? mb_offer_lazy(&a->mb, &m->node)
-							 : mb_offer(&a->mb, &m->node);
+	bool queued = mb_offer_lazy(&a->mb, &m->node);
+	if (queued && h->type != RAFT_MSG_HEARTBEAT_RESP)
+		wake = true;
 	if (!queued) {
 		/* A full mailbox (RT_MAILBOX_MAX_MAILS): the transport answers a
 		 * client DL_EBUSY and drops a peer's message, which Raft resends. */
@@ -134,6 +182,7 @@ int rt_deliver(void *arg, struct tp_frame *f, const struct tp_hdr *h)
 		rc = DL_EBUSY;
 	}
 out:
+	settle_wake(n, t, a, f, h, wake);
 	atomic_fetch_add_explicit(&n->router_epoch, 1, memory_order_seq_cst);
 	atomic_store_explicit(&n->router_in, 0, memory_order_seq_cst);
 	return rc;

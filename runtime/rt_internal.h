@@ -213,6 +213,9 @@ struct rt_node {
 	_Atomic uint64_t not_node;   /* peer messages from a connection that is not a node's */
 	_Atomic uint64_t mailbox_full; /* messages refused by a full mailbox */
 	struct rt_ratelog not_node_log; /* the router's alone */
+	/* The router's alone: the message it delivered last left the wake of
+	 * its member to the next one, of the same frame and member. */
+	bool wake_owed;
 	_Atomic bool closing;
 	/* Where this node's tick grid starts: random, so that two nodes on one
 	 * machine (one CLOCK_MONOTONIC) do not tick at the same instants. */

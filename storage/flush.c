@@ -11,17 +11,24 @@
  *    (sync_file_range), fdatasync every file, replace state files, then
  *    complete each store (under its mu) and run its callback.
  *  - Nothing in a pass holds fl->mu, so owners never wait for a sync.
- *  - The fdatasync() calls of a pass are shared between the flush thread
- *    and sync_threads - 1 workers (the pool, guarded by pool_mu): they only
- *    sync; everything else of the pass stays on the flush thread.
+ *  - The fdatasync() calls of a pass go through an io_uring that only the
+ *    flush thread touches (`ring`): one submit for up to FL_URING_DEPTH
+ *    files, the kernel runs them concurrently, the flush thread reaps the
+ *    completions. When the kernel refuses a ring at start (seccomp, an old
+ *    kernel), the calls are shared instead between the flush thread and
+ *    sync_threads - 1 workers (the pool, guarded by pool_mu): they only
+ *    sync. Either way everything else of the pass stays on the flush thread.
  *  - With pending work the thread loops without sleeping; idle, it waits on
  *    fl->cv (no polling), or until the earliest async deadline.
  *
  * Bounds: at most max_stores stores, so a pass has at most max_stores
- * items; a store is in at most one pass at a time (`busy`).
+ * items; a store is in at most one pass at a time (`busy`); at most
+ * FL_URING_DEPTH syncs in the ring at once (a pass with more files
+ * submits them in rounds).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +36,9 @@
 #include <unistd.h>
 
 #include "common/dl_hist.h"
+#include "common/dl_log.h"
 #include "common/dl_mem.h"
+#include "common/dl_time.h"
 #include "storage/sto_internal.h"
 
 struct fl_item {
@@ -59,9 +68,17 @@ struct fl_job {
 };
 
 #define FL_MAX_SYNC_THREADS 64
+/* Syncs in the ring at once: a round of a pass. */
+#define FL_URING_DEPTH 256u
 
 struct sto_flusher {
 	pthread_t thread;
+	/* io_uring: set at start, then the flush thread's alone. `uring` is
+	 * cleared for good if a submit fails in a way no retry fixes. */
+	bool uring;
+	bool ring_open; /* ring to close at stop */
+	struct io_uring ring;
+	struct fl_job *round[FL_URING_DEPTH]; /* a round's jobs, in submission order */
 	/* The sync pool: the pass's jobs, taken in order by whoever is free. */
 	pthread_t workers[FL_MAX_SYNC_THREADS];
 	uint32_t nworkers;
@@ -221,14 +238,19 @@ static void snapshot(struct sto *s, struct fl_item *it, uint64_t now_ns, bool fo
 		async_merge(s, it, now_ns, force, was_empty);
 }
 
-static void run_job(struct sto_flusher *fl, struct fl_job *j)
+static void sync_job(struct sto_flusher *fl, struct fl_job *j)
 {
 	uint64_t t0 = fl != NULL && fl->sync_latency ? sto_now_ns() : 0;
-	j->rc = sto_hook_sync(j->f->path);
-	if (j->rc == 0)
-		j->rc = fdatasync(j->f->fd) == 0 ? 0 : errno;
+	j->rc = fdatasync(j->f->fd) == 0 ? 0 : errno;
 	if (t0 != 0)
 		dl_hist_record(fl->sync_latency, sto_now_ns() - t0);
+}
+
+static void run_job(struct sto_flusher *fl, struct fl_job *j)
+{
+	j->rc = sto_hook_sync(j->f->path);
+	if (j->rc == 0)
+		sync_job(fl, j);
 }
 
 /* Takes and runs jobs until none is left; pool_mu held on entry and exit. */
@@ -260,10 +282,106 @@ static void *sync_worker_main(void *arg)
 	return NULL;
 }
 
-/* Runs jobs[0..n) on the pool (the calling flush thread takes its share)
- * and returns once all are done. */
+/* ------------------------------------------------------------ io_uring */
+
+static void uring_give_up(struct sto_flusher *fl, int rc)
+{
+	fl->uring = false;
+	dl_log(DL_LOG_WARN, NULL, NULL,
+	       "flush thread: io_uring failed (%s); fdatasync one file at a time from now on",
+	       strerror(-rc));
+}
+
+/* Submits the round's n prepared syncs; returns how many the kernel took
+ * (it takes them in order). A submit that stops early (an SQE it could not
+ * start, whose error arrives as its completion) is continued. */
+static unsigned uring_submit(struct sto_flusher *fl, unsigned n)
+{
+	unsigned taken = 0;
+	for (unsigned tries = 0; taken < n && tries < 2 * FL_URING_DEPTH; tries++) {
+		int r = io_uring_submit(&fl->ring);
+		if (r > 0) {
+			taken += (unsigned)r;
+		} else if (r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			uring_give_up(fl, r == 0 ? -EIO : r);
+			break;
+		}
+	}
+	if (taken < n && fl->uring)
+		uring_give_up(fl, -EAGAIN);
+	DL_ASSERT(taken <= n);
+	return taken;
+}
+
+/* Reaps `n` completions: each job gets its sync's result. A completion
+ * that cannot be waited for (never seen here) counts as a failed sync:
+ * nothing is reported durable without its fdatasync having succeeded. */
+static void uring_reap(struct sto_flusher *fl, unsigned n, uint64_t t0)
+{
+	unsigned seen = 0, tries = 0;
+	while (seen < n) {
+		struct io_uring_cqe *cqe;
+		int r = io_uring_wait_cqe(&fl->ring, &cqe);
+		if (r != 0) {
+			if (r == -EINTR || ++tries < 1000)
+				continue;
+			/* Completions may still come: the ring is not reused. */
+			uring_give_up(fl, r);
+			break;
+		}
+		/* All that completed meanwhile, with one clock read. */
+		uint64_t now = fl->sync_latency != NULL ? sto_now_ns() : 0;
+		do {
+			struct fl_job *j = io_uring_cqe_get_data(cqe);
+			DL_ASSERT(j != NULL && j->rc == -1);
+			j->rc = cqe->res < 0 ? -cqe->res : 0;
+			if (now != 0)
+				dl_hist_record(fl->sync_latency, now - t0);
+			io_uring_cqe_seen(&fl->ring, cqe);
+			seen++;
+		} while (seen < n && io_uring_peek_cqe(&fl->ring, &cqe) == 0);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (fl->round[i]->rc == -1)
+			fl->round[i]->rc = EIO; /* never completed here: not durable */
+}
+
+/* One round: up to FL_URING_DEPTH syncs of jobs[*next..n) in one submit,
+ * all reaped before it returns. Jobs the test hook fails are not
+ * submitted; jobs the kernel did not take are synced here one by one. */
+static void uring_round(struct sto_flusher *fl, struct fl_job *jobs, size_t n, size_t *next)
+{
+	unsigned k = 0;
+	uint64_t t0 = sto_now_ns();
+	for (; *next < n && k < FL_URING_DEPTH; (*next)++) {
+		struct fl_job *j = &jobs[*next];
+		j->rc = sto_hook_sync(j->f->path);
+		if (j->rc != 0)
+			continue;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&fl->ring);
+		DL_ASSERT(sqe != NULL); /* at most FL_URING_DEPTH, all reaped */
+		io_uring_prep_fsync(sqe, j->f->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data(sqe, j);
+		j->rc = -1; /* in the ring */
+		fl->round[k++] = j;
+	}
+	unsigned taken = k > 0 ? uring_submit(fl, k) : 0;
+	uring_reap(fl, taken, t0);
+	for (unsigned i = taken; i < k; i++)
+		sync_job(fl, fl->round[i]);
+}
+
+/* ---------------------------------------------------------------- pool */
+
+/* Runs jobs[0..n) through the ring, or on the pool (the calling flush
+ * thread takes its share), and returns once all are done. */
 static void run_jobs(struct sto_flusher *fl, struct fl_job *jobs, size_t n)
 {
+	if (fl != NULL && fl->uring && n >= 2) {
+		for (size_t next = 0; next < n;)
+			uring_round(fl, jobs, n, &next);
+		return;
+	}
 	if (fl == NULL || fl->nworkers == 0 || n < 2) {
 		for (size_t i = 0; i < n; i++)
 			run_job(fl, &jobs[i]);
@@ -546,13 +664,8 @@ static void wait_for_work(struct sto_flusher *fl)
 	if (deadline == 0) {
 		pthread_cond_wait(&fl->cv, &fl->mu);
 	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-		if (deadline > now) {
-			uint64_t at = deadline;
-			ts.tv_sec = (time_t)(at / 1000000000u);
-			ts.tv_nsec = (long)(at % 1000000000u);
+		if (deadline > dl_now_ns()) {
+			struct timespec ts = dl_timespec_at(deadline);
 			pthread_cond_timedwait(&fl->cv, &fl->mu, &ts);
 		}
 	}
@@ -634,6 +747,26 @@ void sto_flusher_config_defaults(struct sto_flusher_config *cfg)
 	cfg->sync_threads = 8;
 }
 
+/* Picks the engine: io_uring unless the config asks for the pool or the
+ * kernel refuses a ring. Said once per process (every node has one
+ * flusher; tests start many). */
+static void uring_start(struct sto_flusher *fl, enum sto_sync_engine engine)
+{
+	static atomic_bool said;
+	int r = engine == STO_SYNC_POOL ? 0 : io_uring_queue_init(FL_URING_DEPTH, &fl->ring, 0);
+	fl->uring = engine != STO_SYNC_POOL && r == 0;
+	fl->ring_open = fl->uring;
+	if (engine == STO_SYNC_POOL || atomic_exchange_explicit(&said, true, memory_order_relaxed))
+		return;
+	if (fl->uring)
+		dl_log(DL_LOG_INFO, NULL, NULL, "flush thread: fdatasync through io_uring, up to %u at once",
+		       FL_URING_DEPTH);
+	else
+		dl_log(DL_LOG_WARN, NULL, NULL,
+		       "flush thread: no io_uring (%s): fdatasync on a pool of sync threads",
+		       strerror(-r));
+}
+
 static void pool_stop(struct sto_flusher *fl)
 {
 	pthread_mutex_lock(&fl->pool_mu);
@@ -645,6 +778,23 @@ static void pool_stop(struct sto_flusher *fl)
 	fl->nworkers = 0;
 }
 
+/* Stops the pool, closes the ring, frees: once the flush thread is gone
+ * (or was never started). */
+static void flusher_free(struct sto_flusher *fl)
+{
+	pool_stop(fl);
+	if (fl->ring_open)
+		io_uring_queue_exit(&fl->ring);
+	pthread_cond_destroy(&fl->pool_cv);
+	pthread_cond_destroy(&fl->pool_done);
+	pthread_mutex_destroy(&fl->pool_mu);
+	pthread_cond_destroy(&fl->cv);
+	pthread_mutex_destroy(&fl->mu);
+	free(fl->jobs);
+	free(fl->items);
+	free(fl);
+}
+
 int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher **out,
                       struct dl_errctx *err)
 {
@@ -652,6 +802,8 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 	if (cfg->max_stores == 0 || cfg->max_stores > (1u << 20))
 		return dl_errf(err, DL_EINVAL, "max_stores %u not in 1..%u", cfg->max_stores,
 		               1u << 20);
+	if (cfg->sync_engine != STO_SYNC_AUTO && cfg->sync_engine != STO_SYNC_POOL)
+		return dl_errf(err, DL_EINVAL, "sync_engine %d unknown", (int)cfg->sync_engine);
 	if (cfg->sync_threads == 0 || cfg->sync_threads > FL_MAX_SYNC_THREADS)
 		return dl_errf(err, DL_EINVAL, "sync_threads %u not in 1..%u", cfg->sync_threads,
 		               FL_MAX_SYNC_THREADS);
@@ -665,17 +817,14 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 		free(fl);
 		return dl_errf(err, DL_ENOMEM, "flusher items");
 	}
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fl->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	dl_cond_init_monotonic(&fl->cv);
 	pthread_mutex_init(&fl->mu, NULL);
 	pthread_mutex_init(&fl->pool_mu, NULL);
 	pthread_cond_init(&fl->pool_cv, NULL);
 	pthread_cond_init(&fl->pool_done, NULL);
+	uring_start(fl, cfg->sync_engine);
 	int e = 0;
-	for (uint32_t i = 0; i + 1 < cfg->sync_threads && e == 0; i++) {
+	for (uint32_t i = 0; !fl->uring && i + 1 < cfg->sync_threads && e == 0; i++) {
 		e = pthread_create(&fl->workers[i], NULL, sync_worker_main, fl);
 		if (e == 0)
 			fl->nworkers++;
@@ -683,14 +832,7 @@ int sto_flusher_start(const struct sto_flusher_config *cfg, struct sto_flusher *
 	if (e == 0)
 		e = pthread_create(&fl->thread, NULL, flusher_main, fl);
 	if (e != 0) {
-		pool_stop(fl);
-		pthread_cond_destroy(&fl->pool_cv);
-		pthread_cond_destroy(&fl->pool_done);
-		pthread_mutex_destroy(&fl->pool_mu);
-		pthread_cond_destroy(&fl->cv);
-		pthread_mutex_destroy(&fl->mu);
-		free(fl->items);
-		free(fl);
+		flusher_free(fl);
 		return dl_errf(err, DL_EIO, "pthread_create: %s", strerror(e));
 	}
 	*out = fl;
@@ -707,16 +849,8 @@ void sto_flusher_stop(struct sto_flusher *fl)
 	pthread_cond_signal(&fl->cv);
 	pthread_mutex_unlock(&fl->mu);
 	pthread_join(fl->thread, NULL);
-	pool_stop(fl);
 	STO_ASSERT(fl->qhead == NULL && fl->deferred == NULL);
-	pthread_cond_destroy(&fl->pool_cv);
-	pthread_cond_destroy(&fl->pool_done);
-	pthread_mutex_destroy(&fl->pool_mu);
-	pthread_cond_destroy(&fl->cv);
-	pthread_mutex_destroy(&fl->mu);
-	free(fl->jobs);
-	free(fl->items);
-	free(fl);
+	flusher_free(fl);
 }
 
 void sto_flusher_get_stats(const struct sto_flusher *fl, struct sto_flusher_stats *st)
@@ -727,6 +861,7 @@ void sto_flusher_get_stats(const struct sto_flusher *fl, struct sto_flusher_stat
 	st->file_syncs = atomic_load_explicit(&fl->file_syncs, memory_order_relaxed);
 	st->state_syncs = atomic_load_explicit(&fl->state_syncs, memory_order_relaxed);
 	st->max_stores_in_pass = atomic_load_explicit(&fl->max_in_pass, memory_order_relaxed);
+	st->uring = fl->ring_open;
 	pthread_mutex_lock((pthread_mutex_t *)&fl->mu);
 	st->stores = fl->nstores;
 	st->idle = fl->sleeping && fl->qhead == NULL;

@@ -340,9 +340,9 @@ struct sto_test_hooks {
 	void (*dir_synced)(void *ctx, const char *path);
 	/* Fault injection (each may be NULL). Called before the store
 	 * allocates [off, off + len) of `path` (fallocate), writes it
-	 * (pwritev), or syncs `path` (fdatasync, on any thread of the flush
-	 * pool); a non-zero return is taken as the errno of that call, which
-	 * is then not made. */
+	 * (pwritev), or syncs `path` (fdatasync, on the flush thread, or any
+	 * thread of its sync pool when it has one); a non-zero return is taken
+	 * as the errno of that call, which is then not made. */
 	int (*alloc)(void *ctx, const char *path, uint64_t off, uint64_t len);
 	int (*write)(void *ctx, const char *path, uint64_t off, uint64_t len);
 	int (*sync)(void *ctx, const char *path);

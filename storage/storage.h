@@ -374,13 +374,24 @@ uint64_t sto_corrupt_reads(const struct sto *s);
 
 /* The flush thread. */
 struct dl_hist; /* common/dl_hist.h */
+/* How a pass issues its fdatasync() calls. A disk serves concurrent syncs
+ * of different files together (one cache flush for several), so a pass
+ * over many stores takes about as long as its slowest sync instead of
+ * their sum; both engines issue them concurrently. */
+enum sto_sync_engine {
+	/* io_uring (IORING_OP_FSYNC, datasync): the flush thread submits a
+	 * pass's syncs at once and reaps them, no thread of ours per sync;
+	 * the pool below when the kernel refuses a ring (logged once). */
+	STO_SYNC_AUTO = 0,
+	STO_SYNC_POOL, /* always the pool of sync_threads */
+};
+
 struct sto_flusher_config {
 	uint32_t max_stores; /* stores served at once (4096) */
-	/* Threads that call fdatasync() in a pass, the flush thread included
-	 * (8; 1: the flush thread alone). A disk serves concurrent syncs of
-	 * different files together (one cache flush for several), so a pass
-	 * over many stores takes about as long as its slowest sync instead of
-	 * their sum. */
+	enum sto_sync_engine sync_engine; /* STO_SYNC_AUTO */
+	/* The pool: threads that call fdatasync() in a pass, the flush thread
+	 * included (8; 1: the flush thread alone). Not started when io_uring
+	 * is used. */
 	uint32_t sync_threads;
 	/* Optional: the flush thread records the duration of each fdatasync()
 	 * of a pass here (NULL: not measured). Borrowed; must outlive the
@@ -396,6 +407,7 @@ struct sto_flusher_stats {
 	uint64_t max_stores_in_pass;
 	uint64_t stores; /* registered now */
 	bool idle;       /* asleep with nothing queued */
+	bool uring;      /* syncs go through io_uring (else the pool) */
 };
 
 void sto_flusher_config_defaults(struct sto_flusher_config *cfg);

@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "common/dl_time.h"
 #include "storage/sto_internal.h"
 
 void sto_config_defaults(struct sto_config *cfg)
@@ -121,11 +122,7 @@ int sto_common_init(struct sto *s, const struct sto_ops *ops, const struct sto_i
 		s->cfg.base_dir = s->base_dir;
 	}
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	dl_cond_init_monotonic(&s->cv);
 	return DL_OK;
 }
 
@@ -396,9 +393,7 @@ int sto_common_sync(struct sto *s, uint64_t last_index, struct dl_errctx *err)
 	pthread_mutex_unlock(&s->mu);
 	if (need)
 		sto_flusher_enqueue(s->fl, s);
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += 60;
+	struct timespec until = dl_timespec_at(dl_now_ns() + 60ull * 1000000000u);
 	int rc = DL_OK;
 	pthread_mutex_lock(&s->mu);
 	while (s->io_err == DL_OK && (s->synced_index < last_index || s->state_pend ||

@@ -148,6 +148,14 @@ static void wait_asleep(struct mailbox *mb)
 	}
 }
 
+static bool joined_within_10s(pthread_t th)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	return pthread_timedjoin_np(th, NULL, &until) == 0;
+}
+
 /* A consumer asleep without a deadline wakes on a push, within a bounded
  * wait; a deadline alone wakes it too, not before it. */
 static void a_sleeping_consumer_wakes_on_push(void)
@@ -160,11 +168,7 @@ static void a_sleeping_consumer_wakes_on_push(void)
 	struct item it = {.producer = 0, .seq = 0};
 	uint64_t pushed = dl_now_ns();
 	tt_assert(mb_offer(&mb, &it.node));
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	tt_assert(pthread_timedjoin_np(s.thread, NULL, &until) == 0,
-		  "the consumer did not wake within 10 s of the push");
+	tt_assert(joined_within_10s(s.thread), "the consumer did not wake within 10 s of the push");
 	tt_assert(s.got == &it.node, "woke without the message");
 	double ms = (double)(s.woke_ns - pushed) / 1e6;
 	fprintf(stderr, "woke %.3f ms after the push\n", ms);
@@ -177,6 +181,61 @@ static void a_sleeping_consumer_wakes_on_push(void)
 		  (unsigned long long)slept);
 	tt_assert(slept < 10000000000ull, "slept %llu ns past a 50 ms deadline",
 		  (unsigned long long)slept);
+}
+
+struct drainer {
+	struct mailbox *mb;
+	uint32_t first_drain; /* nodes popped after the first wake with mail */
+	pthread_t thread;
+};
+
+static void *drain_after_wake(void *arg)
+{
+	struct drainer *d = arg;
+	uint64_t end = dl_now_ns() + DEADLINE_NS;
+	while (d->first_drain == 0 && dl_now_ns() < end) {
+		mb_wait(d->mb, end);
+		while (mb_pop(d->mb) != NULL)
+			d->first_drain++;
+	}
+	return NULL;
+}
+
+/* The router's rule for a frame's messages to one member: queued lazily,
+ * one mb_wake() after the last. A sleeping consumer costs one futex wake
+ * for the lot and finds them all when it wakes; a running one costs none,
+ * whatever is pushed. */
+static void a_run_of_lazy_offers_costs_one_wake_and_a_running_consumer_none(void)
+{
+	struct mailbox mb;
+	mb_init(&mb, 16);
+	struct drainer d = {.mb = &mb};
+	tt_assert(pthread_create(&d.thread, NULL, drain_after_wake, &d) == 0);
+	wait_asleep(&mb);
+	struct item it[10];
+	for (uint32_t i = 0; i < 10; i++) {
+		it[i] = (struct item){.producer = 0, .seq = i};
+		tt_assert(mb_offer_lazy(&mb, &it[i].node));
+	}
+	tt_assert(atomic_load(&mb.wakes) == 0, "a lazy offer woke the consumer");
+	mb_wake(&mb);
+	tt_assert(atomic_load(&mb.wakes) == 1, "one wake for the run");
+	tt_assert(joined_within_10s(d.thread), "the consumer did not wake within 10 s of the wake");
+	tt_assert(d.first_drain == 10, "woke to %u of the 10 mails", d.first_drain);
+
+	/* This thread is the consumer now, and it runs: no futex wake. */
+	mb_wake(&mb);
+	for (uint32_t i = 0; i < 10; i++) {
+		tt_assert(i % 2 ? mb_offer(&mb, &it[i].node) : (mb_push(&mb, &it[i].node), true));
+		mb_wake(&mb);
+	}
+	tt_assert(atomic_load(&mb.wakes) == 1, "%llu wakes of a running consumer",
+		  (unsigned long long)atomic_load(&mb.wakes) - 1);
+	for (uint32_t i = 0; i < 10; i++) {
+		struct item *got = (struct item *)mb_pop(&mb);
+		tt_assert(got == &it[i], "mail %u in order", i);
+	}
+	tt_assert(mb_empty(&mb));
 }
 
 /* With a bound of 8, eight offers are taken and the ninth refused (lazy
@@ -262,6 +321,7 @@ int main(void)
 	static const struct tt_test tests[] = {
 		TT_T(several_producers_every_message_once_in_order),
 		TT_T(a_sleeping_consumer_wakes_on_push),
+		TT_T(a_run_of_lazy_offers_costs_one_wake_and_a_running_consumer_none),
 		TT_T(offers_past_the_bound_are_refused_and_none_below_lost),
 		TT_T(concurrent_offers_respect_the_bound),
 	};

@@ -8,13 +8,16 @@
  * runs on_durable, which updates per-store atomics and signals the
  * owner's condition variable.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "storage/sto_internal.h" /* sto_test_hooks */
 #include "test/lib/tt.h"
 #include "test/storage/helpers.h"
 
@@ -30,6 +33,7 @@ struct tstore {
 	_Atomic uint64_t reports;
 	atomic_bool went_down;
 	atomic_bool state_seen;
+	_Atomic int error; /* the last report's */
 };
 
 struct owner {
@@ -51,6 +55,7 @@ static void on_durable(void *ctx, const struct sto_durable *d)
 	if (d->state_durable)
 		atomic_store(&t->state_seen, true);
 	atomic_store(&t->durable, d->index);
+	atomic_store(&t->error, d->error);
 	atomic_fetch_add(&t->reports, 1);
 	pthread_mutex_lock(&t->owner->mu);
 	pthread_cond_broadcast(&t->owner->cv);
@@ -98,14 +103,31 @@ static void *appender(void *arg)
 	return NULL;
 }
 
-static void many_stores(int nstores, int nthreads, int batches, enum sto_type type,
-                        enum sto_flush_mode mode)
+/* io_uring where the kernel gives a ring, as the flusher decides. */
+static bool uring_works(void)
+{
+	struct io_uring ring;
+	if (io_uring_queue_init(4, &ring, 0) != 0)
+		return false;
+	io_uring_queue_exit(&ring);
+	return true;
+}
+
+static struct sto_flusher *start_on(enum sto_sync_engine engine)
 {
 	struct sto_flusher *fl;
 	struct sto_flusher_config fc;
 	sto_flusher_config_defaults(&fc);
+	fc.sync_engine = engine;
 	struct dl_errctx err;
 	tt_assert(sto_flusher_start(&fc, &fl, &err) == DL_OK, "%s", err.msg);
+	return fl;
+}
+
+static void many_stores_on(enum sto_sync_engine engine, int nstores, int nthreads, int batches,
+                           enum sto_type type, enum sto_flush_mode mode)
+{
+	struct sto_flusher *fl = start_on(engine);
 	static struct tstore ts[256];
 	static struct owner os[8];
 	tt_assert(nstores <= 256 && nthreads <= 8 && nstores % nthreads == 0, "sizes");
@@ -141,8 +163,10 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 	struct sto_flusher_stats st;
 	sto_flusher_get_stats(fl, &st);
 	printf("%d stores: %" PRIu64 " passes, up to %" PRIu64 " stores in one pass, %" PRIu64
-	       " fdatasync calls\n",
-	       nstores, st.passes, st.max_stores_in_pass, st.file_syncs);
+	       " fdatasync calls (%s)\n",
+	       nstores, st.passes, st.max_stores_in_pass, st.file_syncs,
+	       st.uring ? "io_uring" : "sync pool");
+	tt_assert(st.uring == (engine == STO_SYNC_AUTO && uring_works()), "the engine asked for");
 	tt_assert(st.stores == (uint64_t)nstores, "registered");
 	tt_assert(st.max_stores_in_pass > 1, "passes group stores together");
 	for (int i = 0; i < nstores; i++) {
@@ -161,10 +185,21 @@ static void many_stores(int nstores, int nthreads, int batches, enum sto_type ty
 	}
 }
 
+static void many_stores(int nstores, int nthreads, int batches, enum sto_type type,
+                        enum sto_flush_mode mode)
+{
+	many_stores_on(STO_SYNC_AUTO, nstores, nthreads, batches, type, mode);
+}
+
 static void
 two_hundred_fifty_six_stores_on_one_flush_thread_with_concurrent_appenders_all_become_durable(void)
 {
 	many_stores(256, 4, 30, STO_TYPE_MMAP, STO_FLUSH_SYNC);
+}
+
+static void the_pool_of_sync_threads_makes_many_stores_durable_when_asked_for(void)
+{
+	many_stores_on(STO_SYNC_POOL, 64, 4, 30, STO_TYPE_MMAP, STO_FLUSH_SYNC);
 }
 
 static void memory_stores_report_through_the_flush_thread_too(void)
@@ -198,15 +233,7 @@ static struct sto *open_one(struct tstore *t, struct sto_flusher *fl, enum sto_f
 	return t->s;
 }
 
-static struct sto_flusher *start(void)
-{
-	struct sto_flusher *fl;
-	struct sto_flusher_config fc;
-	sto_flusher_config_defaults(&fc);
-	struct dl_errctx err;
-	tt_assert(sto_flusher_start(&fc, &fl, &err) == DL_OK, "%s", err.msg);
-	return fl;
-}
+static struct sto_flusher *start(void) { return start_on(STO_SYNC_AUTO); }
 
 static void a_saved_state_is_reported_durable_by_the_flush_thread(void)
 {
@@ -321,6 +348,85 @@ static void a_truncation_lowers_the_durable_index_at_once_and_later_reports_foll
 	sto_flusher_stop(fl);
 }
 
+/* The sync hook: every fdatasync of a store whose group starts with
+ * "bad" fails with EIO (made on the flush thread). */
+static int fail_bad_syncs(void *ctx, const char *path)
+{
+	(void)ctx;
+	return strstr(path, "/bad") != NULL ? EIO : 0;
+}
+
+/* Half the stores of each pass fail their sync: those report DL_EIO and
+ * never an index durable; the others of the same passes become durable. */
+static void failed_syncs_on(enum sto_sync_engine engine)
+{
+	struct sto_flusher *fl = start_on(engine);
+	struct dl_errctx err;
+	static struct sto_test_hooks hooks = {.sync = fail_bad_syncs};
+	sto_test_hooks = &hooks;
+	enum { N = 16 };
+	static struct tstore ts[N];
+	static struct owner o;
+	memset(ts, 0, sizeof(ts));
+	memset(&o, 0, sizeof(o));
+	pthread_mutex_init(&o.mu, NULL);
+	pthread_cond_init(&o.cv, NULL);
+	for (int i = 0; i < N; i++) {
+		struct sto_config cfg;
+		th_config(&cfg, STO_TYPE_MMAP, th_dir);
+		char group[16];
+		snprintf(group, sizeof(group), "%s%d", i % 2 ? "bad" : "ok", i);
+		cfg.group = group;
+		cfg.on_durable = on_durable;
+		cfg.on_durable_ctx = &ts[i];
+		ts[i].owner = &o;
+		ts[i].s = th_open(&cfg, fl);
+	}
+	/* One batch on every store, then more on the good ones (a store
+	 * whose sync failed refuses appends until it is reopened). */
+	for (int i = 0; i < N; i++)
+		th_append_range(ts[i].s, 1, 10, 1, 64);
+	for (uint64_t b = 1; b < 20; b++)
+		for (int i = 0; i < N; i += 2)
+			th_append_range(ts[i].s, b * 10 + 1, b * 10 + 10, 1, 64);
+	for (int i = 0; i < N; i++) {
+		int want = i % 2 ? DL_EIO : DL_OK;
+		memset(&err, 0, sizeof(err));
+		tt_assert(sto_sync(ts[i].s, &err) == want, "store %d: sync gives %s", i,
+		          dl_strerror(want));
+		uint64_t di, dt;
+		sto_durable(ts[i].s, &di, &dt);
+		tt_assert(di == (i % 2 ? 0u : 200u), "store %d durable %" PRIu64, i, di);
+		/* The callback runs just after sto_sync's waiters are woken. */
+		int want_err = i % 2 ? DL_EIO : DL_OK;
+		for (int k = 0; k < 5000 && (atomic_load(&ts[i].durable) != di ||
+		                             atomic_load(&ts[i].error) != want_err);
+		     k++) {
+			struct timespec nap = {0, 1000000};
+			nanosleep(&nap, NULL);
+		}
+		tt_assert(atomic_load(&ts[i].durable) == di, "store %d: reported %" PRIu64, i,
+		          atomic_load(&ts[i].durable));
+		tt_assert(atomic_load(&ts[i].error) == want_err, "store %d: error reported", i);
+	}
+	sto_test_hooks = NULL;
+	for (int i = 0; i < N; i++)
+		sto_close(ts[i].s);
+	sto_flusher_stop(fl);
+	pthread_mutex_destroy(&o.mu);
+	pthread_cond_destroy(&o.cv);
+}
+
+static void a_failed_sync_through_io_uring_fails_its_store_alone(void)
+{
+	failed_syncs_on(STO_SYNC_AUTO);
+}
+
+static void a_failed_sync_on_the_pool_fails_its_store_alone(void)
+{
+	failed_syncs_on(STO_SYNC_POOL);
+}
+
 static void run(void (*fn)(void))
 {
 	th_setup();
@@ -340,6 +446,9 @@ T(a_saved_state_is_reported_durable_by_the_flush_thread)
 T(async_mode_reports_at_once_and_syncs_within_the_interval)
 T(an_idle_flush_thread_sleeps_until_woken)
 T(a_truncation_lowers_the_durable_index_at_once_and_later_reports_follow_the_new_log)
+T(the_pool_of_sync_threads_makes_many_stores_durable_when_asked_for)
+T(a_failed_sync_through_io_uring_fails_its_store_alone)
+T(a_failed_sync_on_the_pool_fails_its_store_alone)
 
 int main(void)
 {
@@ -353,6 +462,9 @@ int main(void)
 	                                async_mode_reports_at_once_and_syncs_within_the_interval)
 	                                E(an_idle_flush_thread_sleeps_until_woken) E(
 	                                        a_truncation_lowers_the_durable_index_at_once_and_later_reports_follow_the_new_log)
+	                                                E(the_pool_of_sync_threads_makes_many_stores_durable_when_asked_for)
+	                                                        E(a_failed_sync_through_io_uring_fails_its_store_alone)
+	                                                                E(a_failed_sync_on_the_pool_fails_its_store_alone)
 #undef E
 	};
 	return tt_run("storage-flush", tests, TT_COUNT(tests));

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/dl_time.h"
 #include "test/lib/tt.h"
 #include "test/lib/tt_net.h"
 #include "transport/transport.h"
@@ -64,11 +65,7 @@ static void sink_init(struct sink *s)
 {
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	dl_cond_init_monotonic(&s->cv);
 }
 
 static void sink_fini(struct sink *s)
@@ -101,15 +98,7 @@ static uint64_t sink_msgs(struct sink *s)
 
 static struct timespec deadline_in(uint32_t ms)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
+	return dl_timespec_at(dl_now_ns() + (uint64_t)ms * 1000000u);
 }
 
 static bool past(const struct timespec *t)
