@@ -10,35 +10,9 @@
 
 #include <stddef.h>
 
-#define DL_ERR_ITEMS(X)                                                        \
-	X(DL_OK, "ok")                                                         \
-	X(DL_EINVAL, "invalid argument")                                       \
-	X(DL_ENOMEM, "out of memory")                                          \
-	X(DL_EIO, "input/output error")                                        \
-	X(DL_ECORRUPT, "corrupt data")                                         \
-	X(DL_ENOSPC, "disk full")                                              \
-	X(DL_ENOTFOUND, "not found")                                           \
-	X(DL_ECOMPACTED, "entry compacted")                                    \
-	X(DL_ERANGE, "index out of range")                                     \
-	X(DL_EEXIST, "already exists")                                         \
-	X(DL_ENOTLEADER, "not leader")                                         \
-	X(DL_EBUSY, "busy")                                                    \
-	X(DL_ETIMEDOUT, "timed out")                                           \
-	X(DL_ECLOSED, "closed")                                                \
-	X(DL_ETOOBIG, "too big")                                               \
-	X(DL_EPROTO, "protocol error")                                         \
-	X(DL_ECONFIG, "configuration error")                                   \
-	X(DL_ENOTCOMMITTED, "entry not committed")
-
-enum dl_err {
-#define DL_ERR_ENUM(code, text) code,
-	DL_ERR_ITEMS(DL_ERR_ENUM)
-#undef DL_ERR_ENUM
-	DL_ERR_COUNT
-};
-
-/* Text of a code; "unknown error" for codes out of range. Never NULL. */
-const char *dl_strerror(int code);
+/* The codes (DL_ERR_ITEMS, enum dl_err) and dl_strerror() are the installed
+ * header's: one list for the library, its embedding API and the wire. */
+#include "dledger/dledger_err.h"
 
 /* Optional detail for an error: a message naming the file, offset, key or
  * peer involved. */

@@ -747,7 +747,7 @@ int cfg_node_finish(struct cfg *c, const struct cfg_lines *nl, bool flags, struc
 	                          : !n->tls_ca_file  ? "tlsCaFile"
 	                                             : NULL;
 	if (tls_set != NULL && tls_missing != NULL) {
-		size_t ki;
+		size_t ki = 0; /* set by cfg_key_find, which finds every key of the table */
 		const struct cfg_key *k = cfg_key_find(tls_set, &ki);
 		struct cfg_loc loc = {flags ? NULL : c->source, nl ? nl->key[ki] : 0, flags};
 		return cfg_key_err(err, &loc, k,

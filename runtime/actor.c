@@ -156,6 +156,12 @@ static void handle_mail(struct rt_actor *a, struct mail *m)
 		free(m);
 		break;
 	}
+	case MAIL_PROPOSE: /* a local request: local.c owns it from here */
+		rt_on_local_propose(a, (struct rt_local *)m);
+		break;
+	case MAIL_READ:
+		rt_on_local_read(a, (struct rt_local *)m);
+		break;
 	case MAIL_STOP: /* the embedded stop mail: not freed */
 		atomic_store_explicit(&a->stopping, true, memory_order_relaxed);
 		break;
@@ -214,7 +220,9 @@ static void maybe_clean(struct rt_actor *a, uint64_t now)
 	a->next_clean_ns = now + (uint64_t)a->cfg.clean_interval_ms * 1000000ull;
 	struct sto_clean_result res;
 	struct dl_errctx err = {{0}};
-	if (sto_clean(a->store, a->commit, &res, &err) == 0 && res.segments_deleted > 0)
+	/* Never past what the application has applied (embedding API). */
+	uint64_t upto = a->applied < a->commit ? a->applied : a->commit;
+	if (sto_clean(a->store, upto, &res, &err) == 0 && res.segments_deleted > 0)
 		dl_log(DL_LOG_INFO, a->cfg.group, a->cfg.self_id,
 		       "cleaned %u segments; first index now %llu%s", res.segments_deleted,
 		       (unsigned long long)res.first_index, res.forced ? " (disk full)" : "");
@@ -327,6 +335,10 @@ static void *actor_main(void *arg)
 		 * one proposal, rather than one step per request. */
 		rt_propose_batch(a);
 		DL_ASSERT(a->prop_reqs == 0 && a->prop_n == 0);
+		if (!a->failed && a->applied < a->commit) {
+			rt_apply_committed(a); /* a backlog, RT_APPLY_PER_PASS at a time */
+			rt_pend_resolve(a);    /* the appends it applied */
+		}
 		rt_maybe_repair(a);
 		rt_maybe_hand_off(a);
 		if (a->failed || a->role != RAFT_LEADER) {
@@ -344,7 +356,8 @@ static void *actor_main(void *arg)
 		}
 		rt_flush_peers(a);
 		rt_gets_expire(a, dl_now_ns());
-		bool idle = mb_empty(&a->mb);
+		bool idle = mb_empty(&a->mb) && (a->cfg.apply == NULL || a->failed ||
+						  a->applied >= a->commit);
 		uint64_t since = now - a->last_publish_ns;
 		if (a->dirty && (idle || since >= RT_PUBLISH_INTERVAL_NS)) {
 			rt_publish(a);
@@ -364,6 +377,8 @@ static void *actor_main(void *arg)
 			free(m);
 		} else if (m->kind == MAIL_TRANSFER) {
 			free(m);
+		} else if (m->kind == MAIL_PROPOSE || m->kind == MAIL_READ) {
+			rt_local_drop(a, (struct rt_local *)m, DL_ECLOSED, "member is stopping");
 		}
 	}
 	/* Flush what is appended, then answer what that committed. */
@@ -488,7 +503,13 @@ static int member_boot(struct rt_actor *a, struct dl_errctx *err)
 		       (unsigned long long)hard.incarnation);
 	if (boot.commit > boot.last_index)
 		boot.commit = boot.last_index;
-	a->commit = a->applied = boot.commit;
+	a->commit = boot.commit;
+	/* With an apply callback, `applied` is the application's (set at
+	 * creation, then moved by each apply) and survives a reboot after a
+	 * storage error: an entry is applied once per run whatever the
+	 * recovered commit says. */
+	if (a->cfg.apply == NULL)
+		a->applied = boot.commit;
 
 	a->log_ops = (struct raft_log_ops){rt_log_term_at, rt_log_entry_bytes};
 	a->raft_cfg.seed = dl_now_ns() ^ ((uint64_t)(uintptr_t)a << 16);
@@ -552,9 +573,21 @@ int rt_actor_new(struct rt_node *n, const struct rt_member_config *mc, struct rt
 		}
 	}
 	build_raft_config(a, mc);
+	a->applied = mc->apply != NULL ? mc->applied_index : 0;
 	rc = member_boot(a, err);
 	if (rc != 0)
 		goto err_free;
+	if (mc->apply != NULL && sto_first_index(a->store) > a->applied + 1 &&
+	    sto_last_index(a->store) >= sto_first_index(a->store)) {
+		rc = dl_errf(err, DL_ECOMPACTED,
+			     "%s/%s: applied index %llu given, but the log starts at %llu: entries "
+			     "%llu..%llu were cleaned",
+			     mc->group, mc->self_id, (unsigned long long)a->applied,
+			     (unsigned long long)sto_first_index(a->store),
+			     (unsigned long long)a->applied + 1,
+			     (unsigned long long)sto_first_index(a->store) - 1);
+		goto err_free;
+	}
 	rt_publish(a);
 	*out = a;
 	return 0;

@@ -315,3 +315,75 @@ const struct dl_hist *rt_node_commit_latency(const struct rt_node *n)
 {
 	return &n->commit_latency;
 }
+
+/* ---- local requests (local.c carries them out on the actor) ------------------ */
+
+/* Offers a local request to the member's mailbox; frees it on failure. */
+static int local_post(struct rt_node *n, const char *group, const char *id, struct rt_local *l)
+{
+	pthread_mutex_lock(&n->mu);
+	int rc = 0;
+	struct rt_actor *a = NULL;
+	if (atomic_load_explicit(&n->closing, memory_order_relaxed))
+		rc = DL_ECLOSED;
+	else if ((a = rt_table_find(atomic_load_explicit(&n->table, memory_order_relaxed), group,
+				    id, NULL)) == NULL)
+		rc = DL_ENOTFOUND;
+	else if (!mb_offer(&a->mb, &l->mail.node)) {
+		atomic_fetch_add_explicit(&a->mailbox_full, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&n->mailbox_full, 1, memory_order_relaxed);
+		rc = DL_EBUSY;
+	}
+	/* Under n->mu the actor cannot be removed between the find and the
+	 * offer; once offered, the actor answers it (even when stopping). */
+	pthread_mutex_unlock(&n->mu);
+	if (rc != 0)
+		free(l);
+	return rc;
+}
+
+int rt_node_propose(struct rt_node *n, const char *group, const char *id, const struct rt_buf *ents,
+		    uint32_t count, rt_propose_fn cb, void *arg)
+{
+	if (n == NULL || group == NULL || id == NULL || cb == NULL || count == 0 ||
+	    count > RT_MAX_LOCAL_ENTRIES || ents == NULL)
+		return DL_EINVAL;
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		if (ents[i].data == NULL && ents[i].len > 0)
+			return DL_EINVAL;
+		if (ents[i].len > UINT32_MAX / 2) /* the store's limit is checked on the actor */
+			return DL_ETOOBIG;
+		bytes += ents[i].len;
+	}
+	size_t head = sizeof(struct rt_local) + (size_t)count * sizeof(struct raft_entry);
+	struct rt_local *l = malloc(head + bytes);
+	if (l == NULL)
+		return DL_ENOMEM;
+	*l = (struct rt_local){.mail = {.kind = MAIL_PROPOSE}, .propose_cb = cb, .arg = arg,
+			       .n = count, .bytes = bytes,
+			       .ents = (struct raft_entry *)(l + 1)};
+	uint8_t *body = (uint8_t *)l + head;
+	for (uint32_t i = 0; i < count; i++) {
+		if (ents[i].len > 0)
+			memcpy(body, ents[i].data, ents[i].len);
+		l->ents[i] = (struct raft_entry){.type = RAFT_ENTRY_NORMAL, .data = body,
+						 .len = (uint32_t)ents[i].len};
+		body += ents[i].len;
+	}
+	DL_ASSERT(body == (uint8_t *)l + head + bytes);
+	return local_post(n, group, id, l);
+}
+
+int rt_node_read(struct rt_node *n, const char *group, const char *id, uint64_t index,
+		 rt_read_fn cb, void *arg)
+{
+	if (n == NULL || group == NULL || id == NULL || cb == NULL || index == 0)
+		return DL_EINVAL;
+	struct rt_local *l = malloc(sizeof(*l));
+	if (l == NULL)
+		return DL_ENOMEM;
+	*l = (struct rt_local){.mail = {.kind = MAIL_READ}, .read_cb = cb, .arg = arg,
+			       .index = index};
+	return local_post(n, group, id, l);
+}

@@ -39,13 +39,52 @@ struct pending *rt_pend_at(struct rt_actor *a, uint32_t i)
 	return &a->pend[(a->pend_head + i) % a->pend_cap];
 }
 
+/* What a pending record holds: a client's frame, or a local proposal
+ * (answered before, or never to be: the actor frees it). */
+static void pend_release(struct pending *p)
+{
+	if (p->frame != NULL)
+		tp_frame_release(p->frame);
+	free(p->local);
+	p->frame = NULL;
+	p->local = NULL;
+}
+
+/* The answer to a local proposal, on the actor thread; the callback runs
+ * here (docs/EMBEDDING.md, "Threads"). A not-leader answer names the leader
+ * this member knows. */
+void rt_local_answer(struct rt_actor *a, struct rt_local *l, int code, uint64_t first_index,
+		     uint64_t term, const char *msg)
+{
+	DL_ASSERT(l->mail.kind == MAIL_PROPOSE && l->propose_cb != NULL);
+	DL_ASSERT(code != 0 || (first_index >= 1 && term >= 1));
+	struct rt_propose_result r = {.code = code, .first_index = code ? 0 : first_index,
+				      .term = code ? 0 : term, .n = l->n, .leader_id = "",
+				      .leader_addr = "", .message = msg ? msg : dl_strerror(code)};
+	if (code == DL_ENOTLEADER && a->leader != 0 && a->leader <= a->cfg.n_peers) {
+		r.leader_id = rt_rid_name(a, a->leader);
+		r.leader_addr = a->members[a->leader - 1].p.addr;
+	}
+	l->propose_cb(l->arg, &r);
+}
+
+/* A pending append that will not commit: its client, or its local caller,
+ * gets `code`. The record stays; the caller pops it. */
+void rt_pend_fail(struct rt_actor *a, struct pending *p, int code, const char *why)
+{
+	DL_ASSERT(code != 0);
+	if (p->local != NULL)
+		rt_local_answer(a, p->local, code, 0, 0, why);
+	else
+		rt_reply_error(a, p->frame, p->request_id, code, why);
+}
+
 void rt_pend_pop(struct rt_actor *a)
 {
 	DL_ASSERT(a->pend_count > 0);
 	struct pending *p = rt_pend_at(a, 0);
-	DL_ASSERT(p->frame != NULL && a->pend_bytes >= p->bytes);
-	tp_frame_release(p->frame);
-	p->frame = NULL;
+	DL_ASSERT((p->frame != NULL) != (p->local != NULL) && a->pend_bytes >= p->bytes);
+	pend_release(p);
 	a->pend_bytes -= p->bytes;
 	a->pend_head = (a->pend_head + 1) % a->pend_cap;
 	a->pend_count--;
@@ -56,9 +95,8 @@ void rt_pend_pop_newest(struct rt_actor *a)
 {
 	DL_ASSERT(a->pend_count > 0);
 	struct pending *p = rt_pend_at(a, a->pend_count - 1);
-	DL_ASSERT(p->frame != NULL && a->pend_bytes >= p->bytes);
-	tp_frame_release(p->frame);
-	p->frame = NULL;
+	DL_ASSERT((p->frame != NULL) != (p->local != NULL) && a->pend_bytes >= p->bytes);
+	pend_release(p);
 	a->pend_bytes -= p->bytes;
 	a->pend_count--;
 	DL_ASSERT(a->pend_count > 0 || a->pend_bytes == 0);
@@ -117,21 +155,30 @@ static void reply_append_ok(struct rt_actor *a, struct tp_frame *f, const struct
 	(void)tp_fb_add_append_resp(&s->fb, ad, r);
 }
 
-/* Answers every pending append whose entries are now committed: success if
+/* Answers every pending append whose entries are now committed (and applied,
+ * with an apply callback): success if
  * the log still holds them in the term they were given, else they were
  * replaced by another leader's entries. */
 void rt_pend_resolve(struct rt_actor *a)
 {
 	uint64_t now_ns = a->pend_count > 0 ? dl_now_ns() : 0;
+	/* With an apply callback, an append is answered once it is applied
+	 * here too (docs/EMBEDDING.md, "Apply"), not merely committed. */
+	uint64_t done = a->cfg.apply != NULL && a->applied < a->commit ? a->applied : a->commit;
 	while (a->pend_count > 0) {
 		struct pending *p = rt_pend_at(a, 0);
 		DL_ASSERT(p->n >= 1);
 		uint64_t last = p->first_index + p->n - 1;
-		if (p->first_index == 0 || last > a->commit)
+		if (p->first_index == 0 || last > done)
 			break;
-		DL_ASSERT(p->first_index <= a->commit && p->frame != NULL);
+		DL_ASSERT(p->first_index <= a->commit && (p->frame != NULL || p->local != NULL));
 		uint64_t t = 0;
-		if (sto_term_at(a->store, p->first_index, &t) && t == p->term) {
+		bool kept = sto_term_at(a->store, p->first_index, &t) && t == p->term;
+		if (kept && p->local != NULL) {
+			rt_local_answer(a, p->local, 0, p->first_index, p->term, NULL);
+			dl_hist_record(&a->node->commit_latency, now_ns - p->proposed_ns);
+			a->committed_bytes += p->bytes;
+		} else if (kept) {
 			struct tp_append_resp r = {.code = 0, .first_index = p->first_index,
 						   .term = p->term, .n = p->n};
 			struct tp_addr ad = {.group = a->cfg.group, .target = "",
@@ -140,9 +187,9 @@ void rt_pend_resolve(struct rt_actor *a)
 			dl_hist_record(&a->node->commit_latency, now_ns - p->proposed_ns);
 			a->committed_bytes += p->bytes;
 		} else {
-			rt_reply_error(a, p->frame, p->request_id, DL_ENOTLEADER,
-				    "leadership changed before the entries committed; they were "
-				    "replaced");
+			rt_pend_fail(a, p, DL_ENOTLEADER,
+				     "leadership changed before the entries committed; they were "
+				     "replaced");
 		}
 		rt_pend_pop(a);
 	}
@@ -155,7 +202,7 @@ void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 	a->prop_reqs = 0;
 	while (a->pend_count > 0) {
 		struct pending *p = rt_pend_at(a, 0);
-		rt_reply_error(a, p->frame, p->request_id, code, why);
+		rt_pend_fail(a, p, code, why);
 		rt_pend_pop(a);
 	}
 	DL_ASSERT(a->pend_count == 0 && a->pend_bytes == 0);
@@ -164,7 +211,7 @@ void rt_pend_fail_all(struct rt_actor *a, int code, const char *why)
 /* Room for one more pending record: the ring starts small (an idle member
  * keeps 1 KiB, not max_pending_appends records) and doubles, in order,
  * up to max_pending_appends. */
-static bool pend_reserve(struct rt_actor *a)
+bool rt_pend_reserve(struct rt_actor *a)
 {
 	/* The caller checked the count against the bound. */
 	DL_ASSERT(a->pend_count < a->cfg.max_pending_appends);
@@ -198,7 +245,7 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 		rt_reply_error(a, f, h->request_id, DL_ENOTLEADER, NULL);
 		return 0;
 	}
-	if (a->pend_count >= a->cfg.max_pending_appends || !pend_reserve(a)) {
+	if (a->pend_count >= a->cfg.max_pending_appends || !rt_pend_reserve(a)) {
 		rt_reply_error(a, f, h->request_id, DL_EBUSY, "too many appends waiting for commit");
 		return 0;
 	}
@@ -233,7 +280,7 @@ uint32_t rt_admit_append(struct rt_actor *a, struct tp_frame *f, const struct tp
 		return 0;
 	}
 	DL_ASSERT(n >= 1 && n <= a->ents_cap);
-	DL_ASSERT(a->pend_count < a->pend_cap); /* pend_reserve() made room */
+	DL_ASSERT(a->pend_count < a->pend_cap); /* rt_pend_reserve() made room */
 	*bytes_out = bytes;
 	return n;
 }

@@ -9,6 +9,8 @@
  *   requests.c  client requests: replies, pending appends, reply slots
  *   update.c    carrying out a Raft update; the pass's proposal; actor_fail
  *   repair.c    damaged entries: hand-off and repair in place
+ *   local.c     local requests (the embedding API): proposals and reads
+ *               made in this process, on the actor
  *   actor.c     mail, the actor loop, the actor lifecycle
  *   registry.c  the (group, id) table and the router's delivery
  *   node.c      rt_node_*
@@ -45,6 +47,7 @@
  * about this much after a round trip. */
 #define RT_NOTICE_IDLE_NS 1000000ull
 #define RT_MAX_PROPOSE STO_MAX_BATCH
+#define RT_APPLY_PER_PASS 1024 /* committed entries applied per loop pass */
 #define RT_TICKS_PER_HEARTBEAT 10
 #define RT_PEND_INITIAL 16 /* pending appends a member has room for before it grows */
 /* Reads of an index past the commit index that wait for it, per member
@@ -57,7 +60,7 @@
 #define RT_LOG_GAP_NS 1000000000ull     /* rate-limited lines: one a second per kind ... */
 #define RT_LOG_REPEAT_NS 30000000000ull /* ... and the same subject again after 30 s */
 
-enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP };
+enum mail_kind { MAIL_FRAME = 1, MAIL_DURABLE, MAIL_TRANSFER, MAIL_STOP, MAIL_PROPOSE, MAIL_READ };
 
 struct mail {
 	struct mb_node node;
@@ -67,8 +70,24 @@ struct mail {
 	raft_id target;         /* MAIL_TRANSFER */
 };
 
+/* A local request (rt_node_propose, rt_node_read): one allocation with its
+ * mail first, the entries and their bodies after it. Owned by the mailbox
+ * until popped, then by the actor (a proposal's pending record holds it);
+ * freed with free() once answered. */
+struct rt_local {
+	struct mail mail; /* kind MAIL_PROPOSE or MAIL_READ */
+	rt_propose_fn propose_cb;
+	rt_read_fn read_cb;
+	void *arg;
+	uint64_t index;          /* MAIL_READ */
+	uint32_t n;              /* MAIL_PROPOSE: entries */
+	uint64_t bytes;          /* their bodies */
+	struct raft_entry *ents; /* n, bodies in this allocation */
+};
+
 struct pending {
-	struct tp_frame *frame; /* held: the reply goes back over its pipe */
+	struct tp_frame *frame; /* held: the reply goes back over its pipe; NULL: local */
+	struct rt_local *local; /* a local proposal (owned), when frame is NULL */
 	uint64_t request_id;
 	uint64_t first_index; /* 0: in the pass's batch, not proposed yet */
 	uint64_t term;
@@ -258,6 +277,10 @@ int rt_metadata_all(struct rt_node *n, const struct rt_table *t, struct tp_frame
 
 void rt_reply_error(struct rt_actor *a, struct tp_frame *f, uint64_t request_id, int code,
 			const char *msg);
+void rt_local_answer(struct rt_actor *a, struct rt_local *l, int code, uint64_t first_index,
+		     uint64_t term, const char *msg);
+void rt_pend_fail(struct rt_actor *a, struct pending *p, int code, const char *why);
+bool rt_pend_reserve(struct rt_actor *a);
 struct pending *rt_pend_at(struct rt_actor *a, uint32_t i);
 void rt_pend_pop(struct rt_actor *a);
 void rt_pend_pop_newest(struct rt_actor *a);
@@ -280,6 +303,8 @@ void rt_flush_peers(struct rt_actor *a);
 void rt_step(struct rt_actor *a, const struct raft_event *ev, struct raft_update *u);
 void rt_propose_batch(struct rt_actor *a);
 void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *detail);
+void rt_apply_committed(struct rt_actor *a);
+void rt_note_role(struct rt_actor *a);
 
 /* ---- repair.c ---------------------------------------------------------------- */
 
@@ -287,6 +312,12 @@ void rt_maybe_hand_off(struct rt_actor *a);
 void rt_on_fetch(struct rt_actor *a, const struct tp_hdr *h);
 void rt_on_fetch_resp(struct rt_actor *a, const struct tp_hdr *h);
 void rt_maybe_repair(struct rt_actor *a);
+
+/* ---- local.c ----------------------------------------------------------------- */
+
+void rt_on_local_propose(struct rt_actor *a, struct rt_local *l);
+void rt_on_local_read(struct rt_actor *a, struct rt_local *l);
+void rt_local_drop(struct rt_actor *a, struct rt_local *l, int code, const char *why);
 
 /* ---- actor.c ----------------------------------------------------------------- */
 

@@ -53,6 +53,12 @@ struct rt_peer {
 typedef void (*rt_apply_fn)(void *arg, const char *group, const char *id, uint64_t index,
 			    const struct sto_view *entry);
 
+/* Called on the actor thread when the member's role or the leader it knows
+ * changes (embedding API, DLedger's RoleChangeHandler; NULL: none). `role`
+ * is an enum raft_role; `leader` is "" when none is known. */
+typedef void (*rt_role_fn)(void *arg, const char *group, const char *id, uint8_t role,
+			   uint64_t term, const char *leader);
+
 struct rt_member_config {
 	char group[TP_NAME_MAX + 1];
 	char self_id[TP_NAME_MAX + 1];
@@ -74,6 +80,11 @@ struct rt_member_config {
 
 	rt_apply_fn apply;
 	void *apply_arg;
+	/* With `apply`: the entries up to here were applied before (the
+	 * application persisted it); apply starts after it, once committed. */
+	uint64_t applied_index;
+	rt_role_fn on_role; /* NULL: the node's (rt_node_config.on_role) */
+	void *role_arg;
 };
 
 /* Defaults for everything but names, peers and store.base_dir. */
@@ -88,6 +99,9 @@ struct rt_node_config {
 	/* Mutual TLS for every connection (tp_tls_load() with a node
 	 * certificate; borrowed, must outlive the node); NULL: plaintext. */
 	const struct tp_tls *tls;
+	/* Role changes of every member without its own on_role (embedding). */
+	rt_role_fn on_role;
+	void *role_arg;
 };
 void rt_node_config_defaults(struct rt_node_config *nc);
 
@@ -167,6 +181,49 @@ int rt_node_member_status(struct rt_node *n, const char *group, const char *id,
 /* Asks the member (which must lead) to hand leadership to `to_id`. Returns
  * at once; watch the status for the outcome. */
 int rt_node_transfer(struct rt_node *n, const char *group, const char *id, const char *to_id);
+
+/* ---- local requests (the embedding API; runtime/local.c) --------------------
+ * An append or a read made by the node's own process, posted to the member's
+ * mailbox like a client's frame but never through the network. */
+
+struct rt_buf {
+	const void *data;
+	size_t len;
+};
+
+/* The answer to rt_node_propose(), valid for the call. code 0: the n entries
+ * are committed at first_index.. in `term`. DL_ENOTLEADER: leader_id and
+ * leader_addr name the leader this member knows ("" if none). `message`
+ * says more (never NULL). */
+struct rt_propose_result {
+	int code;
+	uint64_t first_index, term;
+	uint32_t n;
+	const char *leader_id, *leader_addr, *message;
+};
+typedef void (*rt_propose_fn)(void *arg, const struct rt_propose_result *r);
+
+/* Proposes `count` entries (copied; 1..RT_MAX_LOCAL_ENTRIES) to the member
+ * (group, id), which must lead. Returns 0 when `cb` will be called exactly
+ * once, on the member's actor thread, when the entries commit or fail; or
+ * an error at once and `cb` is never called: DL_ENOTFOUND (no such member),
+ * DL_EINVAL (no entries, too many), DL_ETOOBIG (an entry over the store's
+ * limit), DL_EBUSY (its mailbox is full), DL_ENOMEM, DL_ECLOSED (the node
+ * is stopping). */
+#define RT_MAX_LOCAL_ENTRIES 4096
+int rt_node_propose(struct rt_node *n, const char *group, const char *id, const struct rt_buf *ents,
+		    uint32_t count, rt_propose_fn cb, void *arg);
+
+/* A committed entry read on the actor thread: code 0 and the view (valid for
+ * the call), or DL_ENOTCOMMITTED, DL_ECOMPACTED, DL_ECORRUPT, DL_EIO, or
+ * DL_ECLOSED when the member stopped first. */
+typedef void (*rt_read_fn)(void *arg, int code, uint64_t index, const struct sto_view *v);
+
+/* Reads committed entry `index` of the member (group, id). Returns 0 when
+ * `cb` will be called exactly once on the actor thread, or an error at once
+ * (DL_ENOTFOUND, DL_EINVAL, DL_EBUSY, DL_ENOMEM, DL_ECLOSED). */
+int rt_node_read(struct rt_node *n, const char *group, const char *id, uint64_t index,
+		 rt_read_fn cb, void *arg);
 
 struct rt_node_stats {
 	uint64_t members;

@@ -112,13 +112,21 @@ static int store_append(struct rt_actor *a, const struct raft_update *u)
 	return 0;
 }
 
-static void apply_committed(struct rt_actor *a)
+/* The committed entries not applied yet go to the member's apply callback,
+ * in index order, at most RT_APPLY_PER_PASS per call so that a long backlog
+ * (a restart from an old applied index) leaves room for mail and ticks; the
+ * loop calls again while some are left (actor.c). Without a callback there
+ * is nothing to do. `applied` may start above the commit index (the
+ * application's own, rt_member_config.applied_index): entries up to it are
+ * skipped. */
+void rt_apply_committed(struct rt_actor *a)
 {
 	if (a->cfg.apply == NULL) {
-		a->applied = a->commit;
+		if (a->applied < a->commit)
+			a->applied = a->commit;
 		return;
 	}
-	while (a->applied < a->commit) {
+	for (uint32_t k = 0; k < RT_APPLY_PER_PASS && a->applied < a->commit && !a->failed; k++) {
 		struct sto_view v;
 		uint64_t idx = a->applied + 1;
 		int rc = rt_read_view(a, idx, &v);
@@ -126,10 +134,26 @@ static void apply_committed(struct rt_actor *a)
 			rt_actor_fail(a, rc, "reading a committed entry", a->read_err.msg);
 			return;
 		}
+		DL_ASSERT(idx <= a->commit);
 		a->cfg.apply(a->cfg.apply_arg, a->cfg.group, a->cfg.self_id, idx, &v);
-		a->applied = idx;
+		a->applied = idx; /* exactly once: never delivered again in this run */
 	}
-	DL_ASSERT(a->applied == a->commit);
+}
+
+/* The role callback (the member's, else the node's), on the actor thread. */
+void rt_note_role(struct rt_actor *a)
+{
+	rt_role_fn fn = a->cfg.on_role ? a->cfg.on_role : a->node->cfg.on_role;
+	void *arg = a->cfg.on_role ? a->cfg.role_arg : a->node->cfg.role_arg;
+	if (fn == NULL)
+		return;
+	uint64_t term = 0;
+	if (a->raft != NULL) {
+		struct raft_status st;
+		raft_get_status(a->raft, &st);
+		term = st.term;
+	}
+	fn(arg, a->cfg.group, a->cfg.self_id, a->role, term, a->leader ? rt_rid_name(a, a->leader) : "");
 }
 
 static void note_changes(struct rt_actor *a, const struct raft_update *u)
@@ -150,6 +174,8 @@ static void note_changes(struct rt_actor *a, const struct raft_update *u)
 	DL_ASSERT(u->role != RAFT_LEADER || u->leader_id == a->self);
 	a->role = u->role;
 	a->leader = u->leader_id;
+	if (u->role_changed || u->leader_changed)
+		rt_note_role(a);
 }
 
 /* The leader's append disagrees with our committed entry at `index`
@@ -207,7 +233,7 @@ static void carry_out(struct rt_actor *a, const struct raft_update *u)
 		DL_ASSERT(u->commit_index <= sto_last_index(a->store));
 		a->commit = u->commit_index;
 		sto_set_commit(a->store, a->commit);
-		apply_committed(a);
+		rt_apply_committed(a);
 		rt_pend_resolve(a);
 		rt_gets_resolve(a);
 	}
@@ -265,7 +291,7 @@ void rt_propose_batch(struct rt_actor *a)
 	/* Answer in arrival order, then drop the records (the newest ones). */
 	for (uint32_t i = a->pend_count - reqs; i < a->pend_count; i++) {
 		struct pending *p = rt_pend_at(a, i);
-		rt_reply_error(a, p->frame, p->request_id, code, why);
+		rt_pend_fail(a, p, code, why);
 	}
 	uint32_t before = a->pend_count;
 	for (uint32_t i = 0; i < reqs; i++)
@@ -309,9 +335,12 @@ void rt_actor_fail(struct rt_actor *a, int rc, const char *what, const char *det
 	snprintf(a->fail_reason, sizeof(a->fail_reason), "%s", rt_fail_reason(rc));
 	a->retries = 0;
 	a->retry_ns = dl_now_ns() + RT_RETRY_MIN_NS;
+	bool was = a->role != RAFT_FOLLOWER || a->leader != 0;
 	a->role = RAFT_FOLLOWER;
 	a->leader = 0;
 	a->dirty = true;
+	if (was)
+		rt_note_role(a);
 	dl_log(DL_LOG_ERROR, a->cfg.group, a->cfg.self_id,
 	       "%s failed: %s%s%s; this member stops taking part and retries by itself", what,
 	       dl_strerror(rc), detail && *detail ? ": " : "", detail ? detail : "");
