@@ -237,7 +237,10 @@ DL_API int dl_read(dl_node *n, const char *group, uint64_t index, uint32_t timeo
 	struct waiter *w = waiter_new();
 	if (w == NULL)
 		return DL_ENOMEM;
-	rc = rt_node_read(rt, group, id, index, read_done, w);
+	/* Past the member's commit index the member itself waits for the
+	 * commit, as long as we do (up to its bound). */
+	uint32_t wait_ms = timeout_ms < TP_GET_WAIT_MAX_MS ? timeout_ms : TP_GET_WAIT_MAX_MS;
+	rc = rt_node_read(rt, group, id, index, wait_ms, read_done, w);
 	if (rc != 0) {
 		waiter_put(w); /* never shared: both references are ours */
 		waiter_put(w);

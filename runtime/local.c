@@ -92,6 +92,17 @@ void rt_on_local_propose(struct rt_actor *a, struct rt_local *l)
 void rt_on_local_read(struct rt_actor *a, struct rt_local *l)
 {
 	DL_ASSERT(l->mail.kind == MAIL_READ && l->read_cb != NULL);
+	if (l->index > a->commit && l->wait_ms > 0 && a->store != NULL && !a->failed &&
+	    !atomic_load_explicit(&a->stopping, memory_order_relaxed)) {
+		rt_get_wait_local(a, l); /* answered on commit, timeout or stop */
+		return;
+	}
+	rt_local_read_answer(a, l);
+}
+
+void rt_local_read_answer(struct rt_actor *a, struct rt_local *l)
+{
+	DL_ASSERT(l->mail.kind == MAIL_READ && l->read_cb != NULL);
 	int code = 0;
 	struct sto_view v;
 	if (a->store == NULL)

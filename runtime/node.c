@@ -376,14 +376,15 @@ int rt_node_propose(struct rt_node *n, const char *group, const char *id, const 
 }
 
 int rt_node_read(struct rt_node *n, const char *group, const char *id, uint64_t index,
-		 rt_read_fn cb, void *arg)
+		 uint32_t wait_ms, rt_read_fn cb, void *arg)
 {
-	if (n == NULL || group == NULL || id == NULL || cb == NULL || index == 0)
+	if (n == NULL || group == NULL || id == NULL || cb == NULL || index == 0 ||
+	    wait_ms > TP_GET_WAIT_MAX_MS)
 		return DL_EINVAL;
 	struct rt_local *l = malloc(sizeof(*l));
 	if (l == NULL)
 		return DL_ENOMEM;
 	*l = (struct rt_local){.mail = {.kind = MAIL_READ}, .read_cb = cb, .arg = arg,
-			       .index = index};
+			       .index = index, .wait_ms = wait_ms};
 	return local_post(n, group, id, l);
 }

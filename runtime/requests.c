@@ -365,30 +365,74 @@ static bool wget_reserve(struct rt_actor *a)
 	return true;
 }
 
-/* A read past the commit index waits for it (up to wait_ms), bounded per
- * member: beyond RT_MAX_WAITING_GETS it is answered busy at once. */
+/* A read past the commit index waits for it (up to w.wait_ms; its
+ * deadline is set here), bounded per member: false beyond
+ * RT_MAX_WAITING_GETS (the caller answers busy). */
+static bool wget_add(struct rt_actor *a, struct waiting_get w)
+{
+	DL_ASSERT(w.g.index > a->commit && w.wait_ms > 0 && w.wait_ms <= TP_GET_WAIT_MAX_MS);
+	DL_ASSERT((w.frame == NULL) != (w.local == NULL));
+	a->dirty = true;
+	if (a->wget_count >= RT_MAX_WAITING_GETS || !wget_reserve(a)) {
+		a->get_wait_busy++;
+		return false;
+	}
+	w.deadline_ns = dl_now_ns() + (uint64_t)w.wait_ms * 1000000ull;
+	a->wgets[a->wget_count++] = w;
+	if (a->wget_count == 1 || w.deadline_ns < a->wget_next_ns)
+		a->wget_next_ns = w.deadline_ns;
+	a->gets_waited++;
+	return true;
+}
+
 static void get_wait(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h,
 		     const struct tp_get *g, uint32_t wait_ms)
 {
-	DL_ASSERT(g->index > a->commit && wait_ms > 0 && wait_ms <= TP_GET_WAIT_MAX_MS);
-	if (a->wget_count >= RT_MAX_WAITING_GETS || !wget_reserve(a)) {
-		a->get_wait_busy++;
-		a->dirty = true;
+	if (!wget_add(a, (struct waiting_get){.frame = f, .request_id = h->request_id, .g = *g,
+					      .wait_ms = wait_ms})) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "too many reads waiting for the commit here (%u)",
 			 a->wget_count);
 		rt_reply_error(a, f, h->request_id, DL_EBUSY, msg);
 		return;
 	}
-	uint64_t deadline = dl_now_ns() + (uint64_t)wait_ms * 1000000ull;
 	tp_frame_hold(f);
-	a->wgets[a->wget_count++] = (struct waiting_get){
-		.frame = f, .request_id = h->request_id, .g = *g, .deadline_ns = deadline,
-		.wait_ms = wait_ms};
-	if (a->wget_count == 1 || deadline < a->wget_next_ns)
-		a->wget_next_ns = deadline;
-	a->gets_waited++;
-	a->dirty = true;
+}
+
+void rt_get_wait_local(struct rt_actor *a, struct rt_local *l)
+{
+	DL_ASSERT(l->mail.kind == MAIL_READ && l->index > a->commit);
+	uint32_t wait_ms = l->wait_ms > TP_GET_WAIT_MAX_MS ? TP_GET_WAIT_MAX_MS : l->wait_ms;
+	if (!wget_add(a, (struct waiting_get){.local = l, .g = {.index = l->index, .to = l->index},
+					      .wait_ms = wait_ms})) {
+		l->read_cb(l->arg, DL_EBUSY, l->index, NULL);
+		free(l);
+	}
+}
+
+/* Answers waiting read w, which the commit reached. */
+static void wget_answer(struct rt_actor *a, struct waiting_get *w)
+{
+	DL_ASSERT(w->g.index <= a->commit);
+	if (w->local != NULL) {
+		rt_local_read_answer(a, w->local); /* frees it */
+		w->local = NULL;
+	} else {
+		get_answer(a, w->frame, w->request_id, &w->g);
+	}
+}
+
+/* Answers waiting read w with an error. */
+static void wget_fail(struct rt_actor *a, struct waiting_get *w, int code, const char *why)
+{
+	DL_ASSERT(code != 0);
+	if (w->local != NULL) {
+		w->local->read_cb(w->local->arg, code, w->local->index, NULL);
+		free(w->local);
+		w->local = NULL;
+	} else {
+		rt_reply_error(a, w->frame, w->request_id, code, why);
+	}
 }
 
 void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
@@ -420,8 +464,9 @@ void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h)
 /* Drops waiting read i (answered), keeping arrival order. */
 static void wget_remove(struct rt_actor *a, uint32_t i)
 {
-	DL_ASSERT(i < a->wget_count && a->wgets[i].frame != NULL);
-	tp_frame_release(a->wgets[i].frame);
+	DL_ASSERT(i < a->wget_count && a->wgets[i].local == NULL);
+	if (a->wgets[i].frame != NULL)
+		tp_frame_release(a->wgets[i].frame);
 	memmove(&a->wgets[i], &a->wgets[i + 1], (a->wget_count - i - 1) * sizeof(*a->wgets));
 	a->wget_count--;
 }
@@ -444,7 +489,7 @@ void rt_gets_resolve(struct rt_actor *a)
 			i++;
 			continue;
 		}
-		get_answer(a, w->frame, w->request_id, &w->g);
+		wget_answer(a, w);
 		wget_remove(a, i);
 	}
 	wget_recompute_next(a);
@@ -464,7 +509,7 @@ void rt_gets_expire(struct rt_actor *a, uint64_t now_ns)
 		if (w->g.index <= a->commit) {
 			/* The commit reached it without rt_gets_resolve (a
 			 * member rebooted after a storage error). */
-			get_answer(a, w->frame, w->request_id, &w->g);
+			wget_answer(a, w);
 			wget_remove(a, i);
 			continue;
 		}
@@ -472,7 +517,7 @@ void rt_gets_expire(struct rt_actor *a, uint64_t now_ns)
 		snprintf(msg, sizeof(msg),
 			 "entry not committed (yet): commit index %llu after waiting %u ms",
 			 (unsigned long long)a->commit, w->wait_ms);
-		rt_reply_error(a, w->frame, w->request_id, DL_ENOTCOMMITTED, msg);
+		wget_fail(a, w, DL_ENOTCOMMITTED, msg);
 		a->get_wait_timeouts++;
 		wget_remove(a, i);
 	}
@@ -484,8 +529,9 @@ void rt_gets_fail_all(struct rt_actor *a, int code, const char *why)
 {
 	for (uint32_t i = 0; i < a->wget_count; i++) { /* in arrival order */
 		struct waiting_get *w = &a->wgets[i];
-		rt_reply_error(a, w->frame, w->request_id, code, why);
-		tp_frame_release(w->frame);
+		wget_fail(a, w, code, why);
+		if (w->frame != NULL)
+			tp_frame_release(w->frame);
 	}
 	a->wget_count = 0;
 	a->wget_next_ns = UINT64_MAX;

@@ -80,6 +80,7 @@ struct rt_local {
 	rt_read_fn read_cb;
 	void *arg;
 	uint64_t index;          /* MAIL_READ */
+	uint32_t wait_ms;        /* MAIL_READ: how long it may wait for the commit */
 	uint32_t n;              /* MAIL_PROPOSE: entries */
 	uint64_t bytes;          /* their bodies */
 	struct raft_entry *ents; /* n, bodies in this allocation */
@@ -99,7 +100,8 @@ struct pending {
 /* A client read of an index past the commit index, waiting for the commit
  * to reach it until deadline_ns (rt_on_get). */
 struct waiting_get {
-	struct tp_frame *frame; /* held: the reply goes back over its pipe */
+	struct tp_frame *frame; /* held: the reply goes back over its pipe; NULL: local */
+	struct rt_local *local; /* a local read (owned), when frame is NULL */
 	uint64_t request_id;
 	struct tp_get g;
 	uint64_t deadline_ns;
@@ -296,6 +298,8 @@ void rt_on_get(struct rt_actor *a, struct tp_frame *f, const struct tp_hdr *h);
 void rt_gets_resolve(struct rt_actor *a);
 void rt_gets_expire(struct rt_actor *a, uint64_t now_ns);
 void rt_gets_fail_all(struct rt_actor *a, int code, const char *why);
+/* A local read (local.c) of an index past the commit index joins them. */
+void rt_get_wait_local(struct rt_actor *a, struct rt_local *l);
 
 /* ---- update.c ---------------------------------------------------------------- */
 
@@ -317,6 +321,9 @@ void rt_maybe_repair(struct rt_actor *a);
 
 void rt_on_local_propose(struct rt_actor *a, struct rt_local *l);
 void rt_on_local_read(struct rt_actor *a, struct rt_local *l);
+/* Answers a local read whose index the commit reached (or why not), and
+ * frees it. */
+void rt_local_read_answer(struct rt_actor *a, struct rt_local *l);
 void rt_local_drop(struct rt_actor *a, struct rt_local *l, int code, const char *why);
 
 /* ---- actor.c ----------------------------------------------------------------- */

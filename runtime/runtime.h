@@ -219,11 +219,15 @@ int rt_node_propose(struct rt_node *n, const char *group, const char *id, const 
  * DL_ECLOSED when the member stopped first. */
 typedef void (*rt_read_fn)(void *arg, int code, uint64_t index, const struct sto_view *v);
 
-/* Reads committed entry `index` of the member (group, id). Returns 0 when
- * `cb` will be called exactly once on the actor thread, or an error at once
- * (DL_ENOTFOUND, DL_EINVAL, DL_EBUSY, DL_ENOMEM, DL_ECLOSED). */
+/* Reads committed entry `index` of the member (group, id). Past the
+ * member's commit index it waits up to wait_ms (at most
+ * TP_GET_WAIT_MAX_MS) for the commit to reach it, as a client's read does
+ * (DL_ENOTCOMMITTED after that; DL_EBUSY when RT_MAX_WAITING_GETS wait).
+ * Returns 0 when `cb` will be called exactly once on the actor thread, or
+ * an error at once (DL_ENOTFOUND, DL_EINVAL, DL_EBUSY, DL_ENOMEM,
+ * DL_ECLOSED). */
 int rt_node_read(struct rt_node *n, const char *group, const char *id, uint64_t index,
-		 rt_read_fn cb, void *arg);
+		 uint32_t wait_ms, rt_read_fn cb, void *arg);
 
 struct rt_node_stats {
 	uint64_t members;

@@ -255,9 +255,13 @@ struct dl_entry_copy {
 };
 
 /* Reads committed entry `index` from this node's member of the group
- * (leader or follower), waiting up to timeout_ms for the member to answer.
- * DL_ENOTCOMMITTED: not committed here (yet); DL_ECOMPACTED; DL_ECORRUPT;
- * DL_ENOTFOUND; DL_ETIMEDOUT. */
+ * (leader or follower). An index the member has not committed yet is waited
+ * for, up to timeout_ms (at most 60 s of it): a follower learns a commit
+ * about 1 ms and one round trip after its leader, so a read right after an
+ * acknowledged append finds the entry. DL_ENOTCOMMITTED or DL_ETIMEDOUT:
+ * not committed here within timeout_ms (0: do not wait); DL_EBUSY: 1,024
+ * reads already wait at this member; DL_ECOMPACTED; DL_ECORRUPT;
+ * DL_ENOTFOUND; DL_ECLOSED: the group was removed meanwhile. */
 DL_API int dl_read(dl_node *n, const char *group, uint64_t index, uint32_t timeout_ms,
 		   struct dl_entry_copy *out);
 

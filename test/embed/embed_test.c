@@ -449,7 +449,8 @@ static void apply_sees_every_committed_entry_once_in_order_on_every_member(void)
 	body_of(7, body, sizeof(body));
 	tt_assert(e.len == strlen(body) && memcmp(e.data, body, e.len) == 0 && !e.noop);
 	free(e.data);
-	tt_assert(dl_read(c.n[f], "g0", last + 1000, WAIT_MS, &e) == DL_ENOTCOMMITTED);
+	int rc = dl_read(c.n[f], "g0", last + 1000, 200, &e);
+	tt_assert(rc == DL_ENOTCOMMITTED || rc == DL_ETIMEDOUT, "read past the log: %d", rc);
 	tt_assert(dl_read(c.n[f], "nosuch", 1, WAIT_MS, &e) == DL_ENOTFOUND);
 	done_free(d);
 	free(reqs);
@@ -688,6 +689,56 @@ static bool g1_applied(struct tc *c, int k)
 	return ok;
 }
 
+/* A read on a follower right after dl_append returned finds the entry: the
+ * follower waits for the commit, which the leader's next append or its
+ * commit notice brings about a millisecond and a round trip later. A read
+ * past the log waits the call's timeout and no longer. */
+static void a_follower_reads_an_entry_right_after_its_append(void)
+{
+	struct tc c;
+	tc_init(&c);
+	for (int k = 0; k < NODES; k++)
+		tc_start(&c, k, 0);
+	int l = wait_leader(&c);
+	enum { N = 40 };
+	uint64_t index = 0;
+	for (unsigned i = 0; i < N; i++) {
+		char body[64];
+		body_of(i, body, sizeof(body));
+		struct dl_buf b = {body, strlen(body)};
+		struct dl_append_result res;
+		int rc = dl_append(c.n[l], "g0", &b, 1, WAIT_MS, &res);
+		for (unsigned tries = 0; rc == DL_ENOTLEADER && tries < 50; tries++) {
+			l = wait_leader(&c); /* a transfer to the preferred leader */
+			rc = dl_append(c.n[l], "g0", &b, 1, WAIT_MS, &res);
+		}
+		tt_assert(rc == DL_OK && res.code == DL_OK, "append %u: %s", i, res.message);
+		index = res.index;
+		for (int f = 0; f < NODES; f++) {
+			if (f == l)
+				continue;
+			struct dl_entry_copy e;
+			uint64_t t0 = now_ms();
+			rc = dl_read(c.n[f], "g0", index, 5000, &e);
+			tt_assert(rc == DL_OK, "n%d: read of %llu right after its append: %s (%llu ms)",
+				  f, (unsigned long long)index, dl_strerror(rc),
+				  (unsigned long long)(now_ms() - t0));
+			tt_assert(e.index == index && e.len == strlen(body) &&
+				  memcmp(e.data, body, e.len) == 0);
+			free(e.data);
+		}
+	}
+	int f = (l + 1) % NODES;
+	struct dl_entry_copy e;
+	uint64_t t0 = now_ms();
+	int rc = dl_read(c.n[f], "g0", index + 100, 300, &e);
+	uint64_t took = now_ms() - t0;
+	tt_assert(rc == DL_ENOTCOMMITTED || rc == DL_ETIMEDOUT, "read past the log: %d", rc);
+	tt_assert(took >= 250 && took < 5000, "read past the log took %llu ms",
+		  (unsigned long long)took);
+	tc_fini(&c);
+}
+
 static void groups_are_added_and_removed_at_run_time(void)
 {
 	struct tc c;
@@ -824,6 +875,7 @@ int main(void)
 		TT_T(restart_resumes_from_the_applications_applied_index),
 		TT_T(role_change_callback_tells_every_member_the_leader),
 		TT_T(append_on_a_follower_names_the_leader),
+		TT_T(a_follower_reads_an_entry_right_after_its_append),
 		TT_T(groups_are_added_and_removed_at_run_time),
 		TT_T(slow_apply_back_pressures_within_the_bounds),
 	};
