@@ -213,9 +213,29 @@ static int make_config(const struct tp_tls *t, nng_tls_mode mode, const char *se
 	return 0;
 }
 
-/* A client config (server name `host`, NULL: names not checked) on `d`. */
-static int dialer_config(const struct tp_tls *t, nng_dialer d, const char *host)
+/* The host of "host:port" or "[v6]:port", as the certificate names it.
+ * False when `addr` has no port. */
+static bool addr_host(const char *addr, char host[TP_ADDR_MAX + 1])
 {
+	const char *colon = strrchr(addr, ':');
+	if (colon == NULL || (size_t)(colon - addr) > TP_ADDR_MAX)
+		return false;
+	const char *h = addr;
+	size_t len = (size_t)(colon - addr);
+	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
+		h++;
+		len -= 2;
+	}
+	memcpy(host, h, len);
+	host[len] = '\0';
+	return true;
+}
+
+int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
+{
+	char host[TP_ADDR_MAX + 1];
+	if (!addr_host(addr, host))
+		return NNG_EADDRINVAL;
 	nng_tls_config *c;
 	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
 	if (rv != 0)
@@ -225,22 +245,18 @@ static int dialer_config(const struct tp_tls *t, nng_dialer d, const char *host)
 	return rv;
 }
 
-int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
+int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, const char *addr)
 {
-	/* The host of "host:port" or "[v6]:port", as the certificate names it. */
 	char host[TP_ADDR_MAX + 1];
-	const char *colon = strrchr(addr, ':');
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+	if (!addr_host(addr, host))
 		return NNG_EADDRINVAL;
-	const char *h = addr;
-	size_t len = (size_t)(colon - addr);
-	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-		h++;
-		len -= 2;
-	}
-	memcpy(host, h, len);
-	host[len] = '\0';
-	return dialer_config(t, d, host);
+	nng_tls_config *c;
+	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
+	if (rv != 0)
+		return rv;
+	rv = nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c); /* the dialer holds it */
+	return rv;
 }
 
 int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l)

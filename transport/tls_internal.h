@@ -35,6 +35,10 @@ enum tp_role tp_tls_take_role(void);
 /* Mutual TLS on a stream listener not yet listening (every client must
  * present a certificate). Returns 0 or an nng error. */
 int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l);
+/* Mutual TLS on a stream dialer not yet dialing: server name = the host of
+ * `addr`, whose certificate must name it and be a node certificate.
+ * Returns 0 or an nng error. */
+int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, const char *addr);
 /* The role of an inbound stream whose handshake is done (it delivered
  * bytes): asks nng whether it is verified and takes the role our engine
  * records. TP_ROLE_NONE when it is not. */

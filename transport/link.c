@@ -1,0 +1,486 @@
+/*
+ * link.c - an outbound connection that keeps itself up (transport.h,
+ * "Links"): an nng stream dialed to a node's listener, speaking SP as a
+ * raw REQ peer (sp_internal.h), dialed again with backoff when it is lost
+ * or never made. No nng socket, protocol layer or message queue: a read
+ * completes into our buffer and its messages go to the link's callback
+ * from there; a write leaves from the thread that has it when the
+ * connection is idle, else after the write in progress, together with what
+ * else queued meanwhile.
+ *
+ * One connection at a time, each in three steps: the dial (TCP connect,
+ * within hello_timeout_ms), the two SP headers (within hello_timeout_ms
+ * more, the TLS handshake included: rx_aio's timeout), then traffic.
+ * It ends on the first error of either direction (the stream is closed,
+ * so the other direction fails too); the callback that finishes last
+ * frees the stream and schedules the next dial (conn_over).
+ *
+ * Ownership:
+ *  - cfg, url, the dialer and the three aios: immutable after open;
+ *  - the receive state (rx_buf, rx_len, hdr_done, hello_deadline_ns): the
+ *    receive callback's (one receive pending at a time), set by dial_cb
+ *    before the first receive of a connection;
+ *  - `sleeping`: the dial aio's owner, which is dial_cb, or while a
+ *    connection lives, the callback that ends it (only one at a time);
+ *  - everything else (the stream, the send state, up, broken, the two
+ *    `active` flags, backoff_ms, stop): `mu`;
+ *  - counters: atomics, relaxed (statistics only).
+ */
+#include "transport/transport.h"
+
+#include "common/dl_time.h"
+#include "transport/sp_internal.h"
+#include "transport/tls_internal.h"
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LINK_RX_BYTES (64u * 1024) /* the receive buffer, at rest */
+
+struct tp_link {
+	struct tp_link_config cfg;
+	char addr[TP_ADDR_MAX + 1];
+	char url[TP_ADDR_MAX + 16];
+	nng_stream_dialer *dialer;
+	nng_aio *dial_aio, *rx_aio, *tx_aio;
+	bool sleeping; /* dial_aio is a backoff pause, not a dial */
+
+	/* receive: rx_cb's */
+	uint8_t *rx_buf;
+	size_t rx_len, rx_cap;
+	bool hdr_done;
+	uint64_t hello_deadline_ns;
+
+	pthread_mutex_t mu;
+	nng_stream *s; /* the connection (NULL: none) */
+	bool broken;   /* s is closed: the connection is over */
+	bool up;       /* both headers went across */
+	bool was_up;   /* the connection that ended had been up */
+	bool rx_active, tx_active;
+	bool stop;
+	uint32_t backoff_ms;
+	uint32_t next_word;
+	struct obuf out;  /* waiting behind the write in progress */
+	struct obuf wire; /* the write in progress */
+	size_t wire_off;
+};
+
+static void count(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+#define COUNT(l, field)                                                                    \
+	do {                                                                               \
+		if ((l)->cfg.counters != NULL)                                             \
+			count(&(l)->cfg.counters->field);                                  \
+	} while (0)
+
+/* ---- dialing ------------------------------------------------------------------------ */
+
+static void dial_start(struct tp_link *l)
+{
+	l->sleeping = false;
+	nng_aio_set_timeout(l->dial_aio, (nng_duration)l->cfg.hello_timeout_ms);
+	nng_stream_dialer_dial(l->dialer, l->dial_aio);
+}
+
+/* The next dial after a pause: reconnect_min_ms after a connection that
+ * had been up (the node restarted, say), else the backoff, which doubles
+ * up to reconnect_max_ms. Only with the dial aio idle. */
+static void dial_later(struct tp_link *l, bool was_up)
+{
+	pthread_mutex_lock(&l->mu);
+	bool stop = l->stop;
+	uint32_t ms = l->cfg.reconnect_min_ms;
+	if (!was_up) {
+		ms = l->backoff_ms;
+		uint32_t next = l->backoff_ms * 2;
+		l->backoff_ms = next > l->cfg.reconnect_max_ms ? l->cfg.reconnect_max_ms : next;
+	}
+	pthread_mutex_unlock(&l->mu);
+	DL_ASSERT(ms >= l->cfg.reconnect_min_ms && ms <= l->cfg.reconnect_max_ms);
+	if (stop)
+		return;
+	l->sleeping = true;
+	nng_sleep_aio((nng_duration)ms, l->dial_aio);
+}
+
+/* The connection's stream is gone from both directions: free it, drop what
+ * waited to be written on it and dial again. Called once per connection,
+ * by the callback that saw the second direction end. */
+static void conn_over(struct tp_link *l)
+{
+	pthread_mutex_lock(&l->mu);
+	DL_ASSERT(l->broken && !l->rx_active && !l->tx_active);
+	nng_stream *s = l->s;
+	l->s = NULL;
+	bool was_up = l->was_up;
+	l->out.len = 0;
+	l->wire.len = l->wire_off = 0;
+	pthread_mutex_unlock(&l->mu);
+	nng_stream_free(s);
+	dial_later(l, was_up);
+}
+
+/* Ends the connection (caller holds mu): closing the stream fails what is
+ * pending on it, so both callbacks run once more and see `broken`. */
+static void conn_break_locked(struct tp_link *l)
+{
+	if (!l->broken && l->s != NULL) {
+		l->broken = true;
+		nng_stream_close(l->s);
+	}
+}
+
+/* ---- sending --------------------------------------------------------------------------- */
+
+/* Writes wire from wire_off (caller holds mu, tx_active set). The write runs
+ * on the caller's thread as far as the socket takes it. */
+static void link_write(struct tp_link *l)
+{
+	DL_ASSERT(l->tx_active && l->wire_off < l->wire.len);
+	nng_iov iov = {.iov_buf = l->wire.buf + l->wire_off, .iov_len = l->wire.len - l->wire_off};
+	nng_aio_set_iov(l->tx_aio, 1, &iov);
+	nng_aio_set_timeout(l->tx_aio, (nng_duration)l->cfg.send_timeout_ms);
+	nng_stream_send(l->s, l->tx_aio);
+}
+
+/* Swaps what waits into the wire and writes it, or marks the sender idle.
+ * Caller holds mu. */
+static void send_next(struct tp_link *l)
+{
+	l->wire.len = 0;
+	l->wire_off = 0;
+	if (l->broken || l->out.len == 0) {
+		l->tx_active = false;
+		return;
+	}
+	struct obuf t = l->wire;
+	l->wire = l->out;
+	l->out = t;
+	l->tx_active = true;
+	link_write(l);
+}
+
+static void tx_cb(void *arg)
+{
+	struct tp_link *l = arg;
+	int rv = nng_aio_result(l->tx_aio);
+	pthread_mutex_lock(&l->mu);
+	DL_ASSERT(l->tx_active);
+	if (rv != 0) {
+		/* A write not done within send_timeout_ms, or the connection
+		 * failed: the stream's framing is lost either way. */
+		if (rv == NNG_ETIMEDOUT)
+			COUNT(l, send_timeouts);
+		conn_break_locked(l);
+		l->tx_active = false;
+	} else {
+		l->wire_off += nng_aio_count(l->tx_aio);
+		if (l->wire_off < l->wire.len && !l->broken)
+			link_write(l); /* the rest of a partial write */
+		else
+			send_next(l);
+	}
+	bool over = l->broken && !l->tx_active && !l->rx_active;
+	pthread_mutex_unlock(&l->mu);
+	if (over)
+		conn_over(l);
+}
+
+int tp_link_send(struct tp_link *l, const struct tp_iov *parts, size_t n_parts)
+{
+	size_t body = 0;
+	for (size_t i = 0; i < n_parts; i++)
+		body += parts[i].len;
+	size_t n = SP_LEN_BYTES + SP_WORD_BYTES + body;
+	int rc = 0;
+	pthread_mutex_lock(&l->mu);
+	if (!l->up || l->broken || l->stop) {
+		rc = DL_ECLOSED;
+	} else if (l->out.len > 0 && l->out.len + n > l->cfg.queue_bytes) {
+		rc = DL_EBUSY; /* the node does not keep up: the caller drops or retries */
+	} else if (!obuf_reserve(&l->out, n)) {
+		rc = DL_ENOMEM;
+	} else {
+		uint8_t *p = l->out.buf + l->out.len;
+		sp_put_be64(p, SP_WORD_BYTES + body);
+		/* A raw REQ's request word, high bit set; the node echoes it
+		 * to clients, who match replies on the frame's request_id. */
+		sp_put_be32(p + SP_LEN_BYTES, 0x80000000u | (l->next_word++ & 0x7fffffffu));
+		p += SP_LEN_BYTES + SP_WORD_BYTES;
+		for (size_t i = 0; i < n_parts; i++) {
+			memcpy(p, parts[i].buf, parts[i].len);
+			p += parts[i].len;
+		}
+		l->out.len += n;
+		if (!l->tx_active)
+			send_next(l); /* idle: this thread writes it */
+	}
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+/* ---- receiving --------------------------------------------------------------------------- */
+
+/* The listener's header came: check it; the connection is up. */
+static bool link_hello(struct tp_link *l)
+{
+	if (!sp_hello_is(l->rx_buf, SP_PROTO_REP)) {
+		COUNT(l, protocol_errors); /* not a node's listener */
+		return false;
+	}
+	l->hdr_done = true;
+	pthread_mutex_lock(&l->mu);
+	bool up = l->up = !l->broken && !l->stop;
+	if (up)
+		l->backoff_ms = l->cfg.reconnect_min_ms;
+	pthread_mutex_unlock(&l->mu);
+	if (up) {
+		COUNT(l, connects);
+		l->cfg.on_state(l->cfg.arg, true);
+	}
+	return true;
+}
+
+/* Cuts what the buffer holds into messages and hands each to on_msg,
+ * without the request word(s); keeps a partial one, growing the buffer for
+ * it (up to max_frame_bytes). False: end the connection. */
+static bool link_parse(struct tp_link *l)
+{
+	size_t off = 0;
+	if (!l->hdr_done) {
+		if (l->rx_len < SP_HDR_BYTES)
+			return true;
+		if (!link_hello(l))
+			return false;
+		off = SP_HDR_BYTES;
+	}
+	for (uint32_t guard = 0; guard < (1u << 24) && l->rx_len - off >= SP_LEN_BYTES; guard++) {
+		uint64_t len = sp_get_be64(l->rx_buf + off);
+		if (len > l->cfg.max_frame_bytes) {
+			COUNT(l, protocol_errors);
+			return false;
+		}
+		if (l->rx_len - off - SP_LEN_BYTES < len) {
+			if (SP_LEN_BYTES + len > l->rx_cap) {
+				memmove(l->rx_buf, l->rx_buf + off, l->rx_len - off);
+				l->rx_len -= off;
+				off = 0;
+				uint8_t *nb = realloc(l->rx_buf, SP_LEN_BYTES + len);
+				if (nb == NULL)
+					return false;
+				l->rx_buf = nb;
+				l->rx_cap = SP_LEN_BYTES + len;
+			}
+			break;
+		}
+		const uint8_t *msg = l->rx_buf + off + SP_LEN_BYTES;
+		size_t bt = sp_backtrace_len(msg, (size_t)len);
+		if (bt == 0) {
+			COUNT(l, protocol_errors);
+			return false;
+		}
+		if (l->cfg.on_msg != NULL && bt / SP_WORD_BYTES <= SP_MAX_HOPS)
+			l->cfg.on_msg(l->cfg.arg, msg + bt, (size_t)len - bt);
+		off += SP_LEN_BYTES + (size_t)len;
+	}
+	memmove(l->rx_buf, l->rx_buf + off, l->rx_len - off);
+	l->rx_len -= off;
+	if (l->rx_len == 0 && l->rx_cap > LINK_RX_BYTES) { /* back to its size at rest */
+		uint8_t *nb = realloc(l->rx_buf, LINK_RX_BYTES);
+		if (nb != NULL) {
+			l->rx_buf = nb;
+			l->rx_cap = LINK_RX_BYTES;
+		}
+	}
+	return true;
+}
+
+/* Asks for more bytes (caller holds mu, the connection not broken); until
+ * the header came, only until the hello deadline. */
+static void link_recv(struct tp_link *l)
+{
+	nng_duration ms = NNG_DURATION_INFINITE;
+	if (!l->hdr_done) {
+		uint64_t now = dl_now_ns();
+		ms = now >= l->hello_deadline_ns
+			     ? 1
+			     : (nng_duration)((l->hello_deadline_ns - now) / 1000000u + 1);
+	}
+	nng_iov iov = {.iov_buf = l->rx_buf + l->rx_len, .iov_len = l->rx_cap - l->rx_len};
+	nng_aio_set_iov(l->rx_aio, 1, &iov);
+	nng_aio_set_timeout(l->rx_aio, ms);
+	nng_stream_recv(l->s, l->rx_aio);
+}
+
+/* The receive callback: on nng's threads; messages go to on_msg from here. */
+static void rx_cb(void *arg)
+{
+	struct tp_link *l = arg;
+	int rv = nng_aio_result(l->rx_aio);
+	bool ok = rv == 0;
+	if (rv == NNG_ETIMEDOUT && !l->hdr_done)
+		COUNT(l, hello_timeouts);
+	if (ok) {
+		l->rx_len += nng_aio_count(l->rx_aio);
+		DL_ASSERT(l->rx_len <= l->rx_cap);
+		ok = link_parse(l);
+	}
+	pthread_mutex_lock(&l->mu);
+	if (ok && !l->broken && !l->stop) {
+		link_recv(l);
+		pthread_mutex_unlock(&l->mu);
+		return;
+	}
+	conn_break_locked(l);
+	bool was_up = l->up;
+	l->was_up = was_up;
+	l->up = false;
+	l->rx_active = false;
+	bool over = !l->tx_active;
+	pthread_mutex_unlock(&l->mu);
+	if (was_up)
+		l->cfg.on_state(l->cfg.arg, false);
+	if (over)
+		conn_over(l);
+}
+
+/* A dial finished, or a pause before the next one. */
+static void dial_cb(void *arg)
+{
+	struct tp_link *l = arg;
+	int rv = nng_aio_result(l->dial_aio);
+	pthread_mutex_lock(&l->mu);
+	bool stop = l->stop;
+	pthread_mutex_unlock(&l->mu);
+	if (l->sleeping) {
+		l->sleeping = false;
+		if (!stop)
+			dial_start(l);
+		return;
+	}
+	if (rv != 0) {
+		if (!stop) {
+			COUNT(l, dial_failures);
+			if (rv == NNG_ETIMEDOUT)
+				COUNT(l, hello_timeouts);
+			dial_later(l, false);
+		}
+		return;
+	}
+	nng_stream *s = nng_aio_get_output(l->dial_aio, 0);
+	pthread_mutex_lock(&l->mu);
+	if (l->stop) {
+		pthread_mutex_unlock(&l->mu);
+		nng_stream_free(s);
+		return;
+	}
+	DL_ASSERT(l->s == NULL && !l->rx_active && !l->tx_active);
+	l->s = s;
+	l->broken = l->up = l->was_up = false;
+	l->rx_len = 0;
+	l->hdr_done = false;
+	l->hello_deadline_ns = dl_now_ns() + (uint64_t)l->cfg.hello_timeout_ms * 1000000u;
+	l->out.len = 0;
+	l->wire.len = l->wire_off = 0;
+	DL_ASSERT(l->wire.cap >= SP_HDR_BYTES);
+	sp_hello(l->wire.buf, SP_PROTO_REQ);
+	l->wire.len = SP_HDR_BYTES;
+	l->rx_active = l->tx_active = true;
+	link_write(l);
+	link_recv(l);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- the link ----------------------------------------------------------------------------- */
+
+static void link_free(struct tp_link *l)
+{
+	nng_aio_free(l->dial_aio);
+	nng_aio_free(l->rx_aio);
+	nng_aio_free(l->tx_aio);
+	nng_stream_dialer_free(l->dialer);
+	free(l->rx_buf);
+	obuf_free(&l->out);
+	obuf_free(&l->wire);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
+int tp_link_open(const struct tp_link_config *cfg, struct tp_link **out, struct dl_errctx *err)
+{
+	*out = NULL;
+	DL_ASSERT(cfg->on_state != NULL && cfg->max_frame_bytes > 0);
+	DL_ASSERT(cfg->reconnect_min_ms > 0 && cfg->reconnect_min_ms <= cfg->reconnect_max_ms);
+	struct tp_link *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return dl_errf(err, DL_ENOMEM, "out of memory");
+	l->cfg = *cfg;
+	snprintf(l->addr, sizeof(l->addr), "%s", cfg->addr);
+	l->cfg.addr = l->addr;
+	if (l->cfg.hello_timeout_ms == 0)
+		l->cfg.hello_timeout_ms = TP_DEFAULT_HELLO_TIMEOUT_MS;
+	l->backoff_ms = cfg->reconnect_min_ms;
+	pthread_mutex_init(&l->mu, NULL);
+	int rc = tp_make_url(cfg->tls, cfg->addr, l->url, sizeof(l->url));
+	if (rc != 0) {
+		dl_errf(err, rc, "not an address: '%s'", cfg->addr);
+		goto err;
+	}
+	rc = DL_ENOMEM;
+	l->rx_cap = LINK_RX_BYTES;
+	if ((l->rx_buf = malloc(l->rx_cap)) == NULL || !obuf_reserve(&l->wire, SP_HDR_BYTES) ||
+	    nng_aio_alloc(&l->dial_aio, dial_cb, l) != 0 ||
+	    nng_aio_alloc(&l->rx_aio, rx_cb, l) != 0 || nng_aio_alloc(&l->tx_aio, tx_cb, l) != 0) {
+		dl_errf(err, rc, "out of memory");
+		goto err;
+	}
+	int rv = nng_stream_dialer_alloc(&l->dialer, l->url);
+	if (rv == 0 && cfg->tls != NULL)
+		rv = tp_tls_setup_stream_dialer(cfg->tls, l->dialer, l->addr);
+	if (rv != 0) {
+		rc = dl_errf(err, DL_EINVAL, "cannot dial %s: %s", l->url, nng_strerror(rv));
+		goto err;
+	}
+	dial_start(l);
+	*out = l;
+	return 0;
+err:
+	link_free(l);
+	return rc;
+}
+
+void tp_link_close(struct tp_link *l)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = true;
+	conn_break_locked(l);
+	pthread_mutex_unlock(&l->mu);
+	nng_stream_dialer_close(l->dialer);
+	/* The connection's callbacks first (the last of them may still start
+	 * a pause on dial_aio; `stop` keeps it from dialing), then the dial's. */
+	nng_aio_stop(l->rx_aio);
+	nng_aio_stop(l->tx_aio);
+	nng_aio_stop(l->dial_aio);
+	nng_stream_free(l->s); /* a connection whose callbacks were stopped */
+	l->s = NULL;
+	link_free(l);
+}
+
+bool tp_link_up(struct tp_link *l)
+{
+	pthread_mutex_lock(&l->mu);
+	bool up = l->up;
+	pthread_mutex_unlock(&l->mu);
+	return up;
+}
+
+const char *tp_link_addr(const struct tp_link *l) { return l->addr; }

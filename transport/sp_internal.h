@@ -1,0 +1,105 @@
+/*
+ * sp_internal.h - the framing on the wire, shared by both halves of the
+ * transport: inbound connections (endpoint.c) and outbound links (link.c).
+ *
+ * nng's SP over TCP (docs/PROTOCOL.md, "Transport"): each side first sends
+ * 0 'S' 'P' 0, its protocol (16 bits, big endian) and two zero bytes; then
+ * every message is a 64-bit big-endian length and that many bytes. A REQ
+ * peer's message starts with a request word (32 bits, high bit set), which
+ * a reply carries back first (after any hops: a "backtrace"). Both halves
+ * speak it, so nng's own REQ sockets still talk to our listener.
+ *
+ * Also the growable output buffer both halves queue writes in.
+ */
+#ifndef DLEDGER_SP_INTERNAL_H
+#define DLEDGER_SP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define SP_HDR_BYTES 8
+#define SP_LEN_BYTES 8
+#define SP_WORD_BYTES 4
+#define SP_PROTO_REQ 0x30 /* NNG_REQ0_SELF */
+#define SP_PROTO_REP 0x31 /* NNG_REP0_SELF */
+#define SP_MAX_HOPS  8    /* nng's default NNG_OPT_MAXTTL */
+
+/* The 8-byte header of protocol `proto`. */
+static inline void sp_hello(uint8_t h[SP_HDR_BYTES], uint8_t proto)
+{
+	h[0] = 0, h[1] = 'S', h[2] = 'P', h[3] = 0, h[4] = 0, h[5] = proto, h[6] = 0, h[7] = 0;
+}
+
+/* Whether `h` is the header of protocol `proto`. */
+static inline bool sp_hello_is(const uint8_t h[SP_HDR_BYTES], uint8_t proto)
+{
+	return h[0] == 0 && h[1] == 'S' && h[2] == 'P' && h[3] == 0 && h[4] == 0 &&
+	       h[5] == proto && h[6] == 0 && h[7] == 0;
+}
+
+static inline void sp_put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t sp_get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline void sp_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* The length of the backtrace that starts `msg` (words up to and including
+ * the first with the high bit set), or 0 when it runs past the end. */
+static inline size_t sp_backtrace_len(const uint8_t *msg, size_t len)
+{
+	size_t bt = 0;
+	for (;;) {
+		if (bt + SP_WORD_BYTES > len)
+			return 0;
+		bt += SP_WORD_BYTES;
+		if (msg[bt - SP_WORD_BYTES] & 0x80u)
+			return bt;
+	}
+}
+
+/* A growable byte buffer. */
+struct obuf {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static inline void obuf_free(struct obuf *b)
+{
+	free(b->buf);
+	b->buf = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Room for `more` bytes after len; false when out of memory. */
+static inline bool obuf_reserve(struct obuf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return true;
+	size_t cap = b->cap < 4096 ? 4096 : b->cap;
+	while (cap < b->len + more)
+		cap *= 2;
+	uint8_t *nb = realloc(b->buf, cap);
+	if (nb == NULL)
+		return false;
+	b->buf = nb;
+	b->cap = cap;
+	return true;
+}
+
+#endif
