@@ -1,7 +1,9 @@
 /*
- * transport.h - one nng endpoint per node: the listening socket and its
- * router, per-peer outbound connections with coalescing senders,
- * and the wire codec (codec.h).
+ * transport.h - one endpoint per node: the listener and its router, one
+ * outbound connection per remote node with the frame its members build,
+ * links (outbound connections that redial themselves, also the C client's),
+ * and the wire codec (codec.h). Everything is on nng's stream API with
+ * framing of ours; no nng socket.
  *
  * Threads:
  *  - the router is each inbound connection's receive callback (on one of
@@ -9,22 +11,21 @@
  *    only the message headers and hands each one to the delivery callback
  *    (runtime/ finds the actor and fills its mailbox), one delivery at a
  *    time across connections; it never blocks on an actor;
- *  - one sender thread per remote node takes the frames that actors built
- *    for that node and sends them; a dead or slow peer only fills its own
- *    bounded queue, after which its messages are dropped and counted (Raft
- *    retransmits);
+ *  - outbound, no thread of ours: the thread that flushes a peer's frame
+ *    writes it when the connection is idle; otherwise nng's thread that
+ *    completes the write in progress writes it next, with what else queued
+ *    meanwhile. A dead or slow peer only fills its own bounded buffer, after
+ *    which its messages are dropped and counted (Raft retransmits);
  *  - a reaper thread frees inbound connections that ended;
- *  - with TLS, a watchdog thread gives peers new dialers when nng 1.5.2
- *    ended their loops (endpoint.c);
  *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply();
  *    a reply is written by the calling thread when its connection is idle.
  *
  * Wire (docs/PROTOCOL.md, "Transport"): nng's SP over TCP. The node listens
- * with nng streams and speaks as a raw REP socket would; peers dial it with
- * raw REQ sockets (one per remote node, shared by all groups) and never
- * expect replies; clients dial it with REQ sockets and get replies back
- * over the connection they came on. With TLS all of them use tls+tcp://
- * with mutual authentication (below, "TLS").
+ * and speaks as a raw REP socket would; peers dial it as raw REQ sockets
+ * would (one connection per remote node, shared by all groups) and never
+ * expect replies; clients dial it the same way and get replies back over
+ * the connection they came on. nng's own REQ sockets still talk to it. With
+ * TLS all of them use tls+tcp:// with mutual authentication (below, "TLS").
  */
 #ifndef DLEDGER_TRANSPORT_H
 #define DLEDGER_TRANSPORT_H
@@ -76,9 +77,11 @@ const char *tp_tls_subject(const struct tp_tls *t);
 /* "tcp://ADDR", or "tls+tcp://ADDR" when t is not NULL. ADDR is "host:port"
  * ("[v6]:port"); DL_EINVAL when it cannot be one. */
 int tp_make_url(const struct tp_tls *t, const char *addr, char *url, size_t cap);
-/* Mutual TLS with `t` on a dialer not yet started: server name = the host
- * of `addr`, whose certificate must name it and be a node certificate.
- * Returns 0 or an nng error. */
+/* Mutual TLS with `t` on an nng socket's dialer not yet started: server
+ * name = the host of `addr`, whose certificate must name it and be a node
+ * certificate. Returns 0 or an nng error. (Our own connections are links,
+ * below; this is for nng REQ sockets, as tests use to check that nng's own
+ * sockets still talk to our listener.) */
 int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr);
 
 /* Why a handshake failed (each also logged, rate-limited, with the reason). */
@@ -283,26 +286,5 @@ struct tp_stats {
 	uint64_t listener_restarts, dialer_restarts;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
-
-/* nng_close() with a bound, for every nng socket of ours (nng 1.5.2 can
- * block in it for good; see endpoint.c). True when the socket closed in
- * time. False: the close goes on on a thread of its own, a line on stderr
- * says so (naming `what`), and `keep`, what nng's callbacks of this socket
- * may still be handed, stays reachable and must not be freed.
- *
- * Close the socket's pipes first (nng_pipe_close, which stops the protocol
- * before the transport): nng 1.5.2's tls+tcp transport closes a socket's
- * pipes transport first, and a message that completed just before then
- * restarts a receive that is dropped on the closed transport, so the
- * pipe's teardown waits for it for good, and with it nng's one reaper
- * thread, which every later close in the process needs. A client closing
- * right after its last reply hits this nearly every time. */
-bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
-
-/* With TLS, before tp_close_bounded(): puts off the dialer's next dial by
- * an hour (else closing its pipe starts a redial that the socket's close
- * then races, which leaks nng's connect state) and closes the pipe `pipe`
- * (an nng pipe id; 0: none). The dialer may be NNG_DIALER_INITIALIZER. */
-void tp_close_pipe_first(nng_dialer d, uint32_t pipe);
 
 #endif

@@ -937,7 +937,7 @@ static int raw_tls_dial(const struct cluster *c, const char *addr, const char *n
 	tt_assert(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) == 0);
 	nng_tls_config_free(cfg);
 	int rv = nng_dialer_start(d, 0);
-	nng_close(s); /* nothing was received on it (see tp_close_bounded) */
+	nng_close(s); /* nothing was received on it (see close_pipe_first in tclient.c) */
 	return rv;
 }
 
