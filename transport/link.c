@@ -45,7 +45,8 @@ struct tp_link {
 	struct tp_link_config cfg;
 	char addr[TP_ADDR_MAX + 1];
 	char url[TP_ADDR_MAX + 16];
-	nng_stream_dialer *dialer;
+	nng_stream_dialer *dialer; /* shared (see dialer_get) unless own_dialer */
+	bool own_dialer;
 	nng_aio *dial_aio, *rx_aio, *tx_aio;
 	bool sleeping; /* dial_aio is a backoff pause, not a dial */
 
@@ -79,6 +80,75 @@ static void count(_Atomic uint64_t *c)
 		if ((l)->cfg.counters != NULL)                                             \
 			count(&(l)->cfg.counters->field);                                  \
 	} while (0)
+
+/* ---- dialers: shared, kept for the process's life ------------------------------------
+ *
+ * nng 1.5.2 frees a TCP dialer when the last of it and the connections it
+ * made is released; a connection is released on nng's reaper thread, with
+ * an atomic count that ThreadSanitizer cannot see (libnng is not
+ * instrumented). Freeing a dialer while a connection it made (a failed
+ * dial's, or one that just ended) is still being reaped therefore shows as
+ * a race inside nng, a false one, and on any other build nothing is wrong.
+ * Dialers are therefore kept, one per (URL, TLS credentials) and shared by
+ * every link to that address (nng dials many at once on one dialer; a link
+ * never closes it): a few per process. Past DIALERS_MAX distinct ones a link
+ * has a dialer of its own, freed with it. */
+#define DIALERS_MAX 1024
+
+struct dialer_slot {
+	struct dialer_slot *next;
+	char url[TP_ADDR_MAX + 16];
+	uint8_t tls_id[TP_TLS_ID_BYTES];
+	nng_stream_dialer *d;
+};
+
+static pthread_mutex_t dialers_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dialer_slot *dialers; /* kept: reachable until the process ends */
+static uint32_t n_dialers;
+
+static int dialer_make(const struct tp_link *l, nng_stream_dialer **out)
+{
+	int rv = nng_stream_dialer_alloc(out, l->url);
+	if (rv == 0 && l->cfg.tls != NULL)
+		rv = tp_tls_setup_stream_dialer(l->cfg.tls, *out, l->addr);
+	if (rv != 0 && *out != NULL) {
+		nng_stream_dialer_free(*out);
+		*out = NULL;
+	}
+	return rv;
+}
+
+/* The shared dialer for the link's URL and credentials (made on first
+ * use), or one of its own (l->own_dialer). Returns 0 or an nng error. */
+static int dialer_get(struct tp_link *l)
+{
+	uint8_t id[TP_TLS_ID_BYTES];
+	tp_tls_id(l->cfg.tls, id);
+	pthread_mutex_lock(&dialers_mu);
+	struct dialer_slot *ds = dialers;
+	while (ds != NULL && (strcmp(ds->url, l->url) != 0 || memcmp(ds->tls_id, id, sizeof(id)) != 0))
+		ds = ds->next;
+	int rv = 0;
+	if (ds == NULL && n_dialers < DIALERS_MAX && (ds = calloc(1, sizeof(*ds))) != NULL) {
+		if ((rv = dialer_make(l, &ds->d)) != 0) {
+			free(ds);
+			pthread_mutex_unlock(&dialers_mu);
+			return rv;
+		}
+		snprintf(ds->url, sizeof(ds->url), "%s", l->url);
+		memcpy(ds->tls_id, id, sizeof(id));
+		ds->next = dialers;
+		dialers = ds;
+		n_dialers++;
+	}
+	pthread_mutex_unlock(&dialers_mu);
+	if (ds != NULL) {
+		l->dialer = ds->d;
+		return 0;
+	}
+	l->own_dialer = true;
+	return dialer_make(l, &l->dialer);
+}
 
 /* ---- dialing ------------------------------------------------------------------------ */
 
@@ -117,6 +187,11 @@ static void conn_over(struct tp_link *l)
 {
 	pthread_mutex_lock(&l->mu);
 	DL_ASSERT(l->broken && !l->rx_active && !l->tx_active);
+	if (l->stop) {
+		/* tp_link_close() frees it, after the dialer (see link_free) */
+		pthread_mutex_unlock(&l->mu);
+		return;
+	}
 	nng_stream *s = l->s;
 	l->s = NULL;
 	bool was_up = l->was_up;
@@ -400,12 +475,15 @@ static void dial_cb(void *arg)
 
 /* ---- the link ----------------------------------------------------------------------------- */
 
+/* An own dialer goes before the stream it made (see "dialers"). */
 static void link_free(struct tp_link *l)
 {
 	nng_aio_free(l->dial_aio);
 	nng_aio_free(l->rx_aio);
 	nng_aio_free(l->tx_aio);
-	nng_stream_dialer_free(l->dialer);
+	if (l->own_dialer)
+		nng_stream_dialer_free(l->dialer);
+	nng_stream_free(l->s); /* a connection that ended while closing, or NULL */
 	free(l->rx_buf);
 	obuf_free(&l->out);
 	obuf_free(&l->wire);
@@ -441,9 +519,7 @@ int tp_link_open(const struct tp_link_config *cfg, struct tp_link **out, struct 
 		dl_errf(err, rc, "out of memory");
 		goto err;
 	}
-	int rv = nng_stream_dialer_alloc(&l->dialer, l->url);
-	if (rv == 0 && cfg->tls != NULL)
-		rv = tp_tls_setup_stream_dialer(cfg->tls, l->dialer, l->addr);
+	int rv = dialer_get(l);
 	if (rv != 0) {
 		rc = dl_errf(err, DL_EINVAL, "cannot dial %s: %s", l->url, nng_strerror(rv));
 		goto err;
@@ -464,14 +540,11 @@ void tp_link_close(struct tp_link *l)
 	l->stop = true;
 	conn_break_locked(l);
 	pthread_mutex_unlock(&l->mu);
-	nng_stream_dialer_close(l->dialer);
 	/* The connection's callbacks first (the last of them may still start
 	 * a pause on dial_aio; `stop` keeps it from dialing), then the dial's. */
 	nng_aio_stop(l->rx_aio);
 	nng_aio_stop(l->tx_aio);
 	nng_aio_stop(l->dial_aio);
-	nng_stream_free(l->s); /* a connection whose callbacks were stopped */
-	l->s = NULL;
 	link_free(l);
 }
 

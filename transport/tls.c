@@ -5,6 +5,7 @@
  */
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 #include <nng/nng.h>
@@ -21,6 +22,7 @@ struct tp_tls {
 	char *cert_pem, *key_pem, *ca_pem;
 	bool has_crl;
 	char subject[256];
+	uint8_t id[TP_TLS_ID_BYTES]; /* SHA-256 of the three PEMs */
 };
 
 const char *tp_role_name(enum tp_role r)
@@ -89,6 +91,33 @@ void tp_tls_free(struct tp_tls *t)
 }
 
 const char *tp_tls_subject(const struct tp_tls *t) { return t->subject; }
+
+void tp_tls_id(const struct tp_tls *t, uint8_t id[TP_TLS_ID_BYTES])
+{
+	if (t == NULL)
+		memset(id, 0, TP_TLS_ID_BYTES);
+	else
+		memcpy(id, t->id, TP_TLS_ID_BYTES);
+}
+
+/* What identifies the credentials: the three PEMs, each with its length. */
+static int tls_make_id(struct tp_tls *t)
+{
+	mbedtls_sha256_context sha;
+	mbedtls_sha256_init(&sha);
+	int rv = mbedtls_sha256_starts_ret(&sha, 0);
+	const char *parts[3] = {t->cert_pem, t->key_pem, t->ca_pem};
+	for (int i = 0; i < 3 && rv == 0; i++) {
+		uint64_t n = strlen(parts[i]);
+		rv = mbedtls_sha256_update_ret(&sha, (const unsigned char *)&n, sizeof(n));
+		if (rv == 0)
+			rv = mbedtls_sha256_update_ret(&sha, (const unsigned char *)parts[i], n);
+	}
+	if (rv == 0)
+		rv = mbedtls_sha256_finish_ret(&sha, t->id);
+	mbedtls_sha256_free(&sha);
+	return rv;
+}
 
 int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file, bool node,
 		struct tp_tls **out, struct dl_errctx *err)
@@ -172,6 +201,8 @@ int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file
 			     TP_TLS_NODE_OU);
 		goto out;
 	}
+	if (tls_make_id(t) != 0)
+		rc = dl_errf(err, DL_ENOMEM, "cannot hash the credentials");
 out:
 	mbedtls_x509_crt_free(&crt);
 	mbedtls_x509_crt_free(&ca);

@@ -44,6 +44,11 @@ int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, con
  * records. TP_ROLE_NONE when it is not. */
 enum tp_role tp_tls_stream_role(nng_stream *s);
 
+/* What identifies a tp_tls's credentials (equal ids: the same certificate,
+ * key and CA); all zero for NULL. */
+#define TP_TLS_ID_BYTES 32
+void tp_tls_id(const struct tp_tls *t, uint8_t id[TP_TLS_ID_BYTES]);
+
 /* True when `pem` holds a certificate with subject OU=dledger-node. */
 bool tp_tls_pem_is_node(const char *pem);
 
