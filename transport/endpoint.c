@@ -730,6 +730,10 @@ static int listener_open(struct tp_endpoint *ep)
 	int rv = nng_stream_listener_alloc(&ep->listener, ep->url);
 	if (rv != 0)
 		return rv;
+	/* Nagle off, as nng's sockets have it (link.c, dialer_make). */
+	rv = nng_stream_listener_set_bool(ep->listener, NNG_OPT_TCP_NODELAY, true);
+	if (rv == 0)
+		rv = nng_stream_listener_set_bool(ep->listener, NNG_OPT_TCP_KEEPALIVE, true);
 	if (ep->cfg.tls != NULL)
 		rv = tp_tls_setup_stream_listener(ep->cfg.tls, ep->listener);
 	if (rv == 0)

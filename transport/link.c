@@ -109,6 +109,12 @@ static uint32_t n_dialers;
 static int dialer_make(const struct tp_link *l, nng_stream_dialer **out)
 {
 	int rv = nng_stream_dialer_alloc(out, l->url);
+	/* nng's sockets turn Nagle off; its streams leave it on, and small
+	 * frames would then wait for the peer's delayed ACK (40 ms). */
+	if (rv == 0)
+		rv = nng_stream_dialer_set_bool(*out, NNG_OPT_TCP_NODELAY, true);
+	if (rv == 0)
+		rv = nng_stream_dialer_set_bool(*out, NNG_OPT_TCP_KEEPALIVE, true);
 	if (rv == 0 && l->cfg.tls != NULL)
 		rv = tp_tls_setup_stream_dialer(l->cfg.tls, *out, l->addr);
 	if (rv != 0 && *out != NULL) {
