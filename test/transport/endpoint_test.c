@@ -34,22 +34,6 @@
 #include "test/lib/tt_net.h"
 #include "transport/transport.h"
 
-/* LeakSanitizer's built-in suppressions (read at the leak check, at exit).
- * nng 1.5.2 frees no message still queued in a socket when the socket
- * closes (fixed upstream: "Socket close may leak messages", 2023), and the
- * close-under-traffic test closes sockets with frames in flight on purpose;
- * when it runs alone (meson's transport-endpoint-close, TT_ONLY=...),
- * allocations under libnng are left out. Every other run checks
- * everything, so a received frame we forget to free is still found. */
-const char *__lsan_default_suppressions(void);
-__attribute__((used)) const char *__lsan_default_suppressions(void)
-{
-	const char *only = getenv("TT_ONLY");
-	return only != NULL && strcmp(only, "an_endpoint_closes_while_senders_push_frames_at_it") == 0
-	               ? "leak:libnng.so\n"
-	               : "";
-}
-
 TT_MAIN_STATE;
 
 #define WAIT_MS 10000 /* far above what any wait here needs */
