@@ -262,13 +262,19 @@ static bool addr_host(const char *addr, char host[TP_ADDR_MAX + 1])
 	return true;
 }
 
-int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
+/* A client config for the node at `addr`: server name = its host. */
+static int dialer_config(const struct tp_tls *t, const char *addr, nng_tls_config **out)
 {
 	char host[TP_ADDR_MAX + 1];
 	if (!addr_host(addr, host))
 		return NNG_EADDRINVAL;
+	return make_config(t, NNG_TLS_MODE_CLIENT, host, out);
+}
+
+int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
+{
 	nng_tls_config *c;
-	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
+	int rv = dialer_config(t, addr, &c);
 	if (rv != 0)
 		return rv;
 	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
@@ -278,11 +284,8 @@ int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 
 int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, const char *addr)
 {
-	char host[TP_ADDR_MAX + 1];
-	if (!addr_host(addr, host))
-		return NNG_EADDRINVAL;
 	nng_tls_config *c;
-	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
+	int rv = dialer_config(t, addr, &c);
 	if (rv != 0)
 		return rv;
 	rv = nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);

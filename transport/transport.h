@@ -255,11 +255,12 @@ const char *tp_peer_addr(const struct tp_peer *p);
  * encoder's error. The message leaves on the next tp_peer_flush(). */
 typedef int (*tp_encode_fn)(void *ctx, struct tp_fb *fb);
 int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx);
-/* Ends a send pass: what was enqueued so far goes out, coalesced. */
-/* `now`: the messages wait on a round trip (replication, votes), so send
- * them from the calling thread when the peer's sender is idle; otherwise
- * (heartbeats) the sender thread sends them, sharing one frame with what
- * other members queue for the same peer meanwhile. */
+/* Ends a send pass: what was enqueued so far goes out, coalesced.
+ * `now`: the messages wait on a round trip (replication, votes), so the
+ * frame goes to the peer's link at once (written by the calling thread when
+ * the connection is idle); otherwise (heartbeats) it leaves 1 ms later,
+ * sharing one frame with what other members queue for the same peer
+ * meanwhile. */
 void tp_peer_flush(struct tp_peer *p, bool now);
 
 struct tp_stats {

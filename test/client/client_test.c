@@ -949,8 +949,8 @@ static void a_member_naming_the_silent_leader_is_not_followed_back_to_it(void)
  * order; a corked submitter that finds the window full sends what waits
  * instead of waiting for itself (without that, the ninth submit below would
  * time out, and without the uncork's send the parked ones would). When
- * they leave before the uncork is not promised: an answer on the client's
- * receiver thread may send what waits (see client.h). */
+ * they leave before the uncork is not promised: an answer arriving on the
+ * connection's receive callback may send what waits (see client.h). */
 static void corked_appends_all_leave_and_a_full_window_drains(void)
 {
 	enum { W = 8, N = 3 * W };
