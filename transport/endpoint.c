@@ -78,10 +78,7 @@ struct conn {
 	/* send: guarded by mu */
 	pthread_mutex_t mu;
 	nng_aio *tx_aio;
-	struct obuf out;  /* replies waiting for the write in progress */
-	struct obuf wire; /* the write in progress */
-	size_t wire_off;
-	bool sending;
+	struct sp_out tx; /* replies: the write in progress and what waits */
 	bool dead;
 	bool up; /* its SP header came, and it counts as connected */
 };
@@ -296,35 +293,6 @@ static bool route_msg(struct conn *c, const uint8_t *msg, size_t len)
 
 /* ---- inbound connections --------------------------------------------------------- */
 
-/* Starts writing c->wire from wire_off. Caller holds c->mu, with `sending`
- * set. The write runs on the caller's thread as far as the socket takes it
- * (nng's TCP and TLS streams write at once when nothing is queued before);
- * its completion comes on one of nng's threads (tx_cb). */
-static void conn_write(struct conn *c)
-{
-	DL_ASSERT(c->sending && c->wire_off < c->wire.len);
-	nng_iov iov = {.iov_buf = c->wire.buf + c->wire_off, .iov_len = c->wire.len - c->wire_off};
-	nng_aio_set_iov(c->tx_aio, 1, &iov);
-	nng_stream_send(c->s, c->tx_aio);
-}
-
-/* Swaps what waits into the wire and writes it, or marks the connection
- * idle. Caller holds c->mu. */
-static void conn_send_next(struct conn *c)
-{
-	c->wire.len = 0;
-	c->wire_off = 0;
-	if (c->dead || c->out.len == 0) {
-		c->sending = false;
-		return;
-	}
-	struct obuf t = c->wire;
-	c->wire = c->out;
-	c->out = t;
-	c->sending = true;
-	conn_write(c);
-}
-
 static void conn_end(struct conn *c);
 
 static void tx_cb(void *arg)
@@ -333,16 +301,12 @@ static void tx_cb(void *arg)
 	int rv = nng_aio_result(c->tx_aio);
 	pthread_mutex_lock(&c->mu);
 	if (rv != 0) {
-		c->sending = false;
+		c->tx.active = false;
 		pthread_mutex_unlock(&c->mu);
 		conn_end(c);
 		return;
 	}
-	c->wire_off += nng_aio_count(c->tx_aio);
-	if (c->wire_off < c->wire.len && !c->dead)
-		conn_write(c); /* the rest of a partial write */
-	else
-		conn_send_next(c);
+	sp_out_sent(&c->tx, nng_aio_count(c->tx_aio), c->s, c->tx_aio, c->dead);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -537,8 +501,7 @@ static void conn_free(struct conn *c)
 	}
 	nng_stream_free(c->s);
 	free(c->rx_buf);
-	obuf_free(&c->out);
-	obuf_free(&c->wire);
+	sp_out_free(&c->tx);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -561,7 +524,7 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 	pthread_mutex_init(&c->mu, NULL);
 	stream_addr(s, c->addr, sizeof(c->addr));
 	c->rx_cap = RX_BUF_BYTES;
-	if ((c->rx_buf = malloc(c->rx_cap)) == NULL || !obuf_reserve(&c->wire, SP_HDR_BYTES) ||
+	if ((c->rx_buf = malloc(c->rx_cap)) == NULL || !obuf_reserve(&c->tx.wire, SP_HDR_BYTES) ||
 	    nng_aio_alloc(&c->rx_aio, rx_cb, c) != 0 || nng_aio_alloc(&c->tx_aio, tx_cb, c) != 0) {
 		conn_free(c);
 		return;
@@ -573,12 +536,10 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 		conn_free(c);
 		return;
 	}
-	sp_hello(c->wire.buf, SP_PROTO_REP);
-	c->wire.len = SP_HDR_BYTES;
 	c->hello_deadline_ns = dl_now_ns() + (uint64_t)ep->cfg.hello_timeout_ms * 1000000u;
 	pthread_mutex_lock(&c->mu);
-	c->sending = true;
-	conn_write(c);
+	bool ok = sp_out_hello(&c->tx, SP_PROTO_REP, c->s, c->tx_aio);
+	DL_ASSERT(ok); /* its buffer was reserved above */
 	pthread_mutex_unlock(&c->mu);
 	conn_recv(c);
 	conn_unuse(c);
@@ -598,16 +559,16 @@ int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
 	size_t n = 8 + f->bt_len + body;
 	if (c->dead) {
 		rc = DL_ECLOSED;
-	} else if (c->out.len + n > ep->cfg.peer_queue_bytes || !obuf_reserve(&c->out, n)) {
+	} else if (c->tx.out.len + n > ep->cfg.peer_queue_bytes || !obuf_reserve(&c->tx.out, n)) {
 		rc = DL_EIO; /* a client that does not read its replies */
 	} else {
-		uint8_t *p = c->out.buf + c->out.len;
+		uint8_t *p = c->tx.out.buf + c->tx.out.len;
 		sp_put_be64(p, f->bt_len + body);
 		memcpy(p + 8, f->data, f->bt_len);
 		memcpy(p + 8 + f->bt_len, fb->buf, body);
-		c->out.len += n;
-		if (!c->sending)
-			conn_send_next(c); /* idle: this thread writes it */
+		c->tx.out.len += n;
+		if (!c->tx.active) /* idle: this thread writes it */
+			sp_out_next(&c->tx, c->s, c->tx_aio, c->dead);
 		rc = 0;
 	}
 	pthread_mutex_unlock(&c->mu);

@@ -61,13 +61,11 @@ struct tp_link {
 	bool broken;   /* s is closed: the connection is over */
 	bool up;       /* both headers went across */
 	bool was_up;   /* the connection that ended had been up */
-	bool rx_active, tx_active;
+	bool rx_active; /* a receive is pending; tx.active: a write */
 	bool stop;
 	uint32_t backoff_ms;
 	uint32_t next_word;
-	struct obuf out;  /* waiting behind the write in progress */
-	struct obuf wire; /* the write in progress */
-	size_t wire_off;
+	struct sp_out tx; /* the write in progress and what waits */
 };
 
 static void count(_Atomic uint64_t *c)
@@ -192,7 +190,7 @@ static void dial_later(struct tp_link *l, bool was_up)
 static void conn_over(struct tp_link *l)
 {
 	pthread_mutex_lock(&l->mu);
-	DL_ASSERT(l->broken && !l->rx_active && !l->tx_active);
+	DL_ASSERT(l->broken && !l->rx_active && !l->tx.active);
 	if (l->stop) {
 		/* tp_link_close() frees it, after the dialer (see link_free) */
 		pthread_mutex_unlock(&l->mu);
@@ -201,8 +199,8 @@ static void conn_over(struct tp_link *l)
 	nng_stream *s = l->s;
 	l->s = NULL;
 	bool was_up = l->was_up;
-	l->out.len = 0;
-	l->wire.len = l->wire_off = 0;
+	l->tx.out.len = 0;
+	l->tx.wire.len = l->tx.off = 0;
 	pthread_mutex_unlock(&l->mu);
 	nng_stream_free(s);
 	dial_later(l, was_up);
@@ -220,55 +218,23 @@ static void conn_break_locked(struct tp_link *l)
 
 /* ---- sending --------------------------------------------------------------------------- */
 
-/* Writes wire from wire_off (caller holds mu, tx_active set). The write runs
- * on the caller's thread as far as the socket takes it. */
-static void link_write(struct tp_link *l)
-{
-	DL_ASSERT(l->tx_active && l->wire_off < l->wire.len);
-	nng_iov iov = {.iov_buf = l->wire.buf + l->wire_off, .iov_len = l->wire.len - l->wire_off};
-	nng_aio_set_iov(l->tx_aio, 1, &iov);
-	nng_aio_set_timeout(l->tx_aio, (nng_duration)l->cfg.send_timeout_ms);
-	nng_stream_send(l->s, l->tx_aio);
-}
-
-/* Swaps what waits into the wire and writes it, or marks the sender idle.
- * Caller holds mu. */
-static void send_next(struct tp_link *l)
-{
-	l->wire.len = 0;
-	l->wire_off = 0;
-	if (l->broken || l->out.len == 0) {
-		l->tx_active = false;
-		return;
-	}
-	struct obuf t = l->wire;
-	l->wire = l->out;
-	l->out = t;
-	l->tx_active = true;
-	link_write(l);
-}
-
 static void tx_cb(void *arg)
 {
 	struct tp_link *l = arg;
 	int rv = nng_aio_result(l->tx_aio);
 	pthread_mutex_lock(&l->mu);
-	DL_ASSERT(l->tx_active);
+	DL_ASSERT(l->tx.active);
 	if (rv != 0) {
 		/* A write not done within send_timeout_ms, or the connection
 		 * failed: the stream's framing is lost either way. */
 		if (rv == NNG_ETIMEDOUT)
 			COUNT(l, send_timeouts);
 		conn_break_locked(l);
-		l->tx_active = false;
+		l->tx.active = false;
 	} else {
-		l->wire_off += nng_aio_count(l->tx_aio);
-		if (l->wire_off < l->wire.len && !l->broken)
-			link_write(l); /* the rest of a partial write */
-		else
-			send_next(l);
+		sp_out_sent(&l->tx, nng_aio_count(l->tx_aio), l->s, l->tx_aio, l->broken);
 	}
-	bool over = l->broken && !l->tx_active && !l->rx_active;
+	bool over = l->broken && !l->tx.active && !l->rx_active;
 	pthread_mutex_unlock(&l->mu);
 	if (over)
 		conn_over(l);
@@ -284,12 +250,12 @@ int tp_link_send(struct tp_link *l, const struct tp_iov *parts, size_t n_parts)
 	pthread_mutex_lock(&l->mu);
 	if (!l->up || l->broken || l->stop) {
 		rc = DL_ECLOSED;
-	} else if (l->out.len > 0 && l->out.len + n > l->cfg.queue_bytes) {
+	} else if (l->tx.out.len > 0 && l->tx.out.len + n > l->cfg.queue_bytes) {
 		rc = DL_EBUSY; /* the node does not keep up: the caller drops or retries */
-	} else if (!obuf_reserve(&l->out, n)) {
+	} else if (!obuf_reserve(&l->tx.out, n)) {
 		rc = DL_ENOMEM;
 	} else {
-		uint8_t *p = l->out.buf + l->out.len;
+		uint8_t *p = l->tx.out.buf + l->tx.out.len;
 		sp_put_be64(p, SP_WORD_BYTES + body);
 		/* A raw REQ's request word, high bit set; the node echoes it
 		 * to clients, who match replies on the frame's request_id. */
@@ -299,9 +265,9 @@ int tp_link_send(struct tp_link *l, const struct tp_iov *parts, size_t n_parts)
 			memcpy(p, parts[i].buf, parts[i].len);
 			p += parts[i].len;
 		}
-		l->out.len += n;
-		if (!l->tx_active)
-			send_next(l); /* idle: this thread writes it */
+		l->tx.out.len += n;
+		if (!l->tx.active) /* idle: this thread writes it */
+			sp_out_next(&l->tx, l->s, l->tx_aio, l->broken);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return rc;
@@ -424,7 +390,7 @@ static void rx_cb(void *arg)
 	l->was_up = was_up;
 	l->up = false;
 	l->rx_active = false;
-	bool over = !l->tx_active;
+	bool over = !l->tx.active;
 	pthread_mutex_unlock(&l->mu);
 	if (was_up)
 		l->cfg.on_state(l->cfg.arg, false);
@@ -462,19 +428,15 @@ static void dial_cb(void *arg)
 		nng_stream_free(s);
 		return;
 	}
-	DL_ASSERT(l->s == NULL && !l->rx_active && !l->tx_active);
+	DL_ASSERT(l->s == NULL && !l->rx_active && !l->tx.active);
 	l->s = s;
 	l->broken = l->up = l->was_up = false;
 	l->rx_len = 0;
 	l->hdr_done = false;
 	l->hello_deadline_ns = dl_now_ns() + (uint64_t)l->cfg.hello_timeout_ms * 1000000u;
-	l->out.len = 0;
-	l->wire.len = l->wire_off = 0;
-	DL_ASSERT(l->wire.cap >= SP_HDR_BYTES);
-	sp_hello(l->wire.buf, SP_PROTO_REQ);
-	l->wire.len = SP_HDR_BYTES;
-	l->rx_active = l->tx_active = true;
-	link_write(l);
+	l->rx_active = true;
+	bool ok = sp_out_hello(&l->tx, SP_PROTO_REQ, s, l->tx_aio);
+	DL_ASSERT(ok); /* its buffer was reserved at open, and only grows */
 	link_recv(l);
 	pthread_mutex_unlock(&l->mu);
 }
@@ -491,8 +453,7 @@ static void link_free(struct tp_link *l)
 		nng_stream_dialer_free(l->dialer);
 	nng_stream_free(l->s); /* a connection that ended while closing, or NULL */
 	free(l->rx_buf);
-	obuf_free(&l->out);
-	obuf_free(&l->wire);
+	sp_out_free(&l->tx);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
@@ -519,12 +480,14 @@ int tp_link_open(const struct tp_link_config *cfg, struct tp_link **out, struct 
 	}
 	rc = DL_ENOMEM;
 	l->rx_cap = LINK_RX_BYTES;
-	if ((l->rx_buf = malloc(l->rx_cap)) == NULL || !obuf_reserve(&l->wire, SP_HDR_BYTES) ||
+	if ((l->rx_buf = malloc(l->rx_cap)) == NULL || !obuf_reserve(&l->tx.wire, SP_HDR_BYTES) ||
 	    nng_aio_alloc(&l->dial_aio, dial_cb, l) != 0 ||
 	    nng_aio_alloc(&l->rx_aio, rx_cb, l) != 0 || nng_aio_alloc(&l->tx_aio, tx_cb, l) != 0) {
 		dl_errf(err, rc, "out of memory");
 		goto err;
 	}
+	/* Every write must be done within send_timeout_ms (it stays set). */
+	nng_aio_set_timeout(l->tx_aio, (nng_duration)l->cfg.send_timeout_ms);
 	int rv = dialer_get(l);
 	if (rv != 0) {
 		rc = dl_errf(err, DL_EINVAL, "cannot dial %s: %s", l->url, nng_strerror(rv));

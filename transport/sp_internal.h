@@ -9,15 +9,18 @@
  * a reply carries back first (after any hops: a "backtrace"). Both halves
  * speak it, so nng's own REQ sockets still talk to our listener.
  *
- * Also the growable output buffer both halves queue writes in.
+ * Also the output side both halves write with (struct sp_out).
  */
 #ifndef DLEDGER_SP_INTERNAL_H
 #define DLEDGER_SP_INTERNAL_H
 
+#include <nng/nng.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "common/dl_err.h"
 
 #define SP_HDR_BYTES 8
 #define SP_LEN_BYTES 8
@@ -99,6 +102,79 @@ static inline bool obuf_reserve(struct obuf *b, size_t more)
 		return false;
 	b->buf = nb;
 	b->cap = cap;
+	return true;
+}
+
+/* What one stream has to write: `out` collects messages while `wire` is
+ * being written (from `off`); when that write is done they swap, so what
+ * queued meanwhile leaves in one write. Guarded by its owner's lock. A
+ * write runs on the calling thread as far as the socket takes it (nng's TCP
+ * and TLS streams write at once when nothing is queued before); its
+ * completion comes on one of nng's threads, whose callback calls
+ * sp_out_sent(). */
+struct sp_out {
+	struct obuf out, wire;
+	size_t off;
+	bool active; /* a write is in progress */
+};
+
+static inline void sp_out_free(struct sp_out *o)
+{
+	obuf_free(&o->out);
+	obuf_free(&o->wire);
+	o->off = 0;
+}
+
+/* Writes the rest of wire (active set). */
+static inline void sp_out_write(struct sp_out *o, nng_stream *s, nng_aio *aio)
+{
+	DL_ASSERT(o->active && o->off < o->wire.len);
+	nng_iov iov = {.iov_buf = o->wire.buf + o->off, .iov_len = o->wire.len - o->off};
+	nng_aio_set_iov(aio, 1, &iov);
+	nng_stream_send(s, aio);
+}
+
+/* Swaps what waits into the wire and writes it, or goes idle (also when
+ * `stop`: the stream is ending, nothing more is written). */
+static inline void sp_out_next(struct sp_out *o, nng_stream *s, nng_aio *aio, bool stop)
+{
+	o->wire.len = 0;
+	o->off = 0;
+	if (stop || o->out.len == 0) {
+		o->active = false;
+		return;
+	}
+	struct obuf t = o->wire;
+	o->wire = o->out;
+	o->out = t;
+	o->active = true;
+	sp_out_write(o, s, aio);
+}
+
+/* A write completed `n` bytes: writes the rest, or the next, or goes idle. */
+static inline void sp_out_sent(struct sp_out *o, size_t n, nng_stream *s, nng_aio *aio, bool stop)
+{
+	DL_ASSERT(o->active && o->off + n <= o->wire.len);
+	o->off += n;
+	if (o->off < o->wire.len && !stop)
+		sp_out_write(o, s, aio); /* the rest of a partial write */
+	else
+		sp_out_next(o, s, aio, stop);
+}
+
+/* Starts the stream's life with its 8-byte header of protocol `proto` as
+ * the first write. False when out of memory. */
+static inline bool sp_out_hello(struct sp_out *o, uint8_t proto, nng_stream *s, nng_aio *aio)
+{
+	DL_ASSERT(!o->active);
+	o->out.len = 0;
+	o->wire.len = o->off = 0;
+	if (!obuf_reserve(&o->wire, SP_HDR_BYTES))
+		return false;
+	sp_hello(o->wire.buf, proto);
+	o->wire.len = SP_HDR_BYTES;
+	o->active = true;
+	sp_out_write(o, s, aio);
 	return true;
 }
 
