@@ -44,7 +44,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RX_BUF_BYTES (64u * 1024) /* a connection's receive buffer, at rest */
 
 struct tp_frame {
 	_Atomic uint32_t refs;
@@ -70,10 +69,7 @@ struct conn {
 
 	/* receive: the receive callback's */
 	nng_aio *rx_aio;
-	uint8_t *rx_buf;
-	size_t rx_len, rx_cap;
-	bool hdr_done;
-	uint64_t hello_deadline_ns;
+	struct sp_in rx;
 
 	/* send: guarded by mu */
 	pthread_mutex_t mu;
@@ -367,72 +363,41 @@ static bool conn_hello(struct conn *c, const uint8_t *h)
 static bool conn_parse(struct conn *c)
 {
 	struct tp_endpoint *ep = c->ep;
-	size_t off = 0;
-	if (!c->hdr_done) {
-		if (c->rx_len < SP_HDR_BYTES)
+	if (!c->rx.hdr_done) {
+		const uint8_t *h = sp_in_hello(&c->rx);
+		if (h == NULL)
 			return true;
-		if (!conn_hello(c, c->rx_buf))
+		if (!conn_hello(c, h))
 			return false;
-		c->hdr_done = true;
-		off = SP_HDR_BYTES;
 	}
-	while (c->rx_len - off >= 8) {
-		uint64_t len = sp_get_be64(c->rx_buf + off);
-		if (len > ep->cfg.max_frame_bytes) {
+	for (uint32_t guard = 0; guard < (1u << 24); guard++) {
+		const uint8_t *msg = NULL;
+		size_t len = 0;
+		enum sp_next r = sp_in_next(&c->rx, ep->cfg.max_frame_bytes, &msg, &len);
+		if (r == SP_NEXT_MORE)
+			break;
+		if (r == SP_NEXT_TOO_BIG) {
 			/* Refused before it is read, as nng's NNG_OPT_RECVMAXSZ
 			 * did: the connection closes (a peer redials). */
 			tp_count(&ep->decode_errors, 1);
 			return false;
 		}
-		if (c->rx_len - off - 8 < len) {
-			if (8 + len > c->rx_cap) {
-				memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
-				c->rx_len -= off;
-				off = 0;
-				uint8_t *nb = realloc(c->rx_buf, 8 + len);
-				if (nb == NULL)
-					return false;
-				c->rx_buf = nb;
-				c->rx_cap = 8 + len;
-			}
-			break;
-		}
-		if (atomic_load_explicit(&ep->stopping, memory_order_relaxed))
+		if (r != SP_NEXT_MSG || atomic_load_explicit(&ep->stopping, memory_order_relaxed))
 			return false;
-		if (!route_msg(c, c->rx_buf + off + 8, (size_t)len))
+		if (!route_msg(c, msg, len))
 			return false;
-		off += 8 + (size_t)len;
 	}
-	memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
-	c->rx_len -= off;
-	if (c->rx_len == 0 && c->rx_cap > RX_BUF_BYTES) { /* back to its size at rest */
-		uint8_t *nb = realloc(c->rx_buf, RX_BUF_BYTES);
-		if (nb != NULL) {
-			c->rx_buf = nb;
-			c->rx_cap = RX_BUF_BYTES;
-		}
-	}
+	sp_in_compact(&c->rx);
 	return true;
 }
 
-/* Asks for more bytes, into the free end of the buffer; not once the
- * connection ended (under mu: conn_end closes the stream under it too). */
+/* Asks for more bytes; not once the connection ended (under mu: conn_end
+ * closes the stream under it too). */
 static void conn_recv(struct conn *c)
 {
 	pthread_mutex_lock(&c->mu);
-	if (!c->dead) {
-		nng_duration ms = NNG_DURATION_INFINITE;
-		if (!c->hdr_done) { /* only until the hello deadline */
-			uint64_t now = dl_now_ns();
-			ms = now >= c->hello_deadline_ns
-				     ? 1
-				     : (nng_duration)((c->hello_deadline_ns - now) / 1000000u + 1);
-		}
-		nng_iov iov = {.iov_buf = c->rx_buf + c->rx_len, .iov_len = c->rx_cap - c->rx_len};
-		nng_aio_set_iov(c->rx_aio, 1, &iov);
-		nng_aio_set_timeout(c->rx_aio, ms);
-		nng_stream_recv(c->s, c->rx_aio);
-	}
+	if (!c->dead)
+		sp_in_recv(&c->rx, c->s, c->rx_aio);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -442,15 +407,15 @@ static void rx_cb(void *arg)
 {
 	struct conn *c = arg;
 	int rv = nng_aio_result(c->rx_aio);
-	if (rv == NNG_ETIMEDOUT && !c->hdr_done)
+	if (rv == NNG_ETIMEDOUT && !c->rx.hdr_done)
 		refused_log(c->ep, &c->ep->hello_timeouts_in,
 			    "no TLS handshake or SP header within the hello timeout");
 	if (rv != 0 || atomic_load_explicit(&c->ep->stopping, memory_order_relaxed)) {
 		conn_end(c);
 		return;
 	}
-	c->rx_len += nng_aio_count(c->rx_aio);
-	DL_ASSERT(c->rx_len <= c->rx_cap);
+	c->rx.len += nng_aio_count(c->rx_aio);
+	DL_ASSERT(c->rx.len <= c->rx.cap);
 	if (!conn_parse(c)) {
 		conn_end(c);
 		return;
@@ -500,7 +465,7 @@ static void conn_free(struct conn *c)
 		nng_aio_free(c->tx_aio);
 	}
 	nng_stream_free(c->s);
-	free(c->rx_buf);
+	sp_in_free(&c->rx);
 	sp_out_free(&c->tx);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -523,8 +488,7 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 	atomic_init(&c->users, 1);
 	pthread_mutex_init(&c->mu, NULL);
 	stream_addr(s, c->addr, sizeof(c->addr));
-	c->rx_cap = RX_BUF_BYTES;
-	if ((c->rx_buf = malloc(c->rx_cap)) == NULL || !obuf_reserve(&c->tx.wire, SP_HDR_BYTES) ||
+	if (!sp_in_init(&c->rx) || !obuf_reserve(&c->tx.wire, SP_HDR_BYTES) ||
 	    nng_aio_alloc(&c->rx_aio, rx_cb, c) != 0 || nng_aio_alloc(&c->tx_aio, tx_cb, c) != 0) {
 		conn_free(c);
 		return;
@@ -536,7 +500,7 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 		conn_free(c);
 		return;
 	}
-	c->hello_deadline_ns = dl_now_ns() + (uint64_t)ep->cfg.hello_timeout_ms * 1000000u;
+	sp_in_start(&c->rx, ep->cfg.hello_timeout_ms);
 	pthread_mutex_lock(&c->mu);
 	bool ok = sp_out_hello(&c->tx, SP_PROTO_REP, c->s, c->tx_aio);
 	DL_ASSERT(ok); /* its buffer was reserved above */

@@ -17,8 +17,7 @@
  *
  * Ownership:
  *  - cfg, url, the dialer and the three aios: immutable after open;
- *  - the receive state (rx_buf, rx_len, hdr_done, hello_deadline_ns): the
- *    receive callback's (one receive pending at a time), set by dial_cb
+ *  - the receive state (rx): the receive callback's (one receive pending at a time), set by dial_cb
  *    before the first receive of a connection;
  *  - `sleeping`: the dial aio's owner, which is dial_cb, or while a
  *    connection lives, the callback that ends it (only one at a time);
@@ -39,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LINK_RX_BYTES (64u * 1024) /* the receive buffer, at rest */
 
 struct tp_link {
 	struct tp_link_config cfg;
@@ -51,10 +49,7 @@ struct tp_link {
 	bool sleeping; /* dial_aio is a backoff pause, not a dial */
 
 	/* receive: rx_cb's */
-	uint8_t *rx_buf;
-	size_t rx_len, rx_cap;
-	bool hdr_done;
-	uint64_t hello_deadline_ns;
+	struct sp_in rx;
 
 	pthread_mutex_t mu;
 	nng_stream *s; /* the connection (NULL: none) */
@@ -276,13 +271,12 @@ int tp_link_send(struct tp_link *l, const struct tp_iov *parts, size_t n_parts)
 /* ---- receiving --------------------------------------------------------------------------- */
 
 /* The listener's header came: check it; the connection is up. */
-static bool link_hello(struct tp_link *l)
+static bool link_hello(struct tp_link *l, const uint8_t *h)
 {
-	if (!sp_hello_is(l->rx_buf, SP_PROTO_REP)) {
+	if (!sp_hello_is(h, SP_PROTO_REP)) {
 		COUNT(l, protocol_errors); /* not a node's listener */
 		return false;
 	}
-	l->hdr_done = true;
 	pthread_mutex_lock(&l->mu);
 	bool up = l->up = !l->broken && !l->stop;
 	if (up)
@@ -300,70 +294,34 @@ static bool link_hello(struct tp_link *l)
  * it (up to max_frame_bytes). False: end the connection. */
 static bool link_parse(struct tp_link *l)
 {
-	size_t off = 0;
-	if (!l->hdr_done) {
-		if (l->rx_len < SP_HDR_BYTES)
+	if (!l->rx.hdr_done) {
+		const uint8_t *h = sp_in_hello(&l->rx);
+		if (h == NULL)
 			return true;
-		if (!link_hello(l))
+		if (!link_hello(l, h))
 			return false;
-		off = SP_HDR_BYTES;
 	}
-	for (uint32_t guard = 0; guard < (1u << 24) && l->rx_len - off >= SP_LEN_BYTES; guard++) {
-		uint64_t len = sp_get_be64(l->rx_buf + off);
-		if (len > l->cfg.max_frame_bytes) {
-			COUNT(l, protocol_errors);
+	for (uint32_t guard = 0; guard < (1u << 24); guard++) {
+		const uint8_t *msg = NULL;
+		size_t len = 0;
+		enum sp_next r = sp_in_next(&l->rx, l->cfg.max_frame_bytes, &msg, &len);
+		if (r == SP_NEXT_MORE)
+			break;
+		if (r != SP_NEXT_MSG) {
+			if (r == SP_NEXT_TOO_BIG)
+				COUNT(l, protocol_errors);
 			return false;
 		}
-		if (l->rx_len - off - SP_LEN_BYTES < len) {
-			if (SP_LEN_BYTES + len > l->rx_cap) {
-				memmove(l->rx_buf, l->rx_buf + off, l->rx_len - off);
-				l->rx_len -= off;
-				off = 0;
-				uint8_t *nb = realloc(l->rx_buf, SP_LEN_BYTES + len);
-				if (nb == NULL)
-					return false;
-				l->rx_buf = nb;
-				l->rx_cap = SP_LEN_BYTES + len;
-			}
-			break;
-		}
-		const uint8_t *msg = l->rx_buf + off + SP_LEN_BYTES;
-		size_t bt = sp_backtrace_len(msg, (size_t)len);
+		size_t bt = sp_backtrace_len(msg, len);
 		if (bt == 0) {
 			COUNT(l, protocol_errors);
 			return false;
 		}
 		if (l->cfg.on_msg != NULL && bt / SP_WORD_BYTES <= SP_MAX_HOPS)
-			l->cfg.on_msg(l->cfg.arg, msg + bt, (size_t)len - bt);
-		off += SP_LEN_BYTES + (size_t)len;
+			l->cfg.on_msg(l->cfg.arg, msg + bt, len - bt);
 	}
-	memmove(l->rx_buf, l->rx_buf + off, l->rx_len - off);
-	l->rx_len -= off;
-	if (l->rx_len == 0 && l->rx_cap > LINK_RX_BYTES) { /* back to its size at rest */
-		uint8_t *nb = realloc(l->rx_buf, LINK_RX_BYTES);
-		if (nb != NULL) {
-			l->rx_buf = nb;
-			l->rx_cap = LINK_RX_BYTES;
-		}
-	}
+	sp_in_compact(&l->rx);
 	return true;
-}
-
-/* Asks for more bytes (caller holds mu, the connection not broken); until
- * the header came, only until the hello deadline. */
-static void link_recv(struct tp_link *l)
-{
-	nng_duration ms = NNG_DURATION_INFINITE;
-	if (!l->hdr_done) {
-		uint64_t now = dl_now_ns();
-		ms = now >= l->hello_deadline_ns
-			     ? 1
-			     : (nng_duration)((l->hello_deadline_ns - now) / 1000000u + 1);
-	}
-	nng_iov iov = {.iov_buf = l->rx_buf + l->rx_len, .iov_len = l->rx_cap - l->rx_len};
-	nng_aio_set_iov(l->rx_aio, 1, &iov);
-	nng_aio_set_timeout(l->rx_aio, ms);
-	nng_stream_recv(l->s, l->rx_aio);
 }
 
 /* The receive callback: on nng's threads; messages go to on_msg from here. */
@@ -372,16 +330,16 @@ static void rx_cb(void *arg)
 	struct tp_link *l = arg;
 	int rv = nng_aio_result(l->rx_aio);
 	bool ok = rv == 0;
-	if (rv == NNG_ETIMEDOUT && !l->hdr_done)
+	if (rv == NNG_ETIMEDOUT && !l->rx.hdr_done)
 		COUNT(l, hello_timeouts);
 	if (ok) {
-		l->rx_len += nng_aio_count(l->rx_aio);
-		DL_ASSERT(l->rx_len <= l->rx_cap);
+		l->rx.len += nng_aio_count(l->rx_aio);
+		DL_ASSERT(l->rx.len <= l->rx.cap);
 		ok = link_parse(l);
 	}
 	pthread_mutex_lock(&l->mu);
 	if (ok && !l->broken && !l->stop) {
-		link_recv(l);
+		sp_in_recv(&l->rx, l->s, l->rx_aio);
 		pthread_mutex_unlock(&l->mu);
 		return;
 	}
@@ -431,13 +389,11 @@ static void dial_cb(void *arg)
 	DL_ASSERT(l->s == NULL && !l->rx_active && !l->tx.active);
 	l->s = s;
 	l->broken = l->up = l->was_up = false;
-	l->rx_len = 0;
-	l->hdr_done = false;
-	l->hello_deadline_ns = dl_now_ns() + (uint64_t)l->cfg.hello_timeout_ms * 1000000u;
+	sp_in_start(&l->rx, l->cfg.hello_timeout_ms);
 	l->rx_active = true;
 	bool ok = sp_out_hello(&l->tx, SP_PROTO_REQ, s, l->tx_aio);
 	DL_ASSERT(ok); /* its buffer was reserved at open, and only grows */
-	link_recv(l);
+	sp_in_recv(&l->rx, s, l->rx_aio);
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -452,7 +408,7 @@ static void link_free(struct tp_link *l)
 	if (l->own_dialer)
 		nng_stream_dialer_free(l->dialer);
 	nng_stream_free(l->s); /* a connection that ended while closing, or NULL */
-	free(l->rx_buf);
+	sp_in_free(&l->rx);
 	sp_out_free(&l->tx);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
@@ -479,8 +435,7 @@ int tp_link_open(const struct tp_link_config *cfg, struct tp_link **out, struct 
 		goto err;
 	}
 	rc = DL_ENOMEM;
-	l->rx_cap = LINK_RX_BYTES;
-	if ((l->rx_buf = malloc(l->rx_cap)) == NULL || !obuf_reserve(&l->tx.wire, SP_HDR_BYTES) ||
+	if (!sp_in_init(&l->rx) || !obuf_reserve(&l->tx.wire, SP_HDR_BYTES) ||
 	    nng_aio_alloc(&l->dial_aio, dial_cb, l) != 0 ||
 	    nng_aio_alloc(&l->rx_aio, rx_cb, l) != 0 || nng_aio_alloc(&l->tx_aio, tx_cb, l) != 0) {
 		dl_errf(err, rc, "out of memory");

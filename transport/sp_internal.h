@@ -9,7 +9,8 @@
  * a reply carries back first (after any hops: a "backtrace"). Both halves
  * speak it, so nng's own REQ sockets still talk to our listener.
  *
- * Also the output side both halves write with (struct sp_out).
+ * Also the input and output sides both halves read and write with (struct
+ * sp_in, struct sp_out).
  */
 #ifndef DLEDGER_SP_INTERNAL_H
 #define DLEDGER_SP_INTERNAL_H
@@ -19,8 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/dl_err.h"
+#include "common/dl_time.h"
 
 #define SP_HDR_BYTES 8
 #define SP_LEN_BYTES 8
@@ -103,6 +106,123 @@ static inline bool obuf_reserve(struct obuf *b, size_t more)
 	b->buf = nb;
 	b->cap = cap;
 	return true;
+}
+
+/* What one stream has read: a buffer of SP_IN_REST_BYTES at rest, grown
+ * for a longer message (up to the caller's limit) and shrunk back when
+ * empty, and whether the other side's header came (until then a receive
+ * waits only until hello_deadline_ns). The receive callback's: one receive
+ * is pending at a time. */
+#define SP_IN_REST_BYTES (64u * 1024)
+
+struct sp_in {
+	uint8_t *buf;
+	size_t len, cap;
+	size_t off; /* what sp_in_next() has handed out */
+	bool hdr_done;
+	uint64_t hello_deadline_ns;
+};
+
+static inline bool sp_in_init(struct sp_in *in)
+{
+	in->cap = SP_IN_REST_BYTES;
+	in->len = in->off = 0;
+	return (in->buf = malloc(in->cap)) != NULL;
+}
+
+static inline void sp_in_free(struct sp_in *in)
+{
+	free(in->buf);
+	in->buf = NULL;
+	in->len = in->cap = in->off = 0;
+}
+
+/* A new stream: nothing read, its header due within hello_ms. */
+static inline void sp_in_start(struct sp_in *in, uint32_t hello_ms)
+{
+	in->len = in->off = 0;
+	in->hdr_done = false;
+	in->hello_deadline_ns = dl_now_ns() + (uint64_t)hello_ms * 1000000u;
+}
+
+/* Asks for more bytes into the free end of the buffer; until the header
+ * came, only until the hello deadline (then NNG_ETIMEDOUT). */
+static inline void sp_in_recv(struct sp_in *in, nng_stream *s, nng_aio *aio)
+{
+	nng_duration ms = NNG_DURATION_INFINITE;
+	if (!in->hdr_done) {
+		uint64_t now = dl_now_ns();
+		ms = now >= in->hello_deadline_ns
+			     ? 1
+			     : (nng_duration)((in->hello_deadline_ns - now) / 1000000u + 1);
+	}
+	DL_ASSERT(in->len < in->cap);
+	nng_iov iov = {.iov_buf = in->buf + in->len, .iov_len = in->cap - in->len};
+	nng_aio_set_iov(aio, 1, &iov);
+	nng_aio_set_timeout(aio, ms);
+	nng_stream_recv(s, aio);
+}
+
+/* The header, once at least SP_HDR_BYTES came (NULL before); the next
+ * sp_in_next() starts after it. */
+static inline const uint8_t *sp_in_hello(struct sp_in *in)
+{
+	DL_ASSERT(!in->hdr_done);
+	if (in->len < SP_HDR_BYTES)
+		return NULL;
+	in->hdr_done = true;
+	in->off = SP_HDR_BYTES;
+	return in->buf;
+}
+
+enum sp_next { SP_NEXT_MSG, SP_NEXT_MORE, SP_NEXT_TOO_BIG, SP_NEXT_NOMEM };
+
+/* The next whole message (*msg, *len: without its length prefix), or
+ * SP_NEXT_MORE when only part of one is there (the buffer then has room
+ * for all of it), SP_NEXT_TOO_BIG when its length passes max_bytes (refused
+ * before it is read; end the stream), SP_NEXT_NOMEM. */
+static inline enum sp_next sp_in_next(struct sp_in *in, size_t max_bytes, const uint8_t **msg,
+				      size_t *len)
+{
+	DL_ASSERT(in->hdr_done && in->off <= in->len);
+	if (in->len - in->off < SP_LEN_BYTES)
+		return SP_NEXT_MORE;
+	uint64_t n = sp_get_be64(in->buf + in->off);
+	if (n > max_bytes)
+		return SP_NEXT_TOO_BIG;
+	if (in->len - in->off - SP_LEN_BYTES < n) {
+		if (SP_LEN_BYTES + n > in->cap) {
+			memmove(in->buf, in->buf + in->off, in->len - in->off);
+			in->len -= in->off;
+			in->off = 0;
+			uint8_t *nb = realloc(in->buf, SP_LEN_BYTES + (size_t)n);
+			if (nb == NULL)
+				return SP_NEXT_NOMEM;
+			in->buf = nb;
+			in->cap = SP_LEN_BYTES + (size_t)n;
+		}
+		return SP_NEXT_MORE;
+	}
+	*msg = in->buf + in->off + SP_LEN_BYTES;
+	*len = (size_t)n;
+	in->off += SP_LEN_BYTES + (size_t)n;
+	return SP_NEXT_MSG;
+}
+
+/* Drops what was handed out (a partial message stays at the front) and
+ * shrinks the buffer back to its size at rest when it is empty. */
+static inline void sp_in_compact(struct sp_in *in)
+{
+	memmove(in->buf, in->buf + in->off, in->len - in->off);
+	in->len -= in->off;
+	in->off = 0;
+	if (in->len == 0 && in->cap > SP_IN_REST_BYTES) {
+		uint8_t *nb = realloc(in->buf, SP_IN_REST_BYTES);
+		if (nb != NULL) {
+			in->buf = nb;
+			in->cap = SP_IN_REST_BYTES;
+		}
+	}
 }
 
 /* What one stream has to write: `out` collects messages while `wire` is
