@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 struct tp_link {
 	struct tp_link_config cfg;
 	char addr[TP_ADDR_MAX + 1];
@@ -52,10 +51,10 @@ struct tp_link {
 	struct sp_in rx;
 
 	pthread_mutex_t mu;
-	nng_stream *s; /* the connection (NULL: none) */
-	bool broken;   /* s is closed: the connection is over */
-	bool up;       /* both headers went across */
-	bool was_up;   /* the connection that ended had been up */
+	nng_stream *s;  /* the connection (NULL: none) */
+	bool broken;    /* s is closed: the connection is over */
+	bool up;        /* both headers went across */
+	bool was_up;    /* the connection that ended had been up */
 	bool rx_active; /* a receive is pending; tx.active: a write */
 	bool stop;
 	uint32_t backoff_ms;
@@ -68,10 +67,10 @@ static void count(_Atomic uint64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-#define COUNT(l, field)                                                                    \
-	do {                                                                               \
-		if ((l)->cfg.counters != NULL)                                             \
-			count(&(l)->cfg.counters->field);                                  \
+#define COUNT(l, field)                                                                            \
+	do {                                                                                       \
+		if ((l)->cfg.counters != NULL)                                                     \
+			count(&(l)->cfg.counters->field);                                          \
 	} while (0)
 
 /* ---- dialers: shared, kept for the process's life ------------------------------------
@@ -125,7 +124,8 @@ static int dialer_get(struct tp_link *l)
 	tp_tls_id(l->cfg.tls, id);
 	pthread_mutex_lock(&dialers_mu);
 	struct dialer_slot *ds = dialers;
-	while (ds != NULL && (strcmp(ds->url, l->url) != 0 || memcmp(ds->tls_id, id, sizeof(id)) != 0))
+	while (ds != NULL &&
+	       (strcmp(ds->url, l->url) != 0 || memcmp(ds->tls_id, id, sizeof(id)) != 0))
 		ds = ds->next;
 	int rv = 0;
 	if (ds == NULL && n_dialers < DIALERS_MAX && (ds = calloc(1, sizeof(*ds))) != NULL) {
@@ -480,4 +480,7 @@ bool tp_link_up(struct tp_link *l)
 	return up;
 }
 
-const char *tp_link_addr(const struct tp_link *l) { return l->addr; }
+const char *tp_link_addr(const struct tp_link *l)
+{
+	return l->addr;
+}

@@ -114,18 +114,18 @@ static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
 	pthread_mutex_init(&p->mu, NULL);
 	tp_fb_init(&p->cur, ep->cfg.max_frame_bytes);
 	struct tp_link_config lc = {
-		.addr = addr,
-		.tls = ep->cfg.tls,
-		.max_frame_bytes = ep->cfg.max_frame_bytes,
-		.queue_bytes = ep->cfg.peer_queue_bytes,
-		.send_timeout_ms = ep->cfg.send_timeout_ms,
-		.reconnect_min_ms = ep->cfg.reconnect_min_ms,
-		.reconnect_max_ms = ep->cfg.reconnect_max_ms,
-		.hello_timeout_ms = ep->cfg.hello_timeout_ms,
-		.on_state = peer_state,
-		.on_msg = NULL, /* a node never answers a peer's frame (PROTOCOL.md) */
-		.arg = p,
-		.counters = &ep->link_counters,
+	        .addr = addr,
+	        .tls = ep->cfg.tls,
+	        .max_frame_bytes = ep->cfg.max_frame_bytes,
+	        .queue_bytes = ep->cfg.peer_queue_bytes,
+	        .send_timeout_ms = ep->cfg.send_timeout_ms,
+	        .reconnect_min_ms = ep->cfg.reconnect_min_ms,
+	        .reconnect_max_ms = ep->cfg.reconnect_max_ms,
+	        .hello_timeout_ms = ep->cfg.hello_timeout_ms,
+	        .on_state = peer_state,
+	        .on_msg = NULL, /* a node never answers a peer's frame (PROTOCOL.md) */
+	        .arg = p,
+	        .counters = &ep->link_counters,
 	};
 	struct dl_errctx err = {0};
 	if (nng_aio_alloc(&p->lazy_aio, lazy_cb, p) != 0 ||
@@ -190,7 +190,10 @@ void tp_peers_close_all(struct tp_endpoint *ep)
 	}
 }
 
-const char *tp_peer_addr(const struct tp_peer *p) { return p->addr; }
+const char *tp_peer_addr(const struct tp_peer *p)
+{
+	return p->addr;
+}
 
 int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx)
 {

@@ -25,12 +25,12 @@
 #include "common/dl_err.h"
 #include "common/dl_time.h"
 
-#define SP_HDR_BYTES 8
-#define SP_LEN_BYTES 8
+#define SP_HDR_BYTES  8
+#define SP_LEN_BYTES  8
 #define SP_WORD_BYTES 4
-#define SP_PROTO_REQ 0x30 /* NNG_REQ0_SELF */
-#define SP_PROTO_REP 0x31 /* NNG_REP0_SELF */
-#define SP_MAX_HOPS  8    /* nng's default NNG_OPT_MAXTTL */
+#define SP_PROTO_REQ  0x30 /* NNG_REQ0_SELF */
+#define SP_PROTO_REP  0x31 /* NNG_REP0_SELF */
+#define SP_MAX_HOPS   8    /* nng's default NNG_OPT_MAXTTL */
 
 /* The 8-byte header of protocol `proto`. */
 static inline void sp_hello(uint8_t h[SP_HDR_BYTES], uint8_t proto)
@@ -41,8 +41,8 @@ static inline void sp_hello(uint8_t h[SP_HDR_BYTES], uint8_t proto)
 /* Whether `h` is the header of protocol `proto`. */
 static inline bool sp_hello_is(const uint8_t h[SP_HDR_BYTES], uint8_t proto)
 {
-	return h[0] == 0 && h[1] == 'S' && h[2] == 'P' && h[3] == 0 && h[4] == 0 &&
-	       h[5] == proto && h[6] == 0 && h[7] == 0;
+	return h[0] == 0 && h[1] == 'S' && h[2] == 'P' && h[3] == 0 && h[4] == 0 && h[5] == proto &&
+	       h[6] == 0 && h[7] == 0;
 }
 
 static inline void sp_put_be64(uint8_t *p, uint64_t v)
@@ -153,8 +153,8 @@ static inline void sp_in_recv(struct sp_in *in, nng_stream *s, nng_aio *aio)
 	if (!in->hdr_done) {
 		uint64_t now = dl_now_ns();
 		ms = now >= in->hello_deadline_ns
-			     ? 1
-			     : (nng_duration)((in->hello_deadline_ns - now) / 1000000u + 1);
+		             ? 1
+		             : (nng_duration)((in->hello_deadline_ns - now) / 1000000u + 1);
 	}
 	DL_ASSERT(in->len < in->cap);
 	nng_iov iov = {.iov_buf = in->buf + in->len, .iov_len = in->cap - in->len};
@@ -182,7 +182,7 @@ enum sp_next { SP_NEXT_MSG, SP_NEXT_MORE, SP_NEXT_TOO_BIG, SP_NEXT_NOMEM };
  * for all of it), SP_NEXT_TOO_BIG when its length passes max_bytes (refused
  * before it is read; end the stream), SP_NEXT_NOMEM. */
 static inline enum sp_next sp_in_next(struct sp_in *in, size_t max_bytes, const uint8_t **msg,
-				      size_t *len)
+                                      size_t *len)
 {
 	DL_ASSERT(in->hdr_done && in->off <= in->len);
 	if (in->len - in->off < SP_LEN_BYTES)

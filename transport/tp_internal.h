@@ -63,7 +63,7 @@ struct tp_endpoint {
 	_Atomic uint64_t decode_errors, unknown_target, rejected, dropped_sends;
 	_Atomic uint64_t peers_connected;
 	_Atomic uint64_t conns_node, conns_client, conns_refused;
-	_Atomic uint64_t hello_timeouts_in; /* inbound: no header within hello_timeout_ms */
+	_Atomic uint64_t hello_timeouts_in;    /* inbound: no header within hello_timeout_ms */
 	struct tp_link_counters link_counters; /* every peer's link */
 };
 
