@@ -230,26 +230,11 @@ void dl_client_close(struct dl_client *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->timer_started)
 		pthread_join(c->timer, NULL);
-	/* Conns are only added with mu held and not while closing. Receivers
-	 * stop first (see RX_POLL_MS), then the sockets close. */
+	/* Conns are only added with mu held and not while closing. When a
+	 * link's close returns, none of its callbacks runs or will run (they
+	 * take mu: not held here). */
 	for (uint32_t i = 0; i < n_conns; i++)
-		atomic_store_explicit(&c->conns[i]->rx_stop, true, memory_order_relaxed);
-	for (uint32_t i = 0; i < n_conns; i++)
-		if (c->conns[i]->rx_started)
-			pthread_join(c->conns[i]->rx, NULL);
-	/* nng 1.5.2 can block in nng_close() for good (tp_close_bounded);
-	 * a close left to finish in the background may still call pipe_cb(),
-	 * which uses the client: then the client is kept, not freed. */
-	bool keep = false;
-	for (uint32_t i = 0; i < n_conns; i++) {
-		pthread_mutex_lock(&c->mu);
-		nng_pipe p = c->conns[i]->pipe;
-		pthread_mutex_unlock(&c->mu);
-		if (c->tls != NULL) /* see tp_close_bounded() */
-			tp_close_pipe_first(c->conns[i]->dialer, nng_pipe_id(p));
-		if (!tp_close_bounded(c->conns[i]->sock, "client", c))
-			keep = true;
-	}
+		tp_link_close(c->conns[i]->link);
 	cl_tl_client = c;
 	pthread_mutex_lock(&c->mu);
 	for (uint32_t i = 0; i < c->cap; i++) {
@@ -266,11 +251,9 @@ void dl_client_close(struct dl_client *c)
 	pthread_mutex_unlock(&c->mu);
 	cl_tl_client = NULL;
 	/* Only conn_get() uses it, and no conn is made while closing; the
-	 * dialers hold copies of what they need. */
+	 * links' dialers hold copies of what they need. */
 	tp_tls_free(c->tls);
 	c->tls = NULL;
-	if (keep)
-		return;
 	for (uint32_t i = 0; i < c->n_conns; i++)
 		free(c->conns[i]);
 	for (uint32_t i = 0; i < c->cap; i++)

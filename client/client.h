@@ -3,15 +3,16 @@
  * entries back, ask for metadata (docs/PROTOCOL.md, client messages).
  *
  * A client is opened on a peers string ("n0-127.0.0.1:10000;n1-...", as in
- * the node's configuration) and one group. It keeps one nng connection (a raw
- * REQ socket) per distinct node address, dialed on first use and redialed in
- * the background when lost; any number of requests are in flight on it at
- * once, matched to their replies by the frame header's request_id.
+ * the node's configuration) and one group. It keeps one connection (a link on
+ * nng's stream API: transport.h, "Links") per distinct node address, dialed on
+ * first use and redialed with backoff in the background when lost; any number
+ * of requests are in flight on it at once, matched to their replies by the
+ * frame header's request_id.
  *
  * Asynchronous model: dl_client_append_async() submits a request and returns
  * at once; its callback runs exactly once, later, on one of the client's
- * threads (the connection's receiver thread, the timer thread, or the thread
- * calling dl_client_close()). The blocking calls (dl_client_append,
+ * threads (one of nng's threads receiving the connection's reply, the timer
+ * thread, or the thread calling dl_client_close()). The blocking calls (dl_client_append,
  * dl_client_get, dl_client_metadata, ...) are built on the same machinery and
  * wait for the answer. Every function may be called from any thread at once,
  * except dl_client_close(), which must be the last call.
@@ -56,8 +57,9 @@
  * silent member committed after all, can be stored twice (at-least-once, as
  * any Raft client without sessions).
  *
- * Threads: per connection one receiver thread; per client one timer thread
- * (deadlines, backoff, connect timeouts). All state is guarded by one mutex
+ * Threads: replies are read and matched on nng's threads (no thread of ours
+ * per connection); per client one timer thread (deadlines, backoff, connect
+ * timeouts). All state is guarded by one mutex
  * per client; callbacks run without it.
  *
  * Limits: DL_CLIENT_MAX_INFLIGHT requests in flight (option max_inflight),
@@ -126,10 +128,7 @@ int dl_client_open(const char *peers, const char *group, const struct dl_client_
 
 /* Fails every pending request with DL_ECLOSED (their callbacks run here),
  * closes the connections, joins the threads, frees. NULL-safe. No other call
- * on `c` may be in progress or follow. Bounded: nng 1.5.2 can block in
- * closing a socket for good; a connection whose close takes over 2 s is left
- * to finish in the background (a line on stderr says so), and the client's
- * memory is then kept, not freed. */
+ * on `c` may be in progress or follow. */
 void dl_client_close(struct dl_client *c);
 
 /* ---- append --------------------------------------------------------------- */

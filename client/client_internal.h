@@ -5,29 +5,32 @@
  * list (and this header):
  *   ops.c    op slots: release and completion, the per-connection queue
  *            links, targets and the leader hint, encoding a request
- *   conn.c   connections: dialing, the send window and packing, sending
- *            and retrying, redirects, receiving and matching replies,
- *            nng's pipe callbacks
+ *   conn.c   connections (transport's links): the send window and
+ *            packing, sending and retrying, redirects, matching replies,
+ *            the links' callbacks (up, down, a reply frame)
  *   timer.c  the timer thread: deadlines, backoff ends, connect timeouts,
- *            silent members, TLS redials
+ *            silent members
  *   client.c the API of client.h: options, open and close, submitting,
  *            the blocking calls
  *
  * Threads and data:
  *  - everything in struct dl_client and its ops and conns is guarded by
  *    `mu`, except what is immutable after dl_client_open() (options, peers,
- *    group) and each conn's socket and thread handle (set before the conn is
- *    published, read by dl_client_close() after the threads are joined);
- *  - one receiver thread per conn reads replies (nng_recvmsg, without the
- *    lock), then matches each to its op under `mu`;
- *  - nng's pipe callbacks (connection up/down) take `mu` to send the ops
- *    parked on the conn or to retry those in flight on it; they never run a
- *    user callback (an op to fail from there is handed to the timer);
+ *    group) and each conn's link (set before the conn is published, closed
+ *    by dl_client_close());
+ *  - each conn is a link (transport.h, "Links"): it dials, redials with
+ *    backoff and writes; its reply callback (on nng's threads, one at a
+ *    time per conn) matches each reply of a frame to its op under `mu` and
+ *    runs the completions without it; a request is written by the thread
+ *    that sends it when the connection is idle;
+ *  - the links' state callbacks (connection up/down) take `mu` to send the
+ *    ops parked on the conn or to retry those in flight on it; they never
+ *    run a user callback (an op to fail from there is handed to the timer);
  *  - the timer thread wakes at the earliest deadline, backoff end or connect
  *    timeout (`timer_wake_ns`, lowered by timer_kick());
- *  - callbacks always run without `mu`, on the receiver or timer thread (or
- *    in dl_client_close()). cl_tl_client marks those threads so the blocking
- *    calls can refuse to run there (they would wait for themselves).
+ *  - callbacks always run without `mu`, in a link's reply callback or on the
+ *    timer thread (or in dl_client_close()). cl_tl_client marks those so the
+ *    blocking calls can refuse to run there (they would wait for themselves).
  *
  * An op is one request in a slot of `ops`: FREE -> NEW (being encoded by the
  * submitter, or between states) -> SENT / PARKED (in its conn's FIFO queue,
@@ -36,10 +39,10 @@
  * (seq << SLOT_BITS) | slot, so a late answer to an earlier attempt is
  * recognised and dropped.
  *
- * At most CONN_WINDOW requests are outstanding per connection: the node's
- * raw REP socket queues at most 64 replies per connection (nng's xrep0
- * per-pipe send queue) and sends without blocking, so a larger burst of
- * replies would be dropped and those requests would only time out.
+ * At most CONN_WINDOW requests are outstanding per connection. (It was
+ * nng's xrep0 per-pipe reply queue; the node's listener is ours now and
+ * queues up to peerQueueBytes of replies per connection, but the window
+ * also bounds what one connection's loss sends back into retries.)
  */
 #ifndef DLEDGER_CLIENT_INTERNAL_H
 #define DLEDGER_CLIENT_INTERNAL_H
@@ -59,16 +62,12 @@
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define NO_WAKE   UINT64_MAX
 #define NO_SLOT   UINT32_MAX
-#define CONN_WINDOW 64 /* == nng xrep0's per-pipe reply queue; see above */
-/* The receiver wakes this often to check rx_stop. With nng 1.5 an
- * nng_recvmsg() that races nng_close() can wait forever (the socket's
- * receive queue takes a get after it was closed), so a receiver is stopped
- * and joined before its socket is closed, never the other way round. */
-#define RX_POLL_MS 100
+#define CONN_WINDOW 64 /* see above */
 #define DETAIL_MAX 256
-#define PACK_MAX_BYTES (256u * 1024) /* requests packed into one nng message */
-#define REDIAL_NS      10000000000ull /* see struct conn's dialer; not sooner: closing a dialer
-					   * mid-handshake can end the node's accept loop */
+#define PACK_MAX_BYTES (256u * 1024) /* requests packed into one message */
+#define CONN_QUEUE_BYTES (64u * 1024 * 1024) /* waiting behind a write in progress */
+#define CONN_REDIAL_MIN_MS 50
+#define CONN_REDIAL_MAX_MS 1000
 
 _Static_assert(DL_CLIENT_MAX_INFLIGHT <= (1u << SLOT_BITS), "slots fit the request id");
 
@@ -97,17 +96,7 @@ struct completion {
 struct conn {
 	struct dl_client *c;
 	char addr[TP_ADDR_MAX + 1];
-	nng_socket sock;
-	pthread_t rx;
-	bool rx_started;
-	atomic_bool rx_stop; /* the receiver exits; its socket is closed after */
-	uint32_t pipes; /* connections up (0 or 1 for a dialer) */
-	nng_pipe pipe;  /* the one up (id 0: none); closed first (tp_close_bounded) */
-	/* TLS: the dialer, replaced by the timer thread when the connection has
-	 * been down for REDIAL_NS (nng 1.5.2 can end a TLS dialer's redial loop
-	 * for good: transport/endpoint.c, "nng 1.5.2's accept and dial loops") */
-	nng_dialer dialer;
-	uint64_t down_since_ns; /* 0: up */
+	struct tp_link *link; /* dials and redials itself (transport.h, "Links") */
 	bool up;
 	bool failed; /* lost, or not made within connect_timeout_ms; cleared when up */
 	uint32_t n_sent;          /* ops SENT here, <= CONN_WINDOW */
@@ -246,7 +235,6 @@ int cl_member_after(struct dl_client *c, int from, uint64_t now);
 /* The first member to ask (`member` pins the op to it). */
 int cl_target_initial(struct dl_client *c, struct op *op, const char *member,
 		      struct dl_errctx *err);
-int cl_conn_dial(struct dl_client *c, struct conn *cn);
 void cl_pump_all(struct dl_client *c, uint64_t now);
 /* Sends the op's current request to its target, or parks it until the
  * connection is up. Returns 0, or an error that ends the op. */

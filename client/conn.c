@@ -1,11 +1,12 @@
 /*
- * conn.c - connections: dialing, the per-connection send window and
- * packing, sending and retrying, redirects, the receiver threads matching
- * replies to ops, and nng's pipe callbacks (client_internal.h has the
- * order of the files and which thread owns what).
+ * conn.c - connections: one link each (transport.h, "Links": it dials,
+ * redials with backoff and writes), the per-connection send window and
+ * packing, sending and retrying, redirects, and the links' callbacks that
+ * match replies to ops and follow connections up and down
+ * (client_internal.h has the order of the files and which thread owns
+ * what).
  */
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,8 +67,8 @@ int cl_target_initial(struct dl_client *c, struct op *op, const char *member,
 
 /* ---- connections --------------------------------------------------------------------- */
 
-static void *rx_main(void *arg);
-static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg);
+static void conn_state(void *arg, bool up);
+static void conn_msg(void *arg, const uint8_t *msg, size_t len);
 
 static struct conn *conn_find(struct dl_client *c, const char *addr)
 {
@@ -75,23 +76,6 @@ static struct conn *conn_find(struct dl_client *c, const char *addr)
 		if (strcmp(c->conns[i]->addr, addr) == 0)
 			return c->conns[i];
 	return NULL;
-}
-
-/* With TLS the server name is the host of the address, and the node must
- * present a node certificate naming it. */
-int cl_conn_dial(struct dl_client *c, struct conn *cn)
-{
-	char url[TP_ADDR_MAX + 16];
-	nng_dialer d = NNG_DIALER_INITIALIZER;
-	int rv = tp_make_url(c->tls, cn->addr, url, sizeof(url)) == 0 ? 0 : NNG_EADDRINVAL;
-	if (rv == 0)
-		rv = nng_dialer_create(&d, cn->sock, url);
-	if (rv == 0 && c->tls != NULL)
-		rv = tp_tls_setup_dialer(c->tls, d, cn->addr);
-	if (rv == 0)
-		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
-	cn->dialer = d;
-	return rv;
 }
 
 /* The connection to `addr`, dialed in the background on first use. */
@@ -112,50 +96,31 @@ static int conn_get(struct dl_client *c, const char *addr, struct conn **out, ch
 		return DL_ENOMEM;
 	}
 	cn->c = c;
-	atomic_init(&cn->rx_stop, false);
 	cn->wq_head = cn->wq_tail = NO_SLOT;
 	snprintf(cn->addr, sizeof(cn->addr), "%s", addr);
-	char url[TP_ADDR_MAX + 16];
-	if (tp_make_url(c->tls, addr, url, sizeof(url)) != 0) {
+	/* With TLS the link checks that the node's certificate names the
+	 * host of the address and is a node certificate. Its callbacks take
+	 * mu, which we hold: they wait until the conn is published. */
+	struct tp_link_config lc = {
+		.addr = addr,
+		.tls = c->tls,
+		.max_frame_bytes = c->o.max_frame_bytes,
+		.queue_bytes = CONN_QUEUE_BYTES,
+		.send_timeout_ms = c->o.timeout_ms,
+		.reconnect_min_ms = CONN_REDIAL_MIN_MS,
+		.reconnect_max_ms = CONN_REDIAL_MAX_MS,
+		.hello_timeout_ms = 0, /* the default: ops move on after connect_timeout_ms anyway */
+		.on_state = conn_state,
+		.on_msg = conn_msg,
+		.arg = cn,
+	};
+	struct dl_errctx err = {0};
+	int rc = tp_link_open(&lc, &cn->link, &err);
+	if (rc != 0) {
 		free(cn);
-		cl_detailf(detail, "not an address: '%s'", addr);
-		return DL_EINVAL;
+		cl_detailf(detail, "cannot dial %s: %s", addr, err.msg);
+		return rc == DL_ENOMEM ? DL_ENOMEM : DL_EINVAL;
 	}
-	int rv = nng_req0_open_raw(&cn->sock);
-	if (rv != 0) {
-		free(cn);
-		cl_detailf(detail, "cannot open a socket: %s", nng_strerror(rv));
-		return DL_EIO;
-	}
-	uint32_t sendbuf = c->o.max_inflight < 8192 ? c->o.max_inflight : 8192;
-	nng_socket_set_int(cn->sock, NNG_OPT_SENDBUF, (int)sendbuf);
-	nng_socket_set_int(cn->sock, NNG_OPT_RECVBUF, 1024);
-	nng_socket_set_size(cn->sock, NNG_OPT_RECVMAXSZ, c->o.max_frame_bytes);
-	nng_socket_set_ms(cn->sock, NNG_OPT_RECVTIMEO, RX_POLL_MS);
-	nng_socket_set_ms(cn->sock, NNG_OPT_RECONNMINT, 50);
-	nng_socket_set_ms(cn->sock, NNG_OPT_RECONNMAXT, 1000);
-	nng_pipe_notify(cn->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, cn);
-	nng_pipe_notify(cn->sock, NNG_PIPE_EV_REM_POST, pipe_cb, cn);
-	/* The receiver starts before the dial, so that on any failure below
-	 * no pipe exists yet: nng_close() then runs no pipe callback (they
-	 * take mu, which we hold). */
-	if (pthread_create(&cn->rx, NULL, rx_main, cn) != 0) {
-		nng_close(cn->sock);
-		free(cn);
-		cl_detailf(detail, "cannot start a receiver thread");
-		return DL_ENOMEM;
-	}
-	rv = cl_conn_dial(c, cn);
-	cn->down_since_ns = now_ns();
-	if (rv != 0) { /* a malformed address: rare enough to wait here */
-		atomic_store_explicit(&cn->rx_stop, true, memory_order_relaxed);
-		pthread_join(cn->rx, NULL);
-		nng_close(cn->sock);
-		free(cn);
-		cl_detailf(detail, "cannot dial %s: %s", addr, nng_strerror(rv));
-		return DL_EINVAL;
-	}
-	cn->rx_started = true;
 	c->conns[c->n_conns++] = cn;
 	*out = cn;
 	return 0;
@@ -190,41 +155,33 @@ int cl_retry_later(struct dl_client *c, struct op *op, uint64_t now, const char 
 	return 0;
 }
 
-/* Sends ops[0..k) (NEW, all for `cn`) in one nng message: the first
+/* Sends ops[0..k) (NEW, all for `cn`) in one message: the first
  * request's frame whole, then the messages of the others without their
- * frame header. The node answers each on its own. Every op ends SENT, or in
+ * frame header. The node answers each on its own. The link writes it from
+ * this thread when the connection is idle. Every op ends SENT, or in
  * BACKOFF (or failed) when the send does not go through. */
 static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uint32_t k,
 		      uint64_t now)
 {
 	DL_ASSERT(k > 0 && k <= CONN_WINDOW);
 	DL_ASSERT(cn->n_sent + k <= CONN_WINDOW);
-	nng_msg *m = NULL;
-	/* Raw REQ: we supply the request-id word nng's REQ would, high bit
-	 * set; the node echoes it, we match on each message's request_id. */
-	int rv = nng_msg_alloc(&m, 0);
-	if (rv == 0)
-		rv = nng_msg_header_append_u32(m, 0x80000000u |
-						     (uint32_t)(ops[0]->rid & 0x7fffffffu));
-	for (uint32_t i = 0; i < k && rv == 0; i++) {
+	struct tp_iov parts[CONN_WINDOW] = {{NULL, 0}};
+	for (uint32_t i = 0; i < k; i++) {
 		struct op *op = ops[i];
 		DL_ASSERT(op->conn == cn && op->req != NULL && op->state == OP_NEW);
 		size_t off = 0;
 		if (i > 0)
 			DL_ASSERT(tp_frame_begin(op->req, op->req_len, &off) == 0);
-		rv = nng_msg_append(m, op->req + off, op->req_len - off);
+		parts[i] = (struct tp_iov){.buf = op->req + off, .len = op->req_len - off};
 	}
-	if (rv == 0)
-		rv = nng_sendmsg(cn->sock, m, NNG_FLAG_NONBLOCK);
-	if (rv != 0) {
-		if (m != NULL)
-			nng_msg_free(m);
+	int rc = tp_link_send(cn->link, parts, k);
+	if (rc != 0) {
 		char why[96];
-		snprintf(why, sizeof(why), "send failed: %s", nng_strerror(rv));
+		snprintf(why, sizeof(why), "send failed: %s", dl_strerror(rc));
 		for (uint32_t i = 0; i < k; i++) {
-			int rc = cl_retry_later(c, ops[i], now, why);
-			if (rc != 0)
-				cl_fail_later(c, ops[i], rc);
+			int rrc = cl_retry_later(c, ops[i], now, why);
+			if (rrc != 0)
+				cl_fail_later(c, ops[i], rrc);
 		}
 		return;
 	}
@@ -237,8 +194,8 @@ static void send_reqs(struct dl_client *c, struct conn *cn, struct op **ops, uin
 }
 
 /* Sends queued ops while the connection is up and its window has room,
- * as many per nng message as fit in PACK_MAX_BYTES: each message costs
- * the node a trip through nng's threads, so a burst goes out together. */
+ * as many per message as fit in PACK_MAX_BYTES: each message costs the
+ * node a pass of its router, so a burst goes out together. */
 static void pump(struct dl_client *c, struct conn *cn, uint64_t now)
 {
 	while (cn->up && cn->n_sent < CONN_WINDOW && cn->wq_head != NO_SLOT && !c->closing) {
@@ -485,21 +442,25 @@ static void on_frame(struct dl_client *c, struct conn *cn, nng_msg *msg)
 		nng_msg_free(msg);
 }
 
-static void *rx_main(void *arg)
+/* A reply frame from the node (the link's receive callback, on nng's
+ * threads): copied into an nng message, which a GET or METADATA answer
+ * hands to its callback. */
+static void conn_msg(void *arg, const uint8_t *msg, size_t len)
 {
 	struct conn *cn = arg;
-	cl_tl_client = cn->c;
-	/* relaxed: a late look only costs one more RX_POLL_MS. */
-	while (!atomic_load_explicit(&cn->rx_stop, memory_order_relaxed)) {
-		nng_msg *msg;
-		int rv = nng_recvmsg(cn->sock, &msg, 0);
-		if (rv == NNG_ECLOSED)
-			break; /* not expected: closed only after we exit */
-		if (rv != 0)
-			continue;
-		on_frame(cn->c, cn, msg);
+	struct dl_client *c = cn->c;
+	nng_msg *m;
+	if (nng_msg_alloc(&m, len) != 0) {
+		pthread_mutex_lock(&c->mu);
+		c->bad_replies++; /* its ops time out and are retried */
+		pthread_mutex_unlock(&c->mu);
+		return;
 	}
-	return NULL;
+	memcpy(nng_msg_body(m), msg, len);
+	struct dl_client *outer = cl_tl_client;
+	cl_tl_client = c;
+	on_frame(c, cn, m);
+	cl_tl_client = outer;
 }
 
 /* Ends an op from a context that must not run callbacks: the timer does. */
@@ -512,29 +473,19 @@ void cl_fail_later(struct dl_client *c, struct op *op, int rc)
 	timer_kick(c, op->wake_ns);
 }
 
-/* Connection up or down (an nng thread). */
-static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* Connection up or down (the link's callback, on nng's threads). */
+static void conn_state(void *arg, bool up)
 {
 	struct conn *cn = arg;
 	struct dl_client *c = cn->c;
 	pthread_mutex_lock(&c->mu);
 	uint64_t now = now_ns();
-	if (ev == NNG_PIPE_EV_ADD_POST) {
-		cn->pipes++;
-		cn->pipe = p;
-		cn->down_since_ns = 0;
-		cn->up = true;
+	cn->up = up;
+	if (up) {
 		cn->failed = false;
-	} else if (ev == NNG_PIPE_EV_REM_POST && cn->pipes > 0) {
-		cn->pipes--;
-		if (nng_pipe_id(cn->pipe) == nng_pipe_id(p))
-			cn->pipe = (nng_pipe)NNG_PIPE_INITIALIZER;
-		if (cn->pipes == 0) {
-			cn->up = false;
-			cn->failed = true;
-			cn->down_since_ns = now;
-			cl_hint_drop(c, cn->addr);
-		}
+	} else {
+		cn->failed = true;
+		cl_hint_drop(c, cn->addr);
 	}
 	for (uint32_t i = 0; i < c->cap && !cn->up && !c->closing; i++) {
 		struct op *op = &c->ops[i];

@@ -1,6 +1,6 @@
 /*
  * timer.c - the timer thread: deadlines, backoff ends, connect timeouts,
- * members taken for down when silent, TLS redials (client_internal.h has
+ * members taken for down when silent (client_internal.h has
  * the order of the files and which thread owns what).
  */
 #include <nng/nng.h>
@@ -127,37 +127,6 @@ static bool timer_op(struct dl_client *c, struct op *op, uint64_t now, struct co
 	return true;
 }
 
-/* TLS: a new dialer for each connection down for REDIAL_NS (see struct
- * conn). Called and returns with mu held; drops it around nng's calls.
- * Returns when to look again. */
-static uint64_t redial_down_conns(struct dl_client *c)
-{
-	uint64_t next = NO_WAKE, now = now_ns();
-	struct conn *redial[DL_CLIENT_MAX_CONNS];
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < c->n_conns; i++) {
-		struct conn *cn = c->conns[i];
-		if (cn->up || cn->down_since_ns == 0)
-			continue;
-		if (now - cn->down_since_ns >= REDIAL_NS) {
-			redial[n++] = cn;
-			cn->down_since_ns = now;
-		}
-		next = min_u64(next, cn->down_since_ns + REDIAL_NS);
-	}
-	if (n == 0)
-		return next;
-	/* Only this thread replaces dialers, and dl_client_close() joins it
-	 * before closing the sockets. */
-	pthread_mutex_unlock(&c->mu);
-	for (uint32_t i = 0; i < n; i++) {
-		nng_dialer_close(redial[i]->dialer);
-		(void)cl_conn_dial(c, redial[i]);
-	}
-	pthread_mutex_lock(&c->mu);
-	return next;
-}
-
 void *cl_timer_main(void *arg)
 {
 	struct dl_client *c = arg;
@@ -186,8 +155,6 @@ void *cl_timer_main(void *arg)
 			next = min_u64(next, w);
 		}
 		next = min_u64(next, c->kick_min_ns);
-		if (c->tls != NULL)
-			next = min_u64(next, redial_down_conns(c));
 		if (c->closing)
 			break;
 		if (next <= now_ns())

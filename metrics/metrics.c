@@ -312,8 +312,24 @@ static void render_node(struct tbuf *b, struct rt_node *node, uint64_t leaders)
 	        "Always 0: the listener's accept loop is ours (kept so that no series disappears).",
 	        ns.tls_listener_restarts);
 	put_one(b, "dledger_tls_dialer_restarts_total", "counter",
-	        "New dialers given to peers without a connection for 2 s (TLS).",
+	        "Always 0: peers redial with a backoff of ours, no nng dialer loop to restart "
+	        "(kept so that no series disappears).",
 	        ns.tls_dialer_restarts);
+	put_one(b, "dledger_hello_timeouts_total", "counter",
+	        "Connections closed because their TLS handshake or SP header did not come "
+	        "within the hello timeout (inbound and outbound).",
+	        ns.hello_timeouts);
+	put_one(b, "dledger_peer_connects_total", "counter",
+	        "Outbound connections to peers made (the first and each redial).",
+	        ns.peer_connects);
+	put_one(b, "dledger_peer_dial_failures_total", "counter",
+	        "Outbound dials to peers that failed (refused, timed out); each redialed after "
+	        "a backoff.",
+	        ns.peer_dial_failures);
+	put_one(b, "dledger_peer_send_timeouts_total", "counter",
+	        "Outbound connections to peers closed because a write did not finish within "
+	        "the send timeout.",
+	        ns.peer_send_timeouts);
 	struct tp_tls_stats ts;
 	tp_tls_stats(&ts);
 	put_one(b, "dledger_tls_handshakes_total", "counter", "TLS handshakes completed.",

@@ -296,6 +296,10 @@ void rt_node_stats(struct rt_node *n, struct rt_node_stats *st)
 	st->tls_conns_refused = ts.conns_refused;
 	st->tls_listener_restarts = ts.listener_restarts;
 	st->tls_dialer_restarts = ts.dialer_restarts;
+	st->hello_timeouts = ts.hello_timeouts;
+	st->peer_connects = ts.peer_connects;
+	st->peer_dial_failures = ts.peer_dial_failures;
+	st->peer_send_timeouts = ts.peer_send_timeouts;
 	struct sto_flusher_stats fs;
 	sto_flusher_get_stats(n->flusher, &fs);
 	st->flush_passes = fs.passes;

@@ -242,10 +242,13 @@ struct rt_node_stats {
 	uint64_t mailbox_full;
 	/* TLS: inbound connections up now by role, and those closed at once */
 	uint64_t tls_conns_node, tls_conns_client, tls_conns_refused;
-	/* TLS: peers redialed after nng 1.5.2 ended a dialer's loop
-	 * (transport/endpoint.c); listener restarts are always 0 now (the
-	 * accept loop is ours) */
+	/* Always 0 now: the accept loop and the peers' redials are ours
+	 * (transport/endpoint.c, link.c); kept for the metrics' names */
 	uint64_t tls_listener_restarts, tls_dialer_restarts;
+	/* connections closed for no header or handshake within the hello
+	 * timeout (inbound and outbound); outbound connections to peers made,
+	 * dials that failed, writes past the send timeout */
+	uint64_t hello_timeouts, peer_connects, peer_dial_failures, peer_send_timeouts;
 	uint64_t flush_passes, file_syncs;
 };
 void rt_node_stats(struct rt_node *n, struct rt_node_stats *st);

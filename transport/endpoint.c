@@ -1,6 +1,7 @@
 /*
- * endpoint.c - the node's endpoint: the listener, its inbound connections
- * and the router, and the per-peer senders. See transport.h.
+ * endpoint.c - the node's endpoint: the listener, its inbound connections,
+ * the router and replies; opening and closing the whole (the outbound side
+ * is peer.c). See transport.h; tp_internal.h has the order of the files.
  *
  * Inbound connections are nng streams (nng_stream_listener), not an nng
  * socket: each connection reads its bytes into a buffer of its own, cuts
@@ -8,32 +9,33 @@
  * is written by the thread that has it when the connection is idle, else
  * queued behind the write in progress and sent with what else queued
  * meanwhile. The wire is nng's SP over TCP as a REP peer speaks it
- * (docs/PROTOCOL.md, "Transport"), so REQ sockets (peers' and clients')
- * talk to it unchanged.
+ * (sp_internal.h, docs/PROTOCOL.md "Transport"), so our links and nng's
+ * REQ sockets talk to it alike. A connection whose header has not come
+ * within hello_timeout_ms of its accept (the TLS handshake included) is
+ * closed and counted.
  *
  * Ownership:
- *  - struct tp_endpoint: immutable after open, except `peers` (guarded by
- *    peers_mu), `paused` (guarded by deliver_mu), the connection table
- *    (conns_mu) and the counters (atomics, relaxed: statistics only).
+ *  - struct tp_endpoint (tp_internal.h): immutable after open, except
+ *    `paused` (guarded by deliver_mu), the connection table (conns_mu),
+ *    the reaper's list (dead_mu), the peers (peer.c) and the counters
+ *    (atomics, relaxed: statistics only).
  *  - struct conn: the receive state is its receive callback's (one receive
  *    pending at a time); the send state, `dead` and `up` are guarded by its
  *    `mu`; `users` counts the threads between finding it in the table and
  *    being done with it. A connection that ends leaves the table at once
  *    and is freed by the reaper thread once no one uses it.
- *  - struct tp_peer: `cur`, the frame queue and `stop` are guarded by the
- *    peer's `mu`; the sender thread owns a frame once it popped it.
  *  - struct tp_frame: immutable after the router built it; freed by the last
  *    tp_frame_release() (refs is atomic, acq_rel on the final drop). It
  *    names its connection by id, so it may outlive it.
  */
-#include "transport/transport.h"
+#include "transport/tp_internal.h"
 
 #include "common/dl_log.h"
 #include "common/dl_time.h"
+#include "transport/sp_internal.h"
 #include "transport/tls_internal.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,18 +44,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TP_PEER_QUEUE_FRAMES 1024
-
-/* nng's SP over TCP: each side first sends 0 'S' 'P' 0, its protocol
- * (16 bits, big endian) and two zero bytes; then every message is a 64-bit
- * big-endian length and that many bytes. REQ's raw messages start with the
- * request id (a 32-bit word with the high bit set), which a reply carries
- * back first (with any hops before it: a "backtrace"). */
-#define SP_HDR_BYTES 8
-#define SP_PROTO_REQ 0x30         /* NNG_REQ0_SELF */
-#define SP_PROTO_REP 0x31         /* NNG_REP0_SELF */
-#define SP_MAX_HOPS  8            /* nng's default NNG_OPT_MAXTTL */
-#define RX_BUF_BYTES (64u * 1024) /* a connection's receive buffer, at rest */
 
 struct tp_frame {
 	_Atomic uint32_t refs;
@@ -68,11 +58,6 @@ struct tp_frame {
 #define CONN_SLOTS (2u * TP_MAX_CONNS)
 _Static_assert((CONN_SLOTS & (CONN_SLOTS - 1)) == 0, "a power of two");
 
-struct obuf {
-	uint8_t *buf;
-	size_t len, cap;
-};
-
 struct conn {
 	struct tp_endpoint *ep;
 	nng_stream *s;
@@ -84,101 +69,15 @@ struct conn {
 
 	/* receive: the receive callback's */
 	nng_aio *rx_aio;
-	uint8_t *rx_buf;
-	size_t rx_len, rx_cap;
-	bool hdr_done;
+	struct sp_in rx;
 
 	/* send: guarded by mu */
 	pthread_mutex_t mu;
 	nng_aio *tx_aio;
-	struct obuf out;  /* replies waiting for the write in progress */
-	struct obuf wire; /* the write in progress */
-	size_t wire_off;
-	bool sending;
+	struct sp_out tx; /* replies: the write in progress and what waits */
 	bool dead;
 	bool up; /* its SP header came, and it counts as connected */
 };
-
-struct sealed {
-	uint8_t *buf;
-	size_t len;
-	uint32_t n_msgs;
-};
-
-struct tp_peer {
-	struct tp_endpoint *ep;
-	struct tp_peer *next; /* in ep->peers */
-	char addr[TP_ADDR_MAX + 1];
-	char url[TP_ADDR_MAX + 16];
-	nng_socket sock;
-	nng_dialer dialer;     /* replaced by the TLS watchdog (under ep->peers_mu) */
-	uint64_t down_since_ns; /* the watchdog's: when it first saw no connection (0: up) */
-	_Atomic uint32_t pipe; /* the connection up (nng pipe id; 0: none) */
-	pthread_t thread;
-	bool thread_started;
-	uint32_t refs; /* guarded by ep->peers_mu */
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct tp_fb cur;
-	struct sealed q[TP_PEER_QUEUE_FRAMES];
-	uint32_t q_head, q_count;
-	size_t q_bytes;
-	bool flush_requested; /* cur has messages whose pass ended */
-	bool sending;         /* a frame is between the queue and nng (no lock held) */
-	bool stop;
-	uint32_t req_id;
-};
-
-struct tp_endpoint {
-	struct tp_config cfg;
-	char listen_addr[TP_ADDR_MAX + 1];
-	char url[TP_ADDR_MAX + 16];
-	nng_stream_listener *listener;
-	nng_aio *accept_aio;
-	bool accept_sleeping; /* accept_aio is a pause after errors (its callback's) */
-	uint32_t accept_errs; /* in a row (its callback's) */
-
-	pthread_mutex_t deliver_mu;
-	bool paused;
-	_Atomic bool stopping; /* no further accept, receive or delivery */
-
-	pthread_mutex_t peers_mu;
-	struct tp_peer *peers;
-
-	pthread_mutex_t conns_mu;
-	struct conn **conns; /* CONN_SLOTS: id -> connection, while it lives */
-	uint32_t n_conns, next_id;
-	_Atomic uint64_t refused_log_ns; /* last "connection refused" line */
-
-	/* The reaper frees ended connections (never one of their own
-	 * callbacks: nng_aio_free there would wait for itself). */
-	pthread_mutex_t dead_mu;
-	pthread_cond_t dead_cv;
-	struct conn *dead;
-	bool reaper_stop;
-	bool reaper_started;
-	pthread_t reaper;
-
-	/* The TLS watchdog of the dialers (see "nng 1.5.2's dial loops"). */
-	_Atomic uint64_t dialer_restarts;
-	pthread_mutex_t watch_mu;
-	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
-	bool watch_stop;
-	bool watch_started;
-	pthread_t watch;
-
-	_Atomic uint64_t frames_in, msgs_in, bytes_in;
-	_Atomic uint64_t frames_out, msgs_out, bytes_out;
-	_Atomic uint64_t decode_errors, unknown_target, rejected, dropped_sends;
-	_Atomic uint64_t peers_connected;
-	_Atomic uint64_t conns_node, conns_client, conns_refused;
-};
-
-static void count(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
 
 void tp_config_defaults(struct tp_config *cfg)
 {
@@ -267,81 +166,6 @@ static void conns_del(struct tp_endpoint *ep, struct conn *c)
 	pthread_mutex_unlock(&ep->conns_mu);
 }
 
-/* ---- closing sockets ----------------------------------------------------------
-
- * nng_close() can block for good on a socket that still has pipes with
- * traffic in flight (nng issues #1219, #1813, #1827; seen here with 1.5.2 on
- * the listening socket after a stop under load). Nothing durable depends on
- * the close: stores are flushed and closed before the endpoint goes. So a
- * close that does not return within CLOSE_WAIT_MS is left to finish on its
- * own thread, logged, and the process goes on; what it holds stays reachable
- * from `abandoned` (so leak checkers do not flag it) until the process ends. */
-#define CLOSE_WAIT_MS 2000
-
-struct closer {
-	nng_socket sock;
-	void *keep; /* what nng's callbacks may still use while it closes */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
-};
-
-static struct closer *_Atomic abandoned[64];
-static _Atomic uint32_t n_abandoned;
-
-static void *closer_main(void *arg)
-{
-	struct closer *c = arg;
-	nng_close(c->sock);
-	pthread_mutex_lock(&c->mu);
-	c->done = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
-}
-
-bool tp_close_bounded(nng_socket sock, const char *what, void *keep)
-{
-	struct closer *c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		nng_close(sock);
-		return true;
-	}
-	c->sock = sock;
-	c->keep = keep;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
-	pthread_t t;
-	if (pthread_create(&t, NULL, closer_main, c) != 0) {
-		nng_close(sock);
-		free(c);
-		return true;
-	}
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += CLOSE_WAIT_MS / 1000;
-	pthread_mutex_lock(&c->mu);
-	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &deadline) == 0)
-		;
-	bool done = c->done;
-	pthread_mutex_unlock(&c->mu);
-	if (done) {
-		pthread_join(t, NULL);
-		pthread_cond_destroy(&c->cv);
-		pthread_mutex_destroy(&c->mu);
-		free(c);
-		return true;
-	}
-	pthread_detach(t);
-	uint32_t i = atomic_fetch_add(&n_abandoned, 1);
-	if (i < 64)
-		atomic_store(&abandoned[i], c);
-	fprintf(stderr, "transport: closing the %s socket did not finish within %d ms (nng); "
-			"left to finish in the background\n",
-		what, CLOSE_WAIT_MS);
-	return false;
-}
-
 /* ---- frames --------------------------------------------------------------- */
 
 const uint8_t *tp_frame_data(const struct tp_frame *f, size_t *len)
@@ -400,7 +224,7 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 	size_t len, off = 0;
 	const uint8_t *buf = tp_frame_data(f, &len);
 	if (len > ep->cfg.max_frame_bytes || tp_frame_begin(buf, len, &off) != 0) {
-		count(&ep->decode_errors, 1);
+		tp_count(&ep->decode_errors, 1);
 		return;
 	}
 	for (uint32_t guard = 0; guard < 1u << 20; guard++) {
@@ -410,19 +234,19 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 		if (rc == DL_ENOTFOUND)
 			return;
 		if (rc != 0) {
-			count(&ep->decode_errors, 1);
+			tp_count(&ep->decode_errors, 1);
 			if (h.type != 0 && from_client(&h))
 				reply_error(ep, f, &h, DL_EPROTO, "malformed or unknown message");
 			return; /* the rest of the frame cannot be trusted */
 		}
-		count(&ep->msgs_in, 1);
+		tp_count(&ep->msgs_in, 1);
 		rc = ep->cfg.deliver(ep->cfg.arg, f, &h);
 		if (rc == DL_ENOTFOUND) {
-			count(&ep->unknown_target, 1);
+			tp_count(&ep->unknown_target, 1);
 			if (from_client(&h))
 				reply_error(ep, f, &h, DL_ENOTFOUND, "no such group or member on this node");
 		} else if (rc != 0) {
-			count(&ep->rejected, 1);
+			tp_count(&ep->rejected, 1);
 			if (from_client(&h))
 				reply_error(ep, f, &h, rc, dl_strerror(rc));
 		}
@@ -437,21 +261,16 @@ static void route_frame(struct tp_endpoint *ep, struct tp_frame *f)
 static bool route_msg(struct conn *c, const uint8_t *msg, size_t len)
 {
 	struct tp_endpoint *ep = c->ep;
-	size_t bt = 0;
-	for (;;) {
-		if (bt + 4 > len)
-			return false;
-		bt += 4;
-		if (msg[bt - 4] & 0x80u)
-			break;
-	}
-	if (bt / 4 > SP_MAX_HOPS)
+	size_t bt = sp_backtrace_len(msg, len);
+	if (bt == 0)
+		return false;
+	if (bt / SP_WORD_BYTES > SP_MAX_HOPS)
 		return true; /* too many hops: dropped, as nng drops it */
-	count(&ep->frames_in, 1);
-	count(&ep->bytes_in, len - bt);
+	tp_count(&ep->frames_in, 1);
+	tp_count(&ep->bytes_in, len - bt);
 	struct tp_frame *f = malloc(sizeof(*f) + len);
 	if (f == NULL) {
-		count(&ep->rejected, 1);
+		tp_count(&ep->rejected, 1);
 		return true;
 	}
 	atomic_init(&f->refs, 1);
@@ -470,71 +289,6 @@ static bool route_msg(struct conn *c, const uint8_t *msg, size_t len)
 
 /* ---- inbound connections --------------------------------------------------------- */
 
-static void obuf_free(struct obuf *b)
-{
-	free(b->buf);
-	b->buf = NULL;
-	b->len = b->cap = 0;
-}
-
-static bool obuf_reserve(struct obuf *b, size_t more)
-{
-	if (b->len + more <= b->cap)
-		return true;
-	size_t cap = b->cap < 4096 ? 4096 : b->cap;
-	while (cap < b->len + more)
-		cap *= 2;
-	uint8_t *nb = realloc(b->buf, cap);
-	if (nb == NULL)
-		return false;
-	b->buf = nb;
-	b->cap = cap;
-	return true;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* Starts writing c->wire from wire_off. Caller holds c->mu, with `sending`
- * set. The write runs on the caller's thread as far as the socket takes it
- * (nng's TCP and TLS streams write at once when nothing is queued before);
- * its completion comes on one of nng's threads (tx_cb). */
-static void conn_write(struct conn *c)
-{
-	DL_ASSERT(c->sending && c->wire_off < c->wire.len);
-	nng_iov iov = {.iov_buf = c->wire.buf + c->wire_off, .iov_len = c->wire.len - c->wire_off};
-	nng_aio_set_iov(c->tx_aio, 1, &iov);
-	nng_stream_send(c->s, c->tx_aio);
-}
-
-/* Swaps what waits into the wire and writes it, or marks the connection
- * idle. Caller holds c->mu. */
-static void conn_send_next(struct conn *c)
-{
-	c->wire.len = 0;
-	c->wire_off = 0;
-	if (c->dead || c->out.len == 0) {
-		c->sending = false;
-		return;
-	}
-	struct obuf t = c->wire;
-	c->wire = c->out;
-	c->out = t;
-	c->sending = true;
-	conn_write(c);
-}
-
 static void conn_end(struct conn *c);
 
 static void tx_cb(void *arg)
@@ -543,16 +297,12 @@ static void tx_cb(void *arg)
 	int rv = nng_aio_result(c->tx_aio);
 	pthread_mutex_lock(&c->mu);
 	if (rv != 0) {
-		c->sending = false;
+		c->tx.active = false;
 		pthread_mutex_unlock(&c->mu);
 		conn_end(c);
 		return;
 	}
-	c->wire_off += nng_aio_count(c->tx_aio);
-	if (c->wire_off < c->wire.len && !c->dead)
-		conn_write(c); /* the rest of a partial write */
-	else
-		conn_send_next(c);
+	sp_out_sent(&c->tx, nng_aio_count(c->tx_aio), c->s, c->tx_aio, c->dead);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -569,9 +319,10 @@ static void stream_addr(nng_stream *s, char *buf, size_t cap)
 	}
 }
 
-static void refused_log(struct tp_endpoint *ep, const char *why)
+/* Counts in `c` and logs, at most once a second, a connection closed. */
+static void refused_log(struct tp_endpoint *ep, _Atomic uint64_t *c, const char *why)
 {
-	count(&ep->conns_refused, 1);
+	tp_count(c, 1);
 	uint64_t now = dl_now_ns();
 	uint64_t last = atomic_load_explicit(&ep->refused_log_ns, memory_order_relaxed);
 	if ((last == 0 || now - last >= 1000000000ull) &&
@@ -585,22 +336,21 @@ static void refused_log(struct tp_endpoint *ep, const char *why)
 static bool conn_hello(struct conn *c, const uint8_t *h)
 {
 	struct tp_endpoint *ep = c->ep;
-	if (h[0] != 0 || h[1] != 'S' || h[2] != 'P' || h[3] != 0 || h[4] != 0 ||
-	    h[5] != SP_PROTO_REQ || h[6] != 0 || h[7] != 0)
+	if (!sp_hello_is(h, SP_PROTO_REQ))
 		return false; /* not a REQ peer: as nng's negotiation, no count */
 	if (ep->cfg.tls != NULL) {
 		c->role = tp_tls_stream_role(c->s);
 		if (c->role == TP_ROLE_NONE) {
 			/* cannot happen with auth mode REQUIRED, but a connection
 			 * without a role must not speak */
-			refused_log(ep, "its certificate was not verified");
+			refused_log(ep, &ep->conns_refused, "its certificate was not verified");
 			return false;
 		}
 	}
 	pthread_mutex_lock(&c->mu);
 	bool up = c->up = !c->dead;
 	if (up && ep->cfg.tls != NULL)
-		count(c->role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
+		tp_count(c->role == TP_ROLE_NODE ? &ep->conns_node : &ep->conns_client, 1);
 	pthread_mutex_unlock(&c->mu);
 	if (up && ep->cfg.on_conn != NULL)
 		ep->cfg.on_conn(ep->cfg.arg, c->addr, false, true);
@@ -613,64 +363,41 @@ static bool conn_hello(struct conn *c, const uint8_t *h)
 static bool conn_parse(struct conn *c)
 {
 	struct tp_endpoint *ep = c->ep;
-	size_t off = 0;
-	if (!c->hdr_done) {
-		if (c->rx_len < SP_HDR_BYTES)
+	if (!c->rx.hdr_done) {
+		const uint8_t *h = sp_in_hello(&c->rx);
+		if (h == NULL)
 			return true;
-		if (!conn_hello(c, c->rx_buf))
+		if (!conn_hello(c, h))
 			return false;
-		c->hdr_done = true;
-		off = SP_HDR_BYTES;
 	}
-	while (c->rx_len - off >= 8) {
-		uint64_t len = get_be64(c->rx_buf + off);
-		if (len > ep->cfg.max_frame_bytes) {
+	for (uint32_t guard = 0; guard < (1u << 24); guard++) {
+		const uint8_t *msg = NULL;
+		size_t len = 0;
+		enum sp_next r = sp_in_next(&c->rx, ep->cfg.max_frame_bytes, &msg, &len);
+		if (r == SP_NEXT_MORE)
+			break;
+		if (r == SP_NEXT_TOO_BIG) {
 			/* Refused before it is read, as nng's NNG_OPT_RECVMAXSZ
 			 * did: the connection closes (a peer redials). */
-			count(&ep->decode_errors, 1);
+			tp_count(&ep->decode_errors, 1);
 			return false;
 		}
-		if (c->rx_len - off - 8 < len) {
-			if (8 + len > c->rx_cap) {
-				memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
-				c->rx_len -= off;
-				off = 0;
-				uint8_t *nb = realloc(c->rx_buf, 8 + len);
-				if (nb == NULL)
-					return false;
-				c->rx_buf = nb;
-				c->rx_cap = 8 + len;
-			}
-			break;
-		}
-		if (atomic_load_explicit(&ep->stopping, memory_order_relaxed))
+		if (r != SP_NEXT_MSG || atomic_load_explicit(&ep->stopping, memory_order_relaxed))
 			return false;
-		if (!route_msg(c, c->rx_buf + off + 8, (size_t)len))
+		if (!route_msg(c, msg, len))
 			return false;
-		off += 8 + (size_t)len;
 	}
-	memmove(c->rx_buf, c->rx_buf + off, c->rx_len - off);
-	c->rx_len -= off;
-	if (c->rx_len == 0 && c->rx_cap > RX_BUF_BYTES) { /* back to its size at rest */
-		uint8_t *nb = realloc(c->rx_buf, RX_BUF_BYTES);
-		if (nb != NULL) {
-			c->rx_buf = nb;
-			c->rx_cap = RX_BUF_BYTES;
-		}
-	}
+	sp_in_compact(&c->rx);
 	return true;
 }
 
-/* Asks for more bytes, into the free end of the buffer; not once the
- * connection ended (under mu: conn_end closes the stream under it too). */
+/* Asks for more bytes; not once the connection ended (under mu: conn_end
+ * closes the stream under it too). */
 static void conn_recv(struct conn *c)
 {
 	pthread_mutex_lock(&c->mu);
-	if (!c->dead) {
-		nng_iov iov = {.iov_buf = c->rx_buf + c->rx_len, .iov_len = c->rx_cap - c->rx_len};
-		nng_aio_set_iov(c->rx_aio, 1, &iov);
-		nng_stream_recv(c->s, c->rx_aio);
-	}
+	if (!c->dead)
+		sp_in_recv(&c->rx, c->s, c->rx_aio);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -680,12 +407,15 @@ static void rx_cb(void *arg)
 {
 	struct conn *c = arg;
 	int rv = nng_aio_result(c->rx_aio);
+	if (rv == NNG_ETIMEDOUT && !c->rx.hdr_done)
+		refused_log(c->ep, &c->ep->hello_timeouts_in,
+			    "no TLS handshake or SP header within the hello timeout");
 	if (rv != 0 || atomic_load_explicit(&c->ep->stopping, memory_order_relaxed)) {
 		conn_end(c);
 		return;
 	}
-	c->rx_len += nng_aio_count(c->rx_aio);
-	DL_ASSERT(c->rx_len <= c->rx_cap);
+	c->rx.len += nng_aio_count(c->rx_aio);
+	DL_ASSERT(c->rx.len <= c->rx.cap);
 	if (!conn_parse(c)) {
 		conn_end(c);
 		return;
@@ -735,9 +465,8 @@ static void conn_free(struct conn *c)
 		nng_aio_free(c->tx_aio);
 	}
 	nng_stream_free(c->s);
-	free(c->rx_buf);
-	obuf_free(&c->out);
-	obuf_free(&c->wire);
+	sp_in_free(&c->rx);
+	sp_out_free(&c->tx);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -759,8 +488,7 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 	atomic_init(&c->users, 1);
 	pthread_mutex_init(&c->mu, NULL);
 	stream_addr(s, c->addr, sizeof(c->addr));
-	c->rx_cap = RX_BUF_BYTES;
-	if ((c->rx_buf = malloc(c->rx_cap)) == NULL || !obuf_reserve(&c->wire, SP_HDR_BYTES) ||
+	if (!sp_in_init(&c->rx) || !obuf_reserve(&c->tx.wire, SP_HDR_BYTES) ||
 	    nng_aio_alloc(&c->rx_aio, rx_cb, c) != 0 || nng_aio_alloc(&c->tx_aio, tx_cb, c) != 0) {
 		conn_free(c);
 		return;
@@ -768,16 +496,14 @@ static void conn_start(struct tp_endpoint *ep, nng_stream *s)
 	if (!conns_put(ep, c)) {
 		char why[96];
 		snprintf(why, sizeof(why), "too many connections open (at most %d)", TP_MAX_CONNS);
-		refused_log(ep, why);
+		refused_log(ep, &ep->conns_refused, why);
 		conn_free(c);
 		return;
 	}
-	const uint8_t hello[SP_HDR_BYTES] = {0, 'S', 'P', 0, 0, SP_PROTO_REP, 0, 0};
-	memcpy(c->wire.buf, hello, sizeof(hello));
-	c->wire.len = sizeof(hello);
+	sp_in_start(&c->rx, ep->cfg.hello_timeout_ms);
 	pthread_mutex_lock(&c->mu);
-	c->sending = true;
-	conn_write(c);
+	bool ok = sp_out_hello(&c->tx, SP_PROTO_REP, c->s, c->tx_aio);
+	DL_ASSERT(ok); /* its buffer was reserved above */
 	pthread_mutex_unlock(&c->mu);
 	conn_recv(c);
 	conn_unuse(c);
@@ -797,27 +523,27 @@ int tp_reply(struct tp_endpoint *ep, const struct tp_frame *f, struct tp_fb *fb)
 	size_t n = 8 + f->bt_len + body;
 	if (c->dead) {
 		rc = DL_ECLOSED;
-	} else if (c->out.len + n > ep->cfg.peer_queue_bytes || !obuf_reserve(&c->out, n)) {
+	} else if (c->tx.out.len + n > ep->cfg.peer_queue_bytes || !obuf_reserve(&c->tx.out, n)) {
 		rc = DL_EIO; /* a client that does not read its replies */
 	} else {
-		uint8_t *p = c->out.buf + c->out.len;
-		put_be64(p, f->bt_len + body);
+		uint8_t *p = c->tx.out.buf + c->tx.out.len;
+		sp_put_be64(p, f->bt_len + body);
 		memcpy(p + 8, f->data, f->bt_len);
 		memcpy(p + 8 + f->bt_len, fb->buf, body);
-		c->out.len += n;
-		if (!c->sending)
-			conn_send_next(c); /* idle: this thread writes it */
+		c->tx.out.len += n;
+		if (!c->tx.active) /* idle: this thread writes it */
+			sp_out_next(&c->tx, c->s, c->tx_aio, c->dead);
 		rc = 0;
 	}
 	pthread_mutex_unlock(&c->mu);
 	conn_unuse(c);
 out:
 	if (rc != 0) {
-		count(&ep->dropped_sends, n_msgs);
+		tp_count(&ep->dropped_sends, n_msgs);
 	} else {
-		count(&ep->frames_out, 1);
-		count(&ep->msgs_out, n_msgs);
-		count(&ep->bytes_out, body);
+		tp_count(&ep->frames_out, 1);
+		tp_count(&ep->msgs_out, n_msgs);
+		tp_count(&ep->bytes_out, body);
 	}
 	tp_fb_reset(fb);
 	return rc;
@@ -922,102 +648,6 @@ static void close_all_conns(struct tp_endpoint *ep)
 	}
 }
 
-/* ---- outbound connection events -------------------------------------------------- */
-
-static void outbound_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	struct tp_peer *peer = arg;
-	struct tp_endpoint *ep = peer->ep;
-	bool up = ev == NNG_PIPE_EV_ADD_POST;
-	if (up) {
-		atomic_store(&peer->pipe, nng_pipe_id(p));
-		count(&ep->peers_connected, 1);
-	} else {
-		uint32_t id = nng_pipe_id(p);
-		atomic_compare_exchange_strong(&peer->pipe, &id, 0);
-		atomic_fetch_sub_explicit(&ep->peers_connected, 1, memory_order_relaxed);
-	}
-	if (ep->cfg.on_conn != NULL)
-		ep->cfg.on_conn(ep->cfg.arg, peer->addr, true, up);
-}
-
-void tp_close_pipe_first(nng_dialer d, uint32_t pipe)
-{
-	if (nng_dialer_id(d) > 0)
-		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 3600 * 1000);
-	if (pipe != 0) {
-		/* protocol first, then transport (tp_close_bounded) */
-		nng_pipe p = NNG_PIPE_INITIALIZER;
-		p.id = pipe;
-		nng_pipe_close(p);
-	}
-}
-
-/* ---- nng 1.5.2's dial loops (TLS) -----------------------------------------------
- *
- * nng 1.5.2 can end a dialer's redial loop for good: when a connection
- * closes while its TLS handshake or SP negotiation is under way, nng's TLS
- * layer may fail the negotiation with NNG_ECLOSED (a send completing after
- * it closed the TCP stream), and nng's dialer takes NNG_ECLOSED as "the
- * dialer was closed": it stops redialing. (nng 1.8 maps that error to
- * NNG_ECONNSHUT.) So with TLS a watchdog thread gives a peer that has had
- * no connection for REDIAL_AFTER_MS a new dialer. Not sooner: closing a
- * dialer whose handshake is under way is itself what can end a loop.
- *
- * The listener had the same bug in its accept loop; inbound connections
- * are now nng streams with an accept loop of ours (accept_cb), which no
- * error ends. */
-#define WATCH_TICK_MS   1000
-#define REDIAL_AFTER_MS 5000
-
-/* Waits on watch_cv until `ns` from now or a stop; true when stopping. */
-static bool watch_sleep(struct tp_endpoint *ep, uint64_t ns)
-{
-	uint64_t at = dl_now_ns() + ns;
-	struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
-			      .tv_nsec = (long)(at % 1000000000ull)};
-	pthread_mutex_lock(&ep->watch_mu);
-	while (!ep->watch_stop && pthread_cond_timedwait(&ep->watch_cv, &ep->watch_mu, &ts) == 0)
-		;
-	bool stop = ep->watch_stop;
-	pthread_mutex_unlock(&ep->watch_mu);
-	return stop;
-}
-
-static int peer_dial(struct tp_peer *p);
-
-static void redial_idle_peers(struct tp_endpoint *ep, uint64_t now)
-{
-	pthread_mutex_lock(&ep->peers_mu);
-	for (struct tp_peer *p = ep->peers; p != NULL; p = p->next) {
-		if (atomic_load(&p->pipe) != 0) {
-			p->down_since_ns = 0;
-			continue;
-		}
-		if (p->down_since_ns == 0) {
-			p->down_since_ns = now;
-			continue;
-		}
-		if (now - p->down_since_ns < REDIAL_AFTER_MS * 1000000ull)
-			continue;
-		/* A dialer that ended its loop never connects again: a new one. */
-		nng_dialer_close(p->dialer);
-		(void)peer_dial(p);
-		count(&ep->dialer_restarts, 1);
-		p->down_since_ns = now;
-	}
-	pthread_mutex_unlock(&ep->peers_mu);
-}
-
-static void *watch_main(void *arg)
-{
-	struct tp_endpoint *ep = arg;
-	pthread_setname_np(pthread_self(), "dl-tlswatch");
-	while (!watch_sleep(ep, WATCH_TICK_MS * 1000000ull))
-		redial_idle_peers(ep, dl_now_ns());
-	return NULL;
-}
-
 /* ---- endpoint ---------------------------------------------------------------- */
 
 static int listener_open(struct tp_endpoint *ep)
@@ -1025,6 +655,10 @@ static int listener_open(struct tp_endpoint *ep)
 	int rv = nng_stream_listener_alloc(&ep->listener, ep->url);
 	if (rv != 0)
 		return rv;
+	/* Nagle off, as nng's sockets have it (link.c, dialer_make). */
+	rv = nng_stream_listener_set_bool(ep->listener, NNG_OPT_TCP_NODELAY, true);
+	if (rv == 0)
+		rv = nng_stream_listener_set_bool(ep->listener, NNG_OPT_TCP_KEEPALIVE, true);
 	if (ep->cfg.tls != NULL)
 		rv = tp_tls_setup_stream_listener(ep->cfg.tls, ep->listener);
 	if (rv == 0)
@@ -1047,8 +681,6 @@ static void endpoint_free(struct tp_endpoint *ep)
 	pthread_mutex_destroy(&ep->conns_mu);
 	pthread_mutex_destroy(&ep->dead_mu);
 	pthread_cond_destroy(&ep->dead_cv);
-	pthread_mutex_destroy(&ep->watch_mu);
-	pthread_cond_destroy(&ep->watch_cv);
 	free(ep->conns);
 	free(ep);
 }
@@ -1082,12 +714,8 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	pthread_mutex_init(&ep->conns_mu, NULL);
 	pthread_mutex_init(&ep->dead_mu, NULL);
 	pthread_cond_init(&ep->dead_cv, NULL);
-	pthread_mutex_init(&ep->watch_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ep->watch_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	if (ep->cfg.hello_timeout_ms == 0)
+		ep->cfg.hello_timeout_ms = TP_DEFAULT_HELLO_TIMEOUT_MS;
 
 	int rc = tp_make_url(cfg->tls, cfg->listen_addr, ep->url, sizeof(ep->url));
 	if (rc != 0) {
@@ -1109,8 +737,6 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 			     "transport: cannot listen on %s: %s", cfg->listen_addr, nng_strerror(rv));
 		goto err_reaper;
 	}
-	if (cfg->tls != NULL && pthread_create(&ep->watch, NULL, watch_main, ep) == 0)
-		ep->watch_started = true;
 	*out = ep;
 	return 0;
 
@@ -1128,21 +754,12 @@ void tp_endpoint_quiesce(struct tp_endpoint *ep)
 	pthread_mutex_unlock(&ep->deliver_mu);
 }
 
-static void peer_destroy(struct tp_peer *p);
-
 void tp_endpoint_close(struct tp_endpoint *ep)
 {
 	if (ep == NULL)
 		return;
 	tp_endpoint_quiesce(ep);
 	atomic_store_explicit(&ep->stopping, true, memory_order_relaxed);
-	if (ep->watch_started) {
-		pthread_mutex_lock(&ep->watch_mu);
-		ep->watch_stop = true;
-		pthread_cond_signal(&ep->watch_cv);
-		pthread_mutex_unlock(&ep->watch_mu);
-		pthread_join(ep->watch, NULL);
-	}
 	/* No new connection (the pending accept fails), then none left. */
 	nng_stream_listener_close(ep->listener);
 	nng_aio_stop(ep->accept_aio); /* waits for accept_cb */
@@ -1150,15 +767,7 @@ void tp_endpoint_close(struct tp_endpoint *ep)
 	close_all_conns(ep);
 	reaper_join(ep);
 	nng_stream_listener_free(ep->listener);
-	pthread_mutex_lock(&ep->peers_mu);
-	struct tp_peer *p = ep->peers;
-	ep->peers = NULL;
-	pthread_mutex_unlock(&ep->peers_mu);
-	while (p != NULL) {
-		struct tp_peer *next = p->next;
-		peer_destroy(p);
-		p = next;
-	}
+	tp_peers_close_all(ep);
 	endpoint_free(ep);
 }
 
@@ -1179,277 +788,12 @@ void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st)
 	st->conns_node = LOAD(conns_node);
 	st->conns_client = LOAD(conns_client);
 	st->conns_refused = LOAD(conns_refused);
-	st->listener_restarts = 0; /* no longer needed (accept_cb) */
-	st->dialer_restarts = LOAD(dialer_restarts);
+	st->hello_timeouts = LOAD(hello_timeouts_in) + LOAD(link_counters.hello_timeouts);
+	st->peer_connects = LOAD(link_counters.connects);
+	st->peer_dial_failures = LOAD(link_counters.dial_failures);
+	st->peer_send_timeouts = LOAD(link_counters.send_timeouts);
+	st->decode_errors += LOAD(link_counters.protocol_errors);
+	st->listener_restarts = 0; /* our accept loop does not end (accept_cb) */
+	st->dialer_restarts = 0;   /* our links redial themselves (link.c) */
 #undef LOAD
-}
-
-/* ---- peers ------------------------------------------------------------------- */
-
-static void seal_locked(struct tp_peer *p);
-
-/* Hands one sealed frame to nng and frees it. Returns nng's result; with
- * NNG_FLAG_NONBLOCK, NNG_EAGAIN leaves the frame with the caller. */
-static int send_sealed(struct tp_peer *p, struct sealed *s, uint32_t id, int flags)
-{
-	struct tp_endpoint *ep = p->ep;
-	nng_msg *m = NULL;
-	int rv = nng_msg_alloc(&m, 0);
-	if (rv == 0)
-		rv = nng_msg_header_append_u32(m, id);
-	if (rv == 0)
-		rv = nng_msg_append(m, s->buf, s->len);
-	if (rv == 0)
-		rv = nng_sendmsg(p->sock, m, flags);
-	if (rv != 0) {
-		if (m != NULL)
-			nng_msg_free(m);
-		if (rv == NNG_EAGAIN && (flags & NNG_FLAG_NONBLOCK))
-			return rv;
-		count(&ep->dropped_sends, s->n_msgs);
-	} else {
-		count(&ep->frames_out, 1);
-		count(&ep->msgs_out, s->n_msgs);
-		count(&ep->bytes_out, s->len);
-	}
-	free(s->buf);
-	s->buf = NULL;
-	return rv;
-}
-
-static void *sender_main(void *arg)
-{
-	struct tp_peer *p = arg;
-	pthread_setname_np(pthread_self(), "dl-send");
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!p->stop &&
-		       (p->sending ||
-			(p->q_count == 0 && !(p->flush_requested && p->cur.n_msgs > 0))))
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->stop)
-			break;
-		if (p->q_count == 0) {
-			/* Seal here, not in tp_peer_flush(): every sender that
-			 * flushed while we were busy shares this frame. */
-			seal_locked(p);
-			p->flush_requested = false;
-		}
-		struct sealed s = p->q[p->q_head];
-		p->q_head = (p->q_head + 1) % TP_PEER_QUEUE_FRAMES;
-		p->q_count--;
-		p->q_bytes -= s.len;
-		uint32_t id = 0x80000000u | (p->req_id++ & 0x7fffffffu);
-		p->sending = true;
-		pthread_mutex_unlock(&p->mu);
-		(void)send_sealed(p, &s, id, 0);
-		pthread_mutex_lock(&p->mu);
-		p->sending = false;
-	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
-}
-
-static void peer_destroy(struct tp_peer *p)
-{
-	if (p->thread_started) {
-		pthread_mutex_lock(&p->mu);
-		p->stop = true;
-		pthread_cond_signal(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		/* A send in progress ends within send_timeout_ms; closing the
-		 * socket under it could deadlock nng (see router_cb). */
-		pthread_join(p->thread, NULL);
-	}
-	if (p->ep->cfg.tls != NULL)
-		tp_close_pipe_first(p->dialer, atomic_load(&p->pipe));
-	if (!tp_close_bounded(p->sock, "peer", p)) {
-		/* nng may still call outbound_pipe_cb with p: keep it. */
-		return;
-	}
-	while (p->q_count > 0) {
-		free(p->q[p->q_head].buf);
-		p->q_head = (p->q_head + 1) % TP_PEER_QUEUE_FRAMES;
-		p->q_count--;
-	}
-	tp_fb_free(&p->cur);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	free(p);
-}
-
-/* Non-blocking dial: nng keeps retrying with backoff in the background
- * while the peer is down. With TLS the server name is the peer's host, and
- * its certificate must be a node's. */
-static int peer_dial(struct tp_peer *p)
-{
-	struct tp_endpoint *ep = p->ep;
-	nng_dialer d = NNG_DIALER_INITIALIZER;
-	int rv = nng_dialer_create(&d, p->sock, p->url);
-	if (rv == 0 && ep->cfg.tls != NULL)
-		rv = tp_tls_setup_dialer(ep->cfg.tls, d, p->addr);
-	if (rv == 0)
-		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
-	if (rv != 0)
-		dl_log(DL_LOG_ERROR, NULL, NULL, "cannot dial peer %s: %s", p->addr, nng_strerror(rv));
-	p->dialer = d;
-	return rv;
-}
-
-static struct tp_peer *peer_create(struct tp_endpoint *ep, const char *addr)
-{
-	struct tp_peer *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return NULL;
-	p->ep = ep;
-	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	if (tp_make_url(ep->cfg.tls, addr, p->url, sizeof(p->url)) != 0) {
-		free(p);
-		return NULL;
-	}
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	tp_fb_init(&p->cur, ep->cfg.max_frame_bytes);
-	if (nng_req0_open_raw(&p->sock) != 0) {
-		tp_fb_free(&p->cur);
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		free(p);
-		return NULL;
-	}
-	nng_socket_set_ms(p->sock, NNG_OPT_SENDTIMEO, (nng_duration)ep->cfg.send_timeout_ms);
-	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMINT, (nng_duration)ep->cfg.reconnect_min_ms);
-	nng_socket_set_ms(p->sock, NNG_OPT_RECONNMAXT, (nng_duration)ep->cfg.reconnect_max_ms);
-	nng_socket_set_int(p->sock, NNG_OPT_SENDBUF, 256);
-	nng_pipe_notify(p->sock, NNG_PIPE_EV_ADD_POST, outbound_pipe_cb, p);
-	nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, outbound_pipe_cb, p);
-	(void)peer_dial(p);
-	if (pthread_create(&p->thread, NULL, sender_main, p) != 0) {
-		peer_destroy(p);
-		return NULL;
-	}
-	p->thread_started = true;
-	return p;
-}
-
-struct tp_peer *tp_peer_open(struct tp_endpoint *ep, const char *addr)
-{
-	pthread_mutex_lock(&ep->peers_mu);
-	struct tp_peer *p;
-	for (p = ep->peers; p != NULL; p = p->next)
-		if (strcmp(p->addr, addr) == 0)
-			break;
-	if (p == NULL) {
-		p = peer_create(ep, addr);
-		if (p != NULL) {
-			p->next = ep->peers;
-			ep->peers = p;
-		}
-	}
-	if (p != NULL)
-		p->refs++;
-	pthread_mutex_unlock(&ep->peers_mu);
-	return p;
-}
-
-void tp_peer_put(struct tp_peer *p)
-{
-	if (p == NULL)
-		return;
-	struct tp_endpoint *ep = p->ep;
-	pthread_mutex_lock(&ep->peers_mu);
-	bool last = --p->refs == 0;
-	if (last) {
-		struct tp_peer **pp = &ep->peers;
-		while (*pp != p)
-			pp = &(*pp)->next;
-		*pp = p->next;
-	}
-	pthread_mutex_unlock(&ep->peers_mu);
-	if (last)
-		peer_destroy(p);
-}
-
-const char *tp_peer_addr(const struct tp_peer *p) { return p->addr; }
-
-/* Moves the frame being built into the send queue. Caller holds p->mu. */
-static void seal_locked(struct tp_peer *p)
-{
-	if (p->cur.n_msgs == 0)
-		return;
-	if (p->q_count == TP_PEER_QUEUE_FRAMES) {
-		count(&p->ep->dropped_sends, p->cur.n_msgs);
-		tp_fb_reset(&p->cur);
-		return;
-	}
-	struct sealed *s = &p->q[(p->q_head + p->q_count) % TP_PEER_QUEUE_FRAMES];
-	s->n_msgs = p->cur.n_msgs;
-	s->buf = tp_fb_take(&p->cur, &s->len);
-	p->q_count++;
-	p->q_bytes += s->len;
-}
-
-int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx)
-{
-	pthread_mutex_lock(&p->mu);
-	int rc;
-	if (p->q_bytes + p->cur.len >= p->ep->cfg.peer_queue_bytes) {
-		rc = DL_EBUSY;
-		goto drop;
-	}
-	rc = encode(ctx, &p->cur);
-	if (rc == DL_ETOOBIG && p->cur.n_msgs > 0) {
-		seal_locked(p);
-		pthread_cond_signal(&p->cv);
-		rc = encode(ctx, &p->cur);
-	}
-	if (rc != 0)
-		goto drop;
-	pthread_mutex_unlock(&p->mu);
-	return 0;
-drop:
-	pthread_mutex_unlock(&p->mu);
-	count(&p->ep->dropped_sends, 1);
-	return rc;
-}
-
-/* With `now`, when nothing is queued or being sent, the caller hands its
- * frame to nng itself (without blocking): that saves waking the sender
- * thread, one context switch per frame and hop. Otherwise, or when nng's
- * queue is full, the sender thread sends it, after what is queued before
- * it. */
-void tp_peer_flush(struct tp_peer *p, bool now)
-{
-	pthread_mutex_lock(&p->mu);
-	if (p->cur.n_msgs == 0) {
-		pthread_mutex_unlock(&p->mu);
-		return;
-	}
-	if (!now || p->sending || p->q_count > 0 || p->stop) {
-		if (!p->flush_requested) {
-			p->flush_requested = true;
-			pthread_cond_signal(&p->cv);
-		}
-		pthread_mutex_unlock(&p->mu);
-		return;
-	}
-	struct sealed s = {.n_msgs = p->cur.n_msgs};
-	s.buf = tp_fb_take(&p->cur, &s.len);
-	p->flush_requested = false;
-	uint32_t id = 0x80000000u | (p->req_id++ & 0x7fffffffu);
-	p->sending = true;
-	pthread_mutex_unlock(&p->mu);
-	int rv = send_sealed(p, &s, id, NNG_FLAG_NONBLOCK);
-	pthread_mutex_lock(&p->mu);
-	p->sending = false;
-	if (rv == NNG_EAGAIN) {
-		/* Back to the head of the queue: nothing can have passed it. */
-		p->q_head = (p->q_head + TP_PEER_QUEUE_FRAMES - 1) % TP_PEER_QUEUE_FRAMES;
-		p->q[p->q_head] = s;
-		p->q_count++;
-		p->q_bytes += s.len;
-	}
-	if (p->q_count > 0 || (p->flush_requested && p->cur.n_msgs > 0))
-		pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
 }

@@ -5,6 +5,7 @@
  */
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 #include <nng/nng.h>
@@ -21,6 +22,7 @@ struct tp_tls {
 	char *cert_pem, *key_pem, *ca_pem;
 	bool has_crl;
 	char subject[256];
+	uint8_t id[TP_TLS_ID_BYTES]; /* SHA-256 of the three PEMs */
 };
 
 const char *tp_role_name(enum tp_role r)
@@ -89,6 +91,33 @@ void tp_tls_free(struct tp_tls *t)
 }
 
 const char *tp_tls_subject(const struct tp_tls *t) { return t->subject; }
+
+void tp_tls_id(const struct tp_tls *t, uint8_t id[TP_TLS_ID_BYTES])
+{
+	if (t == NULL)
+		memset(id, 0, TP_TLS_ID_BYTES);
+	else
+		memcpy(id, t->id, TP_TLS_ID_BYTES);
+}
+
+/* What identifies the credentials: the three PEMs, each with its length. */
+static int tls_make_id(struct tp_tls *t)
+{
+	mbedtls_sha256_context sha;
+	mbedtls_sha256_init(&sha);
+	int rv = mbedtls_sha256_starts_ret(&sha, 0);
+	const char *parts[3] = {t->cert_pem, t->key_pem, t->ca_pem};
+	for (int i = 0; i < 3 && rv == 0; i++) {
+		uint64_t n = strlen(parts[i]);
+		rv = mbedtls_sha256_update_ret(&sha, (const unsigned char *)&n, sizeof(n));
+		if (rv == 0)
+			rv = mbedtls_sha256_update_ret(&sha, (const unsigned char *)parts[i], n);
+	}
+	if (rv == 0)
+		rv = mbedtls_sha256_finish_ret(&sha, t->id);
+	mbedtls_sha256_free(&sha);
+	return rv;
+}
 
 int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file, bool node,
 		struct tp_tls **out, struct dl_errctx *err)
@@ -172,6 +201,8 @@ int tp_tls_load(const char *cert_file, const char *key_file, const char *ca_file
 			     TP_TLS_NODE_OU);
 		goto out;
 	}
+	if (tls_make_id(t) != 0)
+		rc = dl_errf(err, DL_ENOMEM, "cannot hash the credentials");
 out:
 	mbedtls_x509_crt_free(&crt);
 	mbedtls_x509_crt_free(&ca);
@@ -213,25 +244,13 @@ static int make_config(const struct tp_tls *t, nng_tls_mode mode, const char *se
 	return 0;
 }
 
-/* A client config (server name `host`, NULL: names not checked) on `d`. */
-static int dialer_config(const struct tp_tls *t, nng_dialer d, const char *host)
+/* The host of "host:port" or "[v6]:port", as the certificate names it.
+ * False when `addr` has no port. */
+static bool addr_host(const char *addr, char host[TP_ADDR_MAX + 1])
 {
-	nng_tls_config *c;
-	int rv = make_config(t, NNG_TLS_MODE_CLIENT, host, &c);
-	if (rv != 0)
-		return rv;
-	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
-	nng_tls_config_free(c); /* the dialer holds it */
-	return rv;
-}
-
-int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
-{
-	/* The host of "host:port" or "[v6]:port", as the certificate names it. */
-	char host[TP_ADDR_MAX + 1];
 	const char *colon = strrchr(addr, ':');
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
-		return NNG_EADDRINVAL;
+	if (colon == NULL || (size_t)(colon - addr) > TP_ADDR_MAX)
+		return false;
 	const char *h = addr;
 	size_t len = (size_t)(colon - addr);
 	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
@@ -240,7 +259,38 @@ int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
 	}
 	memcpy(host, h, len);
 	host[len] = '\0';
-	return dialer_config(t, d, host);
+	return true;
+}
+
+/* A client config for the node at `addr`: server name = its host. */
+static int dialer_config(const struct tp_tls *t, const char *addr, nng_tls_config **out)
+{
+	char host[TP_ADDR_MAX + 1];
+	if (!addr_host(addr, host))
+		return NNG_EADDRINVAL;
+	return make_config(t, NNG_TLS_MODE_CLIENT, host, out);
+}
+
+int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr)
+{
+	nng_tls_config *c;
+	int rv = dialer_config(t, addr, &c);
+	if (rv != 0)
+		return rv;
+	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c); /* the dialer holds it */
+	return rv;
+}
+
+int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, const char *addr)
+{
+	nng_tls_config *c;
+	int rv = dialer_config(t, addr, &c);
+	if (rv != 0)
+		return rv;
+	rv = nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, c);
+	nng_tls_config_free(c); /* the dialer holds it */
+	return rv;
 }
 
 int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l)

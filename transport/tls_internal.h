@@ -35,10 +35,19 @@ enum tp_role tp_tls_take_role(void);
 /* Mutual TLS on a stream listener not yet listening (every client must
  * present a certificate). Returns 0 or an nng error. */
 int tp_tls_setup_stream_listener(const struct tp_tls *t, nng_stream_listener *l);
+/* Mutual TLS on a stream dialer not yet dialing: server name = the host of
+ * `addr`, whose certificate must name it and be a node certificate.
+ * Returns 0 or an nng error. */
+int tp_tls_setup_stream_dialer(const struct tp_tls *t, nng_stream_dialer *d, const char *addr);
 /* The role of an inbound stream whose handshake is done (it delivered
  * bytes): asks nng whether it is verified and takes the role our engine
  * records. TP_ROLE_NONE when it is not. */
 enum tp_role tp_tls_stream_role(nng_stream *s);
+
+/* What identifies a tp_tls's credentials (equal ids: the same certificate,
+ * key and CA); all zero for NULL. */
+#define TP_TLS_ID_BYTES 32
+void tp_tls_id(const struct tp_tls *t, uint8_t id[TP_TLS_ID_BYTES]);
 
 /* True when `pem` holds a certificate with subject OU=dledger-node. */
 bool tp_tls_pem_is_node(const char *pem);

@@ -1,7 +1,9 @@
 /*
- * transport.h - one nng endpoint per node: the listening socket and its
- * router, per-peer outbound connections with coalescing senders,
- * and the wire codec (codec.h).
+ * transport.h - one endpoint per node: the listener and its router, one
+ * outbound connection per remote node with the frame its members build,
+ * links (outbound connections that redial themselves, also the C client's),
+ * and the wire codec (codec.h). Everything is on nng's stream API with
+ * framing of ours; no nng socket.
  *
  * Threads:
  *  - the router is each inbound connection's receive callback (on one of
@@ -9,22 +11,21 @@
  *    only the message headers and hands each one to the delivery callback
  *    (runtime/ finds the actor and fills its mailbox), one delivery at a
  *    time across connections; it never blocks on an actor;
- *  - one sender thread per remote node takes the frames that actors built
- *    for that node and sends them; a dead or slow peer only fills its own
- *    bounded queue, after which its messages are dropped and counted (Raft
- *    retransmits);
+ *  - outbound, no thread of ours: the thread that flushes a peer's frame
+ *    writes it when the connection is idle; otherwise nng's thread that
+ *    completes the write in progress writes it next, with what else queued
+ *    meanwhile. A dead or slow peer only fills its own bounded buffer, after
+ *    which its messages are dropped and counted (Raft retransmits);
  *  - a reaper thread frees inbound connections that ended;
- *  - with TLS, a watchdog thread gives peers new dialers when nng 1.5.2
- *    ended their loops (endpoint.c);
  *  - any thread may call tp_peer_enqueue(), tp_peer_flush() and tp_reply();
  *    a reply is written by the calling thread when its connection is idle.
  *
  * Wire (docs/PROTOCOL.md, "Transport"): nng's SP over TCP. The node listens
- * with nng streams and speaks as a raw REP socket would; peers dial it with
- * raw REQ sockets (one per remote node, shared by all groups) and never
- * expect replies; clients dial it with REQ sockets and get replies back
- * over the connection they came on. With TLS all of them use tls+tcp://
- * with mutual authentication (below, "TLS").
+ * and speaks as a raw REP socket would; peers dial it as raw REQ sockets
+ * would (one connection per remote node, shared by all groups) and never
+ * expect replies; clients dial it the same way and get replies back over
+ * the connection they came on. nng's own REQ sockets still talk to it. With
+ * TLS all of them use tls+tcp:// with mutual authentication (below, "TLS").
  */
 #ifndef DLEDGER_TRANSPORT_H
 #define DLEDGER_TRANSPORT_H
@@ -76,9 +77,11 @@ const char *tp_tls_subject(const struct tp_tls *t);
 /* "tcp://ADDR", or "tls+tcp://ADDR" when t is not NULL. ADDR is "host:port"
  * ("[v6]:port"); DL_EINVAL when it cannot be one. */
 int tp_make_url(const struct tp_tls *t, const char *addr, char *url, size_t cap);
-/* Mutual TLS with `t` on a dialer not yet started: server name = the host
- * of `addr`, whose certificate must name it and be a node certificate.
- * Returns 0 or an nng error. */
+/* Mutual TLS with `t` on an nng socket's dialer not yet started: server
+ * name = the host of `addr`, whose certificate must name it and be a node
+ * certificate. Returns 0 or an nng error. (Our own connections are links,
+ * below; this is for nng REQ sockets, as tests use to check that nng's own
+ * sockets still talk to our listener.) */
 int tp_tls_setup_dialer(const struct tp_tls *t, nng_dialer d, const char *addr);
 
 /* Why a handshake failed (each also logged, rate-limited, with the reason). */
@@ -100,6 +103,78 @@ struct tp_tls_stats {
 /* Process-wide counters of our engine. */
 void tp_tls_stats(struct tp_tls_stats *st);
 
+/* ---- Links: outbound connections that keep themselves up (link.c) -------------
+ *
+ * A link is one connection to a node's listener at `addr` (tcp://, or
+ * tls+tcp:// with mutual TLS when `tls` is set: the node's certificate must
+ * name the host and be a node certificate), on nng's stream API: no nng
+ * socket in between. It speaks SP as a raw REQ peer (docs/PROTOCOL.md), so
+ * it talks to every listener of ours. Lost, refused or never made, it is
+ * dialed again after a pause of reconnect_min_ms after a connection that was
+ * up, else one that doubles from reconnect_min_ms up to reconnect_max_ms. A
+ * connection whose dial, or whose TLS handshake and listener's header, take
+ * longer than hello_timeout_ms each is closed and counted (hello_timeouts).
+ *
+ * Threads: on_state and on_msg run on nng's threads, never with a lock of
+ * the link held, never two at once for one link; they may call
+ * tp_link_send() but not tp_link_close(). Any thread may call
+ * tp_link_send(). */
+
+struct tp_link;
+
+struct tp_iov {
+	const void *buf;
+	size_t len;
+};
+
+/* Counters a link adds to (shared by many links: atomics). */
+struct tp_link_counters {
+	_Atomic uint64_t connects;        /* connections up (both headers) */
+	_Atomic uint64_t dial_failures;   /* dials refused, failed or timed out */
+	_Atomic uint64_t hello_timeouts;  /* dial or handshake past hello_timeout_ms */
+	_Atomic uint64_t send_timeouts;   /* a write not done within send_timeout_ms */
+	_Atomic uint64_t protocol_errors; /* not a node's header, a message too big or malformed */
+};
+
+/* The connection came up (`up`: both headers went across) or went down
+ * (after an up only). */
+typedef void (*tp_link_state_fn)(void *arg, bool up);
+/* One message from the node, without its request word(s): valid for the
+ * call only. */
+typedef void (*tp_link_msg_fn)(void *arg, const uint8_t *msg, size_t len);
+
+#define TP_DEFAULT_HELLO_TIMEOUT_MS 5000
+
+struct tp_link_config {
+	const char *addr;            /* "host:port" (copied) */
+	const struct tp_tls *tls;    /* borrowed until tp_link_open() returns; NULL: tcp:// */
+	size_t max_frame_bytes;      /* a longer message from the node ends the connection */
+	size_t queue_bytes;          /* bytes waiting behind the write in progress, at most */
+	uint32_t send_timeout_ms;    /* a write not done by then ends the connection */
+	uint32_t reconnect_min_ms;   /* > 0 */
+	uint32_t reconnect_max_ms;   /* >= reconnect_min_ms */
+	uint32_t hello_timeout_ms;   /* 0: TP_DEFAULT_HELLO_TIMEOUT_MS */
+	tp_link_state_fn on_state;
+	tp_link_msg_fn on_msg;       /* NULL: messages from the node are dropped */
+	void *arg;
+	struct tp_link_counters *counters; /* may be NULL; must outlive the link */
+};
+
+/* Starts dialing (without blocking). DL_EINVAL: not an address, or no TLS
+ * for it; DL_ENOMEM. */
+int tp_link_open(const struct tp_link_config *cfg, struct tp_link **out, struct dl_errctx *err);
+/* Ends the connection and stops dialing; when it returns no callback of the
+ * link runs or will run. What was not written is dropped. Safe on NULL. */
+void tp_link_close(struct tp_link *l);
+/* Sends one message, the parts one after the other: written by this thread
+ * at once when the connection is idle, else after the write in progress,
+ * with what else queued meanwhile. 0, or DL_ECLOSED (not up: nothing was
+ * sent), DL_EBUSY (queue_bytes wait already), DL_ENOMEM. A message taken
+ * is lost if the connection ends before it is written. */
+int tp_link_send(struct tp_link *l, const struct tp_iov *parts, size_t n_parts);
+bool tp_link_up(struct tp_link *l);
+const char *tp_link_addr(const struct tp_link *l);
+
 /* Called by the router (never twice at once) for each message of an inbound frame. `f`
  * and `h->body` stay valid for the call; to keep them longer take a
  * reference with tp_frame_hold(). Returns 0 when the message was taken,
@@ -118,8 +193,11 @@ struct tp_config {
 	size_t max_frame_bytes;      /* inbound frames above this are refused */
 	size_t peer_queue_bytes;     /* per remote node, pending bytes cap */
 	uint32_t send_timeout_ms;    /* a frame not sent by then is dropped */
-	uint32_t reconnect_min_ms;
+	uint32_t reconnect_min_ms;   /* peers: redial backoff (link.c) */
 	uint32_t reconnect_max_ms;
+	/* An inbound connection's header (and TLS handshake), and an outbound
+	 * dial and handshake, must come within this; 0: the default. */
+	uint32_t hello_timeout_ms;
 	/* Mutual TLS for the listener and every peer dialed (borrowed: must
 	 * outlive the endpoint); NULL: plaintext, every connection a node's. */
 	const struct tp_tls *tls;
@@ -177,11 +255,12 @@ const char *tp_peer_addr(const struct tp_peer *p);
  * encoder's error. The message leaves on the next tp_peer_flush(). */
 typedef int (*tp_encode_fn)(void *ctx, struct tp_fb *fb);
 int tp_peer_enqueue(struct tp_peer *p, tp_encode_fn encode, void *ctx);
-/* Ends a send pass: what was enqueued so far goes out, coalesced. */
-/* `now`: the messages wait on a round trip (replication, votes), so send
- * them from the calling thread when the peer's sender is idle; otherwise
- * (heartbeats) the sender thread sends them, sharing one frame with what
- * other members queue for the same peer meanwhile. */
+/* Ends a send pass: what was enqueued so far goes out, coalesced.
+ * `now`: the messages wait on a round trip (replication, votes), so the
+ * frame goes to the peer's link at once (written by the calling thread when
+ * the connection is idle); otherwise (heartbeats) it leaves 1 ms later,
+ * sharing one frame with what other members queue for the same peer
+ * meanwhile. */
 void tp_peer_flush(struct tp_peer *p, bool now);
 
 struct tp_stats {
@@ -196,32 +275,17 @@ struct tp_stats {
 	 * because TP_MAX_CONNS were open or (TLS) it was not verified. */
 	uint64_t conns_node, conns_client;
 	uint64_t conns_refused;
-	/* TLS: peers given a new dialer because nng 1.5.2 had ended their
-	 * loops (endpoint.c, the watchdog); listener_restarts stays 0 (our
-	 * accept loop does not end; kept for the metric) */
+	/* Inbound connections without a header, and outbound dials or
+	 * handshakes, past hello_timeout_ms (each closed). */
+	uint64_t hello_timeouts;
+	/* Outbound: connections to peers made (each redial after a loss
+	 * adds one), dials that failed, writes past send_timeout_ms. */
+	uint64_t peer_connects, peer_dial_failures, peer_send_timeouts;
+	/* Always 0: nng 1.5.2's accept and dial loops could end for good, and
+	 * a watchdog restarted them; both loops are ours now (kept for the
+	 * metrics' names). */
 	uint64_t listener_restarts, dialer_restarts;
 };
 void tp_endpoint_stats(struct tp_endpoint *ep, struct tp_stats *st);
-
-/* nng_close() with a bound, for every nng socket of ours (nng 1.5.2 can
- * block in it for good; see endpoint.c). True when the socket closed in
- * time. False: the close goes on on a thread of its own, a line on stderr
- * says so (naming `what`), and `keep`, what nng's callbacks of this socket
- * may still be handed, stays reachable and must not be freed.
- *
- * Close the socket's pipes first (nng_pipe_close, which stops the protocol
- * before the transport): nng 1.5.2's tls+tcp transport closes a socket's
- * pipes transport first, and a message that completed just before then
- * restarts a receive that is dropped on the closed transport, so the
- * pipe's teardown waits for it for good, and with it nng's one reaper
- * thread, which every later close in the process needs. A client closing
- * right after its last reply hits this nearly every time. */
-bool tp_close_bounded(nng_socket sock, const char *what, void *keep);
-
-/* With TLS, before tp_close_bounded(): puts off the dialer's next dial by
- * an hour (else closing its pipe starts a redial that the socket's close
- * then races, which leaks nng's connect state) and closes the pipe `pipe`
- * (an nng pipe id; 0: none). The dialer may be NNG_DIALER_INITIALIZER. */
-void tp_close_pipe_first(nng_dialer d, uint32_t pipe);
 
 #endif

@@ -737,17 +737,30 @@ static void *fake_main(void *arg)
 	return NULL;
 }
 
-static void fake_start(struct fake *f, const char *self)
+/* A fake at `addr` (NULL: a free port). A port just let go of by an
+ * earlier fake may take a moment to be free again: retried, bounded. */
+static void fake_start_at(struct fake *f, const char *self, const char *addr)
 {
 	snprintf(f->self, sizeof(f->self), "%s", self);
-	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", tt_port());
+	if (addr != NULL)
+		snprintf(f->addr, sizeof(f->addr), "%s", addr);
+	else
+		snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%u", tt_port());
 	char url[64];
 	snprintf(url, sizeof(url), "tcp://%s", f->addr);
 	tt_assert(nng_rep0_open_raw(&f->s) == 0);
 	nng_socket_set_ms(f->s, NNG_OPT_RECVTIMEO, 50);
-	tt_assert(nng_listen(f->s, url, NULL, 0) == 0, "listen %s", url);
+	int rv = -1;
+	for (int i = 0; i < 500 && rv != 0; i++) {
+		rv = nng_listen(f->s, url, NULL, 0);
+		if (rv != 0)
+			sleep_ms(10);
+	}
+	tt_assert(rv == 0, "listen %s: %s", url, nng_strerror(rv));
 	tt_assert(pthread_create(&f->t, NULL, fake_main, f) == 0);
 }
+
+static void fake_start(struct fake *f, const char *self) { fake_start_at(f, self, NULL); }
 
 /* The receiver stops before its socket closes (nng 1.5: a receive racing
  * a close can hang). */
@@ -962,8 +975,8 @@ static void a_member_naming_the_silent_leader_is_not_followed_back_to_it(void)
  * order; a corked submitter that finds the window full sends what waits
  * instead of waiting for itself (without that, the ninth submit below would
  * time out, and without the uncork's send the parked ones would). When
- * they leave before the uncork is not promised: an answer on the client's
- * receiver thread may send what waits (see client.h). */
+ * they leave before the uncork is not promised: an answer arriving on the
+ * connection's receive callback may send what waits (see client.h). */
 static void corked_appends_all_leave_and_a_full_window_drains(void)
 {
 	enum { W = 8, N = 3 * W };
@@ -989,6 +1002,46 @@ static void corked_appends_all_leave_and_a_full_window_drains(void)
 	many_free(m, args);
 }
 
+/* The client's connection to a node that restarts on the same address is
+ * redialed (a link's backoff: 50 ms after a loss, doubling up to 1 s): an
+ * append after the restart gets through within a bound, over a new
+ * connection, and nothing is answered twice. */
+static void a_client_reconnects_after_its_node_restarts(void)
+{
+	static struct fake f, g;
+	f.mode = FAKE_LEADER;
+	fake_start(&f, "f0");
+	struct dl_client_opts o = {.timeout_ms = 10000};
+	struct dl_client *c = open_on_fakes(&f, 1, &o);
+	struct dl_errctx err = {{0}};
+	uint64_t idx = 0;
+	tt_assert(dl_client_append(c, "x", 1, &idx, NULL, &err) == 0, "%s", err.msg);
+	tt_assert(idx == 1 && atomic_load(&f.hits) == 1, "index %llu, hits %u",
+		  (unsigned long long)idx, atomic_load(&f.hits));
+	fake_stop(&f);
+	/* While it is down an append waits (connect timeout, retries). */
+	struct many_arg *args;
+	struct many *m = many_new(1, &args);
+	struct dl_client_buf b = {"y", 1};
+	tt_assert(dl_client_append_async(c, &b, 1, many_cb, &args[0], &err) == 0, "%s", err.msg);
+	sleep_ms(300); /* the node stays down a while: the client retries meanwhile */
+	uint64_t t0 = now_ms();
+	g.mode = FAKE_LEADER;
+	fake_start_at(&g, "f0", f.addr);
+	many_wait(m, 1);
+	uint64_t took = now_ms() - t0;
+	tt_assert(m->code[0] == 0, "append across the restart: %s", dl_strerror(m->code[0]));
+	tt_assert(took < 5000, "reconnected after %llu ms", (unsigned long long)took);
+	tt_assert(atomic_load(&g.hits) >= 1, "the restarted node got nothing");
+	idx = 0;
+	tt_assert(dl_client_append(c, "z", 1, &idx, NULL, &err) == 0, "%s", err.msg);
+	printf("  restart: the waiting append done %llu ms after the node came back\n",
+	       (unsigned long long)took);
+	dl_client_close(c);
+	many_free(m, args);
+	fake_stop(&g);
+}
+
 static const struct tt_test tt_tests[] = {
 	TT_T(redirects_stop_after_the_hop_limit),
 	TT_T(no_leader_known_tries_members_until_the_timeout),
@@ -1006,6 +1059,7 @@ static const struct tt_test tt_tests[] = {
 	TT_T(corked_appends_all_leave_and_a_full_window_drains),
 	TT_T(unreachable_member_times_out_and_close_fails_pending),
 	TT_T(appends_fail_over_when_the_leaders_node_stops),
+	TT_T(a_client_reconnects_after_its_node_restarts),
 };
 
 /* Also when a check fails (tt_assert exits): no store left in /tmp. */

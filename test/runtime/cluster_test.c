@@ -939,7 +939,7 @@ static int raw_tls_dial(const struct cluster *c, const char *addr, const char *n
 	tt_assert(nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg) == 0);
 	nng_tls_config_free(cfg);
 	int rv = nng_dialer_start(d, 0);
-	nng_close(s); /* nothing was received on it (see tp_close_bounded) */
+	nng_close(s); /* nothing was received on it (see close_pipe_first in tclient.c) */
 	return rv;
 }
 
@@ -1139,7 +1139,9 @@ static bool node_answers(struct cluster *c, uint32_t k, int timeout_ms)
  * ours now (transport/endpoint.c), which no connection's error ends.
  * Hundreds of connections dropped at every stage of the handshake later,
  * every node still answers a new client within a bounded time, and the
- * groups commit. */
+ * groups commit. And a connection that never starts its handshake (a TCP
+ * connection that sends nothing) is closed after the hello timeout (5 s by
+ * default) and counted, so it cannot hold a slot for good. */
 static void tls_connections_dropped_mid_handshake_do_not_stop_the_listener(void)
 {
 	dl_log_set_level(DL_LOG_ERROR);
@@ -1172,6 +1174,32 @@ static void tls_connections_dropped_mid_handshake_do_not_stop_the_listener(void)
 		uint64_t last = append_to_group(&c, g, 3, "after");
 		tt_assert(wait_commit(&c, g, last, 10000));
 	}
+	struct rt_node_stats ns;
+	rt_node_stats(c.node[0], &ns);
+	uint64_t timeouts0 = ns.hello_timeouts;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	tt_assert(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	unsigned port = 0;
+	tt_assert(sscanf(c.addr[0], "127.0.0.1:%u", &port) == 1);
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct timeval tv = {.tv_sec = 20};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	uint64_t t0 = dl_now_ns();
+	tt_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	char buf[64];
+	ssize_t n = 0;
+	for (int i = 0; i < 100 && (n = recv(fd, buf, sizeof(buf), 0)) > 0; i++)
+		; /* a TLS server says nothing before the client's hello */
+	uint64_t ms = (dl_now_ns() - t0) / 1000000u;
+	close(fd);
+	tt_assert(n == 0, "no close within 20 s (recv %zd)", n);
+	tt_assert(ms >= 4500, "closed after %llu ms, before the hello timeout",
+		  (unsigned long long)ms);
+	rt_node_stats(c.node[0], &ns);
+	tt_assert(ns.hello_timeouts == timeouts0 + 1, "hello timeouts %llu -> %llu",
+		  (unsigned long long)timeouts0, (unsigned long long)ns.hello_timeouts);
 	dl_log_set_level(DL_LOG_WARN);
 	cluster_stop(&c);
 }

@@ -11,6 +11,23 @@
 
 static const struct tp_tls *default_tls;
 
+/* With TLS, before nng_close(): puts off the dialer's next dial by an hour
+ * and closes the pipe, protocol first, then transport. nng 1.5.2's tls+tcp
+ * transport otherwise closes a socket's pipes transport first, and a
+ * message that completed just before restarts a receive that is dropped,
+ * so the pipe's teardown (and nng's one reaper thread) waits for good; and
+ * closing the pipe starts a redial that the socket's close races. */
+static void close_pipe_first(nng_dialer d, uint32_t pipe)
+{
+	if (nng_dialer_id(d) > 0)
+		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, 3600 * 1000);
+	if (pipe != 0) {
+		nng_pipe p = NNG_PIPE_INITIALIZER;
+		p.id = pipe;
+		nng_pipe_close(p);
+	}
+}
+
 static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	(void)ev;
@@ -55,7 +72,7 @@ void tc_close(struct tclient *c)
 		nng_msg_free(c->reply);
 	c->reply = NULL;
 	if (c->tls)
-		tp_close_pipe_first(c->dialer, atomic_load(&c->pipe));
+		close_pipe_first(c->dialer, atomic_load(&c->pipe));
 	nng_close(c->s);
 }
 

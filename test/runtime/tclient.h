@@ -13,7 +13,7 @@
 
 struct tclient {
 	nng_socket s;
-	_Atomic uint32_t pipe; /* with TLS closed before the socket (tp_close_pipe_first) */
+	_Atomic uint32_t pipe; /* with TLS closed before the socket (tclient.c) */
 	nng_dialer dialer;
 	bool tls;
 	uint64_t next_id;

@@ -4,9 +4,11 @@
  * the other endpoint restarts, frames that are too large or malformed are
  * refused (and the malformed ones counted) while the endpoint goes on,
  * connections that close mid-header or speak another protocol do not stop
- * the listener, and
+ * the listener,
  * an endpoint closes while senders push frames at it, without a crash, a
- * leak or a hang. A plain program on test/lib/tt.h (Criterion cannot run
+ * leak or a hang, a peer that goes away is redialed with backoff and comes
+ * back, and connections whose header never comes are closed after the
+ * hello timeout, inbound (the listener) and outbound (a link). A plain program on test/lib/tt.h (Criterion cannot run
  * under ThreadSanitizer), registered in the 'unit' and 'tsan' suites.
  *
  * Threads: nng's threads run the router, which calls deliver(); it counts
@@ -33,25 +35,12 @@
 #include "test/lib/tt_net.h"
 #include "transport/transport.h"
 
-/* LeakSanitizer's built-in suppressions (read at the leak check, at exit).
- * nng 1.5.2 frees no message still queued in a socket when the socket
- * closes (fixed upstream: "Socket close may leak messages", 2023), and the
- * close-under-traffic test closes sockets with frames in flight on purpose;
- * when it runs alone (meson's transport-endpoint-close, TT_ONLY=...),
- * allocations under libnng are left out. Every other run checks
- * everything, so a received frame we forget to free is still found. */
-const char *__lsan_default_suppressions(void);
-__attribute__((used)) const char *__lsan_default_suppressions(void)
-{
-	const char *only = getenv("TT_ONLY");
-	return only != NULL && strcmp(only, "an_endpoint_closes_while_senders_push_frames_at_it") == 0
-	               ? "leak:libnng.so\n"
-	               : "";
-}
-
 TT_MAIN_STATE;
 
 #define WAIT_MS 10000 /* far above what any wait here needs */
+
+/* The hello timeout of the endpoints open_ep() opens (0: the default). */
+static uint32_t g_hello_ms;
 
 /* What the receiving endpoint's router delivered. */
 struct sink {
@@ -132,6 +121,7 @@ static struct tp_endpoint *open_ep(uint16_t port, struct sink *s, size_t max_fra
 	cfg.reconnect_min_ms = 10;
 	cfg.reconnect_max_ms = 100;
 	cfg.send_timeout_ms = 500;
+	cfg.hello_timeout_ms = g_hello_ms;
 	if (max_frame_bytes != 0)
 		cfg.max_frame_bytes = max_frame_bytes;
 	struct dl_errctx err = {0};
@@ -502,6 +492,204 @@ static void an_endpoint_closes_while_senders_push_frames_at_it(void)
 	pair_close(&t);
 }
 
+static uint64_t ns_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000000000ull + (uint64_t)t.tv_nsec -
+	       (uint64_t)t0->tv_nsec;
+}
+
+static struct tp_stats ep_stats(struct tp_endpoint *ep)
+{
+	struct tp_stats st;
+	tp_endpoint_stats(ep, &st);
+	return st;
+}
+
+/* Waits until a's peer has failed `n` dials in all; false at the deadline. */
+static bool dial_failures_reach(struct tp_endpoint *a, uint64_t n)
+{
+	struct timespec dl = deadline_in(WAIT_MS);
+	for (uint32_t i = 0; i < 100000 && !past(&dl); i++) {
+		if (ep_stats(a).peer_dial_failures >= n)
+			return true;
+		struct timespec pause = {0, 2 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+	return false;
+}
+
+/* b goes away: a's peer redials with a backoff that doubles from 10 ms to
+ * 100 ms (open_ep), so six failed dials take at least 10 + 20 + 40 + 80 +
+ * 100 ms (a lower bound, safe on a loaded machine); b comes back on the
+ * same port: the peer is up again and delivers within the bound. */
+static void a_peer_that_goes_away_is_redialed_with_backoff_and_comes_back(void)
+{
+	struct pair t;
+	pair_open(&t);
+	struct tp_stats st = ep_stats(t.a);
+	tt_assert(st.peers_connected == 1 && st.peer_connects == 1, "connected %llu, connects %llu",
+	          (unsigned long long)st.peers_connected, (unsigned long long)st.peer_connects);
+	uint64_t f0 = st.peer_dial_failures;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tp_endpoint_close(t.b);
+	t.b = NULL;
+	tt_assert(dial_failures_reach(t.a, f0 + 6), "the peer did not redial (%llu failures)",
+	          (unsigned long long)ep_stats(t.a).peer_dial_failures);
+	uint64_t ms = ns_since(&t0) / 1000000u;
+	tt_assert(ms >= 240, "6 redials in %llu ms: no backoff", (unsigned long long)ms);
+	st = ep_stats(t.a);
+	tt_assert(st.peers_connected == 0, "still %llu connected", (unsigned long long)st.peers_connected);
+	/* While it is down, sends are dropped and counted, never blocked. */
+	uint64_t dropped = st.dropped_sends;
+	send_heartbeats(t.p, 5, true);
+	tt_assert(ep_stats(t.a).dropped_sends == dropped + 5, "sends to a down peer not dropped");
+
+	struct sink sb2;
+	sink_init(&sb2);
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	struct tp_endpoint *b2 = open_ep(t.port_b, &sb2, 0);
+	tt_assert(send_until(t.p, &sb2, 1), "no delivery after b came back");
+	ms = ns_since(&t1) / 1000000u;
+	/* The backoff is at most 100 ms; a second covers a busy machine. */
+	tt_assert(ms < 5000, "reconnected only after %llu ms", (unsigned long long)ms);
+	st = ep_stats(t.a);
+	tt_assert(st.peers_connected == 1 && st.peer_connects == 2, "connected %llu, connects %llu",
+	          (unsigned long long)st.peers_connected, (unsigned long long)st.peer_connects);
+	tp_endpoint_close(b2);
+	pair_close(&t);
+	sink_fini(&sb2);
+}
+
+/* A TCP connection to 127.0.0.1:port that sends nothing (the fd). */
+static int tcp_connect(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	tt_assert(fd >= 0, "socket");
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	tt_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+	struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Reads until the peer closes; the bytes read, or -1 on a timeout. */
+static long read_to_eof(int fd)
+{
+	uint8_t buf[256];
+	long total = 0;
+	for (int i = 0; i < 1000; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n == 0)
+			return total;
+		if (n < 0)
+			return -1;
+		total += n;
+	}
+	return -1;
+}
+
+/* A connection that never sends its SP header (or never finishes a TLS
+ * handshake: the same receive) is closed after the hello timeout and
+ * counted; a connection that does speak is not affected. */
+static void an_inbound_connection_without_a_header_is_closed_after_the_hello_timeout(void)
+{
+	struct sink sb;
+	sink_init(&sb);
+	g_hello_ms = 200;
+	uint16_t pb = tt_port();
+	struct tp_endpoint *b = open_ep(pb, &sb, 0);
+	g_hello_ms = 0;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int fd = tcp_connect(pb);
+	const uint8_t half_hdr[3] = {0, 'S', 'P'}; /* and then nothing */
+	tt_assert(send(fd, half_hdr, sizeof(half_hdr), MSG_NOSIGNAL) == 3, "send");
+	long n = read_to_eof(fd);
+	uint64_t ms = ns_since(&t0) / 1000000u;
+	close(fd);
+	tt_assert(n == 8, "read %ld bytes before the close (the listener's header is 8)", n);
+	tt_assert(ms >= 190, "closed after %llu ms, before the hello timeout",
+	          (unsigned long long)ms);
+	struct tp_stats st = ep_stats(b);
+	tt_assert(st.hello_timeouts == 1 && st.conns_refused == 0, "hello timeouts %llu, refused %llu",
+	          (unsigned long long)st.hello_timeouts, (unsigned long long)st.conns_refused);
+	/* A REQ socket that speaks at once still gets through. */
+	nng_socket s = raw_dial(pb);
+	size_t vlen;
+	uint8_t *valid = valid_frame(1, &vlen);
+	tt_assert(raw_send_until(s, valid, vlen, &sb, 1), "no delivery");
+	free(valid);
+	nng_close(s);
+	tp_endpoint_close(b);
+	sink_fini(&sb);
+}
+
+struct link_watch {
+	pthread_mutex_t mu;
+	uint32_t ups, downs;
+};
+
+static void link_state(void *arg, bool up)
+{
+	struct link_watch *w = arg;
+	pthread_mutex_lock(&w->mu);
+	if (up)
+		w->ups++;
+	else
+		w->downs++;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* A listener that accepts TCP connections (the kernel does, from its
+ * backlog) but never answers: a link's handshake times out, the link
+ * counts it, closes the connection and dials again, without ever being
+ * up. */
+static void a_link_to_a_listener_that_never_answers_times_out_and_redials(void)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	tt_assert(lfd >= 0, "socket");
+	uint16_t port = tt_port();
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	tt_assert(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 64) == 0,
+	          "listen on %u", port);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+	struct link_watch w = {.mu = PTHREAD_MUTEX_INITIALIZER};
+	struct tp_link_counters lc;
+	memset(&lc, 0, sizeof(lc));
+	struct tp_link_config cfg = {
+		.addr = addr, .max_frame_bytes = 1 << 20, .queue_bytes = 1 << 20,
+		.send_timeout_ms = 1000, .reconnect_min_ms = 10, .reconnect_max_ms = 50,
+		.hello_timeout_ms = 100, .on_state = link_state, .arg = &w, .counters = &lc,
+	};
+	struct tp_link *l = NULL;
+	struct dl_errctx err = {0};
+	tt_assert(tp_link_open(&cfg, &l, &err) == 0, "link: %s", err.msg);
+	struct timespec dl = deadline_in(WAIT_MS);
+	for (uint32_t i = 0; i < 100000 && !past(&dl) &&
+	     atomic_load(&lc.hello_timeouts) < 3; i++) {
+		struct timespec pause = {0, 5 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+	uint8_t b = 1;
+	struct tp_iov iov = {&b, 1};
+	tt_assert(tp_link_send(l, &iov, 1) == DL_ECLOSED, "a link that is not up took a send");
+	tp_link_close(l);
+	close(lfd);
+	tt_assert(atomic_load(&lc.hello_timeouts) >= 3, "%llu hello timeouts",
+	          (unsigned long long)atomic_load(&lc.hello_timeouts));
+	tt_assert(atomic_load(&lc.connects) == 0 && w.ups == 0 && w.downs == 0,
+	          "up %u times against a silent listener", w.ups);
+}
+
 int main(void)
 {
 	static const struct tt_test tests[] = {
@@ -510,6 +698,9 @@ int main(void)
 		TT_T(oversize_and_malformed_frames_are_refused_and_the_endpoint_goes_on),
 		TT_T(connections_that_close_mid_header_or_speak_another_protocol_do_not_stop_the_listener),
 		TT_T(an_endpoint_closes_while_senders_push_frames_at_it),
+		TT_T(a_peer_that_goes_away_is_redialed_with_backoff_and_comes_back),
+		TT_T(an_inbound_connection_without_a_header_is_closed_after_the_hello_timeout),
+		TT_T(a_link_to_a_listener_that_never_answers_times_out_and_redials),
 	};
 	return tt_run("transport-endpoint", tests, TT_COUNT(tests));
 }
