@@ -581,13 +581,7 @@ static void *reaper_main(void *arg)
 		if (stop && ep->dead == NULL)
 			break;
 		if (ep->dead != NULL) { /* in use: look again soon */
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 10 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
+			struct timespec ts = dl_timespec_at(dl_now_ns() + 10 * 1000000u);
 			pthread_cond_timedwait(&ep->dead_cv, &ep->dead_mu, &ts);
 		} else if (!ep->reaper_stop) {
 			pthread_cond_wait(&ep->dead_cv, &ep->dead_mu);
@@ -713,7 +707,7 @@ int tp_endpoint_open(const struct tp_config *cfg, struct tp_endpoint **out, stru
 	pthread_mutex_init(&ep->peers_mu, NULL);
 	pthread_mutex_init(&ep->conns_mu, NULL);
 	pthread_mutex_init(&ep->dead_mu, NULL);
-	pthread_cond_init(&ep->dead_cv, NULL);
+	dl_cond_init_monotonic(&ep->dead_cv);
 	if (ep->cfg.hello_timeout_ms == 0)
 		ep->cfg.hello_timeout_ms = TP_DEFAULT_HELLO_TIMEOUT_MS;
 
