@@ -407,7 +407,7 @@ static void rx_cb(void *arg)
 {
 	struct conn *c = arg;
 	int rv = nng_aio_result(c->rx_aio);
-	if (rv == NNG_ETIMEDOUT && !c->rx.hdr_done)
+	if (sp_in_hello_timed_out(&c->rx, rv))
 		refused_log(c->ep, &c->ep->hello_timeouts_in,
 			    "no TLS handshake or SP header within the hello timeout");
 	if (rv != 0 || atomic_load_explicit(&c->ep->stopping, memory_order_relaxed)) {

@@ -330,7 +330,7 @@ static void rx_cb(void *arg)
 	struct tp_link *l = arg;
 	int rv = nng_aio_result(l->rx_aio);
 	bool ok = rv == 0;
-	if (rv == NNG_ETIMEDOUT && !l->rx.hdr_done)
+	if (sp_in_hello_timed_out(&l->rx, rv))
 		COUNT(l, hello_timeouts);
 	if (ok) {
 		l->rx.len += nng_aio_count(l->rx_aio);

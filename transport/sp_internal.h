@@ -163,6 +163,16 @@ static inline void sp_in_recv(struct sp_in *in, nng_stream *s, nng_aio *aio)
 	nng_stream_recv(s, aio);
 }
 
+/* Whether a receive that ended with rv (not 0) ended the hello: no header
+ * by the deadline. nng 1.5.2's TLS layer does not always report a timed-out
+ * receive as NNG_ETIMEDOUT (during a handshake it may abort the TCP
+ * receive under it and pass on another error), so the deadline decides. */
+static inline bool sp_in_hello_timed_out(const struct sp_in *in, int rv)
+{
+	return rv != 0 && !in->hdr_done &&
+	       (rv == NNG_ETIMEDOUT || dl_now_ns() >= in->hello_deadline_ns);
+}
+
 /* The header, once at least SP_HDR_BYTES came (NULL before); the next
  * sp_in_next() starts after it. */
 static inline const uint8_t *sp_in_hello(struct sp_in *in)
