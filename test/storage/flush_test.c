@@ -409,10 +409,13 @@ static void failed_syncs_on(enum sto_sync_engine engine)
 		          atomic_load(&ts[i].durable));
 		tt_assert(atomic_load(&ts[i].error) == want_err, "store %d: error reported", i);
 	}
-	sto_test_hooks = NULL;
 	for (int i = 0; i < N; i++)
 		sto_close(ts[i].s);
+	/* Only once the flush thread is joined: it reads the hook pointer
+	 * on every sync (the index files' too), so clearing it earlier
+	 * races with it. */
 	sto_flusher_stop(fl);
+	sto_test_hooks = NULL;
 	pthread_mutex_destroy(&o.mu);
 	pthread_cond_destroy(&o.cv);
 }
