@@ -3,6 +3,7 @@
  * the real mmap store and flush thread. Also run under ThreadSanitizer.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -1391,13 +1392,13 @@ static void follower_reads_right_after_acknowledged_appends_return_the_entry(voi
 		tt_assert(dl_client_append_async(cl, &buf, 1, appended_one, &slots[i], &err) == 0,
 			  "%s", err.msg);
 	}
+	/* Up to 60 s for the answers (the bound is time: a wake per answer). */
 	pthread_mutex_lock(&b.mu);
-	for (uint32_t waits = 0; b.done < N && waits < 60; waits++) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&b.cv, &b.mu, &ts);
-	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
+	while (b.done < N && pthread_cond_timedwait(&b.cv, &b.mu, &until) != ETIMEDOUT)
+		;
 	struct appended got = b;
 	pthread_mutex_unlock(&b.mu);
 	tt_assert(got.done == N && got.failed == 0, "%u of %d answered, %u failed", got.done, N,
@@ -1488,8 +1489,15 @@ static void reads_past_the_commit_wait_bounded_and_are_answered_on_removal(void)
 	tt_assert(tc_send(&cl, &fb) == 0);
 	tt_assert(tc_wait(&cl, 1000 + MAX_WAITING + EXTRA - 1, &h, 5000) == 0);
 	tt_assert(reply_code(&h) == DL_EBUSY);
+	/* The status is what the actor last published: wait for it. */
 	struct rt_member_status st;
-	tt_assert(member(&c, f, 1, &st));
+	uint64_t until = dl_now_ns() + 10000000000ull;
+	do {
+		tt_assert(member(&c, f, 1, &st));
+		if (st.waiting_gets == MAX_WAITING && st.get_wait_busy == EXTRA)
+			break;
+		usleep(2000);
+	} while (dl_now_ns() < until);
 	tt_assert(st.waiting_gets == MAX_WAITING, "%u waiting", st.waiting_gets);
 	tt_assert(st.get_wait_busy == EXTRA, "%llu busy", (unsigned long long)st.get_wait_busy);
 	tt_assert(st.get_wait_timeouts == 1);
